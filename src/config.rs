@@ -1,0 +1,310 @@
+//! Server configuration: a TOML file whose every key has a default, so that
+//! `plexus` with no file runs a working server. `config.example.toml` at the
+//! repository root documents each key; unknown keys are refused at start.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use ruma::OwnedServerName;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub registration: RegistrationConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The name in every user id and room alias of this server (`@alice:NAME`).
+    pub server_name: OwnedServerName,
+    /// Addresses the client-server API listens on.
+    pub listen: Vec<SocketAddr>,
+    /// Where the database, the signing key and media live.
+    pub data_dir: PathBuf,
+    /// The URL clients should use, advertised in `/.well-known/matrix/client`.
+    /// Defaults to `http://{server_name}`.
+    pub public_base_url: Option<String>,
+    /// Largest accepted request body for JSON endpoints, in bytes.
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    /// Anyone may register (`m.login.dummy`).
+    Open,
+    /// Registration needs a registration token (`m.login.registration_token`).
+    Token,
+    /// Nobody may register through the API; use `plexus user add`.
+    Closed,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub mode: RegistrationMode,
+    /// A fixed registration token. In token mode without one, the server
+    /// creates a token at first start and logs it once.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token issued together with a refresh token.
+    #[serde(with = "humantime_secs")]
+    pub refreshable_access_token_lifetime: Duration,
+    /// Minimum password length for registration and password changes.
+    pub min_password_length: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Off,
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// SQLite `synchronous` pragma. `normal` loses nothing on a process crash
+    /// (WAL); `full` also survives power loss.
+    pub synchronous: Synchronous,
+    /// Number of read-only SQLite connections.
+    pub readers: usize,
+}
+
+/// One rate limit: a token bucket refilled at `per_second`, holding `burst`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Switch every rate limit off (test suites, benchmarks).
+    pub enabled: bool,
+    /// Login attempts, per client IP address.
+    pub login: RateLimit,
+    /// Registration attempts, per client IP address.
+    pub registration: RateLimit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingConfig {
+    /// A `tracing` filter directive, e.g. `info` or `plexus=debug,info`.
+    /// The `RUST_LOG` environment variable overrides it.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server_name: "localhost:8008".try_into().expect("a valid server name"),
+            listen: vec!["127.0.0.1:8008".parse().expect("a valid address")],
+            data_dir: PathBuf::from("./plexus-data"),
+            public_base_url: None,
+            max_request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self { mode: RegistrationMode::Token, token: None }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { refreshable_access_token_lifetime: Duration::from_secs(300), min_password_length: 8 }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Normal, readers: 4 }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login: RateLimit { per_second: 0.2, burst: 5 },
+            registration: RateLimit { per_second: 0.1, burst: 3 },
+        }
+    }
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self { level: "info".to_owned() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            registration: RegistrationConfig::default(),
+            auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
+            logging: LoggingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config = Self::parse(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error message names the offending key, as the
+    /// `toml` crate reports it with its line and column.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks what serde cannot: values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.listen.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.listen",
+                message: "at least one address is needed".into(),
+            });
+        }
+        if self.server.max_request_bytes < 65_536 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_request_bytes",
+                message: "must be at least 65536 (the largest event)".into(),
+            });
+        }
+        if self.storage.readers == 0 {
+            return Err(ConfigError::Invalid {
+                key: "storage.readers",
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(url) = &self.server.public_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "server.public_base_url",
+                message: "must start with http:// or https://".into(),
+            });
+        }
+        if let Some(token) = &self.registration.token
+            && (token.is_empty() || token.len() > 64)
+        {
+            return Err(ConfigError::Invalid {
+                key: "registration.token",
+                message: "must be 1 to 64 characters".into(),
+            });
+        }
+        for (key, limit) in
+            [("rate_limits.login", self.rate_limits.login), ("rate_limits.registration", self.rate_limits.registration)]
+        {
+            if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "per_second must be positive and burst at least 1".into(),
+                });
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
+            return Err(ConfigError::Invalid {
+                key: "logging.level",
+                message: format!("`{}` is not a tracing filter", self.logging.level),
+            });
+        }
+        Ok(())
+    }
+
+    /// The base URL clients reach this server at.
+    pub fn public_base_url(&self) -> String {
+        match &self.server.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.server.server_name),
+        }
+    }
+}
+
+/// Durations in the config are whole seconds, which reads well in TOML.
+mod humantime_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = u64::deserialize(d)?;
+        if secs == 0 {
+            return Err(serde::de::Error::custom("must be at least 1 second"));
+        }
+        Ok(Duration::from_secs(secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.server.server_name.as_str(), "localhost:8008");
+        assert_eq!(c.registration.mode, RegistrationMode::Token);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::parse("[server]\nserver_nam = \"x\"\n").unwrap_err();
+        assert!(err.contains("server_nam"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::parse("[registration]\nmode = \"sometimes\"\n").unwrap_err();
+        assert!(err.contains("mode"), "{err}");
+        let err = Config::parse("[server]\nserver_name = \"bad name!\"\n").unwrap_err();
+        assert!(err.contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let c = Config::parse("[storage]\nreaders = 0\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("storage.readers"), "{err}");
+    }
+}

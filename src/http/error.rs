@@ -1,0 +1,137 @@
+//! Matrix error responses: every failure leaves the server as a JSON body
+//! with an `errcode` and the status the spec gives for it.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use ruma::api::{
+    OutgoingResponse,
+    client::uiaa::{UiaaInfo, UiaaResponse},
+    error::{
+        ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData,
+    },
+};
+
+use crate::{storage::StorageError, users::UsersError};
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub enum ApiError {
+    Matrix { status: StatusCode, kind: ErrorKind, message: String },
+    Uia(Box<UiaaInfo>),
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self::Matrix { status, kind, message: message.into() }
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorKind::NotFound, message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::BadJson, message)
+    }
+
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::NotJson, message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidParam, message)
+    }
+
+    pub fn unrecognized(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, ErrorKind::Unrecognized, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge, message)
+    }
+
+    pub fn missing_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "missing access token")
+    }
+
+    pub fn unknown_token(soft_logout: bool) -> Self {
+        let mut data = UnknownTokenErrorData::new();
+        data.soft_logout = soft_logout;
+        let message = if soft_logout { "access token has expired" } else { "unknown access token" };
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(data), message)
+    }
+
+    pub fn limit_exceeded(retry_after: std::time::Duration) -> Self {
+        let mut data = LimitExceededErrorData::new();
+        data.retry_after = Some(RetryAfter::Delay(retry_after));
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "too many requests")
+    }
+
+    /// A server fault; the detail goes to the log, not to the client.
+    pub fn internal_with(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "internal error");
+        Self::internal()
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "internal server error")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Matrix { status, .. } => *status,
+            Self::Uia(_) => StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        Self::internal()
+    }
+}
+
+impl From<UsersError> for ApiError {
+    fn from(e: UsersError) -> Self {
+        use StatusCode as S;
+        let message = e.to_string();
+        match e {
+            UsersError::Uia(info) => Self::Uia(info),
+            UsersError::InvalidUsername(_) => Self::new(S::BAD_REQUEST, ErrorKind::InvalidUsername, message),
+            UsersError::UserInUse => Self::new(S::BAD_REQUEST, ErrorKind::UserInUse, message),
+            UsersError::RegistrationClosed | UsersError::Forbidden(_) => Self::forbidden(message),
+            UsersError::GuestAccessForbidden => Self::new(S::FORBIDDEN, ErrorKind::GuestAccessForbidden, message),
+            UsersError::WeakPassword(_) => Self::new(S::BAD_REQUEST, ErrorKind::WeakPassword, message),
+            UsersError::InvalidCredentials => Self::forbidden(message),
+            UsersError::UserDeactivated => Self::new(S::FORBIDDEN, ErrorKind::UserDeactivated, message),
+            UsersError::UnknownToken { soft_logout } => Self::unknown_token(soft_logout),
+            UsersError::NotFound(_) => Self::not_found(message),
+            UsersError::InvalidParam(_) => Self::invalid_param(message),
+            UsersError::Unrecognized(_) => Self::unrecognized(S::BAD_REQUEST, message),
+            UsersError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let response = match self {
+            Self::Matrix { status, kind, message } => {
+                let error = ruma::api::error::Error::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message)));
+                UiaaResponse::MatrixError(error).try_into_http_response::<Vec<u8>>()
+            }
+            Self::Uia(info) => UiaaResponse::AuthResponse(*info).try_into_http_response::<Vec<u8>>(),
+        };
+        match response {
+            Ok(r) => r.map(axum::body::Body::from).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize an error response");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The bridge between axum and ruma: `Ruma<T>` authenticates a request and
+//! parses it into any ruma request type; `RouterExt::ruma` mounts a handler
+//! on every path ruma knows for its endpoint; `RumaResponse` serialises a
+//! ruma response.
+
+use std::{future::Future, net::SocketAddr};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State},
+    response::{IntoResponse, Response},
+    routing::{MethodFilter, on},
+};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use ruma::api::{
+    IncomingRequest, OutgoingResponse,
+    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication},
+    error::{DeserializationError, FromHttpRequestError},
+    path_builder::PathBuilder,
+};
+
+use super::error::ApiError;
+use crate::{AppState, users::Session};
+
+/// Whether an endpoint needs an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenRequirement {
+    Required,
+    Optional,
+    None,
+}
+
+/// Maps ruma's authentication scheme types to what the extractor does.
+pub trait ClientAuth {
+    const TOKEN: TokenRequirement;
+}
+
+impl ClientAuth for AccessToken {
+    const TOKEN: TokenRequirement = TokenRequirement::Required;
+}
+impl ClientAuth for AccessTokenOptional {
+    const TOKEN: TokenRequirement = TokenRequirement::Optional;
+}
+impl ClientAuth for AppserviceToken {
+    const TOKEN: TokenRequirement = TokenRequirement::Required;
+}
+impl ClientAuth for AppserviceTokenOptional {
+    const TOKEN: TokenRequirement = TokenRequirement::Optional;
+}
+impl ClientAuth for NoAuthentication {
+    const TOKEN: TokenRequirement = TokenRequirement::None;
+}
+impl ClientAuth for NoAccessToken {
+    const TOKEN: TokenRequirement = TokenRequirement::None;
+}
+
+/// A parsed, authenticated client request.
+pub struct Ruma<T> {
+    pub body: T,
+    /// The caller, when the request carried a valid access token.
+    pub session: Option<Session>,
+    pub client_addr: Option<SocketAddr>,
+}
+
+impl<T> Ruma<T> {
+    /// The caller of an endpoint that requires authentication.
+    pub fn session(&self) -> &Session {
+        self.session.as_ref().expect("the extractor authenticated this endpoint")
+    }
+
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        self.client_addr.map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+    }
+}
+
+/// The access token from `Authorization: Bearer` or the `access_token`
+/// query parameter (deprecated in the spec, still used by clients).
+pub fn extract_access_token(parts: &http::request::Parts) -> Result<Option<String>, ApiError> {
+    if let Some(value) = parts.headers.get(http::header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| ApiError::unknown_token(false))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::unknown_token(false))?;
+        return Ok(Some(token.trim().to_owned()));
+    }
+    let query = parts.uri.query().unwrap_or("");
+    Ok(form_urlencoded_value(query, "access_token"))
+}
+
+fn form_urlencoded_value(query: &str, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}
+
+impl<T> FromRequest<AppState> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: ClientAuth,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, state).await {
+            Ok(Path(args)) => args,
+            Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
+        };
+        let client_addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+
+        let token = extract_access_token(&parts)?;
+        let session = match (<T::Authentication as ClientAuth>::TOKEN, token) {
+            (TokenRequirement::Required, None) => return Err(ApiError::missing_token()),
+            (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
+            (_, Some(token)) => Some(state.users.authenticate_token(&token).await?),
+        };
+
+        let body = read_body(body, &parts, state.config.server.max_request_bytes).await?;
+        if !body.is_empty() && parts.method != Method::GET {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
+        }
+        let http_request = http::Request::from_parts(parts, body);
+        let parsed = T::try_from_http_request(http_request, &path_args).map_err(request_error)?;
+        Ok(Self { body: parsed, session, client_addr })
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+pub async fn read_body(body: Body, parts: &http::request::Parts, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(format!("the request body exceeds {limit} bytes")));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::too_large(format!("the request body exceeds {limit} bytes"))
+        } else {
+            ApiError::bad_json(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+fn request_error(e: FromHttpRequestError) -> ApiError {
+    match e {
+        FromHttpRequestError::MethodMismatch { .. } => {
+            ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            ApiError::bad_json(format!("the request does not have the expected shape: {e}"))
+        }
+        FromHttpRequestError::Deserialization(e) => ApiError::invalid_param(format!("invalid request parameter: {e}")),
+        other => ApiError::bad_json(other.to_string()),
+    }
+}
+
+/// A ruma response as an axum response.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(r) => r.map(Body::from).into_response(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a response");
+                ApiError::internal().into_response()
+            }
+        }
+    }
+}
+
+fn method_filter(method: &Method) -> MethodFilter {
+    match *method {
+        Method::GET => MethodFilter::GET,
+        Method::POST => MethodFilter::POST,
+        Method::PUT => MethodFilter::PUT,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::PATCH => MethodFilter::PATCH,
+        Method::HEAD => MethodFilter::HEAD,
+        _ => MethodFilter::OPTIONS,
+    }
+}
+
+/// Mounting ruma endpoints on the router.
+pub trait RouterExt {
+    /// Mounts `handler` on every path (stable and unstable) of its endpoint.
+    fn ruma<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+}
+
+impl RouterExt for Router<AppState> {
+    fn ruma<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            router = router.route(
+                path,
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Ruma<T>| async move {
+                    handler(state, req).await.map(RumaResponse)
+                }),
+            );
+        }
+        router
+    }
+}

@@ -1,0 +1,130 @@
+//! Plexus, a Matrix homeserver. This crate root wires the services together
+//! (`Services`), starts the listeners and stops them (`Server`). See
+//! `docs/architecture.md` for the map of modules and their invariants.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod rooms;
+pub mod server_key;
+pub mod storage;
+pub mod users;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+
+use crate::{config::Config, http::rate_limit::RateLimiters, server_key::ServerKey, storage::Db, users::Users};
+
+/// Every service of a running server, shared by all handlers.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub server_key: ServerKey,
+    pub users: Users,
+    pub rate_limits: RateLimiters,
+}
+
+/// What handlers receive as axum state.
+pub type AppState = Arc<Services>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Key(#[from] server_key::ServerKeyError),
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("cannot prepare registration: {0}")]
+    Users(#[from] users::UsersError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+impl Services {
+    /// Opens the data dir, key and database: everything but the listeners.
+    /// The CLI uses this alone to manage users without a running server.
+    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let server_key = ServerKey::load_or_create(data_dir)?;
+        let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
+        Ok(Arc::new(Self {
+            users: Users::new(db.clone(), config.clone()),
+            rate_limits: RateLimiters::new(&config.rate_limits),
+            server_key,
+            db,
+            config,
+        }))
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub services: AppState,
+    /// The addresses actually bound (useful when a port was 0).
+    pub addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts every listener of `config`.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let services = Services::open(config)?;
+        if let Some(token) = services.users.ensure_registration_token().await? {
+            tracing::warn!(
+                registration_token = %token,
+                "first start: created a registration token. Open {} in any Matrix client \
+                 (Element: choose 'Edit' homeserver), register, and enter this token when asked. \
+                 It is shown only this once.",
+                services.config.public_base_url(),
+            );
+        }
+
+        let (shutdown, _) = watch::channel(false);
+        let mut addrs = Vec::new();
+        let mut tasks = Vec::new();
+        for addr in &services.config.server.listen {
+            let listener =
+                TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: *addr, source })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: *addr, source })?;
+            addrs.push(bound);
+            let app = http::app(services.clone());
+            let mut stop = shutdown.subscribe();
+            tasks.push(tokio::spawn(async move {
+                let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+                let result = axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "listener failed");
+                }
+            }));
+            tracing::info!(%bound, server_name = %services.config.server.server_name, "listening for clients");
+        }
+        Ok(Self { services, addrs, shutdown, tasks })
+    }
+
+    /// Resolves when any listener stops (it should not, unless it fails).
+    pub async fn wait(&mut self) {
+        if let Some(task) = self.tasks.first_mut() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops accepting requests, lets running ones finish, and closes the
+    /// database after its last commit.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.services.db.close();
+    }
+}

@@ -1,0 +1,121 @@
+//! The `plexus` command: runs the server, or manages it offline.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use plexus::{Server, Services, config::Config};
+
+#[derive(Parser)]
+#[command(name = "plexus", version, about = "A Matrix homeserver")]
+struct Cli {
+    /// Configuration file (TOML). Without one, embedded defaults are used.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Check the configuration file and exit.
+    CheckConfig,
+    /// Manage accounts without a running server.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account.
+    Add {
+        /// The user name (localpart), e.g. `alice`.
+        name: String,
+        /// The password; without it the account can only be used once one is set.
+        #[arg(long)]
+        password: Option<String>,
+        /// Make the account a server administrator.
+        #[arg(long)]
+        admin: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match &cli.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::default(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(config).await,
+            Command::CheckConfig => {
+                eprintln!("configuration is valid");
+                Ok(())
+            }
+            Command::User { command: UserCommand::Add { name, password, admin } } => {
+                add_user(config, &name, password, admin).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = terminate() => tracing::info!("terminated; shutting down"),
+    }
+    server.shutdown().await;
+    Ok(())
+}
+
+#[cfg(unix)]
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut s) => {
+            s.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn terminate() {
+    std::future::pending().await
+}
+
+async fn add_user(config: Config, name: &str, password: Option<String>, admin: bool) -> anyhow::Result<()> {
+    let services = Services::open(config)?;
+    let user_id = services.users.create_user_directly(name, password, admin).await?;
+    services.db.close();
+    eprintln!("created {user_id}{}", if admin { " (admin)" } else { "" });
+    Ok(())
+}

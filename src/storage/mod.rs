@@ -1,0 +1,221 @@
+//! SQLite storage: the only module that writes SQL.
+//!
+//! One writer connection lives on its own thread and commits the write jobs
+//! that arrive together in one transaction (group commit), each job inside
+//! its own savepoint so a failing job changes nothing and does not disturb
+//! the others. Reads run on a small pool of read-only connections (WAL lets
+//! them proceed while the writer commits). Each table group has its own
+//! module with typed functions; callers never see SQL.
+
+mod migrations;
+pub mod server_meta;
+pub mod users;
+
+use std::{
+    path::Path,
+    sync::{Arc, Mutex},
+};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::config::{StorageConfig, Synchronous};
+
+/// How many queued write jobs one transaction may take.
+const MAX_GROUP: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the database writer has stopped")]
+    WriterGone,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What to tell the caller once the group transaction's fate is known.
+type Reply = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// A write job: runs on the writer thread inside the group transaction (or is
+/// given `None` when that transaction could not begin) and returns its reply.
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+
+/// Handle to the database, cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<DbInner>,
+}
+
+struct DbInner {
+    writer: Mutex<Option<crossbeam_channel::Sender<WriteJob>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    reader_permits: Semaphore,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and applies migrations.
+    pub fn open(path: &Path, config: &StorageConfig) -> Result<Self> {
+        let mut writer = Connection::open(path)?;
+        configure(&writer, config.synchronous)?;
+        migrations::apply(&mut writer)?;
+
+        let mut readers = Vec::with_capacity(config.readers);
+        for _ in 0..config.readers {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(reader);
+        }
+
+        let (tx, rx) = crossbeam_channel::unbounded::<WriteJob>();
+        let handle = std::thread::Builder::new()
+            .name("plexus-db-writer".into())
+            .spawn(move || run_writer(writer, rx))
+            .map_err(|e| StorageError::Corrupt(format!("cannot start writer thread: {e}")))?;
+
+        Ok(Self {
+            inner: Arc::new(DbInner {
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(handle)),
+                reader_permits: Semaphore::new(readers.len()),
+                readers: Mutex::new(readers),
+            }),
+        })
+    }
+
+    /// Runs `f` in the next group transaction and returns its result once the
+    /// transaction has committed. If `f` fails, its changes are rolled back.
+    pub async fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R>>();
+        let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
+            let outcome = match conn {
+                Some(conn) => run_in_savepoint(conn, f),
+                None => Err(StorageError::Corrupt("cannot begin a write transaction".into())),
+            };
+            Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(outcome));
+            })
+        });
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .expect("writer mutex is never poisoned")
+            .clone()
+            .ok_or(StorageError::WriterGone)?;
+        sender.send(job).map_err(|_| StorageError::WriterGone)?;
+        rx.await.map_err(|_| StorageError::WriterGone)?
+    }
+
+    /// Runs `f` on a read-only connection on the blocking pool.
+    pub async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let permit = self.inner.reader_permits.acquire().await.map_err(|_| StorageError::WriterGone)?;
+        let inner = self.inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let conn = inner
+                .readers
+                .lock()
+                .expect("reader mutex is never poisoned")
+                .pop()
+                .expect("a permit guarantees a free reader");
+            let result = f(&conn);
+            inner.readers.lock().expect("reader mutex is never poisoned").push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("reader task failed: {e}")))?;
+        drop(permit);
+        result
+    }
+
+    /// Stops the writer after it has committed everything queued so far.
+    pub fn close(&self) {
+        self.inner.writer.lock().expect("writer mutex is never poisoned").take();
+        if let Some(handle) = self.inner.writer_thread.lock().expect("mutex").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn configure(conn: &Connection, synchronous: Synchronous) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Off => "OFF",
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match f(conn) {
+        Ok(r) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(r)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+/// The writer loop: take one job (blocking), then whatever else is already
+/// queued, run them all in one transaction, commit, then answer each.
+fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            for job in jobs {
+                job(None)(Ok(()));
+            }
+            continue;
+        }
+        for job in jobs {
+            replies.push(job(Some(&conn)));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            tracing::error!(error = %e, "group commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        for reply in replies {
+            reply(commit.clone().map_err(|m| StorageError::Corrupt(format!("commit failed: {m}"))));
+        }
+    }
+    tracing::debug!("database writer stopped");
+}
+
+/// Current time in milliseconds since the Unix epoch, as stored in tables.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

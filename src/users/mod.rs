@@ -1,0 +1,524 @@
+//! Accounts, devices, login sessions and profiles (client-server API,
+//! "Client Authentication", "Device Management", "Profiles"). Owns password
+//! and token handling; storage sees only hashes.
+
+pub mod password;
+pub mod token;
+pub mod uia;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use ruma::{
+    OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
+    api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier},
+    api::error::ErrorKind,
+};
+
+use self::uia::{StageResult, UiaCompleted, UiaSessions};
+use crate::{
+    config::{Config, RegistrationMode},
+    storage::{
+        Db, StorageError, now_ms,
+        users::{CreateUserOutcome, DeviceRecord, NewTokens, NewUser, TokenOwner},
+    },
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("user-interactive authentication is needed")]
+    Uia(Box<UiaaInfo>),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("the user id is already taken")]
+    UserInUse,
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("guest access is not supported")]
+    GuestAccessForbidden,
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    #[error("this account has been deactivated")]
+    UserDeactivated,
+    #[error("unknown access token")]
+    UnknownToken { soft_logout: bool },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    Unrecognized(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T, E = UsersError> = std::result::Result<T, E>;
+
+/// An authenticated request's identity.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub is_admin: bool,
+}
+
+/// Tokens issued to a device at login, registration or refresh.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: Option<Duration>,
+}
+
+/// What a registration asks for.
+#[derive(Debug, Default)]
+pub struct RegisterRequest {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub device_id: Option<OwnedDeviceId>,
+    pub initial_device_display_name: Option<String>,
+    pub inhibit_login: bool,
+    pub refresh_token: bool,
+    pub client_ip: Option<String>,
+}
+
+pub struct Users {
+    db: Db,
+    config: Arc<Config>,
+    uia: UiaSessions,
+}
+
+impl Users {
+    pub fn new(db: Db, config: Arc<Config>) -> Self {
+        Self { db, config, uia: UiaSessions::default() }
+    }
+
+    fn server_name(&self) -> &OwnedServerName {
+        &self.config.server.server_name
+    }
+
+    /// Turns a requested localpart into a user id, per the spec's user id
+    /// grammar (historical ids are not accepted for new accounts).
+    pub fn user_id_for_new_account(&self, localpart: &str) -> Result<OwnedUserId> {
+        let localpart = localpart.to_lowercase();
+        let invalid = || UsersError::InvalidUsername(format!("`{localpart}` is not a valid user name"));
+        if localpart.is_empty() {
+            return Err(invalid());
+        }
+        let user_id = UserId::parse_with_server_name(localpart.as_str(), self.server_name()).map_err(|_| invalid())?;
+        if user_id.is_historical() || user_id.as_str().len() > 255 {
+            return Err(invalid());
+        }
+        Ok(user_id)
+    }
+
+    /// Whether a username could be registered now.
+    pub async fn username_available(&self, localpart: &str) -> Result<bool> {
+        let user_id = self.user_id_for_new_account(localpart)?;
+        if self.db.get_user(user_id).await?.is_some() {
+            return Err(UsersError::UserInUse);
+        }
+        Ok(true)
+    }
+
+    /// The UIA flows registration needs in the configured mode.
+    fn registration_flows(&self) -> Result<Vec<AuthFlow>> {
+        match self.config.registration.mode {
+            RegistrationMode::Open => Ok(vec![AuthFlow::new(vec![AuthType::Dummy])]),
+            RegistrationMode::Token => Ok(vec![AuthFlow::new(vec![AuthType::RegistrationToken])]),
+            RegistrationMode::Closed => Err(UsersError::RegistrationClosed),
+        }
+    }
+
+    /// Registers an account after the UIA flow completes.
+    pub async fn register(&self, req: RegisterRequest, auth: Option<&AuthData>) -> Result<Option<IssuedTokens>> {
+        let flows = self.registration_flows()?;
+        let user_id = match &req.username {
+            Some(name) => self.user_id_for_new_account(name)?,
+            None => self.random_user_id().await?,
+        };
+        if req.username.is_some() && self.db.get_user(user_id.clone()).await?.is_some() {
+            return Err(UsersError::UserInUse);
+        }
+        let password = match req.password.clone() {
+            Some(p) => {
+                self.check_password_strength(&p)?;
+                Some(p)
+            }
+            None => None,
+        };
+        let completed = self.authenticate(auth, flows, None).await?;
+
+        let password_hash = match password {
+            Some(p) => Some(password::hash_password(p).await),
+            None => None,
+        };
+        let outcome = self
+            .db
+            .create_user(NewUser {
+                user_id: user_id.clone(),
+                password_hash,
+                is_admin: false,
+                displayname: Some(user_id.localpart().to_owned()),
+                registration_token: completed.registration_token,
+            })
+            .await?;
+        match outcome {
+            CreateUserOutcome::Created => {}
+            CreateUserOutcome::UserInUse => return Err(UsersError::UserInUse),
+            CreateUserOutcome::TokenInvalid => {
+                return Err(UsersError::Forbidden("the registration token is no longer valid".into()));
+            }
+        }
+        tracing::info!(user_id = %user_id, "registered a new account");
+        if req.inhibit_login {
+            return Ok(None);
+        }
+        let tokens = self
+            .issue_tokens(user_id, req.device_id, req.initial_device_display_name, req.client_ip, req.refresh_token)
+            .await?;
+        Ok(Some(tokens))
+    }
+
+    async fn random_user_id(&self) -> Result<OwnedUserId> {
+        loop {
+            let localpart = token::generate_device_id().to_lowercase();
+            let user_id = self.user_id_for_new_account(&localpart)?;
+            if self.db.get_user(user_id.clone()).await?.is_none() {
+                return Ok(user_id);
+            }
+        }
+    }
+
+    fn check_password_strength(&self, password: &str) -> Result<()> {
+        let min = self.config.auth.min_password_length;
+        if password.chars().count() < min {
+            return Err(UsersError::WeakPassword(format!("the password must be at least {min} characters")));
+        }
+        if password.len() > 512 {
+            return Err(UsersError::WeakPassword("the password is too long".into()));
+        }
+        Ok(())
+    }
+
+    /// Creates a user directly (the `plexus user add` command).
+    pub async fn create_user_directly(&self, localpart: &str, password: Option<String>, is_admin: bool) -> Result<OwnedUserId> {
+        let user_id = self.user_id_for_new_account(localpart)?;
+        let password_hash = match password {
+            Some(p) => Some(password::hash_password(p).await),
+            None => None,
+        };
+        let outcome = self
+            .db
+            .create_user(NewUser {
+                user_id: user_id.clone(),
+                password_hash,
+                is_admin,
+                displayname: Some(user_id.localpart().to_owned()),
+                registration_token: None,
+            })
+            .await?;
+        match outcome {
+            CreateUserOutcome::Created => Ok(user_id),
+            _ => Err(UsersError::UserInUse),
+        }
+    }
+
+    /// Runs one step of a UIA flow. `user` binds the session to an existing
+    /// account (device deletion, password change, deactivation).
+    pub async fn authenticate(
+        &self,
+        auth: Option<&AuthData>,
+        flows: Vec<AuthFlow>,
+        user: Option<&OwnedUserId>,
+    ) -> Result<UiaCompleted> {
+        let Some(auth) = auth else {
+            return Err(UsersError::Uia(Box::new(self.uia.start(flows, user.cloned()))));
+        };
+        // A client may answer the first stage without having asked for a
+        // session; start one for it.
+        let session = match auth.session() {
+            Some(s) if self.uia.is_usable(s, user) => s.to_owned(),
+            Some(_) => {
+                return Err(UsersError::Forbidden("unknown or expired user-interactive auth session".into()));
+            }
+            None => self.uia.start(flows.clone(), user.cloned()).session.expect("start sets a session"),
+        };
+        let allowed = |t: &AuthType| flows.iter().any(|f| f.stages.contains(t));
+        let (stage, result) = match auth {
+            AuthData::Dummy(_) if allowed(&AuthType::Dummy) => {
+                (AuthType::Dummy, StageResult::Passed { registration_token: None })
+            }
+            AuthData::RegistrationToken(t) if allowed(&AuthType::RegistrationToken) => {
+                let hash = token::hash(&t.token);
+                let result = if self.db.registration_token_valid(hash.clone()).await? {
+                    StageResult::Passed { registration_token: Some(hash) }
+                } else {
+                    StageResult::Failed(ErrorKind::Forbidden, "invalid registration token".into())
+                };
+                (AuthType::RegistrationToken, result)
+            }
+            AuthData::Password(p) if allowed(&AuthType::Password) => {
+                let result = match self.check_password_identity(&p.identifier, &p.password, user).await? {
+                    true => StageResult::Passed { registration_token: None },
+                    false => StageResult::Failed(ErrorKind::Forbidden, "invalid password".into()),
+                };
+                (AuthType::Password, result)
+            }
+            other => {
+                let stage = other.auth_type().unwrap_or_else(|| AuthType::from("unknown"));
+                (stage, StageResult::Failed(ErrorKind::Unrecognized, "this stage is not offered here".into()))
+            }
+        };
+        self.uia.record(&session, &flows, stage, result).map_err(|info| UsersError::Uia(Box::new(info)))
+    }
+
+    async fn check_password_identity(
+        &self,
+        identifier: &UserIdentifier,
+        password: &str,
+        expected: Option<&OwnedUserId>,
+    ) -> Result<bool> {
+        let UserIdentifier::Matrix(id) = identifier else {
+            return Ok(false);
+        };
+        let Some(user_id) = self.resolve_user(&id.user) else { return Ok(false) };
+        if expected.is_some_and(|e| *e != user_id) {
+            return Ok(false);
+        }
+        self.verify_user_password(&user_id, password).await
+    }
+
+    /// Reads a login identifier: a full user id or a bare localpart.
+    fn resolve_user(&self, user: &str) -> Option<OwnedUserId> {
+        if user.starts_with('@') {
+            UserId::parse(user.to_lowercase()).ok().or_else(|| UserId::parse(user).ok())
+        } else {
+            UserId::parse_with_server_name(user.to_lowercase(), self.server_name()).ok()
+        }
+    }
+
+    async fn verify_user_password(&self, user_id: &OwnedUserId, password: &str) -> Result<bool> {
+        let Some(record) = self.db.get_user(user_id.clone()).await? else {
+            // Spend the same time as a real check so response timing does
+            // not reveal which user names exist.
+            let _ = password::verify_password(password.to_owned(), DUMMY_HASH.to_owned()).await;
+            return Ok(false);
+        };
+        if record.deactivated {
+            return Err(UsersError::UserDeactivated);
+        }
+        let Some(hash) = record.password_hash else { return Ok(false) };
+        Ok(password::verify_password(password.to_owned(), hash).await)
+    }
+
+    /// `m.login.password` login.
+    pub async fn login_with_password(
+        &self,
+        user: &str,
+        password: &str,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        client_ip: Option<String>,
+        refresh: bool,
+    ) -> Result<IssuedTokens> {
+        let user_id = self.resolve_user(user).ok_or(UsersError::InvalidCredentials)?;
+        if user_id.server_name() != self.server_name() {
+            return Err(UsersError::InvalidCredentials);
+        }
+        if !self.verify_user_password(&user_id, password).await? {
+            return Err(UsersError::InvalidCredentials);
+        }
+        self.issue_tokens(user_id, device_id, display_name, client_ip, refresh).await
+    }
+
+    async fn issue_tokens(
+        &self,
+        user_id: OwnedUserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        client_ip: Option<String>,
+        refresh: bool,
+    ) -> Result<IssuedTokens> {
+        let device_id = device_id.unwrap_or_else(|| token::generate_device_id().into());
+        let (tokens, issued) = self.new_tokens(user_id.clone(), device_id.clone(), refresh);
+        self.db.login_device(user_id, device_id, display_name, client_ip, tokens).await?;
+        Ok(issued)
+    }
+
+    fn new_tokens(&self, user_id: OwnedUserId, device_id: OwnedDeviceId, refresh: bool) -> (NewTokens, IssuedTokens) {
+        let access_token = token::generate("px");
+        let refresh_token = refresh.then(|| token::generate("pxr"));
+        let expires_in = refresh.then_some(self.config.auth.refreshable_access_token_lifetime);
+        let tokens = NewTokens {
+            access_hash: token::hash(&access_token),
+            access_expires_ts: expires_in.map(|d| now_ms() + d.as_millis() as i64),
+            refresh_hash: refresh_token.as_deref().map(token::hash),
+        };
+        (tokens, IssuedTokens { user_id, device_id, access_token, refresh_token, expires_in })
+    }
+
+    /// `POST /refresh`: a new access token (and refresh token) for the device.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
+        let placeholder_user: OwnedUserId =
+            UserId::parse_with_server_name("refresh", self.server_name()).expect("a valid localpart");
+        let (tokens, issued) = self.new_tokens(placeholder_user, "PLACEHOLDER".into(), true);
+        match self.db.rotate_refresh_token(token::hash(refresh_token), tokens).await? {
+            Some((user_id, device_id)) => Ok(IssuedTokens { user_id, device_id, ..issued }),
+            None => Err(UsersError::UnknownToken { soft_logout: false }),
+        }
+    }
+
+    /// Finds who holds an access token.
+    pub async fn authenticate_token(&self, access_token: &str) -> Result<Session> {
+        let owner: Option<TokenOwner> = self.db.find_access_token(token::hash(access_token)).await?;
+        let Some(owner) = owner else {
+            return Err(UsersError::UnknownToken { soft_logout: false });
+        };
+        if owner.expires_ts.is_some_and(|e| e <= now_ms()) {
+            return Err(UsersError::UnknownToken { soft_logout: true });
+        }
+        Ok(Session { user_id: owner.user_id, device_id: owner.device_id, is_admin: owner.is_admin })
+    }
+
+    /// `/logout`: the device and its tokens go.
+    pub async fn logout(&self, session: &Session) -> Result<()> {
+        self.db.delete_devices(session.user_id.clone(), vec![session.device_id.clone()]).await?;
+        Ok(())
+    }
+
+    /// `/logout/all`.
+    pub async fn logout_all(&self, user_id: &OwnedUserId) -> Result<()> {
+        self.db.delete_other_devices(user_id.clone(), None).await?;
+        Ok(())
+    }
+
+    fn password_flows() -> Vec<AuthFlow> {
+        vec![AuthFlow::new(vec![AuthType::Password])]
+    }
+
+    pub async fn list_devices(&self, user_id: &OwnedUserId) -> Result<Vec<DeviceRecord>> {
+        Ok(self.db.list_devices(user_id.clone()).await?)
+    }
+
+    pub async fn get_device(&self, user_id: &OwnedUserId, device_id: &OwnedDeviceId) -> Result<DeviceRecord> {
+        self.db
+            .get_device(user_id.clone(), device_id.clone())
+            .await?
+            .ok_or_else(|| UsersError::NotFound("no such device".into()))
+    }
+
+    pub async fn rename_device(
+        &self,
+        user_id: &OwnedUserId,
+        device_id: &OwnedDeviceId,
+        display_name: Option<String>,
+    ) -> Result<()> {
+        if display_name.as_ref().is_some_and(|n| n.len() > 512) {
+            return Err(UsersError::InvalidParam("the display name is too long".into()));
+        }
+        match self.db.rename_device(user_id.clone(), device_id.clone(), display_name).await? {
+            true => Ok(()),
+            false => Err(UsersError::NotFound("no such device".into())),
+        }
+    }
+
+    /// Deletes devices after the user re-enters their password.
+    pub async fn delete_devices(
+        &self,
+        session: &Session,
+        devices: Vec<OwnedDeviceId>,
+        auth: Option<&AuthData>,
+    ) -> Result<()> {
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        self.db.delete_devices(session.user_id.clone(), devices).await?;
+        Ok(())
+    }
+
+    /// Changes the password; other devices are logged out unless
+    /// `logout_devices` is false.
+    pub async fn change_password(
+        &self,
+        session: &Session,
+        new_password: String,
+        logout_devices: bool,
+        auth: Option<&AuthData>,
+    ) -> Result<()> {
+        self.check_password_strength(&new_password)?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        let hash = password::hash_password(new_password).await;
+        self.db.set_password_hash(session.user_id.clone(), hash).await?;
+        if logout_devices {
+            self.db.delete_other_devices(session.user_id.clone(), Some(session.device_id.clone())).await?;
+        }
+        Ok(())
+    }
+
+    /// Deactivates the account after the user re-enters their password.
+    pub async fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        self.db.deactivate_user(session.user_id.clone()).await?;
+        tracing::info!(user_id = %session.user_id, "deactivated an account");
+        Ok(())
+    }
+
+    /// The whole profile of a local user.
+    pub async fn get_profile(&self, user_id: &OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
+        match self.db.get_user(user_id.clone()).await? {
+            Some(_) => Ok(self.db.get_profile(user_id.clone()).await?),
+            None => Err(UsersError::NotFound("profile not found".into())),
+        }
+    }
+
+    /// Sets or removes one field of the caller's own profile.
+    pub async fn set_profile_field(
+        &self,
+        session: &Session,
+        user_id: &OwnedUserId,
+        field: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<()> {
+        if *user_id != session.user_id && !session.is_admin {
+            return Err(UsersError::Forbidden("you cannot change another user's profile".into()));
+        }
+        if field.len() > 255 {
+            return Err(UsersError::InvalidParam("profile field names are at most 255 bytes".into()));
+        }
+        if let Some(v) = &value {
+            let size = v.to_string().len();
+            if size > 64 * 1024 {
+                return Err(UsersError::InvalidParam("the profile value is too large".into()));
+            }
+        }
+        self.db.set_profile_field(user_id.clone(), field, value).await?;
+        Ok(())
+    }
+
+    /// Makes sure registration tokens exist: the configured one, or in token
+    /// mode a generated one on first start. Returns a token to announce.
+    pub async fn ensure_registration_token(&self) -> Result<Option<String>> {
+        if let Some(token) = &self.config.registration.token {
+            self.db.insert_registration_token(token::hash(token), None, None).await?;
+            return Ok(None);
+        }
+        if self.config.registration.mode != RegistrationMode::Token {
+            return Ok(None);
+        }
+        if self.db.get_meta("initial_registration_token").await?.is_some() {
+            return Ok(None);
+        }
+        let token = token::generate("reg");
+        self.db.insert_registration_token(token::hash(&token), None, None).await?;
+        self.db.set_meta("initial_registration_token", "created".into()).await?;
+        Ok(Some(token))
+    }
+}
+
+/// An argon2 hash of a random string, used to spend the time of a password
+/// check when the user does not exist.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0KMoMIxbaYo9ZmxVVRlCRpXtSwcm/RS7CmKWCe+MpSg";

@@ -1,0 +1,148 @@
+//! User-interactive authentication sessions (client-server API,
+//! "User-Interactive Authentication API"). Sessions live in memory: a
+//! restart only makes a client start its UIA flow again.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ruma::{
+    OwnedUserId,
+    api::client::uiaa::{AuthFlow, AuthType, UiaaInfo},
+    api::error::{ErrorKind, StandardErrorBody},
+};
+
+/// A session left unfinished this long is forgotten.
+const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+#[derive(Debug, Default)]
+struct Session {
+    completed: Vec<AuthType>,
+    /// The user the session is bound to, for flows that authenticate an
+    /// existing user; a session cannot be reused for another account.
+    user: Option<OwnedUserId>,
+    /// A validated registration token (hashed), consumed at registration.
+    registration_token: Option<Vec<u8>>,
+    created: Option<Instant>,
+}
+
+/// What a completed flow proved.
+#[derive(Debug, Default)]
+pub struct UiaCompleted {
+    pub registration_token: Option<Vec<u8>>,
+}
+
+#[derive(Default)]
+pub struct UiaSessions {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+/// The result of validating one stage.
+pub enum StageResult {
+    /// The stage passed; `registration_token` is set for that stage.
+    Passed { registration_token: Option<Vec<u8>> },
+    /// The stage failed with this error (the client may retry).
+    Failed(ErrorKind, String),
+}
+
+impl UiaSessions {
+    /// Starts a session and returns the 401 body that tells the client the
+    /// flows it can follow.
+    pub fn start(&self, flows: Vec<AuthFlow>, user: Option<OwnedUserId>) -> UiaaInfo {
+        let id = super::token::generate("uia");
+        let mut sessions = self.sessions.lock().expect("uia mutex is never poisoned");
+        sessions.retain(|_, s| s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME));
+        sessions.insert(id.clone(), Session { user, created: Some(Instant::now()), ..Default::default() });
+        info(flows, Vec::new(), id, None)
+    }
+
+    /// Whether `session` exists and may be used by `user`.
+    pub fn is_usable(&self, session: &str, user: Option<&OwnedUserId>) -> bool {
+        let sessions = self.sessions.lock().expect("uia mutex is never poisoned");
+        sessions.get(session).is_some_and(|s| {
+            s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME) && (s.user.is_none() || s.user.as_ref() == user)
+        })
+    }
+
+    /// Records a stage result and tells whether a whole flow is complete.
+    pub fn record(
+        &self,
+        session: &str,
+        flows: &[AuthFlow],
+        stage: AuthType,
+        result: StageResult,
+    ) -> Result<UiaCompleted, UiaaInfo> {
+        let mut sessions = self.sessions.lock().expect("uia mutex is never poisoned");
+        let Some(s) = sessions.get_mut(session) else {
+            return Err(info(flows.to_vec(), Vec::new(), session.to_owned(), None));
+        };
+        match result {
+            StageResult::Failed(kind, message) => Err(info(
+                flows.to_vec(),
+                s.completed.clone(),
+                session.to_owned(),
+                Some(StandardErrorBody::new(kind, message)),
+            )),
+            StageResult::Passed { registration_token } => {
+                if !s.completed.contains(&stage) {
+                    s.completed.push(stage);
+                }
+                if registration_token.is_some() {
+                    s.registration_token = registration_token;
+                }
+                let done = flows.iter().any(|f| f.stages.iter().all(|st| s.completed.contains(st)));
+                if done {
+                    let s = sessions.remove(session).expect("session was just found");
+                    Ok(UiaCompleted { registration_token: s.registration_token })
+                } else {
+                    Err(info(flows.to_vec(), s.completed.clone(), session.to_owned(), None))
+                }
+            }
+        }
+    }
+}
+
+fn info(
+    flows: Vec<AuthFlow>,
+    completed: Vec<AuthType>,
+    session: String,
+    error: Option<StandardErrorBody>,
+) -> UiaaInfo {
+    let mut info = UiaaInfo::new(flows);
+    info.completed = completed;
+    info.session = Some(session);
+    info.params = serde_json::value::to_raw_value(&serde_json::json!({})).ok();
+    info.auth_error = error;
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flow_completes_only_when_all_its_stages_pass() {
+        let uia = UiaSessions::default();
+        let flows = vec![AuthFlow::new(vec![AuthType::Dummy, AuthType::RegistrationToken])];
+        let start = uia.start(flows.clone(), None);
+        let session = start.session.unwrap();
+        let step = uia.record(&session, &flows, AuthType::Dummy, StageResult::Passed { registration_token: None });
+        assert_eq!(step.unwrap_err().completed, vec![AuthType::Dummy]);
+        let failed = uia.record(
+            &session,
+            &flows,
+            AuthType::RegistrationToken,
+            StageResult::Failed(ErrorKind::Forbidden, "bad".into()),
+        );
+        assert!(failed.unwrap_err().auth_error.is_some());
+        let done = uia
+            .record(&session, &flows, AuthType::RegistrationToken, StageResult::Passed {
+                registration_token: Some(vec![1]),
+            })
+            .unwrap();
+        assert_eq!(done.registration_token, Some(vec![1]));
+        assert!(!uia.is_usable(&session, None), "a completed session is gone");
+    }
+}
