@@ -8,7 +8,7 @@ use ruma::OwnedServerName;
 use serde::Deserialize;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -124,19 +124,28 @@ impl Default for ServerConfig {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        Self { mode: RegistrationMode::Token, token: None }
+        Self {
+            mode: RegistrationMode::Token,
+            token: None,
+        }
     }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { refreshable_access_token_lifetime: Duration::from_secs(300), min_password_length: 8 }
+        Self {
+            refreshable_access_token_lifetime: Duration::from_secs(300),
+            min_password_length: 8,
+        }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { synchronous: Synchronous::Normal, readers: 4 }
+        Self {
+            synchronous: Synchronous::Normal,
+            readers: 4,
+        }
     }
 }
 
@@ -144,27 +153,22 @@ impl Default for RateLimitsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            login: RateLimit { per_second: 0.2, burst: 5 },
-            registration: RateLimit { per_second: 0.1, burst: 3 },
+            login: RateLimit {
+                per_second: 0.2,
+                burst: 5,
+            },
+            registration: RateLimit {
+                per_second: 0.1,
+                burst: 3,
+            },
         }
     }
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self { level: "info".to_owned() }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
         Self {
-            server: ServerConfig::default(),
-            registration: RegistrationConfig::default(),
-            auth: AuthConfig::default(),
-            storage: StorageConfig::default(),
-            rate_limits: RateLimitsConfig::default(),
-            logging: LoggingConfig::default(),
+            level: "info".to_owned(),
         }
     }
 }
@@ -172,7 +176,10 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config value for `{key}`: {message}")]
@@ -182,10 +189,14 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config = Self::parse(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -232,9 +243,10 @@ impl Config {
                 message: "must be 1 to 64 characters".into(),
             });
         }
-        for (key, limit) in
-            [("rate_limits.login", self.rate_limits.login), ("rate_limits.registration", self.rate_limits.registration)]
-        {
+        for (key, limit) in [
+            ("rate_limits.login", self.rate_limits.login),
+            ("rate_limits.registration", self.rate_limits.registration),
+        ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {
                     key,

@@ -14,7 +14,10 @@ use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::{config::Config, http::rate_limit::RateLimiters, server_key::ServerKey, storage::Db, users::Users};
+use crate::{
+    config::Config, http::rate_limit::RateLimiters, server_key::ServerKey, storage::Db,
+    users::Users,
+};
 
 /// Every service of a running server, shared by all handlers.
 pub struct Services {
@@ -31,7 +34,10 @@ pub type AppState = Arc<Services>;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Key(#[from] server_key::ServerKeyError),
     #[error("cannot open the database: {0}")]
@@ -39,7 +45,10 @@ pub enum StartError {
     #[error("cannot prepare registration: {0}")]
     Users(#[from] users::UsersError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 impl Services {
@@ -48,8 +57,10 @@ impl Services {
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let server_key = ServerKey::load_or_create(data_dir)?;
         let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
         Ok(Arc::new(Self {
@@ -89,9 +100,16 @@ impl Server {
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for addr in &services.config.server.listen {
-            let listener =
-                TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: *addr, source })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: *addr, source })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: *addr,
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
             addrs.push(bound);
             let app = http::app(services.clone());
             let mut stop = shutdown.subscribe();
@@ -108,7 +126,12 @@ impl Server {
             }));
             tracing::info!(%bound, server_name = %services.config.server.server_name, "listening for clients");
         }
-        Ok(Self { services, addrs, shutdown, tasks })
+        Ok(Self {
+            services,
+            addrs,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Resolves when any listener stops (it should not, unless it fails).

@@ -3,12 +3,13 @@
 
 use axum::Router;
 use ruma::api::client::account::{
-    change_password, check_registration_token_validity, deactivate, get_username_availability, register, whoami,
+    change_password, check_registration_token_validity, deactivate, get_username_availability,
+    register, whoami,
 };
 
 use crate::{
     AppState,
-    http::{ApiError, Ruma, RouterExt},
+    http::{ApiError, RouterExt, Ruma},
     users::{RegisterRequest, UsersError},
 };
 
@@ -22,7 +23,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(deactivate)
 }
 
-async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<register::v3::Response, ApiError> {
+async fn register(
+    state: AppState,
+    req: Ruma<register::v3::Request>,
+) -> Result<register::v3::Response, ApiError> {
     state.rate_limits.registration.check(&req.client_ip())?;
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
@@ -67,11 +71,17 @@ async fn registration_token_validity(
     state: AppState,
     req: Ruma<check_registration_token_validity::v1::Request>,
 ) -> Result<check_registration_token_validity::v1::Response, ApiError> {
-    let valid = state.db.registration_token_valid(crate::users::token::hash(&req.body.token)).await?;
+    let valid = state
+        .db
+        .registration_token_valid(crate::users::token::hash(&req.body.token))
+        .await?;
     Ok(check_registration_token_validity::v1::Response::new(valid))
 }
 
-async fn whoami(_: AppState, req: Ruma<whoami::v3::Request>) -> Result<whoami::v3::Response, ApiError> {
+async fn whoami(
+    _: AppState,
+    req: Ruma<whoami::v3::Request>,
+) -> Result<whoami::v3::Response, ApiError> {
     let session = req.session();
     let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
     response.device_id = Some(session.device_id.clone());
@@ -86,13 +96,26 @@ async fn change_password(
     let body = req.body;
     state
         .users
-        .change_password(&session, body.new_password, body.logout_devices, body.auth.as_ref())
+        .change_password(
+            &session,
+            body.new_password,
+            body.logout_devices,
+            body.auth.as_ref(),
+        )
         .await?;
     Ok(change_password::v3::Response::new())
 }
 
-async fn deactivate(state: AppState, req: Ruma<deactivate::v3::Request>) -> Result<deactivate::v3::Response, ApiError> {
+async fn deactivate(
+    state: AppState,
+    req: Ruma<deactivate::v3::Request>,
+) -> Result<deactivate::v3::Response, ApiError> {
     let session = req.session().clone();
-    state.users.deactivate(&session, req.body.auth.as_ref()).await?;
-    Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport))
+    state
+        .users
+        .deactivate(&session, req.body.auth.as_ref())
+        .await?;
+    Ok(deactivate::v3::Response::new(
+        ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport,
+    ))
 }

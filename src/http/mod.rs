@@ -20,7 +20,7 @@ use tower_http::{
 
 pub use self::{
     error::ApiError,
-    ruma::{Ruma, RouterExt, RumaResponse},
+    ruma::{RouterExt, Ruma, RumaResponse},
 };
 use crate::AppState;
 
@@ -49,7 +49,13 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
         .allow_headers([
             header::ORIGIN,
             HeaderName::from_static("x-requested-with"),
@@ -65,5 +71,8 @@ async fn unknown_endpoint() -> impl IntoResponse {
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
+    ApiError::unrecognized(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this endpoint",
+    )
 }

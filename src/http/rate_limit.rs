@@ -19,7 +19,9 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let inner = enabled.then(|| {
             let burst = NonZeroU32::new(limit.burst).expect("config validation ensures burst >= 1");
             let period = Duration::from_secs_f64(1.0 / limit.per_second);
-            let quota = Quota::with_period(period).expect("config validation ensures a positive rate").allow_burst(burst);
+            let quota = Quota::with_period(period)
+                .expect("config validation ensures a positive rate")
+                .allow_burst(burst);
             DefaultKeyedRateLimiter::keyed(quota)
         });
         Self { inner }
@@ -27,7 +29,9 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 
     /// Takes one token for `key`, or says how long to wait.
     pub fn check(&self, key: &K) -> Result<(), ApiError> {
-        let Some(limiter) = &self.inner else { return Ok(()) };
+        let Some(limiter) = &self.inner else {
+            return Ok(());
+        };
         limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             ApiError::limit_exceeded(wait.max(Duration::from_millis(1)))
@@ -56,7 +60,13 @@ mod tests {
 
     #[test]
     fn burst_then_limited() {
-        let limiter = Limiter::new(true, RateLimit { per_second: 0.01, burst: 2 });
+        let limiter = Limiter::new(
+            true,
+            RateLimit {
+                per_second: 0.01,
+                burst: 2,
+            },
+        );
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(limiter.check(&ip).is_ok());
         assert!(limiter.check(&ip).is_ok());
@@ -64,7 +74,13 @@ mod tests {
         assert_eq!(err.status(), http::StatusCode::TOO_MANY_REQUESTS);
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert!(limiter.check(&other).is_ok(), "limits are per key");
-        let off = Limiter::new(false, RateLimit { per_second: 0.01, burst: 1 });
+        let off = Limiter::new(
+            false,
+            RateLimit {
+                per_second: 0.01,
+                burst: 1,
+            },
+        );
         for _ in 0..10 {
             assert!(off.check(&ip).is_ok());
         }

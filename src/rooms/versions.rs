@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use ruma::{RoomVersionId, api::client::discovery::get_capabilities::v3::{RoomVersionStability, RoomVersionsCapability}};
+use ruma::{
+    RoomVersionId,
+    api::client::discovery::get_capabilities::v3::{RoomVersionStability, RoomVersionsCapability},
+};
 
 /// Room versions that work end to end on this server. Only versions listed
 /// here are advertised, so clients never pick one that would fail.
@@ -13,6 +16,9 @@ pub const SUPPORTED: &[RoomVersionId] = &[];
 pub const DEFAULT: RoomVersionId = RoomVersionId::V11;
 
 pub fn capability() -> RoomVersionsCapability {
-    let available: BTreeMap<_, _> = SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
+    let available: BTreeMap<_, _> = SUPPORTED
+        .iter()
+        .map(|v| (v.clone(), RoomVersionStability::Stable))
+        .collect();
     RoomVersionsCapability::new(DEFAULT, available)
 }

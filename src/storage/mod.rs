@@ -100,7 +100,9 @@ impl Db {
         let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
             let outcome = match conn {
                 Some(conn) => run_in_savepoint(conn, f),
-                None => Err(StorageError::Corrupt("cannot begin a write transaction".into())),
+                None => Err(StorageError::Corrupt(
+                    "cannot begin a write transaction".into(),
+                )),
             };
             Box::new(move |commit: Result<()>| {
                 let _ = tx.send(commit.and(outcome));
@@ -123,7 +125,12 @@ impl Db {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let permit = self.inner.reader_permits.acquire().await.map_err(|_| StorageError::WriterGone)?;
+        let permit = self
+            .inner
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|_| StorageError::WriterGone)?;
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let conn = inner
@@ -133,7 +140,11 @@ impl Db {
                 .pop()
                 .expect("a permit guarantees a free reader");
             let result = f(&conn);
-            inner.readers.lock().expect("reader mutex is never poisoned").push(conn);
+            inner
+                .readers
+                .lock()
+                .expect("reader mutex is never poisoned")
+                .push(conn);
             result
         })
         .await
@@ -144,7 +155,11 @@ impl Db {
 
     /// Stops the writer after it has committed everything queued so far.
     pub fn close(&self) {
-        self.inner.writer.lock().expect("writer mutex is never poisoned").take();
+        self.inner
+            .writer
+            .lock()
+            .expect("writer mutex is never poisoned")
+            .take();
         if let Some(handle) = self.inner.writer_thread.lock().expect("mutex").take() {
             let _ = handle.join();
         }
@@ -206,7 +221,11 @@ fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
             e.to_string()
         });
         for reply in replies {
-            reply(commit.clone().map_err(|m| StorageError::Corrupt(format!("commit failed: {m}"))));
+            reply(
+                commit
+                    .clone()
+                    .map_err(|m| StorageError::Corrupt(format!("commit failed: {m}"))),
+            );
         }
     }
     tracing::debug!("database writer stopped");

@@ -1,0 +1,205 @@
+//! Test harness: `TestServer` starts a real Plexus server on an ephemeral
+//! loopback port with its own temporary data dir, and helpers talk to it as
+//! a client would (plain HTTP with reqwest, or matrix-sdk).
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use plexus::{
+    Server,
+    config::{Config, RegistrationMode},
+};
+use serde_json::{Value, json};
+
+/// A running server and everything needed to restart it on the same data.
+pub struct TestServer {
+    server: Option<Server>,
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub base_url: String,
+    pub http: reqwest::Client,
+}
+
+/// A registered user with a logged-in device.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub user_id: String,
+    pub device_id: String,
+    pub access_token: String,
+    pub password: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestServer {
+    /// Open registration, rate limits off.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the test defaults, then `adjust` applied.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.server.server_name = "plexus.test".try_into().expect("valid server name");
+        config.server.listen = vec!["127.0.0.1:0".parse().expect("addr")];
+        config.server.data_dir = dir.path().to_owned();
+        config.registration.mode = RegistrationMode::Open;
+        config.rate_limits.enabled = false;
+        config.logging.level = "warn".into();
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+        let server = Server::start(config.clone()).await.expect("server starts");
+        let base_url = format!("http://{}", server.addrs[0]);
+        Self {
+            server: Some(server),
+            dir,
+            config,
+            base_url,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server and starts it again on the same data dir.
+    pub async fn restart(&mut self) {
+        self.server.take().expect("running").shutdown().await;
+        let server = Server::start(self.config.clone())
+            .await
+            .expect("server restarts");
+        self.base_url = format!("http://{}", server.addrs[0]);
+        self.server = Some(server);
+    }
+
+    pub fn services(&self) -> &plexus::AppState {
+        &self.server.as_ref().expect("running").services
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// Sends a request and returns the status and JSON body (Null if none).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request is sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body is read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::PUT, path, token, Some(body))
+            .await
+    }
+
+    /// Registers `name` through the UIA flow of an open server.
+    pub async fn register(&self, name: &str) -> TestUser {
+        self.register_with(name, json!({"type": "m.login.dummy"}))
+            .await
+            .expect("registration succeeds")
+    }
+
+    /// Registers `name`, answering the UIA flow's stage with `auth`
+    /// (the session is filled in). Returns the final error body on failure.
+    pub async fn register_with(
+        &self,
+        name: &str,
+        mut auth: Value,
+    ) -> Result<TestUser, (u16, Value)> {
+        let body = json!({"username": name, "password": PASSWORD});
+        let (status, uia) = self
+            .post("/_matrix/client/v3/register", None, body.clone())
+            .await;
+        if status != 401 {
+            return Err((status, uia));
+        }
+        auth["session"] = uia["session"].clone();
+        let mut body = body;
+        body["auth"] = auth;
+        let (status, resp) = self.post("/_matrix/client/v3/register", None, body).await;
+        if status != 200 {
+            return Err((status, resp));
+        }
+        Ok(TestUser {
+            user_id: resp["user_id"].as_str().expect("user_id").to_owned(),
+            device_id: resp["device_id"].as_str().expect("device_id").to_owned(),
+            access_token: resp["access_token"]
+                .as_str()
+                .expect("access_token")
+                .to_owned(),
+            password: PASSWORD.to_owned(),
+        })
+    }
+
+    /// Logs in with a password and returns the new device's tokens.
+    pub async fn login(&self, user: &str, password: &str) -> (u16, Value) {
+        self.post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}),
+        )
+        .await
+    }
+
+    /// A matrix-sdk client pointed at this server, with in-memory stores.
+    pub async fn sdk_client(&self) -> matrix_sdk::Client {
+        matrix_sdk::Client::builder()
+            .homeserver_url(&self.base_url)
+            .request_config(
+                matrix_sdk::config::RequestConfig::new()
+                    .timeout(Duration::from_secs(30))
+                    .disable_retry(),
+            )
+            .build()
+            .await
+            .expect("matrix-sdk client builds")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            // Stop the writer thread cleanly even when a test panics.
+            server.services.db.close();
+        }
+    }
+}
+
+/// Asserts a Matrix error: status and errcode.
+#[track_caller]
+pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
+    assert_eq!(got.0, status, "status of {:?}", got.1);
+    assert_eq!(got.1["errcode"], errcode, "errcode of {:?}", got.1);
+    assert!(
+        got.1["error"].is_string(),
+        "error message present in {:?}",
+        got.1
+    );
+}
