@@ -300,6 +300,14 @@ mod tests {
     }
 
     #[test]
+    fn example_file_documents_the_defaults() {
+        let example = Config::parse(include_str!("../config.example.toml")).unwrap();
+        example.validate().unwrap();
+        let defaults = Config::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::parse("[server]\nserver_nam = \"x\"\n").unwrap_err();
         assert!(err.contains("server_nam"), "{err}");
