@@ -100,6 +100,14 @@ pub struct RateLimitsConfig {
     pub login: RateLimit,
     /// Registration attempts, per client IP address.
     pub registration: RateLimit,
+    /// Events sent (messages, state, redactions), per user.
+    pub message: RateLimit,
+    /// Room joins (and knocks), per user.
+    pub join: RateLimit,
+    /// Invites sent, per user.
+    pub invite: RateLimit,
+    /// Rooms created (and upgraded), per user.
+    pub room_creation: RateLimit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,6 +168,22 @@ impl Default for RateLimitsConfig {
             registration: RateLimit {
                 per_second: 0.1,
                 burst: 3,
+            },
+            message: RateLimit {
+                per_second: 10.0,
+                burst: 50,
+            },
+            join: RateLimit {
+                per_second: 0.5,
+                burst: 10,
+            },
+            invite: RateLimit {
+                per_second: 0.5,
+                burst: 10,
+            },
+            room_creation: RateLimit {
+                per_second: 0.2,
+                burst: 5,
             },
         }
     }
@@ -243,9 +267,14 @@ impl Config {
                 message: "must be 1 to 64 characters".into(),
             });
         }
+        let limits = &self.rate_limits;
         for (key, limit) in [
-            ("rate_limits.login", self.rate_limits.login),
-            ("rate_limits.registration", self.rate_limits.registration),
+            ("rate_limits.login", limits.login),
+            ("rate_limits.registration", limits.registration),
+            ("rate_limits.message", limits.message),
+            ("rate_limits.join", limits.join),
+            ("rate_limits.invite", limits.invite),
+            ("rate_limits.room_creation", limits.room_creation),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {

@@ -15,16 +15,17 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    config::Config, http::rate_limit::RateLimiters, server_key::ServerKey, storage::Db,
-    users::Users,
+    config::Config, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey,
+    storage::Db, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
 pub struct Services {
     pub config: Arc<Config>,
     pub db: Db,
-    pub server_key: ServerKey,
+    pub server_key: Arc<ServerKey>,
     pub users: Users,
+    pub rooms: Rooms,
     pub rate_limits: RateLimiters,
 }
 
@@ -61,10 +62,11 @@ impl Services {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let server_key = ServerKey::load_or_create(data_dir)?;
+        let server_key = Arc::new(ServerKey::load_or_create(data_dir)?);
         let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
         Ok(Arc::new(Self {
             users: Users::new(db.clone(), config.clone()),
+            rooms: Rooms::new(db.clone(), config.clone(), server_key.clone()),
             rate_limits: RateLimiters::new(&config.rate_limits),
             server_key,
             db,

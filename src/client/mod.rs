@@ -3,9 +3,15 @@
 
 mod account;
 mod device;
+mod directory;
 mod discovery;
+pub mod events;
+mod membership;
+mod message;
 mod profile;
+mod room;
 mod session;
+mod state;
 
 use axum::Router;
 
@@ -17,5 +23,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = account::routes(router);
     let router = session::routes(router);
     let router = device::routes(router);
-    profile::routes(router)
+    let router = profile::routes(router);
+    let router = room::routes(router);
+    let router = membership::routes(router);
+    let router = message::routes(router);
+    let router = state::routes(router);
+    directory::routes(router)
 }

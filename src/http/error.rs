@@ -12,7 +12,7 @@ use ruma::api::{
     },
 };
 
-use crate::{storage::StorageError, users::UsersError};
+use crate::{rooms::RoomsError, storage::StorageError, users::UsersError};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -150,6 +150,27 @@ impl From<UsersError> for ApiError {
             UsersError::InvalidParam(_) => Self::invalid_param(message),
             UsersError::Unrecognized(_) => Self::unrecognized(S::BAD_REQUEST, message),
             UsersError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<RoomsError> for ApiError {
+    fn from(e: RoomsError) -> Self {
+        use StatusCode as S;
+        let message = e.to_string();
+        match e {
+            RoomsError::NotFound(_) => Self::not_found(message),
+            RoomsError::Forbidden(_) => Self::forbidden(message),
+            RoomsError::UnsupportedRoomVersion(_) => {
+                Self::new(S::BAD_REQUEST, ErrorKind::UnsupportedRoomVersion, message)
+            }
+            RoomsError::TooLarge => Self::too_large(message),
+            RoomsError::InvalidParam(_) => Self::invalid_param(message),
+            RoomsError::BadJson(_) => Self::bad_json(message),
+            RoomsError::RoomInUse(_) => Self::new(S::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            RoomsError::BadAlias(_) => Self::new(S::BAD_REQUEST, ErrorKind::InvalidParam, message),
+            RoomsError::Internal(detail) => Self::internal_with(detail),
+            RoomsError::Storage(e) => e.into(),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::{hash::Hash, net::IpAddr, num::NonZeroU32, time::Duration};
 
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
+use ruma::OwnedUserId;
 
 use super::error::ApiError;
 use crate::config::{RateLimit, RateLimitsConfig};
@@ -43,6 +44,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 pub struct RateLimiters {
     pub login: Limiter<IpAddr>,
     pub registration: Limiter<IpAddr>,
+    pub message: Limiter<OwnedUserId>,
+    pub join: Limiter<OwnedUserId>,
+    pub invite: Limiter<OwnedUserId>,
+    pub room_creation: Limiter<OwnedUserId>,
 }
 
 impl RateLimiters {
@@ -50,6 +55,10 @@ impl RateLimiters {
         Self {
             login: Limiter::new(config.enabled, config.login),
             registration: Limiter::new(config.enabled, config.registration),
+            message: Limiter::new(config.enabled, config.message),
+            join: Limiter::new(config.enabled, config.join),
+            invite: Limiter::new(config.enabled, config.invite),
+            room_creation: Limiter::new(config.enabled, config.room_creation),
         }
     }
 }

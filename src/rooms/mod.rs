@@ -1,5 +1,287 @@
-//! The room server: room versions now; PDUs, auth, state groups and the
-//! timeline as they land (client-server API "Rooms", server-server API
-//! "PDUs", room version specifications).
+//! The room server: every room is a DAG of signed PDUs. This module builds,
+//! hashes and signs local events, checks them with ruma's auth rules,
+//! keeps state as state groups, appends to the timeline, and answers what a
+//! user may see (client-server API "Rooms", "Room history visibility";
+//! server-server API "PDUs", "Authorization rules"; room versions).
 
+mod append;
+mod create;
+pub mod directory;
+mod membership;
+pub mod pdu;
+mod timeline;
+mod upgrade;
 pub mod versions;
+mod visibility;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, events::StateEventType,
+    room_version_rules::RoomVersionRules,
+};
+
+use self::pdu::Pdu;
+pub use self::{
+    append::{EventDraft, MAX_PDU_BYTES, TxnRef},
+    create::{CreateRoom, Preset},
+    directory::PublicRoom,
+    timeline::{EventFilter, MessagesPage, PaginationToken},
+};
+use crate::{
+    config::Config,
+    server_key::ServerKey,
+    storage::{Db, StorageError, rooms::StoredEvent},
+};
+
+/// Room state: `(event type, state key) -> event id`.
+pub type StateMap = HashMap<(StateEventType, String), OwnedEventId>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RoomsError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("room version {0} is not supported")]
+    UnsupportedRoomVersion(String),
+    #[error("the event is larger than 65536 bytes")]
+    TooLarge,
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    RoomInUse(String),
+    #[error("{0}")]
+    BadAlias(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T, E = RoomsError> = std::result::Result<T, E>;
+
+/// What the append path keeps in memory per room, behind the room's lock.
+#[derive(Debug, Clone)]
+struct RoomHead {
+    rules: RoomVersionRules,
+    extremities: Vec<OwnedEventId>,
+    max_depth: u64,
+    state_group: i64,
+    /// Deltas since the last full snapshot of `state_group`.
+    delta_depth: i64,
+    state: Arc<StateMap>,
+}
+
+type HeadSlot = Arc<tokio::sync::Mutex<Option<RoomHead>>>;
+
+pub struct Rooms {
+    db: Db,
+    config: Arc<Config>,
+    key: Arc<ServerKey>,
+    /// One append lock per room: concurrent sends keep one consistent set
+    /// of forward extremities.
+    heads: Mutex<HashMap<OwnedRoomId, HeadSlot>>,
+    /// Parsed events by id (state events are read on every append).
+    events: quick_cache::sync::Cache<OwnedEventId, Arc<Pdu>>,
+}
+
+impl Rooms {
+    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>) -> Self {
+        Self {
+            db,
+            config,
+            key,
+            heads: Mutex::new(HashMap::new()),
+            events: quick_cache::sync::Cache::new(20_000),
+        }
+    }
+
+    fn head_slot(&self, room_id: &RoomId) -> HeadSlot {
+        let mut heads = self.heads.lock().expect("heads mutex is never poisoned");
+        heads.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Loads a room's head from storage.
+    async fn load_head(&self, room_id: &RoomId) -> Result<Option<RoomHead>> {
+        let Some(record) = self.db.room_head(room_id.to_string()).await? else {
+            return Ok(None);
+        };
+        let version = RoomVersionId::try_from(record.room_version.as_str())
+            .map_err(|e| RoomsError::Internal(format!("stored room version: {e}")))?;
+        let rules = version
+            .rules()
+            .ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let state = self.state_at_group(record.current_state_group).await?;
+        Ok(Some(RoomHead {
+            rules,
+            extremities: parse_ids(record.forward_extremities)?,
+            max_depth: record.max_depth as u64,
+            state_group: record.current_state_group,
+            // Unknown after a restart: start a fresh snapshot at the next
+            // state change, which keeps chains bounded.
+            delta_depth: versions::MAX_DELTA_CHAIN,
+            state: Arc::new(state),
+        }))
+    }
+
+    /// The full state of a state group.
+    pub async fn state_at_group(&self, group: i64) -> Result<StateMap> {
+        let stored = self.db.state_group(group).await?;
+        let mut state = StateMap::with_capacity(stored.len());
+        for ((kind, key), id) in stored {
+            let id = OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+            state.insert((StateEventType::from(kind), key), id);
+        }
+        Ok(state)
+    }
+
+    /// An event by id, parsed (cached).
+    pub async fn get_pdu(&self, event_id: &OwnedEventId) -> Result<Option<Arc<Pdu>>> {
+        if let Some(pdu) = self.events.get(event_id) {
+            return Ok(Some(pdu));
+        }
+        let Some(stored) = self.db.get_event(event_id.to_string()).await? else {
+            return Ok(None);
+        };
+        let pdu = Arc::new(parse_stored(stored)?);
+        self.events.insert(event_id.clone(), pdu.clone());
+        Ok(Some(pdu))
+    }
+
+    /// Several events by id; missing ones are skipped.
+    pub async fn get_pdus(
+        &self,
+        ids: impl IntoIterator<Item = &OwnedEventId>,
+    ) -> Result<HashMap<OwnedEventId, Arc<Pdu>>> {
+        let mut out = HashMap::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.events.get(id) {
+                Some(pdu) => {
+                    out.insert(id.clone(), pdu);
+                }
+                None => missing.push(id.to_string()),
+            }
+        }
+        if !missing.is_empty() {
+            for stored in self.db.get_events(missing).await? {
+                let pdu = Arc::new(parse_stored(stored)?);
+                self.events.insert(pdu.event_id.clone(), pdu.clone());
+                out.insert(pdu.event_id.clone(), pdu);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The room's current state (from the head when loaded).
+    pub async fn current_state(&self, room_id: &RoomId) -> Result<Arc<StateMap>> {
+        let slot = self.head_slot(room_id);
+        let mut head = slot.lock().await;
+        if head.is_none() {
+            *head = self.load_head(room_id).await?;
+        }
+        head.as_ref()
+            .map(|h| h.state.clone())
+            .ok_or_else(|| RoomsError::NotFound("unknown room".into()))
+    }
+
+    /// One state event of the current state, parsed.
+    pub async fn current_state_event(
+        &self,
+        room_id: &RoomId,
+        kind: &StateEventType,
+        key: &str,
+    ) -> Result<Option<Arc<Pdu>>> {
+        let state = self.current_state(room_id).await?;
+        match state.get(&(kind.clone(), key.to_owned())) {
+            Some(id) => self.get_pdu(id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn room_version(&self, room_id: &RoomId) -> Result<RoomVersionId> {
+        let version = self
+            .db
+            .room_version(room_id.to_string())
+            .await?
+            .ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
+        RoomVersionId::try_from(version).map_err(|e| RoomsError::Internal(e.to_string()))
+    }
+
+    /// The user's current membership in the room, if any.
+    pub async fn membership(
+        &self,
+        room_id: &RoomId,
+        user_id: &OwnedUserId,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .db
+            .membership(room_id.to_string(), user_id.to_string())
+            .await?
+            .map(|(m, _)| m))
+    }
+
+    pub async fn joined_rooms(&self, user_id: &OwnedUserId) -> Result<Vec<OwnedRoomId>> {
+        let rooms = self
+            .db
+            .rooms_with_membership(user_id.to_string(), "join")
+            .await?;
+        rooms
+            .into_iter()
+            .map(|r| OwnedRoomId::try_from(r).map_err(|e| RoomsError::Internal(e.to_string())))
+            .collect()
+    }
+
+    pub async fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
+        let users = self
+            .db
+            .room_members_with(room_id.to_string(), "join")
+            .await?;
+        users
+            .into_iter()
+            .map(|u| OwnedUserId::try_from(u).map_err(|e| RoomsError::Internal(e.to_string())))
+            .collect()
+    }
+
+    /// Requires the user to be joined to the room.
+    pub async fn require_joined(&self, room_id: &RoomId, user_id: &OwnedUserId) -> Result<()> {
+        match self.membership(room_id, user_id).await?.as_deref() {
+            Some("join") => Ok(()),
+            _ => Err(RoomsError::Forbidden(
+                "you are not joined to this room".into(),
+            )),
+        }
+    }
+}
+
+fn parse_ids(ids: Vec<String>) -> Result<Vec<OwnedEventId>> {
+    ids.into_iter()
+        .map(|id| OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string())))
+        .collect()
+}
+
+/// Parses a stored event into a `Pdu` with its storage metadata.
+fn parse_stored(stored: StoredEvent) -> Result<Pdu> {
+    let event_id =
+        OwnedEventId::try_from(stored.event_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+    let room =
+        OwnedRoomId::try_from(stored.room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+    let mut pdu = Pdu::from_json(event_id, room, &stored.json)
+        .map_err(|e| RoomsError::Internal(e.to_string()))?;
+    pdu.rejected = stored.rejected;
+    pdu.stream_ordering = Some(stored.stream_ordering);
+    pdu.state_group = Some(stored.state_group);
+    pdu.replaces_state = stored
+        .replaces_state
+        .and_then(|id| OwnedEventId::try_from(id).ok());
+    pdu.redacted_by = stored
+        .redacted_by
+        .and_then(|id| OwnedEventId::try_from(id).ok());
+    Ok(pdu)
+}

@@ -10,10 +10,21 @@ use ruma::{
 
 /// Room versions that work end to end on this server. Only versions listed
 /// here are advertised, so clients never pick one that would fail.
-pub const SUPPORTED: &[RoomVersionId] = &[];
+pub const SUPPORTED: &[RoomVersionId] =
+    &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
 
-/// The version new rooms get when the client does not ask for one.
-pub const DEFAULT: RoomVersionId = RoomVersionId::V11;
+/// The version new rooms get when the client does not ask for one: the
+/// newest version ruma fully supports.
+pub const DEFAULT: RoomVersionId = RoomVersionId::V12;
+
+/// A state group chain longer than this starts a fresh full snapshot, so
+/// resolving a group never walks more than this many deltas.
+pub const MAX_DELTA_CHAIN: i64 = 64;
+
+/// Whether new rooms of this version can be created here.
+pub fn is_supported(version: &RoomVersionId) -> bool {
+    SUPPORTED.contains(version)
+}
 
 pub fn capability() -> RoomVersionsCapability {
     let available: BTreeMap<_, _> = SUPPORTED

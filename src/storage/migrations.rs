@@ -6,7 +6,10 @@ use rusqlite::Connection;
 use super::Result;
 
 /// Each entry is one migration; never edit a released one, append a new one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_accounts.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_accounts.sql"),
+    include_str!("migrations/0002_rooms.sql"),
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;

@@ -8,6 +8,7 @@
 //! module with typed functions; callers never see SQL.
 
 mod migrations;
+pub mod rooms;
 pub mod server_meta;
 pub mod users;
 

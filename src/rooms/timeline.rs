@@ -1,0 +1,359 @@
+//! Reading a room: `/messages` pagination, `/context`, `/event`, state
+//! reads and `timestamp_to_event`, always through the visibility rules.
+//!
+//! A pagination token `s<N>` names the boundary just after stream position
+//! N: paginating backwards from it returns events at or before N, forwards
+//! returns events after N.
+
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedUserId, RoomId, events::StateEventType};
+
+use super::{Rooms, RoomsError, StateMap, parse_stored, pdu::Pdu, visibility::VisibilityCheck};
+use crate::storage::rooms::Direction;
+
+/// A position in a room's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaginationToken(pub i64);
+
+impl PaginationToken {
+    pub fn parse(s: &str) -> Option<Self> {
+        // Accept our own `s<N>` and, for sync tokens that carry the
+        // timeline position first, `s<N>_...`.
+        let digits = s.strip_prefix('s')?;
+        let digits = digits.split('_').next()?;
+        digits.parse::<i64>().ok().filter(|n| *n >= 0).map(Self)
+    }
+}
+
+impl std::fmt::Display for PaginationToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// One page of `/messages`.
+#[derive(Debug)]
+pub struct MessagesPage {
+    pub chunk: Vec<Arc<Pdu>>,
+    pub start: PaginationToken,
+    pub end: Option<PaginationToken>,
+}
+
+/// Which events a page keeps: the part of a room event filter that
+/// pagination applies (types, senders; `*` wildcards at the end).
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub types: Option<Vec<String>>,
+    pub not_types: Vec<String>,
+    pub senders: Option<Vec<String>>,
+    pub not_senders: Vec<String>,
+}
+
+fn glob_match(pattern: &str, value: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => value.starts_with(prefix),
+        None => pattern == value,
+    }
+}
+
+impl EventFilter {
+    pub fn allows(&self, pdu: &Pdu) -> bool {
+        let kind = pdu.kind().to_string();
+        let sender = pdu.sender().as_str();
+        if self.not_types.iter().any(|p| glob_match(p, &kind))
+            || self.not_senders.iter().any(|s| s == sender)
+        {
+            return false;
+        }
+        if let Some(types) = &self.types
+            && !types.iter().any(|p| glob_match(p, &kind))
+        {
+            return false;
+        }
+        if let Some(senders) = &self.senders
+            && !senders.iter().any(|s| s == sender)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+impl Rooms {
+    async fn visibility<'a>(
+        &'a self,
+        room_id: &'a RoomId,
+        user: &'a OwnedUserId,
+    ) -> Result<VisibilityCheck<'a>, RoomsError> {
+        self.current_state(room_id).await?;
+        let mut check = VisibilityCheck::new(self, room_id, user).await?;
+        if !check.may_read_room().await? {
+            return Err(RoomsError::Forbidden(
+                "you are not allowed to read this room".into(),
+            ));
+        }
+        Ok(check)
+    }
+
+    /// `/messages`: up to `limit` visible events from `from` in `direction`.
+    pub async fn messages(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+        from: Option<PaginationToken>,
+        to: Option<PaginationToken>,
+        direction: Direction,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<MessagesPage, RoomsError> {
+        let mut check = self.visibility(room_id, user).await?;
+        let start = match (from, direction) {
+            (Some(t), _) => t,
+            (None, Direction::Backward) => {
+                PaginationToken(self.db.room_max_stream(room_id.to_string()).await?)
+            }
+            (None, Direction::Forward) => PaginationToken(0),
+        };
+        let limit = limit.clamp(1, 1000);
+        let mut chunk = Vec::new();
+        let mut cursor = start.0;
+        let mut exhausted = false;
+        while chunk.len() < limit {
+            let batch = self
+                .db
+                .room_events(
+                    room_id.to_string(),
+                    cursor,
+                    to.map(|t| t.0),
+                    direction,
+                    (limit - chunk.len()).max(16),
+                )
+                .await?;
+            if batch.is_empty() {
+                exhausted = true;
+                break;
+            }
+            for stored in batch {
+                let position = stored.stream_ordering;
+                let pdu = Arc::new(parse_stored(stored)?);
+                cursor = match direction {
+                    Direction::Backward => position - 1,
+                    Direction::Forward => position,
+                };
+                if filter.allows(&pdu) && check.can_see(&pdu).await? {
+                    chunk.push(pdu);
+                    if chunk.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+        // Spec: `end` is omitted when there are no more events.
+        let end = if exhausted || (direction == Direction::Backward && cursor <= 0) {
+            None
+        } else {
+            Some(PaginationToken(cursor))
+        };
+        Ok(MessagesPage { chunk, start, end })
+    }
+
+    /// `/event/{eventId}`.
+    pub async fn event_for_user(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+    ) -> Result<Arc<Pdu>, RoomsError> {
+        let not_found = || RoomsError::NotFound("event not found".into());
+        let pdu = self.get_pdu(event_id).await?.ok_or_else(not_found)?;
+        if pdu.room != room_id {
+            return Err(not_found());
+        }
+        let mut check = self
+            .visibility(room_id, user)
+            .await
+            .map_err(|_| not_found())?;
+        if !check.can_see(&pdu).await? {
+            return Err(not_found());
+        }
+        Ok(pdu)
+    }
+
+    /// `/context/{eventId}`: the event, `limit` events around it, and the
+    /// state at it.
+    pub async fn context(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+        event_id: &OwnedEventId,
+        limit: usize,
+        filter: &EventFilter,
+    ) -> Result<(Arc<Pdu>, MessagesPage, MessagesPage, Vec<Arc<Pdu>>), RoomsError> {
+        let event = self.event_for_user(user, room_id, event_id).await?;
+        let position = event.stream_ordering.unwrap_or(0);
+        let before_n = limit / 2;
+        let after_n = limit - before_n;
+        let before = if before_n > 0 {
+            self.messages(
+                user,
+                room_id,
+                Some(PaginationToken(position - 1)),
+                None,
+                Direction::Backward,
+                before_n,
+                filter,
+            )
+            .await?
+        } else {
+            MessagesPage {
+                chunk: vec![],
+                start: PaginationToken(position - 1),
+                end: Some(PaginationToken(position - 1)),
+            }
+        };
+        let after = if after_n > 0 {
+            self.messages(
+                user,
+                room_id,
+                Some(PaginationToken(position)),
+                None,
+                Direction::Forward,
+                after_n,
+                filter,
+            )
+            .await?
+        } else {
+            MessagesPage {
+                chunk: vec![],
+                start: PaginationToken(position),
+                end: Some(PaginationToken(position)),
+            }
+        };
+        let state = match event.state_group {
+            Some(group) => {
+                self.state_events(&self.state_at_group(group).await?)
+                    .await?
+            }
+            None => vec![],
+        };
+        Ok((event, before, after, state))
+    }
+
+    /// Parsed events of a state map.
+    pub async fn state_events(&self, state: &StateMap) -> Result<Vec<Arc<Pdu>>, RoomsError> {
+        let events = self.get_pdus(state.values()).await?;
+        let mut out: Vec<Arc<Pdu>> = events.into_values().collect();
+        out.sort_by_key(|p| p.stream_ordering);
+        Ok(out)
+    }
+
+    /// The state a user may read: the current state when joined (or the
+    /// room is world-readable), else the state when they left.
+    pub async fn readable_state(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+    ) -> Result<StateMap, RoomsError> {
+        let current = self.current_state(room_id).await?;
+        let membership = self
+            .db
+            .membership(room_id.to_string(), user.to_string())
+            .await?;
+        match membership {
+            Some((m, _)) if m == "join" => Ok((*current).clone()),
+            Some((m, _)) if m == "leave" || m == "ban" => {
+                let id = current
+                    .get(&(StateEventType::RoomMember, user.to_string()))
+                    .ok_or_else(|| RoomsError::Forbidden("you are not in this room".into()))?;
+                let leave = self
+                    .get_pdu(id)
+                    .await?
+                    .ok_or_else(|| RoomsError::Internal("member event missing".into()))?;
+                let group = leave
+                    .state_group
+                    .ok_or_else(|| RoomsError::Internal("member event without state".into()))?;
+                self.state_at_group(group).await
+            }
+            _ => {
+                let mut check = VisibilityCheck::new(self, room_id, user).await?;
+                if check.may_read_room().await? {
+                    Ok((*current).clone())
+                } else {
+                    Err(RoomsError::Forbidden(
+                        "you are not allowed to read this room".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The state at a timeline position (`/members?at=`), if the user could
+    /// see the room then.
+    pub async fn state_at_position(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+        at: PaginationToken,
+    ) -> Result<StateMap, RoomsError> {
+        let mut check = self.visibility(room_id, user).await?;
+        let last = self
+            .db
+            .room_events(room_id.to_string(), at.0, None, Direction::Backward, 1)
+            .await?;
+        let Some(stored) = last.into_iter().next() else {
+            return Err(RoomsError::NotFound("no state at that position".into()));
+        };
+        let pdu = parse_stored(stored)?;
+        if !check.can_see(&pdu).await? {
+            return Err(RoomsError::Forbidden(
+                "you could not see the room at that position".into(),
+            ));
+        }
+        self.state_at_group(pdu.state_group.unwrap_or_default())
+            .await
+    }
+
+    /// `timestamp_to_event`: the visible event closest to `ts`.
+    pub async fn event_near_timestamp(
+        &self,
+        user: &OwnedUserId,
+        room_id: &RoomId,
+        ts: i64,
+        direction: Direction,
+    ) -> Result<Arc<Pdu>, RoomsError> {
+        let mut check = self.visibility(room_id, user).await?;
+        let stored = self
+            .db
+            .event_near_timestamp(room_id.to_string(), ts, direction)
+            .await?
+            .ok_or_else(|| RoomsError::NotFound("no event found near that time".into()))?;
+        let pdu = Arc::new(parse_stored(stored)?);
+        if !check.can_see(&pdu).await? {
+            return Err(RoomsError::NotFound("no event found near that time".into()));
+        }
+        Ok(pdu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        assert_eq!(PaginationToken::parse("s42"), Some(PaginationToken(42)));
+        assert_eq!(PaginationToken::parse("s42_7_9"), Some(PaginationToken(42)));
+        assert_eq!(PaginationToken(7).to_string(), "s7");
+        assert_eq!(PaginationToken::parse("t42"), None);
+        assert_eq!(PaginationToken::parse("s-1"), None);
+        assert_eq!(PaginationToken::parse("sx"), None);
+    }
+
+    #[test]
+    fn wildcards_match_prefixes() {
+        assert!(glob_match("m.room.*", "m.room.message"));
+        assert!(!glob_match("m.room.*", "m.reaction"));
+        assert!(glob_match("m.reaction", "m.reaction"));
+    }
+}

@@ -1,0 +1,615 @@
+//! Rooms, events, DAG edges, state groups, current state, memberships,
+//! transaction ids and aliases. Callers hand over fully built, verified
+//! events; this module only stores and finds them.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Db, Result, now_ms};
+
+/// A state map as stored: `(type, state_key) -> event_id`.
+pub type StoredState = HashMap<(String, String), String>;
+
+/// An event as stored.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub stream_ordering: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub json: String,
+    pub state_group: i64,
+    pub replaces_state: Option<String>,
+    pub redacted_by: Option<String>,
+    pub rejected: bool,
+}
+
+/// How an event changes the room state.
+#[derive(Debug, Clone)]
+pub enum StateWrite {
+    /// A non-state event: the state after it is the state before it.
+    Unchanged { group: i64 },
+    /// A state event: a new group as a delta on `prev_group`.
+    Delta {
+        prev_group: i64,
+        delta_depth: i64,
+        key: (String, String),
+        event_id: String,
+    },
+    /// A state event starting a fresh snapshot (first event, or a long chain).
+    Full { state: StoredState },
+}
+
+/// Everything one appended event writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub json: String,
+    pub prev_events: Vec<String>,
+    pub auth_events: Vec<String>,
+    pub state: StateWrite,
+    pub replaces_state: Option<String>,
+    /// The room's forward extremities after this event.
+    pub forward_extremities: Vec<String>,
+    /// `(user_id, membership)` for `m.room.member` events.
+    pub membership: Option<(String, String)>,
+    /// `(user_id, device_id, txn_id)` of the client request.
+    pub txn: Option<(String, String, String)>,
+    /// A create event makes the room row: `(room_version, creator)`.
+    pub new_room: Option<(String, String)>,
+    /// A redaction rewrites its target: `(target_event_id, redacted_json)`.
+    pub redaction: Option<(String, String)>,
+}
+
+/// What an append produced.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub stream_ordering: i64,
+    pub state_group: i64,
+}
+
+/// Facts about a room needed to append to it.
+#[derive(Debug, Clone)]
+pub struct RoomHeadRecord {
+    pub room_version: String,
+    pub current_state_group: i64,
+    pub forward_extremities: Vec<String>,
+    pub max_depth: i64,
+}
+
+/// Which way a pagination goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Backward,
+    Forward,
+}
+
+const EVENT_COLUMNS: &str =
+    "stream_ordering, event_id, room_id, json, state_group, replaces_state, redacted_by, rejected";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        stream_ordering: r.get(0)?,
+        event_id: r.get(1)?,
+        room_id: r.get(2)?,
+        json: r.get(3)?,
+        state_group: r.get(4)?,
+        replaces_state: r.get(5)?,
+        redacted_by: r.get(6)?,
+        rejected: r.get(7)?,
+    })
+}
+
+fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
+    if let Some((version, creator)) = &e.new_room {
+        c.execute(
+            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
+            params![e.room_id, version, creator, now_ms()],
+        )?;
+    }
+    let state_group = match &e.state {
+        StateWrite::Unchanged { group } => *group,
+        StateWrite::Delta {
+            prev_group,
+            delta_depth,
+            key,
+            event_id,
+        } => {
+            c.execute(
+                "INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, ?2, ?3)",
+                params![e.room_id, prev_group, delta_depth],
+            )?;
+            let group = c.last_insert_rowid();
+            c.execute(
+                "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
+                params![group, key.0, key.1, event_id],
+            )?;
+            group
+        }
+        StateWrite::Full { state } => {
+            c.execute(
+                "INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, NULL, 0)",
+                params![e.room_id],
+            )?;
+            let group = c.last_insert_rowid();
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for ((kind, key), event_id) in state {
+                stmt.execute(params![group, kind, key, event_id])?;
+            }
+            group
+        }
+    };
+    c.execute(
+        "INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json,
+                             state_group, replaces_state)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            e.event_id,
+            e.room_id,
+            e.kind,
+            e.state_key,
+            e.sender,
+            e.origin_server_ts,
+            e.depth,
+            e.json,
+            state_group,
+            e.replaces_state
+        ],
+    )?;
+    let stream_ordering = c.last_insert_rowid();
+    {
+        let mut edge = c.prepare_cached(
+            "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)",
+        )?;
+        for prev in &e.prev_events {
+            edge.execute(params![e.event_id, prev])?;
+        }
+        let mut auth = c.prepare_cached(
+            "INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)",
+        )?;
+        for id in &e.auth_events {
+            auth.execute(params![e.event_id, id])?;
+        }
+    }
+    c.execute(
+        "DELETE FROM forward_extremities WHERE room_id = ?1",
+        [&e.room_id],
+    )?;
+    {
+        let mut ext = c.prepare_cached(
+            "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
+        )?;
+        for id in &e.forward_extremities {
+            ext.execute(params![e.room_id, id])?;
+        }
+    }
+    if let Some(key) = &e.state_key {
+        c.execute(
+            "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+            params![e.room_id, e.kind, key, e.event_id],
+        )?;
+        c.execute(
+            "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
+            params![e.room_id, state_group],
+        )?;
+    }
+    if let Some((user, membership)) = &e.membership {
+        c.execute(
+            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+             VALUES (?1, ?2, ?3, ?4, ?5, 0)
+             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                 event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
+            params![e.room_id, user, membership, e.event_id, stream_ordering],
+        )?;
+    }
+    if let Some((user, device, txn)) = &e.txn {
+        c.execute(
+            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
+            params![user, device, txn, e.event_id],
+        )?;
+    }
+    if let Some((target, json)) = &e.redaction {
+        c.execute(
+            "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
+            params![target, json, e.event_id],
+        )?;
+    }
+    Ok(Appended {
+        stream_ordering,
+        state_group,
+    })
+}
+
+impl Db {
+    /// Stores one event and everything it changes, atomically.
+    pub async fn append_event(&self, event: NewEvent) -> Result<Appended> {
+        self.write(move |c| append(c, &event)).await
+    }
+
+    pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
+        self.read(move |c| {
+            let row: Option<(String, Option<i64>)> = c
+                .query_row(
+                    "SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1",
+                    [&room_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((room_version, group)) = row else {
+                return Ok(None);
+            };
+            let mut stmt =
+                c.prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?;
+            let forward_extremities = stmt
+                .query_map([&room_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            let max_depth: i64 = c.query_row(
+                "SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1",
+                [&room_id],
+                |r| r.get(0),
+            )?;
+            Ok(Some(RoomHeadRecord {
+                room_version,
+                current_state_group: group.unwrap_or(0),
+                forward_extremities,
+                max_depth,
+            }))
+        })
+        .await
+    }
+
+    /// The full state of a group, resolved through its delta chain.
+    pub async fn state_group(&self, group: i64) -> Result<StoredState> {
+        self.read(move |c| load_state_group(c, group)).await
+    }
+
+    pub async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
+                [&event_id],
+                event_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
+            ))?;
+            let mut out = Vec::with_capacity(event_ids.len());
+            for id in &event_ids {
+                if let Some(e) = stmt.query_row([id], event_from_row).optional()? {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Events of a room after (`Forward`) or up to and including
+    /// (`Backward`) stream position `from`, stopping at `to`.
+    pub async fn room_events(
+        &self,
+        room_id: String,
+        from: i64,
+        to: Option<i64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        self.read(move |c| {
+            let (sql, bound) = match direction {
+                Direction::Backward => (
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering <= ?2
+                         AND stream_ordering > ?3 AND outlier = 0 ORDER BY stream_ordering DESC LIMIT ?4"
+                    ),
+                    to.unwrap_or(0),
+                ),
+                Direction::Forward => (
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering > ?2
+                         AND stream_ordering <= ?3 AND outlier = 0 ORDER BY stream_ordering ASC LIMIT ?4"
+                    ),
+                    to.unwrap_or(i64::MAX),
+                ),
+            };
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![room_id, from, bound, limit as i64], event_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The highest stream position of a room (0 when empty).
+    pub async fn room_max_stream(&self, room_id: String) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1",
+                [&room_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// The event closest to `ts` in the given direction.
+    pub async fn event_near_timestamp(
+        &self,
+        room_id: String,
+        ts: i64,
+        direction: Direction,
+    ) -> Result<Option<StoredEvent>> {
+        self.read(move |c| {
+            let sql = match direction {
+                Direction::Forward => format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts >= ?2 AND outlier = 0
+                     ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1"
+                ),
+                Direction::Backward => format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts <= ?2 AND outlier = 0
+                     ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1"
+                ),
+            };
+            Ok(c.query_row(&sql, params![room_id, ts], event_from_row).optional()?)
+        })
+        .await
+    }
+
+    /// The current state of a room as `(type, state_key) -> event_id`.
+    pub async fn current_state(&self, room_id: String) -> Result<StoredState> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1",
+            )?;
+            let rows = stmt.query_map([&room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<StoredState>>()?)
+        })
+        .await
+    }
+
+    pub async fn room_version(&self, room_id: String) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT room_version FROM rooms WHERE room_id = ?1",
+                [&room_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// A user's current membership in a room, with the stream position of
+    /// the membership event.
+    pub async fn membership(
+        &self,
+        room_id: String,
+        user_id: String,
+    ) -> Result<Option<(String, i64)>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
+                params![room_id, user_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Whether the user was ever joined to the room after stream position `after`.
+    pub async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member'
+                    AND state_key = ?2 AND stream_ordering > ?3
+                    AND json_extract(json, '$.content.membership') = 'join')",
+                params![room_id, user_id, after],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Rooms where the user's membership is `membership` (and not forgotten).
+    pub async fn rooms_with_membership(
+        &self,
+        user_id: String,
+        membership: &'static str,
+    ) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = ?2 AND forgotten = 0
+                 ORDER BY stream_ordering",
+            )?;
+            let rows = stmt.query_map(params![user_id, membership], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    /// Users whose current membership in the room is `membership`.
+    pub async fn room_members_with(
+        &self,
+        room_id: String,
+        membership: &'static str,
+    ) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
+            )?;
+            let rows = stmt.query_map(params![room_id, membership], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    /// Marks a left room forgotten for the user. Returns false when the
+    /// user is still in (or invited to) the room.
+    pub async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool> {
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE room_memberships SET forgotten = 1
+                 WHERE room_id = ?1 AND user_id = ?2 AND membership IN ('leave', 'ban')",
+                params![room_id, user_id],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub async fn find_txn(
+        &self,
+        user_id: String,
+        device_id: String,
+        txn_id: String,
+    ) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                params![user_id, device_id, txn_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Creates an alias; false when it exists already.
+    pub async fn create_alias(
+        &self,
+        alias: String,
+        room_id: String,
+        creator: String,
+    ) -> Result<bool> {
+        self.write(move |c| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
+                params![alias, room_id, creator],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// `(room_id, creator)` of an alias.
+    pub async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
+                [&alias],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    pub async fn delete_alias(&self, alias: String) -> Result<bool> {
+        self.write(move |c| {
+            Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)
+        })
+        .await
+    }
+
+    pub async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias",
+            )?;
+            let rows = stmt.query_map([&room_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    pub async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "UPDATE rooms SET is_public = ?2 WHERE room_id = ?1",
+                params![room_id, public],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn room_is_public(&self, room_id: String) -> Result<bool> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT is_public FROM rooms WHERE room_id = ?1",
+                [&room_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(false))
+        })
+        .await
+    }
+
+    /// Public rooms ordered by joined member count (then id), as
+    /// `(room_id, joined_members)`.
+    pub async fn public_rooms(&self) -> Result<Vec<(String, i64)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT r.room_id,
+                        (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')
+                            AS joined
+                 FROM rooms r WHERE r.is_public = 1 ORDER BY joined DESC, r.room_id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Row counts used by tests and diagnostics: `(state_groups, state_group_entries)`.
+    pub async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)> {
+        self.read(move |c| {
+            let groups: i64 = c.query_row("SELECT COUNT(*) FROM state_groups WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
+            let entries: i64 = c.query_row(
+                "SELECT COUNT(*) FROM state_group_entries e JOIN state_groups g ON g.id = e.group_id WHERE g.room_id = ?1",
+                [&room_id],
+                |r| r.get(0),
+            )?;
+            Ok((groups, entries))
+        })
+        .await
+    }
+}
+
+/// Resolves a group by walking its delta chain back to a snapshot and
+/// applying the entries oldest first.
+fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
+    let mut stmt = c.prepare_cached(
+        "WITH RECURSIVE chain(id, prev, lvl) AS (
+             SELECT id, prev_group, 0 FROM state_groups WHERE id = ?1
+             UNION ALL
+             SELECT g.id, g.prev_group, chain.lvl + 1 FROM state_groups g JOIN chain ON g.id = chain.prev
+         )
+         SELECT e.type, e.state_key, e.event_id FROM chain
+         JOIN state_group_entries e ON e.group_id = chain.id
+         ORDER BY chain.lvl DESC",
+    )?;
+    let rows = stmt.query_map([group], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
+    let mut state = StoredState::new();
+    for row in rows {
+        let (key, event_id) = row?;
+        state.insert(key, event_id);
+    }
+    Ok(state)
+}
