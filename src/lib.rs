@@ -10,6 +10,9 @@ pub mod server_key;
 pub mod storage;
 pub mod users;
 
+/// The ruma version Plexus is built on, for tests and tools that check its output.
+pub use ruma;
+
 use std::{net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};

@@ -248,7 +248,7 @@ async fn joined_members_list(
         entry.avatar_url = content
             .get("avatar_url")
             .and_then(Value::as_str)
-            .and_then(|u| u.try_into().ok());
+            .map(Into::into);
         joined.insert(member, entry);
     }
     Ok(joined_members::v3::Response::new(joined))

@@ -22,7 +22,7 @@ use super::events::{client_event, raw_events, to_raw};
 use crate::{
     AppState,
     http::{ApiError, RouterExt, Ruma},
-    rooms::{EventDraft, EventFilter, PaginationToken, TxnRef},
+    rooms::{EventDraft, EventFilter, PageRequest, PaginationToken, TxnRef},
     storage::rooms::Direction,
 };
 
@@ -152,10 +152,12 @@ async fn messages(
         .messages(
             &user,
             &body.room_id,
-            from,
-            to,
-            direction(body.dir),
-            limit,
+            PageRequest {
+                from,
+                to,
+                direction: direction(body.dir),
+                limit,
+            },
             &filter,
         )
         .await?;

@@ -13,7 +13,10 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(get_all).ruma(get_one).ruma(put)
+    router
+        .ruma(get_all)
+        .ruma_with_empty_last(get_one)
+        .ruma_with_empty_last(put)
 }
 
 async fn get_all(

@@ -214,9 +214,19 @@ fn method_filter(method: &Method) -> MethodFilter {
 }
 
 /// Mounting ruma endpoints on the router.
-pub trait RouterExt {
+pub trait RouterExt: Sized {
     /// Mounts `handler` on every path (stable and unstable) of its endpoint.
     fn ruma<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like `ruma`, and also on each path with its last parameter left out,
+    /// for endpoints whose last parameter may be empty (state keys).
+    fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
     where
         T: IncomingRequest + Send + 'static,
         T::Authentication: ClientAuth,
@@ -234,8 +244,43 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        let mut router = self;
-        for path in T::PATH_BUILDER.all_paths() {
+        mount(self, T::PATH_BUILDER.all_paths(), handler)
+    }
+
+    fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
+        let shortened = paths.clone().into_iter().filter_map(|p| {
+            p.strip_suffix('}')
+                .and_then(|p| p.rsplit_once("/{"))
+                .map(|(head, _)| head)
+        });
+        let router = mount(self, shortened, handler.clone());
+        mount(router, paths.into_iter(), handler)
+    }
+}
+
+fn mount<T, F, Fut>(
+    router: Router<AppState>,
+    paths: impl Iterator<Item = &'static str>,
+    handler: F,
+) -> Router<AppState>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: ClientAuth,
+    T::OutgoingResponse: Send,
+    F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+{
+    let mut router = router;
+    {
+        for path in paths {
             let handler = handler.clone();
             router = router.route(
                 path,

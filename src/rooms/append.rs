@@ -231,7 +231,10 @@ impl Rooms {
             obj,
             &rules.redaction,
         )
-        .map_err(|e| RoomsError::Internal(format!("cannot sign event: {e}")))?;
+        .map_err(|e| match e {
+            ruma::signatures::JsonError::PduTooLarge => RoomsError::TooLarge,
+            e => RoomsError::Internal(format!("cannot sign event: {e}")),
+        })?;
         let hash = reference_hash(obj, rules)
             .map_err(|e| RoomsError::Internal(format!("cannot hash event: {e}")))?;
         let event_id = super::pdu::event_id_from_reference_hash(&hash)

@@ -29,7 +29,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoom,
-    timeline::{EventFilter, MessagesPage, PaginationToken},
+    timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };
 use crate::{
     config::Config,

@@ -32,6 +32,15 @@ impl std::fmt::Display for PaginationToken {
     }
 }
 
+/// Which page of a room's timeline to read.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    pub from: Option<PaginationToken>,
+    pub to: Option<PaginationToken>,
+    pub direction: Direction,
+    pub limit: usize,
+}
+
 /// One page of `/messages`.
 #[derive(Debug)]
 pub struct MessagesPage {
@@ -101,12 +110,15 @@ impl Rooms {
         &self,
         user: &OwnedUserId,
         room_id: &RoomId,
-        from: Option<PaginationToken>,
-        to: Option<PaginationToken>,
-        direction: Direction,
-        limit: usize,
+        page: PageRequest,
         filter: &EventFilter,
     ) -> Result<MessagesPage, RoomsError> {
+        let PageRequest {
+            from,
+            to,
+            direction,
+            limit,
+        } = page;
         let mut check = self.visibility(room_id, user).await?;
         let start = match (from, direction) {
             (Some(t), _) => t,
@@ -195,16 +207,13 @@ impl Rooms {
         let before_n = limit / 2;
         let after_n = limit - before_n;
         let before = if before_n > 0 {
-            self.messages(
-                user,
-                room_id,
-                Some(PaginationToken(position - 1)),
-                None,
-                Direction::Backward,
-                before_n,
-                filter,
-            )
-            .await?
+            let page = PageRequest {
+                from: Some(PaginationToken(position - 1)),
+                to: None,
+                direction: Direction::Backward,
+                limit: before_n,
+            };
+            self.messages(user, room_id, page, filter).await?
         } else {
             MessagesPage {
                 chunk: vec![],
@@ -213,16 +222,13 @@ impl Rooms {
             }
         };
         let after = if after_n > 0 {
-            self.messages(
-                user,
-                room_id,
-                Some(PaginationToken(position)),
-                None,
-                Direction::Forward,
-                after_n,
-                filter,
-            )
-            .await?
+            let page = PageRequest {
+                from: Some(PaginationToken(position)),
+                to: None,
+                direction: Direction::Forward,
+                limit: after_n,
+            };
+            self.messages(user, room_id, page, filter).await?
         } else {
             MessagesPage {
                 chunk: vec![],

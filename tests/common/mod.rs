@@ -40,6 +40,11 @@ impl TestServer {
 
     /// Starts with the test defaults, then `adjust` applied.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        // Server logs for a failing test: PLEXUS_TEST_LOG=debug cargo test ...
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("PLEXUS_TEST_LOG"))
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::default();
         config.server.server_name = "plexus.test".try_into().expect("valid server name");
@@ -202,4 +207,109 @@ pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
         "error message present in {:?}",
         got.1
     );
+}
+
+/// Room helpers over plain HTTP, so tests read like client stories.
+impl TestServer {
+    /// `POST /createRoom`; panics unless it succeeds.
+    pub async fn create_room(&self, token: &str, body: Value) -> String {
+        let (status, resp) = self
+            .post("/_matrix/client/v3/createRoom", Some(token), body)
+            .await;
+        assert_eq!(status, 200, "createRoom failed: {resp}");
+        resp["room_id"].as_str().expect("room_id").to_owned()
+    }
+
+    /// Sends an `m.text` message; returns status and body.
+    pub async fn send_text(&self, token: &str, room: &str, text: &str) -> (u16, Value) {
+        let txn = format!("t{}", rand_suffix());
+        self.put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
+                enc(room)
+            ),
+            Some(token),
+            json!({"msgtype": "m.text", "body": text}),
+        )
+        .await
+    }
+
+    /// Joins by room id or alias; returns status and body.
+    pub async fn join(&self, token: &str, room: &str) -> (u16, Value) {
+        self.post(
+            &format!("/_matrix/client/v3/join/{}", enc(room)),
+            Some(token),
+            json!({}),
+        )
+        .await
+    }
+
+    pub async fn room_post(
+        &self,
+        token: &str,
+        room: &str,
+        action: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        self.post(
+            &format!("/_matrix/client/v3/rooms/{}/{action}", enc(room)),
+            Some(token),
+            body,
+        )
+        .await
+    }
+
+    pub async fn get_state(&self, token: &str, room: &str, kind: &str, key: &str) -> (u16, Value) {
+        self.get(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/{kind}/{}",
+                enc(room),
+                enc(key)
+            ),
+            Some(token),
+        )
+        .await
+    }
+
+    pub async fn put_state(
+        &self,
+        token: &str,
+        room: &str,
+        kind: &str,
+        key: &str,
+        content: Value,
+    ) -> (u16, Value) {
+        self.put(
+            &format!(
+                "/_matrix/client/v3/rooms/{}/state/{kind}/{}",
+                enc(room),
+                enc(key)
+            ),
+            Some(token),
+            content,
+        )
+        .await
+    }
+
+    /// `/messages` with the given query string (`dir=b&limit=10...`).
+    pub async fn messages(&self, token: &str, room: &str, query: &str) -> (u16, Value) {
+        self.get(
+            &format!("/_matrix/client/v3/rooms/{}/messages?{query}", enc(room)),
+            Some(token),
+        )
+        .await
+    }
+}
+
+/// Percent-encodes a path segment (room ids, aliases, state keys).
+pub fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
