@@ -16,7 +16,22 @@ pub struct Config {
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub rate_limits: RateLimitsConfig,
+    pub presence: PresenceConfig,
     pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PresenceConfig {
+    /// Track and stream presence. When off, presence endpoints still answer
+    /// (everyone is offline) and nothing is stored or streamed.
+    pub enabled: bool,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -132,28 +147,19 @@ impl Default for ServerConfig {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        Self {
-            mode: RegistrationMode::Token,
-            token: None,
-        }
+        Self { mode: RegistrationMode::Token, token: None }
     }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self {
-            refreshable_access_token_lifetime: Duration::from_secs(300),
-            min_password_length: 8,
-        }
+        Self { refreshable_access_token_lifetime: Duration::from_secs(300), min_password_length: 8 }
     }
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self {
-            synchronous: Synchronous::Normal,
-            readers: 4,
-        }
+        Self { synchronous: Synchronous::Normal, readers: 4 }
     }
 }
 
@@ -161,49 +167,26 @@ impl Default for RateLimitsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            login: RateLimit {
-                per_second: 0.2,
-                burst: 5,
-            },
-            registration: RateLimit {
-                per_second: 0.1,
-                burst: 3,
-            },
-            message: RateLimit {
-                per_second: 10.0,
-                burst: 50,
-            },
-            join: RateLimit {
-                per_second: 0.5,
-                burst: 10,
-            },
-            invite: RateLimit {
-                per_second: 0.5,
-                burst: 10,
-            },
-            room_creation: RateLimit {
-                per_second: 0.2,
-                burst: 5,
-            },
+            login: RateLimit { per_second: 0.2, burst: 5 },
+            registration: RateLimit { per_second: 0.1, burst: 3 },
+            message: RateLimit { per_second: 10.0, burst: 50 },
+            join: RateLimit { per_second: 0.5, burst: 10 },
+            invite: RateLimit { per_second: 0.5, burst: 10 },
+            room_creation: RateLimit { per_second: 0.2, burst: 5 },
         }
     }
 }
 
 impl Default for LoggingConfig {
     fn default() -> Self {
-        Self {
-            level: "info".to_owned(),
-        }
+        Self { level: "info".to_owned() }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config value for `{key}`: {message}")]
@@ -213,14 +196,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config = Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config = Self::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })?;
         config.validate()?;
         Ok(config)
     }
@@ -246,10 +224,7 @@ impl Config {
             });
         }
         if self.storage.readers == 0 {
-            return Err(ConfigError::Invalid {
-                key: "storage.readers",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::Invalid { key: "storage.readers", message: "must be at least 1".into() });
         }
         if let Some(url) = &self.server.public_base_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -8,6 +8,8 @@ pub mod http;
 pub mod rooms;
 pub mod server_key;
 pub mod storage;
+pub mod streams;
+pub mod sync;
 pub mod users;
 
 /// The ruma version Plexus is built on, for tests and tools that check its output.
@@ -18,8 +20,8 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    config::Config, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey,
-    storage::Db, users::Users,
+    config::Config, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey, storage::Db, streams::Streams,
+    sync::notifier::Notifier, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
@@ -28,7 +30,9 @@ pub struct Services {
     pub db: Db,
     pub server_key: Arc<ServerKey>,
     pub users: Users,
-    pub rooms: Rooms,
+    pub rooms: Arc<Rooms>,
+    pub streams: Streams,
+    pub notifier: Arc<Notifier>,
     pub rate_limits: RateLimiters,
 }
 
@@ -38,10 +42,7 @@ pub type AppState = Arc<Services>;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Key(#[from] server_key::ServerKeyError),
     #[error("cannot open the database: {0}")]
@@ -49,27 +50,27 @@ pub enum StartError {
     #[error("cannot prepare registration: {0}")]
     Users(#[from] users::UsersError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 impl Services {
     /// Opens the data dir, key and database: everything but the listeners.
     /// The CLI uses this alone to manage users without a running server.
-    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+    pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
         let config = Arc::new(config);
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let server_key = Arc::new(ServerKey::load_or_create(data_dir)?);
         let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
+        let notifier =
+            Arc::new(Notifier::new(db.events_position().await?, db.misc_position().await?, storage::now_ms()));
+        let rooms = Arc::new(Rooms::new(db.clone(), config.clone(), server_key.clone(), notifier.clone()));
         Ok(Arc::new(Self {
             users: Users::new(db.clone(), config.clone()),
-            rooms: Rooms::new(db.clone(), config.clone(), server_key.clone()),
+            streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
+            rooms,
+            notifier,
             rate_limits: RateLimiters::new(&config.rate_limits),
             server_key,
             db,
@@ -90,7 +91,7 @@ pub struct Server {
 impl Server {
     /// Starts every listener of `config`.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let services = Services::open(config)?;
+        let services = Services::open(config).await?;
         if let Some(token) = services.users.ensure_registration_token().await? {
             tracing::warn!(
                 registration_token = %token,
@@ -105,21 +106,15 @@ impl Server {
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
         for addr in &services.config.server.listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: *addr,
-                    source,
-                })?;
-            let bound = listener.local_addr().map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
+            let listener =
+                TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr: *addr, source })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: *addr, source })?;
             addrs.push(bound);
             let app = http::app(services.clone());
             let mut stop = shutdown.subscribe();
             tasks.push(tokio::spawn(async move {
-                let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
+                let service =
+                    axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
                 let result = axum::serve(listener, service)
                     .with_graceful_shutdown(async move {
                         let _ = stop.wait_for(|stop| *stop).await;
@@ -131,12 +126,7 @@ impl Server {
             }));
             tracing::info!(%bound, server_name = %services.config.server.server_name, "listening for clients");
         }
-        Ok(Self {
-            services,
-            addrs,
-            shutdown,
-            tasks,
-        })
+        Ok(Self { services, addrs, shutdown, tasks })
     }
 
     /// Resolves when any listener stops (it should not, unless it fails).

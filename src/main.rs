@@ -59,10 +59,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -76,14 +73,9 @@ fn main() -> ExitCode {
                 eprintln!("configuration is valid");
                 Ok(())
             }
-            Command::User {
-                command:
-                    UserCommand::Add {
-                        name,
-                        password,
-                        admin,
-                    },
-            } => add_user(config, &name, password, admin).await,
+            Command::User { command: UserCommand::Add { name, password, admin } } => {
+                add_user(config, &name, password, admin).await
+            }
         }
     });
     match result {
@@ -120,17 +112,9 @@ async fn terminate() {
     std::future::pending().await
 }
 
-async fn add_user(
-    config: Config,
-    name: &str,
-    password: Option<String>,
-    admin: bool,
-) -> anyhow::Result<()> {
-    let services = Services::open(config)?;
-    let user_id = services
-        .users
-        .create_user_directly(name, password, admin)
-        .await?;
+async fn add_user(config: Config, name: &str, password: Option<String>, admin: bool) -> anyhow::Result<()> {
+    let services = Services::open(config).await?;
+    let user_id = services.users.create_user_directly(name, password, admin).await?;
     services.db.close();
     eprintln!("created {user_id}{}", if admin { " (admin)" } else { "" });
     Ok(())

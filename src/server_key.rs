@@ -14,10 +14,7 @@ const KEY_FILE: &str = "signing.key";
 #[derive(Debug, thiserror::Error)]
 pub enum ServerKeyError {
     #[error("cannot access signing key file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("signing key file {path} is malformed: {message}")]
     Malformed { path: String, message: String },
 }
@@ -34,35 +31,18 @@ impl ServerKey {
         let path = data_dir.join(KEY_FILE);
         let shown = path.display().to_string();
         match std::fs::read_to_string(&path) {
-            Ok(text) => Self::parse(&text).map_err(|message| ServerKeyError::Malformed {
-                path: shown,
-                message,
-            }),
+            Ok(text) => Self::parse(&text).map_err(|message| ServerKeyError::Malformed { path: shown, message }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let version: String = rand::thread_rng()
-                    .sample_iter(&Alphanumeric)
-                    .take(6)
-                    .map(char::from)
-                    .collect();
+                let version: String = rand::thread_rng().sample_iter(&Alphanumeric).take(6).map(char::from).collect();
                 let version = format!("a_{version}");
                 let document = Ed25519KeyPair::generate();
                 let line = format!("ed25519 {version} {}\n", STANDARD_NO_PAD.encode(&*document));
-                write_private_file(&path, line.as_bytes()).map_err(|source| {
-                    ServerKeyError::Io {
-                        path: shown.clone(),
-                        source,
-                    }
-                })?;
+                write_private_file(&path, line.as_bytes())
+                    .map_err(|source| ServerKeyError::Io { path: shown.clone(), source })?;
                 tracing::info!(path = %shown, key_id = %format!("ed25519:{version}"), "generated a new server signing key");
-                Self::parse(&line).map_err(|message| ServerKeyError::Malformed {
-                    path: shown,
-                    message,
-                })
+                Self::parse(&line).map_err(|message| ServerKeyError::Malformed { path: shown, message })
             }
-            Err(source) => Err(ServerKeyError::Io {
-                path: shown,
-                source,
-            }),
+            Err(source) => Err(ServerKeyError::Io { path: shown, source }),
         }
     }
 
@@ -73,11 +53,8 @@ impl ServerKey {
         else {
             return Err("expected `ed25519 <version> <base64 key>`".into());
         };
-        let document = STANDARD_NO_PAD
-            .decode(encoded)
-            .map_err(|e| format!("bad base64: {e}"))?;
-        let keypair =
-            Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(|e| e.to_string())?;
+        let document = STANDARD_NO_PAD.decode(encoded).map_err(|e| format!("bad base64: {e}"))?;
+        let keypair = Ed25519KeyPair::from_der(&document, version.to_owned()).map_err(|e| e.to_string())?;
         Ok(Self { keypair })
     }
 
@@ -122,10 +99,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -20,11 +20,7 @@ async fn sdk_register_login_whoami_logout() {
         username: Some("alice".to_owned()),
         password: Some(PASSWORD.to_owned()),
     });
-    let err = client
-        .matrix_auth()
-        .register(request.clone())
-        .await
-        .expect_err("UIA is needed first");
+    let err = client.matrix_auth().register(request.clone()).await.expect_err("UIA is needed first");
     let info = err.as_uiaa_response().expect("a UIA response");
     assert_eq!(info.flows[0].stages, vec![uiaa::AuthType::Dummy]);
     let mut dummy = uiaa::Dummy::new();
@@ -53,22 +49,13 @@ async fn sdk_register_login_whoami_logout() {
     // The registration device and the login device are both listed.
     let devices = second.devices().await.expect("device list").devices;
     assert_eq!(devices.len(), 2);
-    let named = devices
-        .iter()
-        .find(|d| d.device_id == device_id)
-        .expect("the login device is listed");
+    let named = devices.iter().find(|d| d.device_id == device_id).expect("the login device is listed");
     assert_eq!(named.display_name.as_deref(), Some("second device"));
 
     // Logging out invalidates the token and removes the device.
     let token = second.access_token().expect("logged in");
     second.matrix_auth().logout().await.expect("logout");
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/account/whoami", Some(&token))
-            .await,
-        401,
-        "M_UNKNOWN_TOKEN",
-    );
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&token)).await, 401, "M_UNKNOWN_TOKEN");
     let devices = client.devices().await.expect("device list").devices;
     assert_eq!(devices.len(), 1, "the logged-out device is gone");
 }
@@ -88,11 +75,7 @@ async fn login_accepts_full_user_id_legacy_user_field_and_rejects_bad_password()
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_error(
-        &server.login("bob", "wrong password").await,
-        403,
-        "M_FORBIDDEN",
-    );
+    assert_error(&server.login("bob", "wrong password").await, 403, "M_FORBIDDEN");
     assert_error(&server.login("nobody", PASSWORD).await, 403, "M_FORBIDDEN");
     let (status, flows) = server.get("/_matrix/client/v3/login", None).await;
     assert_eq!(status, 200);
@@ -114,23 +97,13 @@ async fn logging_in_again_with_a_device_id_replaces_its_token() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["device_id"], alice.device_id.as_str());
     assert_error(
-        &server
-            .get(
-                "/_matrix/client/v3/account/whoami",
-                Some(&alice.access_token),
-            )
-            .await,
+        &server.get("/_matrix/client/v3/account/whoami", Some(&alice.access_token)).await,
         401,
         "M_UNKNOWN_TOKEN",
     );
     let new_token = body["access_token"].as_str().unwrap();
-    let (status, me) = server
-        .get("/_matrix/client/v3/account/whoami", Some(new_token))
-        .await;
-    assert_eq!(
-        (status, me["device_id"].as_str()),
-        (200, Some(alice.device_id.as_str()))
-    );
+    let (status, me) = server.get("/_matrix/client/v3/account/whoami", Some(new_token)).await;
+    assert_eq!((status, me["device_id"].as_str()), (200, Some(alice.device_id.as_str())));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -139,22 +112,10 @@ async fn logout_all_ends_every_session() {
     let alice = server.register("alice").await;
     let (_, other) = server.login("alice", PASSWORD).await;
     let other = other["access_token"].as_str().unwrap().to_owned();
-    let (status, _) = server
-        .post(
-            "/_matrix/client/v3/logout/all",
-            Some(&alice.access_token),
-            json!({}),
-        )
-        .await;
+    let (status, _) = server.post("/_matrix/client/v3/logout/all", Some(&alice.access_token), json!({})).await;
     assert_eq!(status, 200);
     for token in [&alice.access_token, &other] {
-        assert_error(
-            &server
-                .get("/_matrix/client/v3/account/whoami", Some(token))
-                .await,
-            401,
-            "M_UNKNOWN_TOKEN",
-        );
+        assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(token)).await, 401, "M_UNKNOWN_TOKEN");
     }
 }
 
@@ -167,34 +128,19 @@ async fn devices_can_be_renamed_and_deleted_with_password_uia() {
     let phone_token = login["access_token"].as_str().unwrap().to_owned();
     let token = Some(alice.access_token.as_str());
 
-    let (status, _) = server
-        .put(
-            &format!("/_matrix/client/v3/devices/{phone}"),
-            token,
-            json!({"display_name": "Phone"}),
-        )
-        .await;
+    let (status, _) =
+        server.put(&format!("/_matrix/client/v3/devices/{phone}"), token, json!({"display_name": "Phone"})).await;
     assert_eq!(status, 200);
-    let (status, device) = server
-        .get(&format!("/_matrix/client/v3/devices/{phone}"), token)
-        .await;
+    let (status, device) = server.get(&format!("/_matrix/client/v3/devices/{phone}"), token).await;
     assert_eq!(status, 200);
     assert_eq!(device["display_name"], "Phone");
     assert!(device["last_seen_ts"].as_u64().is_some());
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/devices/NOSUCHDEVICE", token)
-            .await,
-        404,
-        "M_NOT_FOUND",
-    );
+    assert_error(&server.get("/_matrix/client/v3/devices/NOSUCHDEVICE", token).await, 404, "M_NOT_FOUND");
 
     // Deleting needs the password: first the flows, then a wrong password,
     // then the right one.
     let path = format!("/_matrix/client/v3/devices/{phone}");
-    let (status, uia) = server
-        .request(reqwest::Method::DELETE, &path, token, Some(json!({})))
-        .await;
+    let (status, uia) = server.request(reqwest::Method::DELETE, &path, token, Some(json!({}))).await;
     assert_eq!(status, 401);
     assert_eq!(uia["flows"][0]["stages"][0], "m.login.password");
     let session = uia["session"].clone();
@@ -202,35 +148,19 @@ async fn devices_can_be_renamed_and_deleted_with_password_uia() {
         json!({"auth": {"type": "m.login.password", "session": session,
                          "identifier": {"type": "m.id.user", "user": "alice"}, "password": password}})
     };
-    let (status, failed) = server
-        .request(reqwest::Method::DELETE, &path, token, Some(auth("wrong")))
-        .await;
+    let (status, failed) = server.request(reqwest::Method::DELETE, &path, token, Some(auth("wrong"))).await;
     assert_eq!(status, 401);
     assert_eq!(failed["errcode"], "M_FORBIDDEN");
     let (status, _) = server.get(&path, token).await;
     assert_eq!(status, 200, "a failed UIA changes nothing");
-    let (status, body) = server
-        .request(reqwest::Method::DELETE, &path, token, Some(auth(PASSWORD)))
-        .await;
+    let (status, body) = server.request(reqwest::Method::DELETE, &path, token, Some(auth(PASSWORD))).await;
     assert_eq!(status, 200, "{body}");
     assert_error(&server.get(&path, token).await, 404, "M_NOT_FOUND");
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/account/whoami", Some(&phone_token))
-            .await,
-        401,
-        "M_UNKNOWN_TOKEN",
-    );
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&phone_token)).await, 401, "M_UNKNOWN_TOKEN");
 
     // Another user's password does not authenticate alice.
     server.register("mallory").await;
-    let (_, uia) = server
-        .post(
-            "/_matrix/client/v3/delete_devices",
-            token,
-            json!({"devices": [alice.device_id]}),
-        )
-        .await;
+    let (_, uia) = server.post("/_matrix/client/v3/delete_devices", token, json!({"devices": [alice.device_id]})).await;
     let (status, failed) = server
         .post(
             "/_matrix/client/v3/delete_devices",
@@ -239,10 +169,7 @@ async fn devices_can_be_renamed_and_deleted_with_password_uia() {
                    "identifier": {"type": "m.id.user", "user": "mallory"}, "password": PASSWORD}}),
         )
         .await;
-    assert_eq!(
-        (status, failed["errcode"].as_str()),
-        (401, Some("M_FORBIDDEN"))
-    );
+    assert_eq!((status, failed["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,16 +179,12 @@ async fn password_change_logs_out_other_devices_unless_asked_not_to() {
     let (_, other) = server.login("alice", PASSWORD).await;
     let other = other["access_token"].as_str().unwrap().to_owned();
     let token = Some(alice.access_token.as_str());
-    let auth = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD});
+    let auth =
+        json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD});
 
     // Too short a password is refused before anything changes.
-    let weak = server
-        .post(
-            "/_matrix/client/v3/account/password",
-            token,
-            json!({"new_password": "short", "auth": auth}),
-        )
-        .await;
+    let weak =
+        server.post("/_matrix/client/v3/account/password", token, json!({"new_password": "short", "auth": auth})).await;
     assert_error(&weak, 400, "M_WEAK_PASSWORD");
 
     let (status, body) = server
@@ -272,40 +195,16 @@ async fn password_change_logs_out_other_devices_unless_asked_not_to() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        server
-            .get("/_matrix/client/v3/account/whoami", Some(&other))
-            .await
-            .0,
-        200,
-        "kept when asked"
-    );
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&other)).await.0, 200, "kept when asked");
     assert_error(&server.login("alice", PASSWORD).await, 403, "M_FORBIDDEN");
 
     let auth = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": "a brand new password"});
     let (status, _) = server
-        .post(
-            "/_matrix/client/v3/account/password",
-            token,
-            json!({"new_password": "third password!", "auth": auth}),
-        )
+        .post("/_matrix/client/v3/account/password", token, json!({"new_password": "third password!", "auth": auth}))
         .await;
     assert_eq!(status, 200);
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/account/whoami", Some(&other))
-            .await,
-        401,
-        "M_UNKNOWN_TOKEN",
-    );
-    assert_eq!(
-        server
-            .get("/_matrix/client/v3/account/whoami", token)
-            .await
-            .0,
-        200,
-        "the caller stays logged in"
-    );
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&other)).await, 401, "M_UNKNOWN_TOKEN");
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", token).await.0, 200, "the caller stays logged in");
     assert_eq!(server.login("alice", "third password!").await.0, 200);
 }
 
@@ -314,9 +213,7 @@ async fn deactivated_accounts_cannot_log_in_and_keep_their_name() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
     let token = Some(alice.access_token.as_str());
-    let (status, _) = server
-        .post("/_matrix/client/v3/account/deactivate", token, json!({}))
-        .await;
+    let (status, _) = server.post("/_matrix/client/v3/account/deactivate", token, json!({})).await;
     assert_eq!(status, 401, "deactivation needs UIA");
     let (status, body) = server
         .post(
@@ -327,27 +224,10 @@ async fn deactivated_accounts_cannot_log_in_and_keep_their_name() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id_server_unbind_result"], "no-support");
-    assert_error(
-        &server.get("/_matrix/client/v3/account/whoami", token).await,
-        401,
-        "M_UNKNOWN_TOKEN",
-    );
-    assert_error(
-        &server.login("alice", PASSWORD).await,
-        403,
-        "M_USER_DEACTIVATED",
-    );
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/register/available?username=alice", None)
-            .await,
-        400,
-        "M_USER_IN_USE",
-    );
-    let again = server
-        .register_with("alice", json!({"type": "m.login.dummy"}))
-        .await
-        .unwrap_err();
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", token).await, 401, "M_UNKNOWN_TOKEN");
+    assert_error(&server.login("alice", PASSWORD).await, 403, "M_USER_DEACTIVATED");
+    assert_error(&server.get("/_matrix/client/v3/register/available?username=alice", None).await, 400, "M_USER_IN_USE");
+    let again = server.register_with("alice", json!({"type": "m.login.dummy"})).await.unwrap_err();
     assert_error(&again, 400, "M_USER_IN_USE");
 }
 
@@ -356,55 +236,22 @@ async fn profiles_are_readable_by_others_and_writable_by_their_owner() {
     let server = TestServer::start().await;
     let client = server.sdk_client().await;
     server.register("alice").await;
-    client
-        .matrix_auth()
-        .login_username("alice", PASSWORD)
-        .await
-        .expect("login");
+    client.matrix_auth().login_username("alice", PASSWORD).await.expect("login");
     assert_eq!(
-        client
-            .account()
-            .get_display_name()
-            .await
-            .unwrap()
-            .as_deref(),
+        client.account().get_display_name().await.unwrap().as_deref(),
         Some("alice"),
         "defaults to the localpart"
     );
-    client
-        .account()
-        .set_display_name(Some("Alice Liddell"))
-        .await
-        .expect("set display name");
+    client.account().set_display_name(Some("Alice Liddell")).await.expect("set display name");
     let avatar = matrix_sdk::ruma::mxc_uri!("mxc://plexus.test/abcdef");
-    client
-        .account()
-        .set_avatar_url(Some(avatar))
-        .await
-        .expect("set avatar");
+    client.account().set_avatar_url(Some(avatar)).await.expect("set avatar");
 
     let bob = server.register("bob").await;
-    let (status, profile) = server
-        .get(
-            "/_matrix/client/v3/profile/@alice:plexus.test",
-            Some(&bob.access_token),
-        )
-        .await;
+    let (status, profile) = server.get("/_matrix/client/v3/profile/@alice:plexus.test", Some(&bob.access_token)).await;
     assert_eq!(status, 200);
-    assert_eq!(
-        profile,
-        json!({"displayname": "Alice Liddell", "avatar_url": "mxc://plexus.test/abcdef"})
-    );
-    let (status, name) = server
-        .get(
-            "/_matrix/client/v3/profile/@alice:plexus.test/displayname",
-            None,
-        )
-        .await;
-    assert_eq!(
-        (status, name),
-        (200, json!({"displayname": "Alice Liddell"}))
-    );
+    assert_eq!(profile, json!({"displayname": "Alice Liddell", "avatar_url": "mxc://plexus.test/abcdef"}));
+    let (status, name) = server.get("/_matrix/client/v3/profile/@alice:plexus.test/displayname", None).await;
+    assert_eq!((status, name), (200, json!({"displayname": "Alice Liddell"})));
 
     let forged = server
         .put(
@@ -414,38 +261,15 @@ async fn profiles_are_readable_by_others_and_writable_by_their_owner() {
         )
         .await;
     assert_error(&forged, 403, "M_FORBIDDEN");
-    assert_eq!(
-        client
-            .account()
-            .get_display_name()
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("Alice Liddell")
-    );
+    assert_eq!(client.account().get_display_name().await.unwrap().as_deref(), Some("Alice Liddell"));
 
-    client
-        .account()
-        .set_avatar_url(None)
-        .await
-        .expect("remove avatar");
+    client.account().set_avatar_url(None).await.expect("remove avatar");
     assert_error(
-        &server
-            .get(
-                "/_matrix/client/v3/profile/@alice:plexus.test/avatar_url",
-                None,
-            )
-            .await,
+        &server.get("/_matrix/client/v3/profile/@alice:plexus.test/avatar_url", None).await,
         404,
         "M_NOT_FOUND",
     );
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/profile/@nobody:plexus.test", None)
-            .await,
-        404,
-        "M_NOT_FOUND",
-    );
+    assert_error(&server.get("/_matrix/client/v3/profile/@nobody:plexus.test", None).await, 404, "M_NOT_FOUND");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -461,53 +285,24 @@ async fn refresh_tokens_rotate() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(login["expires_in_ms"], 300_000);
-    let refresh = login["refresh_token"]
-        .as_str()
-        .expect("a refresh token")
-        .to_owned();
+    let refresh = login["refresh_token"].as_str().expect("a refresh token").to_owned();
     let old_access = login["access_token"].as_str().unwrap().to_owned();
 
-    let (status, fresh) = server
-        .post(
-            "/_matrix/client/v3/refresh",
-            None,
-            json!({"refresh_token": refresh}),
-        )
-        .await;
+    let (status, fresh) = server.post("/_matrix/client/v3/refresh", None, json!({"refresh_token": refresh})).await;
     assert_eq!(status, 200, "{fresh}");
     let new_access = fresh["access_token"].as_str().unwrap();
     assert_ne!(new_access, old_access);
     assert!(fresh["refresh_token"].is_string());
-    assert_eq!(
-        server
-            .get("/_matrix/client/v3/account/whoami", Some(new_access))
-            .await
-            .0,
-        200
-    );
-    assert_error(
-        &server
-            .get("/_matrix/client/v3/account/whoami", Some(&old_access))
-            .await,
-        401,
-        "M_UNKNOWN_TOKEN",
-    );
-    let reused = server
-        .post(
-            "/_matrix/client/v3/refresh",
-            None,
-            json!({"refresh_token": refresh}),
-        )
-        .await;
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(new_access)).await.0, 200);
+    assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&old_access)).await, 401, "M_UNKNOWN_TOKEN");
+    let reused = server.post("/_matrix/client/v3/refresh", None, json!({"refresh_token": refresh})).await;
     assert_error(&reused, 401, "M_UNKNOWN_TOKEN");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_access_tokens_are_soft_logged_out() {
-    let server = TestServer::start_with(|c| {
-        c.auth.refreshable_access_token_lifetime = std::time::Duration::from_secs(1)
-    })
-    .await;
+    let server =
+        TestServer::start_with(|c| c.auth.refreshable_access_token_lifetime = std::time::Duration::from_secs(1)).await;
     server.register("alice").await;
     let (_, login) = server
         .post(
@@ -520,9 +315,7 @@ async fn expired_access_tokens_are_soft_logged_out() {
     // Wait for the expiry condition itself, bounded.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let expired = loop {
-        let got = server
-            .get("/_matrix/client/v3/account/whoami", Some(access))
-            .await;
+        let got = server.get("/_matrix/client/v3/account/whoami", Some(access)).await;
         if got.0 == 401 || std::time::Instant::now() > deadline {
             break got;
         }
@@ -539,64 +332,31 @@ async fn token_mode_registration_needs_a_valid_token() {
         c.registration.token = Some("let-me-in".into());
     })
     .await;
-    let (status, uia) = server
-        .post(
-            "/_matrix/client/v3/register",
-            None,
-            json!({"username": "carol", "password": PASSWORD}),
-        )
-        .await;
+    let (status, uia) =
+        server.post("/_matrix/client/v3/register", None, json!({"username": "carol", "password": PASSWORD})).await;
     assert_eq!(status, 401);
-    assert_eq!(
-        uia["flows"],
-        json!([{"stages": ["m.login.registration_token"]}])
-    );
+    assert_eq!(uia["flows"], json!([{"stages": ["m.login.registration_token"]}]));
 
     let wrong = server
-        .register_with(
-            "carol",
-            json!({"type": "m.login.registration_token", "token": "guess"}),
-        )
+        .register_with("carol", json!({"type": "m.login.registration_token", "token": "guess"}))
         .await
         .unwrap_err();
     assert_eq!(wrong.0, 401);
     assert_eq!(wrong.1["errcode"], "M_FORBIDDEN");
-    let dummy = server
-        .register_with("carol", json!({"type": "m.login.dummy"}))
-        .await
-        .unwrap_err();
+    let dummy = server.register_with("carol", json!({"type": "m.login.dummy"})).await.unwrap_err();
+    assert_eq!(dummy.0, 401, "dummy is not offered in token mode: {:?}", dummy.1);
     assert_eq!(
-        dummy.0, 401,
-        "dummy is not offered in token mode: {:?}",
-        dummy.1
-    );
-    assert_eq!(
-        server
-            .get("/_matrix/client/v3/register/available?username=carol", None)
-            .await
-            .0,
+        server.get("/_matrix/client/v3/register/available?username=carol", None).await.0,
         200,
         "nothing was created"
     );
 
     let validity = "/_matrix/client/v1/register/m.login.registration_token/validity";
-    assert_eq!(
-        server
-            .get(&format!("{validity}?token=let-me-in"), None)
-            .await
-            .1,
-        json!({"valid": true})
-    );
-    assert_eq!(
-        server.get(&format!("{validity}?token=guess"), None).await.1,
-        json!({"valid": false})
-    );
+    assert_eq!(server.get(&format!("{validity}?token=let-me-in"), None).await.1, json!({"valid": true}));
+    assert_eq!(server.get(&format!("{validity}?token=guess"), None).await.1, json!({"valid": false}));
 
     let carol = server
-        .register_with(
-            "carol",
-            json!({"type": "m.login.registration_token", "token": "let-me-in"}),
-        )
+        .register_with("carol", json!({"type": "m.login.registration_token", "token": "let-me-in"}))
         .await
         .expect("registers");
     assert_eq!(carol.user_id, "@carol:plexus.test");
@@ -604,22 +364,13 @@ async fn token_mode_registration_needs_a_valid_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_registration_is_forbidden_and_guests_are_refused() {
-    let server =
-        TestServer::start_with(|c| c.registration.mode = plexus::config::RegistrationMode::Closed)
-            .await;
-    let closed = server
-        .post(
-            "/_matrix/client/v3/register",
-            None,
-            json!({"username": "dave", "password": PASSWORD}),
-        )
-        .await;
+    let server = TestServer::start_with(|c| c.registration.mode = plexus::config::RegistrationMode::Closed).await;
+    let closed =
+        server.post("/_matrix/client/v3/register", None, json!({"username": "dave", "password": PASSWORD})).await;
     assert_error(&closed, 403, "M_FORBIDDEN");
 
     let open = TestServer::start().await;
-    let guest = open
-        .post("/_matrix/client/v3/register?kind=guest", None, json!({}))
-        .await;
+    let guest = open.post("/_matrix/client/v3/register?kind=guest", None, json!({})).await;
     assert_error(&guest, 403, "M_GUEST_ACCESS_FORBIDDEN");
 }
 
@@ -632,27 +383,13 @@ async fn a_restart_keeps_users_devices_tokens_and_the_signing_key() {
 
     server.restart().await;
 
-    let (status, me) = server
-        .get(
-            "/_matrix/client/v3/account/whoami",
-            Some(&alice.access_token),
-        )
-        .await;
+    let (status, me) = server.get("/_matrix/client/v3/account/whoami", Some(&alice.access_token)).await;
     assert_eq!(status, 200, "the token survives");
     assert_eq!(me["user_id"], alice.user_id);
     assert_eq!(me["device_id"], alice.device_id);
-    let (_, devices) = server
-        .get("/_matrix/client/v3/devices", Some(&alice.access_token))
-        .await;
+    let (_, devices) = server.get("/_matrix/client/v3/devices", Some(&alice.access_token)).await;
     assert_eq!(devices["devices"][0]["device_id"], alice.device_id);
-    assert_eq!(
-        server.login("alice", PASSWORD).await.0,
-        200,
-        "the password survives"
-    );
-    assert_eq!(
-        std::fs::read_to_string(server.dir.path().join("signing.key")).unwrap(),
-        key_before
-    );
+    assert_eq!(server.login("alice", PASSWORD).await.0, 200, "the password survives");
+    assert_eq!(std::fs::read_to_string(server.dir.path().join("signing.key")).unwrap(), key_before);
     assert_eq!(server.services().server_key.key_id(), key_id_before);
 }

@@ -58,13 +58,8 @@ fn start_binary(config: &std::path::Path) -> (Child, String, Vec<String>) {
     });
     let mut lines = Vec::new();
     loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs that it listens");
-        let bound = line
-            .split("bound=")
-            .nth(1)
-            .map(|rest| rest.split_whitespace().next().unwrap().to_owned());
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the server logs that it listens");
+        let bound = line.split("bound=").nth(1).map(|rest| rest.split_whitespace().next().unwrap().to_owned());
         lines.push(line);
         if let Some(addr) = bound {
             return (child, format!("http://{}", strip_ansi(&addr)), lines);
@@ -92,10 +87,7 @@ fn strip_ansi(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn first_start_in_token_mode_prints_a_working_registration_token() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "[registration]\nmode = \"token\"\n[rate_limits]\nenabled = false\n",
-    );
+    let config = write_config(dir.path(), "[registration]\nmode = \"token\"\n[rate_limits]\nenabled = false\n");
     let (child, base, lines) = start_binary(&config);
     let token = lines
         .iter()
@@ -109,11 +101,9 @@ async fn first_start_in_token_mode_prints_a_working_registration_token() {
             .send()
     };
     let first: serde_json::Value = register(json!(null)).await.unwrap().json().await.unwrap();
-    let resp = register(
-        json!({"type": "m.login.registration_token", "token": token, "session": first["session"]}),
-    )
-    .await
-    .unwrap();
+    let resp = register(json!({"type": "m.login.registration_token", "token": token, "session": first["session"]}))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["user_id"], "@first:cli.test");
@@ -121,43 +111,21 @@ async fn first_start_in_token_mode_prints_a_working_registration_token() {
 
     // The token is announced only once.
     let (_child, _, lines) = start_binary(&config);
-    assert!(
-        !lines.iter().any(|l| l.contains("registration_token=")),
-        "{lines:?}"
-    );
+    assert!(!lines.iter().any(|l| l.contains("registration_token=")), "{lines:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_add_creates_an_account_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        dir.path(),
-        "[registration]\nmode = \"closed\"\n[rate_limits]\nenabled = false\n",
-    );
+    let config = write_config(dir.path(), "[registration]\nmode = \"closed\"\n[rate_limits]\nenabled = false\n");
     let out = Command::new(PLEXUS)
-        .args([
-            "user",
-            "add",
-            "root",
-            "--password",
-            "an admin password",
-            "--admin",
-            "--config",
-        ])
+        .args(["user", "add", "root", "--password", "an admin password", "--admin", "--config"])
         .arg(&config)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("@root:cli.test"));
-    let again = Command::new(PLEXUS)
-        .args(["user", "add", "root", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let again = Command::new(PLEXUS).args(["user", "add", "root", "--config"]).arg(&config).output().unwrap();
     assert!(!again.status.success(), "a taken name is refused");
 
     let (_child, base, _) = start_binary(&config);
@@ -180,22 +148,12 @@ fn bad_config_fails_and_names_the_key() {
         ("[logging]\nlevel = \"[[[\"\n", "logging.level"),
     ] {
         let config = write_config(dir.path(), extra);
-        let out = Command::new(PLEXUS)
-            .arg("check-config")
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
+        let out = Command::new(PLEXUS).arg("check-config").arg("--config").arg(&config).output().unwrap();
         assert!(!out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
     }
     let config = write_config(dir.path(), "");
-    let out = Command::new(PLEXUS)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = Command::new(PLEXUS).arg("check-config").arg("--config").arg(&config).output().unwrap();
     assert!(out.status.success());
 }

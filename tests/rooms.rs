@@ -11,9 +11,7 @@ use matrix_sdk::{
         OwnedRoomId,
         api::client::room::{Visibility, create_room},
         assign,
-        events::{
-            AnySyncMessageLikeEvent, AnySyncTimelineEvent, room::message::RoomMessageEventContent,
-        },
+        events::{AnySyncMessageLikeEvent, AnySyncTimelineEvent, room::message::RoomMessageEventContent},
     },
 };
 use serde_json::json;
@@ -21,11 +19,7 @@ use serde_json::json;
 async fn sdk_login(server: &TestServer, name: &str) -> matrix_sdk::Client {
     server.register(name).await;
     let client = server.sdk_client().await;
-    client
-        .matrix_auth()
-        .login_username(name, PASSWORD)
-        .await
-        .expect("login");
+    client.matrix_auth().login_username(name, PASSWORD).await.expect("login");
     client
 }
 
@@ -60,50 +54,27 @@ async fn alice_and_bob_talk_in_a_private_room() {
     let room_id: OwnedRoomId = room.room_id().to_owned();
     room.invite_user_by_id(&bob_id).await.expect("invite");
 
-    let bob_room = bob
-        .join_room_by_id(&room_id)
-        .await
-        .expect("bob joins by id");
-    room.send(RoomMessageEventContent::text_plain("Hello Bob"))
-        .await
-        .expect("alice sends");
-    bob_room
-        .send(RoomMessageEventContent::text_plain("Hello Alice"))
-        .await
-        .expect("bob sends");
+    let bob_room = bob.join_room_by_id(&room_id).await.expect("bob joins by id");
+    room.send(RoomMessageEventContent::text_plain("Hello Bob")).await.expect("alice sends");
+    bob_room.send(RoomMessageEventContent::text_plain("Hello Alice")).await.expect("bob sends");
 
     for client_room in [&room, &bob_room] {
-        let page = client_room
-            .messages(MessagesOptions::backward())
-            .await
-            .expect("messages");
+        let page = client_room.messages(MessagesOptions::backward()).await.expect("messages");
         assert_eq!(bodies(&page), vec!["Hello Bob", "Hello Alice"]);
     }
 
     // Name and topic are room state that both can read.
     let bob_token = bob.access_token().unwrap();
-    let (status, name) = server
-        .get_state(&bob_token, room_id.as_str(), "m.room.name", "")
-        .await;
+    let (status, name) = server.get_state(&bob_token, room_id.as_str(), "m.room.name", "").await;
     assert_eq!((status, name["name"].as_str()), (200, Some("Tea party")));
-    let (_, topic) = server
-        .get_state(&bob_token, room_id.as_str(), "m.room.topic", "")
-        .await;
+    let (_, topic) = server.get_state(&bob_token, room_id.as_str(), "m.room.topic", "").await;
     assert_eq!(topic["topic"], "Why is a raven like a writing desk?");
     let (_, joined) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/joined_members",
-                enc(room_id.as_str())
-            ),
-            Some(&bob_token),
-        )
+        .get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room_id.as_str())), Some(&bob_token))
         .await;
     let members: Vec<&String> = joined["joined"].as_object().unwrap().keys().collect();
     assert_eq!(members, vec!["@alice:plexus.test", "@bob:plexus.test"]);
-    let (_, rooms) = server
-        .get("/_matrix/client/v3/joined_rooms", Some(&bob_token))
-        .await;
+    let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob_token)).await;
     assert_eq!(rooms["joined_rooms"], json!([room_id]));
 }
 
@@ -119,68 +90,34 @@ async fn public_rooms_are_found_in_the_directory_and_joined_by_alias() {
     });
     let room = alice.create_room(request).await.expect("room created");
 
-    let listing = carol
-        .public_rooms(None, None, None)
-        .await
-        .expect("directory");
+    let listing = carol.public_rooms(None, None, None).await.expect("directory");
     assert_eq!(listing.chunk.len(), 1);
     let entry = &listing.chunk[0];
     assert_eq!(entry.room_id, room.room_id());
     assert_eq!(entry.name.as_deref(), Some("Lobby"));
-    assert_eq!(
-        entry.canonical_alias.as_ref().map(|a| a.as_str()),
-        Some("#lobby:plexus.test")
-    );
+    assert_eq!(entry.canonical_alias.as_ref().map(|a| a.as_str()), Some("#lobby:plexus.test"));
     assert_eq!(entry.num_joined_members, 1u32.into());
 
     let alias = matrix_sdk::ruma::RoomOrAliasId::parse("#lobby:plexus.test").unwrap();
-    let joined = carol
-        .join_room_by_id_or_alias(&alias, &[])
-        .await
-        .expect("join by alias");
+    let joined = carol.join_room_by_id_or_alias(&alias, &[]).await.expect("join by alias");
     assert_eq!(joined.room_id(), room.room_id());
-    joined
-        .send(RoomMessageEventContent::text_plain("hi all"))
-        .await
-        .expect("carol talks");
+    joined.send(RoomMessageEventContent::text_plain("hi all")).await.expect("carol talks");
 
     let token = carol.access_token().unwrap();
     let (_, listing) = server
-        .post(
-            "/_matrix/client/v3/publicRooms",
-            Some(&token),
-            json!({"filter": {"generic_search_term": "lob"}}),
-        )
+        .post("/_matrix/client/v3/publicRooms", Some(&token), json!({"filter": {"generic_search_term": "lob"}}))
         .await;
     assert_eq!(listing["chunk"][0]["num_joined_members"], 2);
     let (_, none) = server
-        .post(
-            "/_matrix/client/v3/publicRooms",
-            Some(&token),
-            json!({"filter": {"generic_search_term": "nothing"}}),
-        )
+        .post("/_matrix/client/v3/publicRooms", Some(&token), json!({"filter": {"generic_search_term": "nothing"}}))
         .await;
     assert_eq!(none["chunk"], json!([]));
 
     // Taking the alias again is refused; unknown aliases are 404.
-    let again = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&token),
-            json!({"room_alias_name": "lobby"}),
-        )
-        .await;
+    let again = server.post("/_matrix/client/v3/createRoom", Some(&token), json!({"room_alias_name": "lobby"})).await;
     assert_error(&again, 400, "M_ROOM_IN_USE");
     assert_error(
-        &server
-            .get(
-                &format!(
-                    "/_matrix/client/v3/directory/room/{}",
-                    enc("#nope:plexus.test")
-                ),
-                None,
-            )
-            .await,
+        &server.get(&format!("/_matrix/client/v3/directory/room/{}", enc("#nope:plexus.test")), None).await,
         404,
         "M_NOT_FOUND",
     );
@@ -191,69 +128,33 @@ async fn kick_ban_unban_round_trip() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
-    let room = server
-        .create_room(&alice.access_token, json!({"preset": "public_chat"}))
-        .await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
     let a = alice.access_token.as_str();
     let b = bob.access_token.as_str();
     assert_eq!(server.join(b, &room).await.0, 200);
 
-    let (status, _) = server
-        .room_post(
-            a,
-            &room,
-            "kick",
-            json!({"user_id": bob.user_id, "reason": "cool down"}),
-        )
-        .await;
+    let (status, _) = server.room_post(a, &room, "kick", json!({"user_id": bob.user_id, "reason": "cool down"})).await;
     assert_eq!(status, 200);
-    let (_, member) = server
-        .get_state(a, &room, "m.room.member", &bob.user_id)
-        .await;
-    assert_eq!(
-        member,
-        json!({"membership": "leave", "reason": "cool down"})
-    );
-    assert_error(
-        &server.send_text(b, &room, "still here?").await,
-        403,
-        "M_FORBIDDEN",
-    );
+    let (_, member) = server.get_state(a, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(member, json!({"membership": "leave", "reason": "cool down"}));
+    assert_error(&server.send_text(b, &room, "still here?").await, 403, "M_FORBIDDEN");
 
-    assert_eq!(
-        server.join(b, &room).await.0,
-        200,
-        "a kicked user may rejoin a public room"
-    );
-    let (status, _) = server
-        .room_post(a, &room, "ban", json!({"user_id": bob.user_id}))
-        .await;
+    assert_eq!(server.join(b, &room).await.0, 200, "a kicked user may rejoin a public room");
+    let (status, _) = server.room_post(a, &room, "ban", json!({"user_id": bob.user_id})).await;
     assert_eq!(status, 200);
-    let (_, member) = server
-        .get_state(a, &room, "m.room.member", &bob.user_id)
-        .await;
+    let (_, member) = server.get_state(a, &room, "m.room.member", &bob.user_id).await;
     assert_eq!(member["membership"], "ban");
     assert_error(&server.join(b, &room).await, 403, "M_FORBIDDEN");
 
     // Bob cannot ban back: he lacks the power.
-    let (status, _) = server
-        .room_post(b, &room, "ban", json!({"user_id": alice.user_id}))
-        .await;
+    let (status, _) = server.room_post(b, &room, "ban", json!({"user_id": alice.user_id})).await;
     assert_eq!(status, 403);
 
-    let (status, _) = server
-        .room_post(a, &room, "unban", json!({"user_id": bob.user_id}))
-        .await;
+    let (status, _) = server.room_post(a, &room, "unban", json!({"user_id": bob.user_id})).await;
     assert_eq!(status, 200);
-    let (_, member) = server
-        .get_state(a, &room, "m.room.member", &bob.user_id)
-        .await;
+    let (_, member) = server.get_state(a, &room, "m.room.member", &bob.user_id).await;
     assert_eq!(member["membership"], "leave");
-    assert_eq!(
-        server.join(b, &room).await.0,
-        200,
-        "unbanned users may join again"
-    );
+    assert_eq!(server.join(b, &room).await.0, 200, "unbanned users may join again");
     assert_eq!(server.send_text(b, &room, "back").await.0, 200);
 }
 
@@ -262,17 +163,13 @@ async fn redaction_strips_content_for_everyone() {
     let server = TestServer::start().await;
     let alice = sdk_login(&server, "alice").await;
     let bob = sdk_login(&server, "bob").await;
-    let room = alice.create_room(assign!(create_room::v3::Request::new(), { invite: vec![bob.user_id().unwrap().to_owned()] })).await.unwrap();
-    let bob_room = bob.join_room_by_id(room.room_id()).await.unwrap();
-    let sent = room
-        .send(RoomMessageEventContent::text_plain(
-            "oops, my password is hunter2",
-        ))
+    let room = alice
+        .create_room(assign!(create_room::v3::Request::new(), { invite: vec![bob.user_id().unwrap().to_owned()] }))
         .await
         .unwrap();
-    room.redact(&sent.response.event_id, Some("leaked a secret"), None)
-        .await
-        .expect("redact");
+    let bob_room = bob.join_room_by_id(room.room_id()).await.unwrap();
+    let sent = room.send(RoomMessageEventContent::text_plain("oops, my password is hunter2")).await.unwrap();
+    room.redact(&sent.response.event_id, Some("leaked a secret"), None).await.expect("redact");
 
     for (client, room_id) in [(&alice, room.room_id()), (&bob, bob_room.room_id())] {
         let token = client.access_token().unwrap();
@@ -287,38 +184,16 @@ async fn redaction_strips_content_for_everyone() {
             )
             .await;
         assert_eq!(status, 200);
-        assert_eq!(
-            event["content"],
-            json!({}),
-            "content stripped for {}",
-            client.user_id().unwrap()
-        );
-        assert_eq!(
-            event["unsigned"]["redacted_because"]["content"]["reason"],
-            "leaked a secret"
-        );
-        let (_, page) = server
-            .messages(&token, room_id.as_str(), "dir=b&limit=5")
-            .await;
+        assert_eq!(event["content"], json!({}), "content stripped for {}", client.user_id().unwrap());
+        assert_eq!(event["unsigned"]["redacted_because"]["content"]["reason"], "leaked a secret");
+        let (_, page) = server.messages(&token, room_id.as_str(), "dir=b&limit=5").await;
         let text = page.to_string();
-        assert!(
-            !text.contains("hunter2"),
-            "no trace of the content in /messages: {text}"
-        );
+        assert!(!text.contains("hunter2"), "no trace of the content in /messages: {text}");
     }
     // Bob may not redact Alice's messages: he lacks the power.
-    let other = room
-        .send(RoomMessageEventContent::text_plain("keep me"))
-        .await
-        .unwrap();
-    let err = bob_room
-        .redact(&other.response.event_id, None, None)
-        .await
-        .expect_err("forbidden");
-    assert_eq!(
-        err.as_client_api_error().map(|e| e.status_code.as_u16()),
-        Some(403)
-    );
+    let other = room.send(RoomMessageEventContent::text_plain("keep me")).await.unwrap();
+    let err = bob_room.redact(&other.response.event_id, None, None).await.expect_err("forbidden");
+    assert_eq!(err.as_client_api_error().map(|e| e.status_code.as_u16()), Some(403));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,11 +202,12 @@ async fn upgrading_a_room_leaves_a_tombstone() {
     let alice = server.register("alice").await;
     let a = alice.access_token.as_str();
     let old = server
-        .create_room(a, json!({"name": "Old place", "room_version": "11", "room_alias_name": "place", "preset": "public_chat"}))
+        .create_room(
+            a,
+            json!({"name": "Old place", "room_version": "11", "room_alias_name": "place", "preset": "public_chat"}),
+        )
         .await;
-    let (status, up) = server
-        .room_post(a, &old, "upgrade", json!({"new_version": "12"}))
-        .await;
+    let (status, up) = server.room_post(a, &old, "upgrade", json!({"new_version": "12"})).await;
     assert_eq!(status, 200, "{up}");
     let new = up["replacement_room"].as_str().unwrap();
     assert_ne!(new, old);
@@ -343,15 +219,8 @@ async fn upgrading_a_room_leaves_a_tombstone() {
     assert_eq!(create["predecessor"]["room_id"], old);
     let (_, name) = server.get_state(a, new, "m.room.name", "").await;
     assert_eq!(name["name"], "Old place", "state carried over");
-    let (_, alias) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/directory/room/{}",
-                enc("#place:plexus.test")
-            ),
-            None,
-        )
-        .await;
+    let (_, alias) =
+        server.get(&format!("/_matrix/client/v3/directory/room/{}", enc("#place:plexus.test")), None).await;
     assert_eq!(alias["room_id"], new, "the alias moved");
     let (_, join_rules) = server.get_state(a, new, "m.room.join_rules", "").await;
     assert_eq!(join_rules["join_rule"], "public");
@@ -363,39 +232,19 @@ async fn every_supported_room_version_works_and_others_are_refused() {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     for version in ["10", "11", "12"] {
-        let room = server
-            .create_room(
-                &alice.access_token,
-                json!({"room_version": version, "invite": [bob.user_id]}),
-            )
-            .await;
+        let room =
+            server.create_room(&alice.access_token, json!({"room_version": version, "invite": [bob.user_id]})).await;
         assert_eq!(server.join(&bob.access_token, &room).await.0, 200);
-        assert_eq!(
-            server.send_text(&bob.access_token, &room, "hi").await.0,
-            200,
-            "v{version}"
-        );
-        let (_, create) = server
-            .get_state(&bob.access_token, &room, "m.room.create", "")
-            .await;
+        assert_eq!(server.send_text(&bob.access_token, &room, "hi").await.0, 200, "v{version}");
+        let (_, create) = server.get_state(&bob.access_token, &room, "m.room.create", "").await;
         assert_eq!(create["room_version"], version);
     }
-    let refused = server
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&alice.access_token),
-            json!({"room_version": "999"}),
-        )
-        .await;
+    let refused =
+        server.post("/_matrix/client/v3/createRoom", Some(&alice.access_token), json!({"room_version": "999"})).await;
     assert_error(&refused, 400, "M_UNSUPPORTED_ROOM_VERSION");
-    let (_, caps) = server
-        .get("/_matrix/client/v3/capabilities", Some(&alice.access_token))
-        .await;
-    let available: Vec<&String> = caps["capabilities"]["m.room_versions"]["available"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .collect();
+    let (_, caps) = server.get("/_matrix/client/v3/capabilities", Some(&alice.access_token)).await;
+    let available: Vec<&String> =
+        caps["capabilities"]["m.room_versions"]["available"].as_object().unwrap().keys().collect();
     assert_eq!(available, vec!["10", "11", "12"]);
     assert_eq!(caps["capabilities"]["m.room_versions"]["default"], "12");
 }
@@ -405,43 +254,17 @@ async fn sends_are_idempotent_per_transaction_id() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
     let room = server.create_room(&alice.access_token, json!({})).await;
-    let path = format!(
-        "/_matrix/client/v3/rooms/{}/send/m.room.message/txn-1",
-        enc(&room)
-    );
-    let (_, first) = server
-        .put(
-            &path,
-            Some(&alice.access_token),
-            json!({"msgtype": "m.text", "body": "once"}),
-        )
-        .await;
-    let (_, second) = server
-        .put(
-            &path,
-            Some(&alice.access_token),
-            json!({"msgtype": "m.text", "body": "once"}),
-        )
-        .await;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/txn-1", enc(&room));
+    let (_, first) = server.put(&path, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "once"})).await;
+    let (_, second) = server.put(&path, Some(&alice.access_token), json!({"msgtype": "m.text", "body": "once"})).await;
     assert_eq!(first["event_id"], second["event_id"]);
-    let (_, page) = server
-        .messages(&alice.access_token, &room, "dir=b&limit=50")
-        .await;
-    let onces = page["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["content"]["body"] == "once")
-        .count();
+    let (_, page) = server.messages(&alice.access_token, &room, "dir=b&limit=50").await;
+    let onces = page["chunk"].as_array().unwrap().iter().filter(|e| e["content"]["body"] == "once").count();
     assert_eq!(onces, 1);
     // Another device with the same txn id is a different transaction.
     let (_, other) = server.login("alice", PASSWORD).await;
     let (_, third) = server
-        .put(
-            &path,
-            Some(other["access_token"].as_str().unwrap()),
-            json!({"msgtype": "m.text", "body": "once"}),
-        )
+        .put(&path, Some(other["access_token"].as_str().unwrap()), json!({"msgtype": "m.text", "body": "once"}))
         .await;
     assert_ne!(first["event_id"], third["event_id"]);
 }
@@ -452,113 +275,44 @@ async fn context_event_members_and_timestamps() {
     let alice = server.register("alice").await;
     let bob = server.register("bob").await;
     let a = alice.access_token.as_str();
-    let room = server
-        .create_room(a, json!({"preset": "public_chat"}))
-        .await;
+    let room = server.create_room(a, json!({"preset": "public_chat"})).await;
     server.join(&bob.access_token, &room).await;
     let mut ids = Vec::new();
     for i in 0..9 {
-        ids.push(
-            server.send_text(a, &room, &format!("m{i}")).await.1["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(server.send_text(a, &room, &format!("m{i}")).await.1["event_id"].as_str().unwrap().to_owned());
     }
-    let (status, ctx) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/context/{}?limit=4",
-                enc(&room),
-                enc(&ids[4])
-            ),
-            Some(a),
-        )
-        .await;
+    let (status, ctx) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/context/{}?limit=4", enc(&room), enc(&ids[4])), Some(a)).await;
     assert_eq!(status, 200);
     assert_eq!(ctx["event"]["content"]["body"], "m4");
-    let before: Vec<&str> = ctx["events_before"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["content"]["body"].as_str().unwrap())
-        .collect();
-    let after: Vec<&str> = ctx["events_after"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["content"]["body"].as_str().unwrap())
-        .collect();
+    let before: Vec<&str> =
+        ctx["events_before"].as_array().unwrap().iter().map(|e| e["content"]["body"].as_str().unwrap()).collect();
+    let after: Vec<&str> =
+        ctx["events_after"].as_array().unwrap().iter().map(|e| e["content"]["body"].as_str().unwrap()).collect();
     assert_eq!(before, vec!["m3", "m2"]);
     assert_eq!(after, vec!["m5", "m6"]);
-    assert!(
-        ctx["state"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["type"] == "m.room.create")
-    );
+    assert!(ctx["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
 
-    let (_, members) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/members?membership=join",
-                enc(&room)
-            ),
-            Some(a),
-        )
-        .await;
-    let users: Vec<&str> = members["chunk"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["state_key"].as_str().unwrap())
-        .collect();
+    let (_, members) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=join", enc(&room)), Some(a)).await;
+    let users: Vec<&str> =
+        members["chunk"].as_array().unwrap().iter().map(|e| e["state_key"].as_str().unwrap()).collect();
     assert_eq!(users, vec!["@alice:plexus.test", "@bob:plexus.test"]);
-    server
-        .room_post(&bob.access_token, &room, "leave", json!({}))
-        .await;
-    let (_, members) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/members?not_membership=join",
-                enc(&room)
-            ),
-            Some(a),
-        )
-        .await;
+    server.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    let (_, members) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/members?not_membership=join", enc(&room)), Some(a)).await;
     assert_eq!(members["chunk"][0]["state_key"], "@bob:plexus.test");
     assert_eq!(members["chunk"][0]["content"]["membership"], "leave");
 
-    let (_, event) = server
-        .get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/event/{}",
-                enc(&room),
-                enc(&ids[2])
-            ),
-            Some(a),
-        )
-        .await;
+    let (_, event) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&ids[2])), Some(a)).await;
     let ts = event["origin_server_ts"].as_u64().unwrap();
-    let (status, found) = server
-        .get(
-            &format!(
-                "/_matrix/client/v1/rooms/{}/timestamp_to_event?ts={ts}&dir=f",
-                enc(&room)
-            ),
-            Some(a),
-        )
-        .await;
+    let (status, found) =
+        server.get(&format!("/_matrix/client/v1/rooms/{}/timestamp_to_event?ts={ts}&dir=f", enc(&room)), Some(a)).await;
     assert_eq!(status, 200);
     assert_eq!(found["origin_server_ts"], ts);
     assert_error(
-        &server
-            .get(
-                &format!("/_matrix/client/v3/rooms/{}/event/%24nope", enc(&room)),
-                Some(a),
-            )
-            .await,
+        &server.get(&format!("/_matrix/client/v3/rooms/{}/event/%24nope", enc(&room)), Some(a)).await,
         404,
         "M_NOT_FOUND",
     );
@@ -572,11 +326,7 @@ async fn knocking_and_forgetting() {
     let room = server
         .create_room(&alice.access_token, json!({"initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}))
         .await;
-    assert_error(
-        &server.join(&bob.access_token, &room).await,
-        403,
-        "M_FORBIDDEN",
-    );
+    assert_error(&server.join(&bob.access_token, &room).await, 403, "M_FORBIDDEN");
     let (status, body) = server
         .post(
             &format!("/_matrix/client/v3/knock/{}", enc(&room)),
@@ -585,31 +335,12 @@ async fn knocking_and_forgetting() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (_, member) = server
-        .get_state(&alice.access_token, &room, "m.room.member", &bob.user_id)
-        .await;
+    let (_, member) = server.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
     assert_eq!(member["membership"], "knock");
-    server
-        .room_post(
-            &alice.access_token,
-            &room,
-            "invite",
-            json!({"user_id": bob.user_id}),
-        )
-        .await;
+    server.room_post(&alice.access_token, &room, "invite", json!({"user_id": bob.user_id})).await;
     assert_eq!(server.join(&bob.access_token, &room).await.0, 200);
-    server
-        .room_post(&bob.access_token, &room, "leave", json!({}))
-        .await;
-    assert_eq!(
-        server
-            .room_post(&bob.access_token, &room, "forget", json!({}))
-            .await
-            .0,
-        200
-    );
-    let (_, rooms) = server
-        .get("/_matrix/client/v3/joined_rooms", Some(&bob.access_token))
-        .await;
+    server.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    assert_eq!(server.room_post(&bob.access_token, &room, "forget", json!({})).await.0, 200);
+    let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob.access_token)).await;
     assert_eq!(rooms["joined_rooms"], json!([]));
 }

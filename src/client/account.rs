@@ -3,8 +3,7 @@
 
 use axum::Router;
 use ruma::api::client::account::{
-    change_password, check_registration_token_validity, deactivate, get_username_availability,
-    register, whoami,
+    change_password, check_registration_token_validity, deactivate, get_username_availability, register, whoami,
 };
 
 use crate::{
@@ -23,10 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(deactivate)
 }
 
-async fn register(
-    state: AppState,
-    req: Ruma<register::v3::Request>,
-) -> Result<register::v3::Response, ApiError> {
+async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<register::v3::Response, ApiError> {
     state.rate_limits.registration.check(&req.client_ip())?;
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
@@ -71,17 +67,11 @@ async fn registration_token_validity(
     state: AppState,
     req: Ruma<check_registration_token_validity::v1::Request>,
 ) -> Result<check_registration_token_validity::v1::Response, ApiError> {
-    let valid = state
-        .db
-        .registration_token_valid(crate::users::token::hash(&req.body.token))
-        .await?;
+    let valid = state.db.registration_token_valid(crate::users::token::hash(&req.body.token)).await?;
     Ok(check_registration_token_validity::v1::Response::new(valid))
 }
 
-async fn whoami(
-    _: AppState,
-    req: Ruma<whoami::v3::Request>,
-) -> Result<whoami::v3::Response, ApiError> {
+async fn whoami(_: AppState, req: Ruma<whoami::v3::Request>) -> Result<whoami::v3::Response, ApiError> {
     let session = req.session();
     let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
     response.device_id = Some(session.device_id.clone());
@@ -94,28 +84,12 @@ async fn change_password(
 ) -> Result<change_password::v3::Response, ApiError> {
     let session = req.session().clone();
     let body = req.body;
-    state
-        .users
-        .change_password(
-            &session,
-            body.new_password,
-            body.logout_devices,
-            body.auth.as_ref(),
-        )
-        .await?;
+    state.users.change_password(&session, body.new_password, body.logout_devices, body.auth.as_ref()).await?;
     Ok(change_password::v3::Response::new())
 }
 
-async fn deactivate(
-    state: AppState,
-    req: Ruma<deactivate::v3::Request>,
-) -> Result<deactivate::v3::Response, ApiError> {
+async fn deactivate(state: AppState, req: Ruma<deactivate::v3::Request>) -> Result<deactivate::v3::Response, ApiError> {
     let session = req.session().clone();
-    state
-        .users
-        .deactivate(&session, req.body.auth.as_ref())
-        .await?;
-    Ok(deactivate::v3::Response::new(
-        ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport,
-    ))
+    state.users.deactivate(&session, req.body.auth.as_ref()).await?;
+    Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport))
 }

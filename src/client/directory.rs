@@ -6,9 +6,7 @@ use ruma::{
     UInt,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
-        directory::{
-            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
-        },
+        directory::{get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility},
         room::{Visibility, aliases},
     },
     directory::{PublicRoomsChunk, PublicRoomsChunkInit},
@@ -33,50 +31,27 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(set_visibility)
 }
 
-async fn create(
-    state: AppState,
-    req: Ruma<create_alias::v3::Request>,
-) -> Result<create_alias::v3::Response, ApiError> {
+async fn create(state: AppState, req: Ruma<create_alias::v3::Request>) -> Result<create_alias::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rooms.require_joined(&req.body.room_id, &user).await?;
-    state
-        .rooms
-        .create_alias(&user, &req.body.room_alias, &req.body.room_id)
-        .await?;
+    state.rooms.create_alias(&user, &req.body.room_alias, &req.body.room_id).await?;
     Ok(create_alias::v3::Response::new())
 }
 
-async fn resolve(
-    state: AppState,
-    req: Ruma<get_alias::v3::Request>,
-) -> Result<get_alias::v3::Response, ApiError> {
+async fn resolve(state: AppState, req: Ruma<get_alias::v3::Request>) -> Result<get_alias::v3::Response, ApiError> {
     let room_id = state.rooms.resolve_alias(&req.body.room_alias).await?;
-    Ok(get_alias::v3::Response::new(
-        room_id,
-        vec![state.config.server.server_name.clone()],
-    ))
+    Ok(get_alias::v3::Response::new(room_id, vec![state.config.server.server_name.clone()]))
 }
 
-async fn delete(
-    state: AppState,
-    req: Ruma<delete_alias::v3::Request>,
-) -> Result<delete_alias::v3::Response, ApiError> {
+async fn delete(state: AppState, req: Ruma<delete_alias::v3::Request>) -> Result<delete_alias::v3::Response, ApiError> {
     let session = req.session().clone();
-    state
-        .rooms
-        .delete_alias(&session.user_id, session.is_admin, &req.body.room_alias)
-        .await?;
+    state.rooms.delete_alias(&session.user_id, session.is_admin, &req.body.room_alias).await?;
     Ok(delete_alias::v3::Response::new())
 }
 
-async fn room_aliases(
-    state: AppState,
-    req: Ruma<aliases::v3::Request>,
-) -> Result<aliases::v3::Response, ApiError> {
+async fn room_aliases(state: AppState, req: Ruma<aliases::v3::Request>) -> Result<aliases::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    Ok(aliases::v3::Response::new(
-        state.rooms.room_aliases(&user, &req.body.room_id).await?,
-    ))
+    Ok(aliases::v3::Response::new(state.rooms.room_aliases(&user, &req.body.room_id).await?))
 }
 
 fn chunk(room: PublicRoom) -> PublicRoomsChunk {
@@ -91,10 +66,7 @@ fn chunk(room: PublicRoom) -> PublicRoomsChunk {
     chunk.topic = room.topic;
     chunk.canonical_alias = room.canonical_alias.and_then(|a| a.try_into().ok());
     chunk.avatar_url = room.avatar_url.map(Into::into);
-    chunk.join_rule = room
-        .join_rule
-        .map(|r| JoinRuleKind::from(r.as_str()))
-        .unwrap_or(JoinRuleKind::Public);
+    chunk.join_rule = room.join_rule.map(|r| JoinRuleKind::from(r.as_str())).unwrap_or(JoinRuleKind::Public);
     chunk.room_type = room.room_type.map(Into::into);
     chunk
 }
@@ -109,24 +81,14 @@ async fn page(
     let rooms = state.rooms.public_rooms(search).await?;
     let total = UInt::try_from(rooms.len() as u64).unwrap_or_default();
     let offset = match since {
-        Some(s) => s
-            .parse::<usize>()
-            .map_err(|_| ApiError::invalid_param("invalid `since` token"))?,
+        Some(s) => s.parse::<usize>().map_err(|_| ApiError::invalid_param("invalid `since` token"))?,
         None => 0,
     };
-    let limit = limit
-        .and_then(|l| usize::try_from(l).ok())
-        .unwrap_or(100)
-        .clamp(1, 500);
+    let limit = limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(100).clamp(1, 500);
     let end = (offset + limit).min(rooms.len());
     let next = (end < rooms.len()).then(|| end.to_string());
     let prev = (offset > 0).then(|| offset.saturating_sub(limit).to_string());
-    let chunk = rooms
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(chunk)
-        .collect();
+    let chunk = rooms.into_iter().skip(offset).take(limit).map(chunk).collect();
     Ok((chunk, next, prev, total))
 }
 
@@ -134,8 +96,7 @@ async fn public_rooms(
     state: AppState,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response, ApiError> {
-    let (chunk, next, prev, total) =
-        page(&state, None, req.body.limit, req.body.since.as_deref()).await?;
+    let (chunk, next, prev, total) = page(&state, None, req.body.limit, req.body.since.as_deref()).await?;
     let mut response = get_public_rooms::v3::Response::new(chunk);
     response.next_batch = next;
     response.prev_batch = prev;
@@ -149,8 +110,7 @@ async fn public_rooms_filtered(
 ) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
     let body = req.body;
     let search = body.filter.generic_search_term.as_deref();
-    let (chunk, next, prev, total) =
-        page(&state, search, body.limit, body.since.as_deref()).await?;
+    let (chunk, next, prev, total) = page(&state, search, body.limit, body.since.as_deref()).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = chunk;
     response.next_batch = next;
@@ -164,11 +124,7 @@ async fn get_visibility(
     req: Ruma<get_room_visibility::v3::Request>,
 ) -> Result<get_room_visibility::v3::Response, ApiError> {
     let public = state.rooms.directory_visibility(&req.body.room_id).await?;
-    Ok(get_room_visibility::v3::Response::new(if public {
-        Visibility::Public
-    } else {
-        Visibility::Private
-    }))
+    Ok(get_room_visibility::v3::Response::new(if public { Visibility::Public } else { Visibility::Private }))
 }
 
 async fn set_visibility(
@@ -177,14 +133,6 @@ async fn set_visibility(
 ) -> Result<set_room_visibility::v3::Response, ApiError> {
     let session = req.session().clone();
     let public = req.body.visibility == Visibility::Public;
-    state
-        .rooms
-        .set_directory_visibility(
-            &session.user_id,
-            session.is_admin,
-            &req.body.room_id,
-            public,
-        )
-        .await?;
+    state.rooms.set_directory_visibility(&session.user_id, session.is_admin, &req.body.room_id, public).await?;
     Ok(set_room_visibility::v3::Response::new())
 }

@@ -18,10 +18,8 @@ use crate::{
 };
 
 /// The spec versions whose client-server API this server implements.
-const SPEC_VERSIONS: &[&str] = &[
-    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
-    "v1.11", "v1.12",
-];
+const SPEC_VERSIONS: &[&str] =
+    &["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12"];
 
 pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
@@ -35,11 +33,8 @@ async fn versions(
     _: AppState,
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response, ApiError> {
-    let mut response = get_supported_versions::Response::new(
-        SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
-    );
-    response.unstable_features =
-        BTreeMap::from([("org.matrix.msc2918.refresh_token".to_owned(), true)]);
+    let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    response.unstable_features = BTreeMap::from([("org.matrix.msc2918.refresh_token".to_owned(), true)]);
     Ok(response)
 }
 
@@ -47,9 +42,7 @@ async fn well_known_client(
     state: AppState,
     _: Ruma<discover_homeserver::Request>,
 ) -> Result<discover_homeserver::Response, ApiError> {
-    Ok(discover_homeserver::Response::new(HomeserverInfo::new(
-        state.config.public_base_url(),
-    )))
+    Ok(discover_homeserver::Response::new(HomeserverInfo::new(state.config.public_base_url())))
 }
 
 /// `/.well-known/matrix/server`: where other servers reach our federation

@@ -9,9 +9,8 @@ use ruma::{
     api::client::{
         knock::knock_room,
         membership::{
-            ban_user, forget_room, get_member_events, invite_user, join_room_by_id,
-            join_room_by_id_or_alias, joined_members, joined_rooms, kick_user, leave_room,
-            unban_user,
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+            joined_members, joined_rooms, kick_user, leave_room, unban_user,
         },
     },
     events::StateEventType,
@@ -58,10 +57,7 @@ async fn join_by_id(
 ) -> Result<join_room_by_id::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    state
-        .rooms
-        .join(&req.body.room_id, &user, req.body.reason)
-        .await?;
+    state.rooms.join(&req.body.room_id, &user, req.body.reason).await?;
     Ok(join_room_by_id::v3::Response::new(req.body.room_id))
 }
 
@@ -76,91 +72,47 @@ async fn join_by_id_or_alias(
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
-async fn invite(
-    state: AppState,
-    req: Ruma<invite_user::v3::Request>,
-) -> Result<invite_user::v3::Response, ApiError> {
+async fn invite(state: AppState, req: Ruma<invite_user::v3::Request>) -> Result<invite_user::v3::Response, ApiError> {
     let sender = req.session().user_id.clone();
     state.rate_limits.invite.check(&sender)?;
     let invite_user::v3::InvitationRecipient::UserId(recipient) = req.body.recipient else {
-        return Err(ApiError::invalid_param(
-            "third-party invites are not supported",
-        ));
+        return Err(ApiError::invalid_param("third-party invites are not supported"));
     };
-    state
-        .rooms
-        .invite(
-            &req.body.room_id,
-            &sender,
-            &recipient.user_id,
-            recipient.reason,
-            false,
-        )
-        .await?;
+    state.rooms.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason, false).await?;
     Ok(invite_user::v3::Response::new())
 }
 
-async fn leave(
-    state: AppState,
-    req: Ruma<leave_room::v3::Request>,
-) -> Result<leave_room::v3::Response, ApiError> {
+async fn leave(state: AppState, req: Ruma<leave_room::v3::Request>) -> Result<leave_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    state
-        .rooms
-        .leave(&req.body.room_id, &user, req.body.reason)
-        .await?;
+    state.rooms.leave(&req.body.room_id, &user, req.body.reason).await?;
     Ok(leave_room::v3::Response::new())
 }
 
-async fn forget(
-    state: AppState,
-    req: Ruma<forget_room::v3::Request>,
-) -> Result<forget_room::v3::Response, ApiError> {
+async fn forget(state: AppState, req: Ruma<forget_room::v3::Request>) -> Result<forget_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rooms.forget(&req.body.room_id, &user).await?;
     Ok(forget_room::v3::Response::new())
 }
 
-async fn kick(
-    state: AppState,
-    req: Ruma<kick_user::v3::Request>,
-) -> Result<kick_user::v3::Response, ApiError> {
+async fn kick(state: AppState, req: Ruma<kick_user::v3::Request>) -> Result<kick_user::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    state
-        .rooms
-        .kick(&req.body.room_id, &user, &req.body.user_id, req.body.reason)
-        .await?;
+    state.rooms.kick(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
     Ok(kick_user::v3::Response::new())
 }
 
-async fn ban(
-    state: AppState,
-    req: Ruma<ban_user::v3::Request>,
-) -> Result<ban_user::v3::Response, ApiError> {
+async fn ban(state: AppState, req: Ruma<ban_user::v3::Request>) -> Result<ban_user::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    state
-        .rooms
-        .ban(&req.body.room_id, &user, &req.body.user_id, req.body.reason)
-        .await?;
+    state.rooms.ban(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
     Ok(ban_user::v3::Response::new())
 }
 
-async fn unban(
-    state: AppState,
-    req: Ruma<unban_user::v3::Request>,
-) -> Result<unban_user::v3::Response, ApiError> {
+async fn unban(state: AppState, req: Ruma<unban_user::v3::Request>) -> Result<unban_user::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    state
-        .rooms
-        .unban(&req.body.room_id, &user, &req.body.user_id, req.body.reason)
-        .await?;
+    state.rooms.unban(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
     Ok(unban_user::v3::Response::new())
 }
 
-async fn knock(
-    state: AppState,
-    req: Ruma<knock_room::v3::Request>,
-) -> Result<knock_room::v3::Response, ApiError> {
+async fn knock(state: AppState, req: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
     let room_id = resolve(&state, &req.body.room_id_or_alias).await?;
@@ -178,12 +130,8 @@ async fn members(
     let body = req.body;
     let room_state = match body.at.as_deref() {
         Some(at) => {
-            let token = PaginationToken::parse(at)
-                .ok_or_else(|| ApiError::invalid_param("bad `at` token"))?;
-            state
-                .rooms
-                .state_at_position(&user, &body.room_id, token)
-                .await?
+            let token = PaginationToken::parse(at).ok_or_else(|| ApiError::invalid_param("bad `at` token"))?;
+            state.rooms.state_at_position(&user, &body.room_id, token).await?
         }
         None => state.rooms.readable_state(&user, &body.room_id).await?,
     };
@@ -196,25 +144,13 @@ async fn members(
     let mut chunk: Vec<_> = events
         .into_values()
         .filter(|pdu| {
-            let membership = pdu
-                .content_value()
-                .get("membership")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            body.membership
-                .as_ref()
-                .is_none_or(|m| m.as_str() == membership)
-                && body
-                    .not_membership
-                    .as_ref()
-                    .is_none_or(|m| m.as_str() != membership)
+            let membership = pdu.content_value().get("membership").and_then(Value::as_str).unwrap_or("").to_owned();
+            body.membership.as_ref().is_none_or(|m| m.as_str() == membership)
+                && body.not_membership.as_ref().is_none_or(|m| m.as_str() != membership)
         })
         .collect();
     chunk.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
-    Ok(get_member_events::v3::Response::new(
-        raw_events(&state, &chunk).await?,
-    ))
+    Ok(get_member_events::v3::Response::new(raw_events(&state, &chunk).await?))
 }
 
 async fn joined_members_list(
@@ -234,21 +170,12 @@ async fn joined_members_list(
         if content.get("membership").and_then(Value::as_str) != Some("join") {
             continue;
         }
-        let Some(member) = pdu
-            .state_key()
-            .and_then(|k| ruma::OwnedUserId::try_from(k).ok())
-        else {
+        let Some(member) = pdu.state_key().and_then(|k| ruma::OwnedUserId::try_from(k).ok()) else {
             continue;
         };
         let mut entry = joined_members::v3::RoomMember::new();
-        entry.display_name = content
-            .get("displayname")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        entry.avatar_url = content
-            .get("avatar_url")
-            .and_then(Value::as_str)
-            .map(Into::into);
+        entry.display_name = content.get("displayname").and_then(Value::as_str).map(str::to_owned);
+        entry.avatar_url = content.get("avatar_url").and_then(Value::as_str).map(Into::into);
         joined.insert(member, entry);
     }
     Ok(joined_members::v3::Response::new(joined))

@@ -27,20 +27,11 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .ruma(send)
-        .ruma(messages)
-        .ruma(context)
-        .ruma(event)
-        .ruma(timestamp_to_event)
-        .ruma(redact)
+    router.ruma(send).ruma(messages).ruma(context).ruma(event).ruma(timestamp_to_event).ruma(redact)
 }
 
 fn txn(req_device: &ruma::OwnedDeviceId, txn_id: &ruma::TransactionId) -> TxnRef {
-    TxnRef {
-        device_id: req_device.to_string(),
-        txn_id: txn_id.to_string(),
-    }
+    TxnRef { device_id: req_device.to_string(), txn_id: txn_id.to_string() }
 }
 
 async fn send(
@@ -50,34 +41,23 @@ async fn send(
     let session = req.session().clone();
     state.rate_limits.message.check(&session.user_id)?;
     let body = req.body;
-    let content: Value = serde_json::from_str(body.body.json().get())
-        .map_err(|e| ApiError::bad_json(e.to_string()))?;
+    let content: Value = serde_json::from_str(body.body.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
     if !content.is_object() {
         return Err(ApiError::bad_json("event content must be a JSON object"));
     }
     let kind = TimelineEventType::from(body.event_type.to_string());
     if matches!(kind.to_string().as_str(), "m.room.redaction") {
-        return Err(ApiError::bad_json(
-            "use the /redact endpoint to redact events",
-        ));
+        return Err(ApiError::bad_json("use the /redact endpoint to redact events"));
     }
     let draft = EventDraft::message(kind, content);
     let pdu = state
         .rooms
-        .append_local(
-            &body.room_id,
-            &session.user_id,
-            draft,
-            Some(txn(&session.device_id, &body.txn_id)),
-        )
+        .append_local(&body.room_id, &session.user_id, draft, Some(txn(&session.device_id, &body.txn_id)))
         .await?;
     Ok(send_message_event::v3::Response::new(pdu.event_id.clone()))
 }
 
-async fn redact(
-    state: AppState,
-    req: Ruma<redact_event::v3::Request>,
-) -> Result<redact_event::v3::Response, ApiError> {
+async fn redact(state: AppState, req: Ruma<redact_event::v3::Request>) -> Result<redact_event::v3::Response, ApiError> {
     let session = req.session().clone();
     state.rate_limits.message.check(&session.user_id)?;
     let body = req.body;
@@ -85,20 +65,11 @@ async fn redact(
     if let Some(reason) = body.reason {
         content["reason"] = Value::String(reason);
     }
-    let draft = EventDraft {
-        kind: TimelineEventType::RoomRedaction,
-        content,
-        state_key: None,
-        redacts: Some(body.event_id),
-    };
+    let draft =
+        EventDraft { kind: TimelineEventType::RoomRedaction, content, state_key: None, redacts: Some(body.event_id) };
     let pdu = state
         .rooms
-        .append_local(
-            &body.room_id,
-            &session.user_id,
-            draft,
-            Some(txn(&session.device_id, &body.txn_id)),
-        )
+        .append_local(&body.room_id, &session.user_id, draft, Some(txn(&session.device_id, &body.txn_id)))
         .await?;
     Ok(redact_event::v3::Response::new(pdu.event_id.clone()))
 }
@@ -108,10 +79,7 @@ pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
     EventFilter {
         types: filter.types.clone(),
         not_types: filter.not_types.clone(),
-        senders: filter
-            .senders
-            .as_ref()
-            .map(|s| s.iter().map(|u| u.to_string()).collect()),
+        senders: filter.senders.as_ref().map(|s| s.iter().map(|u| u.to_string()).collect()),
         not_senders: filter.not_senders.iter().map(|u| u.to_string()).collect(),
     }
 }
@@ -125,10 +93,7 @@ fn direction(dir: RumaDirection) -> Direction {
 
 fn parse_token(token: Option<&str>, name: &str) -> Result<Option<PaginationToken>, ApiError> {
     token
-        .map(|t| {
-            PaginationToken::parse(t)
-                .ok_or_else(|| ApiError::invalid_param(format!("invalid `{name}` token")))
-        })
+        .map(|t| PaginationToken::parse(t).ok_or_else(|| ApiError::invalid_param(format!("invalid `{name}` token"))))
         .transpose()
 }
 
@@ -142,24 +107,10 @@ async fn messages(
     let to = parse_token(body.to.as_deref(), "to")?;
     let limit = usize::try_from(body.limit).unwrap_or(1000);
     let filter = event_filter(&body.filter);
-    let limit = body
-        .filter
-        .limit
-        .map(|l| usize::try_from(l).unwrap_or(limit))
-        .unwrap_or(limit);
+    let limit = body.filter.limit.map(|l| usize::try_from(l).unwrap_or(limit)).unwrap_or(limit);
     let page = state
         .rooms
-        .messages(
-            &user,
-            &body.room_id,
-            PageRequest {
-                from,
-                to,
-                direction: direction(body.dir),
-                limit,
-            },
-            &filter,
-        )
+        .messages(&user, &body.room_id, PageRequest { from, to, direction: direction(body.dir), limit }, &filter)
         .await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start.to_string();
@@ -168,18 +119,13 @@ async fn messages(
     Ok(response)
 }
 
-async fn context(
-    state: AppState,
-    req: Ruma<get_context::v3::Request>,
-) -> Result<get_context::v3::Response, ApiError> {
+async fn context(state: AppState, req: Ruma<get_context::v3::Request>) -> Result<get_context::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     let body = req.body;
     let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
     let filter = event_filter(&body.filter);
-    let (event, before, after, room_state) = state
-        .rooms
-        .context(&user, &body.room_id, &body.event_id, limit, &filter)
-        .await?;
+    let (event, before, after, room_state) =
+        state.rooms.context(&user, &body.room_id, &body.event_id, limit, &filter).await?;
     let mut response = get_context::v3::Response::new();
     response.event = Some(to_raw(client_event(&state, &event).await?)?);
     response.events_before = raw_events(&state, &before.chunk).await?;
@@ -195,13 +141,8 @@ async fn event(
     req: Ruma<get_room_event::v3::Request>,
 ) -> Result<get_room_event::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    let pdu = state
-        .rooms
-        .event_for_user(&user, &req.body.room_id, &req.body.event_id)
-        .await?;
-    Ok(get_room_event::v3::Response::new(to_raw(
-        client_event(&state, &pdu).await?,
-    )?))
+    let pdu = state.rooms.event_for_user(&user, &req.body.room_id, &req.body.event_id).await?;
+    Ok(get_room_event::v3::Response::new(to_raw(client_event(&state, &pdu).await?)?))
 }
 
 async fn timestamp_to_event(
@@ -210,13 +151,7 @@ async fn timestamp_to_event(
 ) -> Result<get_event_by_timestamp::v1::Response, ApiError> {
     let user = req.session().user_id.clone();
     let ts = i64::from(req.body.ts.0);
-    let pdu = state
-        .rooms
-        .event_near_timestamp(&user, &req.body.room_id, ts, direction(req.body.dir))
-        .await?;
+    let pdu = state.rooms.event_near_timestamp(&user, &req.body.room_id, ts, direction(req.body.dir)).await?;
     let origin: UInt = pdu.fields.origin_server_ts.0;
-    Ok(get_event_by_timestamp::v1::Response::new(
-        pdu.event_id.clone(),
-        MilliSecondsSinceUnixEpoch(origin),
-    ))
+    Ok(get_event_by_timestamp::v1::Response::new(pdu.event_id.clone(), MilliSecondsSinceUnixEpoch(origin)))
 }

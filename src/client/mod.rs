@@ -2,16 +2,22 @@
 //! handler is thin: a ruma request in, one domain call, a ruma response out.
 
 mod account;
+mod account_data;
 mod device;
 mod directory;
 mod discovery;
 pub mod events;
+mod filter;
 mod membership;
 mod message;
+mod presence;
 mod profile;
+mod receipts;
 mod room;
 mod session;
 mod state;
+pub mod sync;
+mod typing;
 
 use axum::Router;
 
@@ -28,5 +34,11 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = membership::routes(router);
     let router = message::routes(router);
     let router = state::routes(router);
-    directory::routes(router)
+    let router = directory::routes(router);
+    let router = sync::routes(router);
+    let router = filter::routes(router);
+    let router = typing::routes(router);
+    let router = receipts::routes(router);
+    let router = presence::routes(router);
+    account_data::routes(router)
 }

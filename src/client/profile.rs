@@ -2,9 +2,7 @@
 //! the extended profile fields of spec v1.16, stored field by field.
 
 use axum::Router;
-use ruma::api::client::profile::{
-    delete_profile_field, get_profile, get_profile_field, set_profile_field,
-};
+use ruma::api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field};
 
 use crate::{
     AppState,
@@ -12,17 +10,10 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .ruma(get_all)
-        .ruma(get_field)
-        .ruma(set_field)
-        .ruma(delete_field)
+    router.ruma(get_all).ruma(get_field).ruma(set_field).ruma(delete_field)
 }
 
-async fn get_all(
-    state: AppState,
-    req: Ruma<get_profile::v3::Request>,
-) -> Result<get_profile::v3::Response, ApiError> {
+async fn get_all(state: AppState, req: Ruma<get_profile::v3::Request>) -> Result<get_profile::v3::Response, ApiError> {
     let profile = state.users.get_profile(&req.body.user_id).await?;
     Ok(profile.into_iter().collect())
 }
@@ -33,10 +24,7 @@ async fn get_field(
 ) -> Result<get_profile_field::v3::Response, ApiError> {
     let profile = state.users.get_profile(&req.body.user_id).await?;
     let field = req.body.field;
-    let value = profile
-        .get(field.as_str())
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("profile field not set"))?;
+    let value = profile.get(field.as_str()).cloned().ok_or_else(|| ApiError::not_found("profile field not set"))?;
     let value = ruma::profile::ProfileFieldValue::new(field.as_str(), value)
         .map_err(|e| ApiError::internal_with(format!("stored profile field is malformed: {e}")))?;
     Ok(get_profile_field::v3::Response::new(value))
@@ -52,13 +40,9 @@ async fn set_field(
     let json = value.value().into_owned();
     // Clients unset the standard fields with null or, in older habit, an
     // empty string (matrix-sdk and Synapse both do this).
-    let unset = json.is_null()
-        || (json.as_str() == Some("") && matches!(field.as_str(), "displayname" | "avatar_url"));
+    let unset = json.is_null() || (json.as_str() == Some("") && matches!(field.as_str(), "displayname" | "avatar_url"));
     let json = if unset { None } else { Some(json) };
-    state
-        .users
-        .set_profile_field(&session, &req.body.user_id, field, json)
-        .await?;
+    state.users.set_profile_field(&session, &req.body.user_id, field, json).await?;
     Ok(set_profile_field::v3::Response::new())
 }
 
@@ -68,9 +52,6 @@ async fn delete_field(
 ) -> Result<delete_profile_field::v3::Response, ApiError> {
     let session = req.session().clone();
     let field = req.body.field.as_str().to_owned();
-    state
-        .users
-        .set_profile_field(&session, &req.body.user_id, field, None)
-        .await?;
+    state.users.set_profile_field(&session, &req.body.user_id, field, None).await?;
     Ok(delete_profile_field::v3::Response::new())
 }

@@ -18,10 +18,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma(create).ruma(upgrade)
 }
 
-async fn create(
-    state: AppState,
-    req: Ruma<create_room::v3::Request>,
-) -> Result<create_room::v3::Response, ApiError> {
+async fn create(state: AppState, req: Ruma<create_room::v3::Request>) -> Result<create_room::v3::Response, ApiError> {
     let creator = req.session().user_id.clone();
     state.rate_limits.room_creation.check(&creator)?;
     let body = req.body;
@@ -34,8 +31,7 @@ async fn create(
     };
     let mut initial_state = Vec::new();
     for raw in &body.initial_state {
-        let event: Value = serde_json::from_str(raw.json().get())
-            .map_err(|e| ApiError::bad_json(e.to_string()))?;
+        let event: Value = serde_json::from_str(raw.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
         let kind = event
             .get("type")
             .and_then(Value::as_str)
@@ -46,13 +42,8 @@ async fn create(
             .cloned()
             .filter(Value::is_object)
             .ok_or_else(|| ApiError::bad_json("initial_state event without content"))?;
-        if matches!(
-            kind,
-            "m.room.create" | "m.room.member" | "m.room.power_levels"
-        ) {
-            return Err(ApiError::bad_json(format!(
-                "{kind} cannot be given in initial_state"
-            )));
+        if matches!(kind, "m.room.create" | "m.room.member" | "m.room.power_levels") {
+            return Err(ApiError::bad_json(format!("{kind} cannot be given in initial_state")));
         }
         initial_state.push((StateEventType::from(kind), key.to_owned(), content));
     }
@@ -60,9 +51,7 @@ async fn create(
         Some(raw) => match serde_json::from_str::<Value>(raw.json().get()) {
             Ok(Value::Object(map)) => Some(map),
             _ => {
-                return Err(ApiError::bad_json(
-                    "power_level_content_override must be an object",
-                ));
+                return Err(ApiError::bad_json("power_level_content_override must be an object"));
             }
         },
         None => None,
@@ -75,9 +64,7 @@ async fn create(
         Some(other) => return Err(ApiError::bad_json(format!("unknown preset {other}"))),
     };
     if !body.invite_3pid.is_empty() {
-        return Err(ApiError::invalid_param(
-            "third-party invites are not supported",
-        ));
+        return Err(ApiError::invalid_param("third-party invites are not supported"));
     }
     let room_id = state
         .rooms
@@ -105,9 +92,6 @@ async fn upgrade(
 ) -> Result<upgrade_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.room_creation.check(&user)?;
-    let new_room = state
-        .rooms
-        .upgrade_room(&user, &req.body.room_id, req.body.new_version)
-        .await?;
+    let new_room = state.rooms.upgrade_room(&user, &req.body.room_id, req.body.new_version).await?;
     Ok(upgrade_room::v3::Response::new(new_room))
 }

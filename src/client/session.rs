@@ -20,27 +20,17 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .ruma(login_types)
-        .ruma(login)
-        .ruma(logout)
-        .ruma(logout_all)
-        .ruma(refresh)
+    router.ruma(login_types).ruma(login).ruma(logout).ruma(logout_all).ruma(refresh)
 }
 
 async fn login_types(
     _: AppState,
     _: Ruma<get_login_types::v3::Request>,
 ) -> Result<get_login_types::v3::Response, ApiError> {
-    Ok(get_login_types::v3::Response::new(vec![
-        LoginType::Password(PasswordLoginType::new()),
-    ]))
+    Ok(get_login_types::v3::Response::new(vec![LoginType::Password(PasswordLoginType::new())]))
 }
 
-async fn login(
-    state: AppState,
-    req: Ruma<login::v3::Request>,
-) -> Result<login::v3::Response, ApiError> {
+async fn login(state: AppState, req: Ruma<login::v3::Request>) -> Result<login::v3::Response, ApiError> {
     state.rate_limits.login.check(&req.client_ip())?;
     let client_ip = req.client_addr.map(|a| a.ip().to_string());
     let body = req.body;
@@ -56,9 +46,7 @@ async fn login(
         (Some(UserIdentifier::Matrix(id)), _) => id.user.clone(),
         (None, Some(user)) => user.clone(),
         (Some(_), _) => {
-            return Err(ApiError::forbidden(
-                "only user identifiers (m.id.user) are supported",
-            ));
+            return Err(ApiError::forbidden("only user identifiers (m.id.user) are supported"));
         }
         (None, None) => {
             return Err(ApiError::new(
@@ -79,25 +67,18 @@ async fn login(
             body.refresh_token,
         )
         .await?;
-    let mut response =
-        login::v3::Response::new(tokens.user_id, tokens.access_token, tokens.device_id);
+    let mut response = login::v3::Response::new(tokens.user_id, tokens.access_token, tokens.device_id);
     response.refresh_token = tokens.refresh_token;
     response.expires_in = tokens.expires_in;
     Ok(response)
 }
 
-async fn logout(
-    state: AppState,
-    req: Ruma<logout::v3::Request>,
-) -> Result<logout::v3::Response, ApiError> {
+async fn logout(state: AppState, req: Ruma<logout::v3::Request>) -> Result<logout::v3::Response, ApiError> {
     state.users.logout(req.session()).await?;
     Ok(logout::v3::Response::new())
 }
 
-async fn logout_all(
-    state: AppState,
-    req: Ruma<logout_all::v3::Request>,
-) -> Result<logout_all::v3::Response, ApiError> {
+async fn logout_all(state: AppState, req: Ruma<logout_all::v3::Request>) -> Result<logout_all::v3::Response, ApiError> {
     state.users.logout_all(&req.session().user_id).await?;
     Ok(logout_all::v3::Response::new())
 }

@@ -13,10 +13,7 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .ruma(get_all)
-        .ruma_with_empty_last(get_one)
-        .ruma_with_empty_last(put)
+    router.ruma(get_all).ruma_with_empty_last(get_one).ruma_with_empty_last(put)
 }
 
 async fn get_all(
@@ -26,9 +23,7 @@ async fn get_all(
     let user = req.session().user_id.clone();
     let room_state = state.rooms.readable_state(&user, &req.body.room_id).await?;
     let events = state.rooms.state_events(&room_state).await?;
-    Ok(get_state_events::v3::Response::new(
-        raw_events(&state, &events).await?,
-    ))
+    Ok(get_state_events::v3::Response::new(raw_events(&state, &events).await?))
 }
 
 async fn get_one(
@@ -41,11 +36,7 @@ async fn get_one(
     let id = room_state
         .get(&(body.event_type.clone(), body.state_key.clone()))
         .ok_or_else(|| ApiError::not_found("no such state event"))?;
-    let pdu = state
-        .rooms
-        .get_pdu(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such state event"))?;
+    let pdu = state.rooms.get_pdu(id).await?.ok_or_else(|| ApiError::not_found("no such state event"))?;
     let value = match body.format {
         get_state_event_for_key::v3::StateEventFormat::Event => client_event(&state, &pdu).await?,
         _ => pdu.content_value(),
@@ -61,12 +52,8 @@ async fn put(
     let session = req.session().clone();
     state.rate_limits.message.check(&session.user_id)?;
     let body = req.body;
-    let content: Value = serde_json::from_str(body.body.json().get())
-        .map_err(|e| ApiError::bad_json(e.to_string()))?;
+    let content: Value = serde_json::from_str(body.body.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
     let draft = EventDraft::state(body.event_type, body.state_key, content);
-    let pdu = state
-        .rooms
-        .append_local(&body.room_id, &session.user_id, draft, None)
-        .await?;
+    let pdu = state.rooms.append_local(&body.room_id, &session.user_id, draft, None).await?;
     Ok(send_state_event::v3::Response::new(pdu.event_id.clone()))
 }

@@ -6,32 +6,21 @@ use http::StatusCode;
 use ruma::api::{
     OutgoingResponse,
     client::uiaa::{UiaaInfo, UiaaResponse},
-    error::{
-        ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody,
-        UnknownTokenErrorData,
-    },
+    error::{ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
 };
 
-use crate::{rooms::RoomsError, storage::StorageError, users::UsersError};
+use crate::{rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError, users::UsersError};
 
 /// An error answered to a client.
 #[derive(Debug)]
 pub enum ApiError {
-    Matrix {
-        status: StatusCode,
-        kind: ErrorKind,
-        message: String,
-    },
+    Matrix { status: StatusCode, kind: ErrorKind, message: String },
     Uia(Box<UiaaInfo>),
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self::Matrix {
-            status,
-            kind,
-            message: message.into(),
-        }
+        Self::Matrix { status, kind, message: message.into() }
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -63,36 +52,20 @@ impl ApiError {
     }
 
     pub fn missing_token() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorKind::MissingToken,
-            "missing access token",
-        )
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::MissingToken, "missing access token")
     }
 
     pub fn unknown_token(soft_logout: bool) -> Self {
         let mut data = UnknownTokenErrorData::new();
         data.soft_logout = soft_logout;
-        let message = if soft_logout {
-            "access token has expired"
-        } else {
-            "unknown access token"
-        };
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorKind::UnknownToken(data),
-            message,
-        )
+        let message = if soft_logout { "access token has expired" } else { "unknown access token" };
+        Self::new(StatusCode::UNAUTHORIZED, ErrorKind::UnknownToken(data), message)
     }
 
     pub fn limit_exceeded(retry_after: std::time::Duration) -> Self {
         let mut data = LimitExceededErrorData::new();
         data.retry_after = Some(RetryAfter::Delay(retry_after));
-        Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::LimitExceeded(data),
-            "too many requests",
-        )
+        Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), "too many requests")
     }
 
     /// A server fault; the detail goes to the log, not to the client.
@@ -102,11 +75,7 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorKind::Unknown,
-            "internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "internal server error")
     }
 
     pub fn status(&self) -> StatusCode {
@@ -130,21 +99,13 @@ impl From<UsersError> for ApiError {
         let message = e.to_string();
         match e {
             UsersError::Uia(info) => Self::Uia(info),
-            UsersError::InvalidUsername(_) => {
-                Self::new(S::BAD_REQUEST, ErrorKind::InvalidUsername, message)
-            }
+            UsersError::InvalidUsername(_) => Self::new(S::BAD_REQUEST, ErrorKind::InvalidUsername, message),
             UsersError::UserInUse => Self::new(S::BAD_REQUEST, ErrorKind::UserInUse, message),
             UsersError::RegistrationClosed | UsersError::Forbidden(_) => Self::forbidden(message),
-            UsersError::GuestAccessForbidden => {
-                Self::new(S::FORBIDDEN, ErrorKind::GuestAccessForbidden, message)
-            }
-            UsersError::WeakPassword(_) => {
-                Self::new(S::BAD_REQUEST, ErrorKind::WeakPassword, message)
-            }
+            UsersError::GuestAccessForbidden => Self::new(S::FORBIDDEN, ErrorKind::GuestAccessForbidden, message),
+            UsersError::WeakPassword(_) => Self::new(S::BAD_REQUEST, ErrorKind::WeakPassword, message),
             UsersError::InvalidCredentials => Self::forbidden(message),
-            UsersError::UserDeactivated => {
-                Self::new(S::FORBIDDEN, ErrorKind::UserDeactivated, message)
-            }
+            UsersError::UserDeactivated => Self::new(S::FORBIDDEN, ErrorKind::UserDeactivated, message),
             UsersError::UnknownToken { soft_logout } => Self::unknown_token(soft_logout),
             UsersError::NotFound(_) => Self::not_found(message),
             UsersError::InvalidParam(_) => Self::invalid_param(message),
@@ -175,23 +136,39 @@ impl From<RoomsError> for ApiError {
     }
 }
 
+impl From<StreamsError> for ApiError {
+    fn from(e: StreamsError) -> Self {
+        let message = e.to_string();
+        match e {
+            StreamsError::Forbidden(_) => Self::forbidden(message),
+            StreamsError::NotFound(_) => Self::not_found(message),
+            StreamsError::BadJson(_) => Self::bad_json(message),
+            StreamsError::Rooms(e) => e.into(),
+            StreamsError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::InvalidToken => Self::invalid_param("the `since` token is not valid"),
+            SyncError::Rooms(e) => e.into(),
+            SyncError::Streams(e) => e.into(),
+            SyncError::Storage(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let response = match self {
-            Self::Matrix {
-                status,
-                kind,
-                message,
-            } => {
-                let error = ruma::api::error::Error::new(
-                    status,
-                    ErrorBody::Standard(StandardErrorBody::new(kind, message)),
-                );
+            Self::Matrix { status, kind, message } => {
+                let error =
+                    ruma::api::error::Error::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message)));
                 UiaaResponse::MatrixError(error).try_into_http_response::<Vec<u8>>()
             }
-            Self::Uia(info) => {
-                UiaaResponse::AuthResponse(*info).try_into_http_response::<Vec<u8>>()
-            }
+            Self::Uia(info) => UiaaResponse::AuthResponse(*info).try_into_http_response::<Vec<u8>>(),
         };
         match response {
             Ok(r) => r.map(axum::body::Body::from).into_response(),

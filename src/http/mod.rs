@@ -34,12 +34,10 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(cors())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
+        }))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
     NormalizePathLayer::trim_trailing_slash().layer(router)
@@ -49,13 +47,7 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(Any)
-        .allow_methods([
-            Method::GET,
-            Method::POST,
-            Method::PUT,
-            Method::DELETE,
-            Method::OPTIONS,
-        ])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::ORIGIN,
             HeaderName::from_static("x-requested-with"),
@@ -71,8 +63,5 @@ async fn unknown_endpoint() -> impl IntoResponse {
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    ApiError::unrecognized(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed on this endpoint",
-    )
+    ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint")
 }

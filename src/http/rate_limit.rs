@@ -20,9 +20,8 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let inner = enabled.then(|| {
             let burst = NonZeroU32::new(limit.burst).expect("config validation ensures burst >= 1");
             let period = Duration::from_secs_f64(1.0 / limit.per_second);
-            let quota = Quota::with_period(period)
-                .expect("config validation ensures a positive rate")
-                .allow_burst(burst);
+            let quota =
+                Quota::with_period(period).expect("config validation ensures a positive rate").allow_burst(burst);
             DefaultKeyedRateLimiter::keyed(quota)
         });
         Self { inner }
@@ -69,13 +68,7 @@ mod tests {
 
     #[test]
     fn burst_then_limited() {
-        let limiter = Limiter::new(
-            true,
-            RateLimit {
-                per_second: 0.01,
-                burst: 2,
-            },
-        );
+        let limiter = Limiter::new(true, RateLimit { per_second: 0.01, burst: 2 });
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(limiter.check(&ip).is_ok());
         assert!(limiter.check(&ip).is_ok());
@@ -83,13 +76,7 @@ mod tests {
         assert_eq!(err.status(), http::StatusCode::TOO_MANY_REQUESTS);
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert!(limiter.check(&other).is_ok(), "limits are per key");
-        let off = Limiter::new(
-            false,
-            RateLimit {
-                per_second: 0.01,
-                burst: 1,
-            },
-        );
+        let off = Limiter::new(false, RateLimit { per_second: 0.01, burst: 1 });
         for _ in 0..10 {
             assert!(off.check(&ip).is_ok());
         }

@@ -17,8 +17,7 @@ use http::{Method, StatusCode};
 use ruma::api::{
     IncomingRequest, OutgoingResponse,
     auth_scheme::{
-        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken,
-        NoAuthentication,
+        AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
     },
     error::{DeserializationError, FromHttpRequestError},
     path_builder::PathBuilder,
@@ -70,15 +69,11 @@ pub struct Ruma<T> {
 impl<T> Ruma<T> {
     /// The caller of an endpoint that requires authentication.
     pub fn session(&self) -> &Session {
-        self.session
-            .as_ref()
-            .expect("the extractor authenticated this endpoint")
+        self.session.as_ref().expect("the extractor authenticated this endpoint")
     }
 
     pub fn client_ip(&self) -> std::net::IpAddr {
-        self.client_addr
-            .map(|a| a.ip())
-            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
+        self.client_addr.map(|a| a.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into())
     }
 }
 
@@ -98,9 +93,7 @@ pub fn extract_access_token(parts: &http::request::Parts) -> Result<Option<Strin
 }
 
 fn form_urlencoded_value(query: &str, key: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
 
 impl<T> FromRequest<AppState> for Ruma<T>
@@ -112,15 +105,11 @@ where
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
-        let path_args: Vec<String> =
-            match Path::<Vec<String>>::from_request_parts(&mut parts, state).await {
-                Ok(Path(args)) => args,
-                Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
-            };
-        let client_addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0);
+        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, state).await {
+            Ok(Path(args)) => args,
+            Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
+        };
+        let client_addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
 
         let token = extract_access_token(&parts)?;
         let session = match (<T::Authentication as ClientAuth>::TOKEN, token) {
@@ -136,33 +125,22 @@ where
         }
         let http_request = http::Request::from_parts(parts, body);
         let parsed = T::try_from_http_request(http_request, &path_args).map_err(request_error)?;
-        Ok(Self {
-            body: parsed,
-            session,
-            client_addr,
-        })
+        Ok(Self { body: parsed, session, client_addr })
     }
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(
-    body: Body,
-    parts: &http::request::Parts,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
+pub async fn read_body(body: Body, parts: &http::request::Parts, limit: usize) -> Result<Bytes, ApiError> {
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(format!(
-            "the request body exceeds {limit} bytes"
-        )));
+        return Err(ApiError::too_large(format!("the request body exceeds {limit} bytes")));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {
             ApiError::too_large(format!("the request body exceeds {limit} bytes"))
         } else {
@@ -179,9 +157,7 @@ fn request_error(e: FromHttpRequestError) -> ApiError {
         FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
             ApiError::bad_json(format!("the request does not have the expected shape: {e}"))
         }
-        FromHttpRequestError::Deserialization(e) => {
-            ApiError::invalid_param(format!("invalid request parameter: {e}"))
-        }
+        FromHttpRequestError::Deserialization(e) => ApiError::invalid_param(format!("invalid request parameter: {e}")),
         other => ApiError::bad_json(other.to_string()),
     }
 }
@@ -256,21 +232,16 @@ impl RouterExt for Router<AppState> {
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
         let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
-        let shortened = paths.clone().into_iter().filter_map(|p| {
-            p.strip_suffix('}')
-                .and_then(|p| p.rsplit_once("/{"))
-                .map(|(head, _)| head)
-        });
+        let shortened = paths
+            .clone()
+            .into_iter()
+            .filter_map(|p| p.strip_suffix('}').and_then(|p| p.rsplit_once("/{")).map(|(head, _)| head));
         let router = mount(self, shortened, handler.clone());
         mount(router, paths.into_iter(), handler)
     }
 }
 
-fn mount<T, F, Fut>(
-    router: Router<AppState>,
-    paths: impl Iterator<Item = &'static str>,
-    handler: F,
-) -> Router<AppState>
+fn mount<T, F, Fut>(router: Router<AppState>, paths: impl Iterator<Item = &'static str>, handler: F) -> Router<AppState>
 where
     T: IncomingRequest + Send + 'static,
     T::Authentication: ClientAuth,
@@ -284,12 +255,9 @@ where
             let handler = handler.clone();
             router = router.route(
                 path,
-                on(
-                    method_filter(&T::METHOD),
-                    move |State(state): State<AppState>, req: Ruma<T>| async move {
-                        handler(state, req).await.map(RumaResponse)
-                    },
-                ),
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Ruma<T>| async move {
+                    handler(state, req).await.map(RumaResponse)
+                }),
             );
         }
         router

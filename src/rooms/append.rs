@@ -6,8 +6,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
-    RoomId, RoomVersionId, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId,
+    RoomVersionId, UserId,
     canonical_json::{RedactedBecause, redact},
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
@@ -36,21 +36,11 @@ pub struct EventDraft {
 
 impl EventDraft {
     pub fn state(kind: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
-        Self {
-            kind: kind.to_string().into(),
-            content,
-            state_key: Some(state_key.into()),
-            redacts: None,
-        }
+        Self { kind: kind.to_string().into(), content, state_key: Some(state_key.into()), redacts: None }
     }
 
     pub fn message(kind: TimelineEventType, content: Value) -> Self {
-        Self {
-            kind,
-            content,
-            state_key: None,
-            redacts: None,
-        }
+        Self { kind, content, state_key: None, redacts: None }
     }
 }
 
@@ -62,8 +52,7 @@ pub struct TxnRef {
 }
 
 fn to_canonical(value: Value) -> Result<CanonicalJsonValue, RoomsError> {
-    CanonicalJsonValue::try_from(value)
-        .map_err(|e| RoomsError::BadJson(format!("content is not canonical JSON: {e}")))
+    CanonicalJsonValue::try_from(value).map_err(|e| RoomsError::BadJson(format!("content is not canonical JSON: {e}")))
 }
 
 impl Rooms {
@@ -85,25 +74,23 @@ impl Rooms {
             return Err(RoomsError::NotFound("unknown room".into()));
         };
         if let Some(txn) = &txn
-            && let Some(existing) = self
-                .db
-                .find_txn(
-                    sender.to_string(),
-                    txn.device_id.clone(),
-                    txn.txn_id.clone(),
-                )
-                .await?
+            && let Some(existing) =
+                self.db.find_txn(sender.to_string(), txn.device_id.clone(), txn.txn_id.clone()).await?
         {
-            let id = OwnedEventId::try_from(existing)
-                .map_err(|e| RoomsError::Internal(e.to_string()))?;
-            return self
-                .get_pdu(&id)
-                .await?
-                .ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
+            let id = OwnedEventId::try_from(existing).map_err(|e| RoomsError::Internal(e.to_string()))?;
+            return self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
         }
         let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
         let appended = self.db.append_event(new_event).await?;
         self.advance_head(head, &pdu);
+        // Wake the members after the event, the target of a membership
+        // change (an invitee, a kicked user) and the sender.
+        let target = pdu
+            .state_key()
+            .filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
+            .and_then(|k| UserId::parse(k).ok());
+        let wake = head.joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]);
+        self.notifier.events_committed(appended.stream_ordering, wake);
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
@@ -124,9 +111,7 @@ impl Rooms {
         sender: &UserId,
         content: Value,
     ) -> Result<(OwnedRoomId, Arc<Pdu>), RoomsError> {
-        let rules = version
-            .rules()
-            .ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
         let room_id = if rules.authorization.room_create_event_id_as_room_id {
             None
         } else {
@@ -138,48 +123,26 @@ impl Rooms {
         obj.insert("content".into(), to_canonical(content)?);
         obj.insert("depth".into(), CanonicalJsonValue::Integer(1u32.into()));
         obj.insert("origin_server_ts".into(), now_ts());
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(sender.to_string()),
-        );
-        obj.insert(
-            "type".into(),
-            CanonicalJsonValue::String("m.room.create".into()),
-        );
-        obj.insert(
-            "state_key".into(),
-            CanonicalJsonValue::String(String::new()),
-        );
+        obj.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        obj.insert("type".into(), CanonicalJsonValue::String("m.room.create".into()));
+        obj.insert("state_key".into(), CanonicalJsonValue::String(String::new()));
         if let Some(room_id) = &room_id {
-            obj.insert(
-                "room_id".into(),
-                CanonicalJsonValue::String(room_id.to_string()),
-            );
+            obj.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
         }
         let (event_id, json) = self.hash_and_sign(&mut obj, &rules)?;
         let room_id = match room_id {
             Some(id) => id,
-            None => RoomId::new_v2(&event_id.as_str()[1..])
-                .map_err(|e| RoomsError::Internal(e.to_string()))?,
+            None => RoomId::new_v2(&event_id.as_str()[1..]).map_err(|e| RoomsError::Internal(e.to_string()))?,
         };
         let pdu = Pdu::from_json(event_id.clone(), room_id.clone(), &json)
             .map_err(|e| RoomsError::Internal(e.to_string()))?;
-        state_res::check_state_independent_auth_rules(
-            &rules.authorization,
-            &pdu,
-            |_: &ruma::EventId| None::<Pdu>,
-        )
-        .map_err(|e| {
-            RoomsError::Forbidden(format!("create event refused by the auth rules: {e}"))
-        })?;
+        state_res::check_state_independent_auth_rules(&rules.authorization, &pdu, |_: &ruma::EventId| None::<Pdu>)
+            .map_err(|e| RoomsError::Forbidden(format!("create event refused by the auth rules: {e}")))?;
 
         let slot = self.head_slot(&room_id);
         let mut guard = slot.lock().await;
         let key = (StateEventType::RoomCreate, String::new());
-        let state: StoredState = HashMap::from([(
-            ("m.room.create".to_owned(), String::new()),
-            event_id.to_string(),
-        )]);
+        let state: StoredState = HashMap::from([(("m.room.create".to_owned(), String::new()), event_id.to_string())]);
         let appended = self
             .db
             .append_event(NewEvent {
@@ -212,7 +175,9 @@ impl Rooms {
             state_group: appended.state_group,
             delta_depth: 0,
             state: Arc::new(StateMap::from([(key, event_id.clone())])),
+            joined: Arc::default(),
         });
+        self.notifier.events_committed(appended.stream_ordering, [sender]);
         let pdu = Arc::new(pdu);
         self.events.insert(event_id, pdu.clone());
         Ok((room_id, pdu))
@@ -225,20 +190,14 @@ impl Rooms {
         obj: &mut CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> Result<(OwnedEventId, String), RoomsError> {
-        hash_and_sign_event(
-            self.config.server.server_name.as_str(),
-            &self.key.keypair,
-            obj,
-            &rules.redaction,
-        )
-        .map_err(|e| match e {
-            ruma::signatures::JsonError::PduTooLarge => RoomsError::TooLarge,
-            e => RoomsError::Internal(format!("cannot sign event: {e}")),
-        })?;
-        let hash = reference_hash(obj, rules)
-            .map_err(|e| RoomsError::Internal(format!("cannot hash event: {e}")))?;
-        let event_id = super::pdu::event_id_from_reference_hash(&hash)
-            .map_err(|e| RoomsError::Internal(e.to_string()))?;
+        hash_and_sign_event(self.config.server.server_name.as_str(), &self.key.keypair, obj, &rules.redaction)
+            .map_err(|e| match e {
+                ruma::signatures::JsonError::PduTooLarge => RoomsError::TooLarge,
+                e => RoomsError::Internal(format!("cannot sign event: {e}")),
+            })?;
+        let hash = reference_hash(obj, rules).map_err(|e| RoomsError::Internal(format!("cannot hash event: {e}")))?;
+        let event_id =
+            super::pdu::event_id_from_reference_hash(&hash).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let json = serde_json::to_string(obj).map_err(|e| RoomsError::Internal(e.to_string()))?;
         if json.len() > MAX_PDU_BYTES {
             return Err(RoomsError::TooLarge);
@@ -257,12 +216,9 @@ impl Rooms {
     ) -> Result<(Pdu, NewEvent), RoomsError> {
         let rules = &head.rules;
         if !draft.content.is_object() {
-            return Err(RoomsError::BadJson(
-                "event content must be a JSON object".into(),
-            ));
+            return Err(RoomsError::BadJson("event content must be a JSON object".into()));
         }
-        let content_raw =
-            to_raw_value(&draft.content).map_err(|e| RoomsError::BadJson(e.to_string()))?;
+        let content_raw = to_raw_value(&draft.content).map_err(|e| RoomsError::BadJson(e.to_string()))?;
         let auth_types = state_res::auth_types_for_event(
             &draft.kind,
             sender,
@@ -271,18 +227,11 @@ impl Rooms {
             &rules.authorization,
         )
         .map_err(|e| RoomsError::BadJson(format!("invalid content: {e}")))?;
-        let mut auth_events: Vec<OwnedEventId> = auth_types
-            .iter()
-            .filter_map(|key| head.state.get(key).cloned())
-            .collect();
+        let mut auth_events: Vec<OwnedEventId> =
+            auth_types.iter().filter_map(|key| head.state.get(key).cloned()).collect();
         auth_events.sort();
         auth_events.dedup();
-        let prev_events: Vec<OwnedEventId> = head
-            .extremities
-            .iter()
-            .take(MAX_PREV_EVENTS)
-            .cloned()
-            .collect();
+        let prev_events: Vec<OwnedEventId> = head.extremities.iter().take(MAX_PREV_EVENTS).cloned().collect();
         let depth = head.max_depth + 1;
 
         let mut content = draft.content.clone();
@@ -291,10 +240,7 @@ impl Rooms {
             if rules.redaction.content_field_redacts {
                 content["redacts"] = Value::String(target.to_string());
             } else {
-                obj.insert(
-                    "redacts".into(),
-                    CanonicalJsonValue::String(target.to_string()),
-                );
+                obj.insert("redacts".into(), CanonicalJsonValue::String(target.to_string()));
             }
         }
         obj.insert("auth_events".into(), ids_value(&auth_events));
@@ -302,25 +248,12 @@ impl Rooms {
         obj.insert("content".into(), to_canonical(content)?);
         obj.insert(
             "depth".into(),
-            CanonicalJsonValue::Integer(
-                depth
-                    .try_into()
-                    .map_err(|_| RoomsError::Internal("depth overflow".into()))?,
-            ),
+            CanonicalJsonValue::Integer(depth.try_into().map_err(|_| RoomsError::Internal("depth overflow".into()))?),
         );
         obj.insert("origin_server_ts".into(), now_ts());
-        obj.insert(
-            "room_id".into(),
-            CanonicalJsonValue::String(room_id.to_string()),
-        );
-        obj.insert(
-            "sender".into(),
-            CanonicalJsonValue::String(sender.to_string()),
-        );
-        obj.insert(
-            "type".into(),
-            CanonicalJsonValue::String(draft.kind.to_string()),
-        );
+        obj.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+        obj.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
+        obj.insert("type".into(), CanonicalJsonValue::String(draft.kind.to_string()));
         if let Some(key) = &draft.state_key {
             obj.insert("state_key".into(), CanonicalJsonValue::String(key.clone()));
         }
@@ -336,15 +269,10 @@ impl Rooms {
 
         let state_key = draft.state_key.clone().map(|k| (draft.kind.to_string(), k));
         let state = match &state_key {
-            None => StateWrite::Unchanged {
-                group: head.state_group,
-            },
+            None => StateWrite::Unchanged { group: head.state_group },
             Some(key) if head.delta_depth >= versions::MAX_DELTA_CHAIN => {
-                let mut full: StoredState = head
-                    .state
-                    .iter()
-                    .map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string()))
-                    .collect();
+                let mut full: StoredState =
+                    head.state.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
                 full.insert(key.clone(), event_id.to_string());
                 StateWrite::Full { state: full }
             }
@@ -366,12 +294,8 @@ impl Rooms {
                 Some((draft.state_key.clone()?, membership.to_owned()))
             })
             .flatten();
-        let mut forward_extremities: Vec<String> = head
-            .extremities
-            .iter()
-            .skip(MAX_PREV_EVENTS)
-            .map(|id| id.to_string())
-            .collect();
+        let mut forward_extremities: Vec<String> =
+            head.extremities.iter().skip(MAX_PREV_EVENTS).map(|id| id.to_string()).collect();
         forward_extremities.push(event_id.to_string());
         let new_event = NewEvent {
             event_id: event_id.to_string(),
@@ -421,9 +345,7 @@ impl Rooms {
         state_res::check_state_independent_auth_rules(&head.rules.authorization, pdu, fetch_event)
             .map_err(|e| RoomsError::Forbidden(format!("refused by the auth rules: {e}")))?;
         let fetch_state = |kind: &StateEventType, key: &str| {
-            head.state
-                .get(&(kind.clone(), key.to_owned()))
-                .and_then(|id| events.get(id).cloned())
+            head.state.get(&(kind.clone(), key.to_owned())).and_then(|id| events.get(id).cloned())
         };
         state_res::check_state_dependent_auth_rules(&head.rules.authorization, pdu, fetch_state)
             .map_err(|e| RoomsError::Forbidden(format!("refused by the auth rules: {e}")))?;
@@ -440,21 +362,15 @@ impl Rooms {
         head: &RoomHead,
     ) -> Result<Option<(String, String)>, RoomsError> {
         let Some(original) = self.get_pdu(target).await? else {
-            return Err(RoomsError::NotFound(
-                "the event to redact does not exist".into(),
-            ));
+            return Err(RoomsError::NotFound("the event to redact does not exist".into()));
         };
         if original.room != redaction.room {
-            return Err(RoomsError::NotFound(
-                "the event to redact is not in this room".into(),
-            ));
+            return Err(RoomsError::NotFound("the event to redact is not in this room".into()));
         }
         if original.sender() != redaction.sender() {
             let levels = self.power_levels_of(head).await?;
             if !levels.user_can_redact_event_of_other(redaction.sender()) {
-                return Err(RoomsError::Forbidden(
-                    "you may not redact other users' events".into(),
-                ));
+                return Err(RoomsError::Forbidden("you may not redact other users' events".into()));
             }
         }
         let stored = self
@@ -462,12 +378,11 @@ impl Rooms {
             .get_event(target.to_string())
             .await?
             .ok_or_else(|| RoomsError::NotFound("the event to redact does not exist".into()))?;
-        let obj: CanonicalJsonObject = serde_json::from_str(&stored.json)
-            .map_err(|e| RoomsError::Internal(format!("stored event: {e}")))?;
+        let obj: CanonicalJsonObject =
+            serde_json::from_str(&stored.json).map_err(|e| RoomsError::Internal(format!("stored event: {e}")))?;
         let redacted = redact(obj, &head.rules.redaction, None::<RedactedBecause>)
             .map_err(|e| RoomsError::Internal(format!("cannot redact: {e}")))?;
-        let json =
-            serde_json::to_string(&redacted).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&redacted).map_err(|e| RoomsError::Internal(e.to_string()))?;
         Ok(Some((target.to_string(), json)))
     }
 
@@ -477,22 +392,12 @@ impl Rooms {
         head: &RoomHead,
     ) -> Result<ruma::events::room::power_levels::RoomPowerLevels, RoomsError> {
         use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent};
-        let pl = match head
-            .state
-            .get(&(StateEventType::RoomPowerLevels, String::new()))
-        {
-            Some(id) => self
-                .get_pdu(id)
-                .await?
-                .and_then(|p| p.content::<RoomPowerLevelsEventContent>()),
+        let pl = match head.state.get(&(StateEventType::RoomPowerLevels, String::new())) {
+            Some(id) => self.get_pdu(id).await?.and_then(|p| p.content::<RoomPowerLevelsEventContent>()),
             None => None,
         };
         let creators = self.creators(head).await?;
-        Ok(RoomPowerLevels::new(
-            pl.into(),
-            &head.rules.authorization,
-            creators,
-        ))
+        Ok(RoomPowerLevels::new(pl.into(), &head.rules.authorization, creators))
     }
 
     /// The room's creators: the create event's sender, plus the
@@ -506,17 +411,9 @@ impl Rooms {
         };
         let mut creators = vec![create.sender().to_owned()];
         if head.rules.authorization.additional_room_creators
-            && let Some(extra) = create
-                .content_value()
-                .get("additional_creators")
-                .and_then(Value::as_array)
+            && let Some(extra) = create.content_value().get("additional_creators").and_then(Value::as_array)
         {
-            creators.extend(
-                extra
-                    .iter()
-                    .filter_map(|v| v.as_str())
-                    .filter_map(|s| ruma::UserId::parse(s).ok()),
-            );
+            creators.extend(extra.iter().filter_map(|v| v.as_str()).filter_map(|s| ruma::UserId::parse(s).ok()));
         }
         Ok(creators)
     }
@@ -527,28 +424,27 @@ impl Rooms {
         head.extremities.drain(..consumed);
         head.extremities.push(pdu.event_id.clone());
         head.max_depth = u64::from(pdu.fields.depth);
-        if let Some(key) = pdu.state_key() {
-            let mut state = (*head.state).clone();
-            state.insert(
-                (pdu.kind().to_string().into(), key.to_owned()),
-                pdu.event_id.clone(),
-            );
-            head.state = Arc::new(state);
-            head.delta_depth = if head.delta_depth >= versions::MAX_DELTA_CHAIN {
-                0
+        let Some(key) = pdu.state_key() else { return };
+        let mut state = (*head.state).clone();
+        state.insert((pdu.kind().to_string().into(), key.to_owned()), pdu.event_id.clone());
+        head.state = Arc::new(state);
+        head.delta_depth = if head.delta_depth >= versions::MAX_DELTA_CHAIN { 0 } else { head.delta_depth + 1 };
+        if *pdu.kind() == TimelineEventType::RoomMember
+            && let Ok(member) = UserId::parse(key)
+        {
+            let mut joined = (*head.joined).clone();
+            if pdu.content_value().get("membership").and_then(Value::as_str) == Some("join") {
+                joined.insert(member);
             } else {
-                head.delta_depth + 1
-            };
+                joined.remove(&member);
+            }
+            head.joined = Arc::new(joined);
         }
     }
 }
 
 fn ids_value(ids: &[OwnedEventId]) -> CanonicalJsonValue {
-    CanonicalJsonValue::Array(
-        ids.iter()
-            .map(|id| CanonicalJsonValue::String(id.to_string()))
-            .collect(),
-    )
+    CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
 }
 
 fn now_ts() -> CanonicalJsonValue {

@@ -37,29 +37,16 @@ impl Rooms {
         if !versions::is_supported(&version) {
             return Err(RoomsError::UnsupportedRoomVersion(version.to_string()));
         }
-        let rules = version
-            .rules()
-            .ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
-        let preset = req.preset.unwrap_or(if req.public {
-            Preset::PublicChat
-        } else {
-            Preset::PrivateChat
-        });
+        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let preset = req.preset.unwrap_or(if req.public { Preset::PublicChat } else { Preset::PrivateChat });
 
         // Validate what can fail before the first event exists.
         let alias = match &req.alias_localpart {
             Some(local) => {
-                let alias = OwnedRoomAliasId::try_from(format!(
-                    "#{local}:{}",
-                    self.config.server.server_name
-                ))
-                .map_err(|_| {
-                    RoomsError::BadAlias(format!("`{local}` is not a valid alias name"))
-                })?;
+                let alias = OwnedRoomAliasId::try_from(format!("#{local}:{}", self.config.server.server_name))
+                    .map_err(|_| RoomsError::BadAlias(format!("`{local}` is not a valid alias name")))?;
                 if self.db.resolve_alias(alias.to_string()).await?.is_some() {
-                    return Err(RoomsError::RoomInUse(
-                        "the room alias is already taken".into(),
-                    ));
+                    return Err(RoomsError::RoomInUse("the room alias is already taken".into()));
                 }
                 Some(alias)
             }
@@ -73,19 +60,12 @@ impl Rooms {
         } else {
             create.insert("creator".into(), Value::String(req.creator.to_string()));
         }
-        let trusted_creators =
-            rules.authorization.additional_room_creators && preset == Preset::TrustedPrivateChat;
+        let trusted_creators = rules.authorization.additional_room_creators && preset == Preset::TrustedPrivateChat;
         if trusted_creators && !req.invite.is_empty() {
-            let extra: Vec<Value> = req
-                .invite
-                .iter()
-                .map(|u| Value::String(u.to_string()))
-                .collect();
+            let extra: Vec<Value> = req.invite.iter().map(|u| Value::String(u.to_string())).collect();
             create.insert("additional_creators".into(), Value::Array(extra));
         }
-        let (room_id, _) = self
-            .append_create(&version, &req.creator, Value::Object(create))
-            .await?;
+        let (room_id, _) = self.append_create(&version, &req.creator, Value::Object(create)).await?;
         let creator = &req.creator;
 
         let mut join = json!({"membership": "join"});
@@ -149,22 +129,12 @@ impl Rooms {
             self.append_local(
                 &room_id,
                 creator,
-                EventDraft::state(
-                    StateEventType::RoomCanonicalAlias,
-                    "",
-                    json!({"alias": alias}),
-                ),
+                EventDraft::state(StateEventType::RoomCanonicalAlias, "", json!({"alias": alias})),
                 None,
             )
             .await?;
-            if !self
-                .db
-                .create_alias(alias.to_string(), room_id.to_string(), creator.to_string())
-                .await?
-            {
-                return Err(RoomsError::RoomInUse(
-                    "the room alias is already taken".into(),
-                ));
+            if !self.db.create_alias(alias.to_string(), room_id.to_string(), creator.to_string()).await? {
+                return Err(RoomsError::RoomInUse("the room alias is already taken".into()));
             }
         }
 
@@ -173,43 +143,19 @@ impl Rooms {
             Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
         };
         let preset_state = [
-            (
-                StateEventType::RoomJoinRules,
-                json!({"join_rule": join_rule}),
-            ),
-            (
-                StateEventType::RoomHistoryVisibility,
-                json!({"history_visibility": "shared"}),
-            ),
-            (
-                StateEventType::RoomGuestAccess,
-                json!({"guest_access": guest_access}),
-            ),
+            (StateEventType::RoomJoinRules, json!({"join_rule": join_rule})),
+            (StateEventType::RoomHistoryVisibility, json!({"history_visibility": "shared"})),
+            (StateEventType::RoomGuestAccess, json!({"guest_access": guest_access})),
         ];
         for (kind, content) in preset_state {
-            if req
-                .initial_state
-                .iter()
-                .any(|(k, key, _)| *k == kind && key.is_empty())
-            {
+            if req.initial_state.iter().any(|(k, key, _)| *k == kind && key.is_empty()) {
                 continue; // initial_state overrides the preset
             }
-            self.append_local(
-                &room_id,
-                creator,
-                EventDraft::state(kind, "", content),
-                None,
-            )
-            .await?;
+            self.append_local(&room_id, creator, EventDraft::state(kind, "", content), None).await?;
         }
         for (kind, key, content) in &req.initial_state {
-            self.append_local(
-                &room_id,
-                creator,
-                EventDraft::state(kind.clone(), key.clone(), content.clone()),
-                None,
-            )
-            .await?;
+            self.append_local(&room_id, creator, EventDraft::state(kind.clone(), key.clone(), content.clone()), None)
+                .await?;
         }
         if let Some(name) = &req.name {
             self.append_local(
@@ -221,19 +167,12 @@ impl Rooms {
             .await?;
         }
         if let Some(topic) = &req.topic {
-            let content =
-                json!({"topic": topic, "m.topic": [{"mimetype": "text/plain", "body": topic}]});
-            self.append_local(
-                &room_id,
-                creator,
-                EventDraft::state(StateEventType::RoomTopic, "", content),
-                None,
-            )
-            .await?;
+            let content = json!({"topic": topic, "m.topic": [{"mimetype": "text/plain", "body": topic}]});
+            self.append_local(&room_id, creator, EventDraft::state(StateEventType::RoomTopic, "", content), None)
+                .await?;
         }
         for invitee in &req.invite {
-            self.invite(&room_id, creator, invitee, None, req.is_direct)
-                .await?;
+            self.invite(&room_id, creator, invitee, None, req.is_direct).await?;
         }
         if req.public {
             self.db.set_room_public(room_id.to_string(), true).await?;

@@ -24,9 +24,7 @@ pub struct PublicRoom {
 impl Rooms {
     fn check_alias_server(&self, alias: &OwnedRoomAliasId) -> Result<(), RoomsError> {
         if alias.server_name() != self.config.server.server_name {
-            return Err(RoomsError::BadAlias(
-                "aliases of other servers cannot be managed here".into(),
-            ));
+            return Err(RoomsError::BadAlias("aliases of other servers cannot be managed here".into()));
         }
         Ok(())
     }
@@ -39,14 +37,8 @@ impl Rooms {
     ) -> Result<(), RoomsError> {
         self.check_alias_server(alias)?;
         self.current_state(room_id).await?;
-        if !self
-            .db
-            .create_alias(alias.to_string(), room_id.to_string(), user.to_string())
-            .await?
-        {
-            return Err(RoomsError::RoomInUse(
-                "the room alias is already taken".into(),
-            ));
+        if !self.db.create_alias(alias.to_string(), room_id.to_string(), user.to_string()).await? {
+            return Err(RoomsError::RoomInUse("the room alias is already taken".into()));
         }
         Ok(())
     }
@@ -74,17 +66,12 @@ impl Rooms {
             .resolve_alias(alias.to_string())
             .await?
             .ok_or_else(|| RoomsError::NotFound("room alias not found".into()))?;
-        let room_id =
-            OwnedRoomId::try_from(room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let room_id = OwnedRoomId::try_from(room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let allowed = is_admin
             || creator == user.as_str()
-            || self
-                .user_can_send_state(&room_id, user, StateEventType::RoomCanonicalAlias)
-                .await?;
+            || self.user_can_send_state(&room_id, user, StateEventType::RoomCanonicalAlias).await?;
         if !allowed {
-            return Err(RoomsError::Forbidden(
-                "you may not delete this alias".into(),
-            ));
+            return Err(RoomsError::Forbidden("you may not delete this alias".into()));
         }
         self.db.delete_alias(alias.to_string()).await?;
         Ok(())
@@ -97,10 +84,7 @@ impl Rooms {
     ) -> Result<Vec<OwnedRoomAliasId>, RoomsError> {
         self.readable_state(user, room_id).await?;
         let aliases = self.db.room_aliases(room_id.to_string()).await?;
-        Ok(aliases
-            .into_iter()
-            .filter_map(|a| OwnedRoomAliasId::try_from(a).ok())
-            .collect())
+        Ok(aliases.into_iter().filter_map(|a| OwnedRoomAliasId::try_from(a).ok()).collect())
     }
 
     /// Whether the user's power level allows sending this state type now.
@@ -118,15 +102,9 @@ impl Rooms {
         if guard.is_none() {
             *guard = self.load_head(room_id).await?;
         }
-        let head = guard
-            .as_ref()
-            .ok_or_else(|| RoomsError::NotFound("unknown room".into()))?
-            .clone();
+        let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?.clone();
         drop(guard);
-        Ok(self
-            .power_levels_of(&head)
-            .await?
-            .user_can_send_state(user, kind))
+        Ok(self.power_levels_of(&head).await?.user_can_send_state(user, kind))
     }
 
     pub async fn set_directory_visibility(
@@ -137,14 +115,8 @@ impl Rooms {
         public: bool,
     ) -> Result<(), RoomsError> {
         self.current_state(room_id).await?;
-        if !is_admin
-            && !self
-                .user_can_send_state(room_id, user, StateEventType::RoomCanonicalAlias)
-                .await?
-        {
-            return Err(RoomsError::Forbidden(
-                "you may not change this room's directory visibility".into(),
-            ));
+        if !is_admin && !self.user_can_send_state(room_id, user, StateEventType::RoomCanonicalAlias).await? {
+            return Err(RoomsError::Forbidden("you may not change this room's directory visibility".into()));
         }
         self.db.set_room_public(room_id.to_string(), public).await?;
         Ok(())
@@ -161,8 +133,7 @@ impl Rooms {
         let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut out = Vec::new();
         for (room_id, joined_members) in self.db.public_rooms().await? {
-            let room_id =
-                OwnedRoomId::try_from(room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+            let room_id = OwnedRoomId::try_from(room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
             let entry = self.public_room_entry(room_id, joined_members).await?;
             if let Some(term) = &search {
                 let haystack = [&entry.name, &entry.topic, &entry.canonical_alias]
@@ -180,23 +151,14 @@ impl Rooms {
         Ok(out)
     }
 
-    async fn public_room_entry(
-        &self,
-        room_id: OwnedRoomId,
-        joined_members: i64,
-    ) -> Result<PublicRoom, RoomsError> {
+    async fn public_room_entry(&self, room_id: OwnedRoomId, joined_members: i64) -> Result<PublicRoom, RoomsError> {
         let state = self.current_state(&room_id).await?;
         let events = self.state_events(&state).await?;
         let field = |kind: StateEventType, field: &str| {
             events
                 .iter()
                 .find(|p| p.kind().to_string() == kind.to_string() && p.state_key() == Some(""))
-                .and_then(|p| {
-                    p.content_value()
-                        .get(field)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                })
+                .and_then(|p| p.content_value().get(field).and_then(Value::as_str).map(str::to_owned))
         };
         let history = field(StateEventType::RoomHistoryVisibility, "history_visibility");
         let guest = field(StateEventType::RoomGuestAccess, "guest_access");

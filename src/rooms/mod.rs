@@ -12,10 +12,10 @@ pub mod pdu;
 mod timeline;
 mod upgrade;
 pub mod versions;
-mod visibility;
+pub mod visibility;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -35,6 +35,7 @@ use crate::{
     config::Config,
     server_key::ServerKey,
     storage::{Db, StorageError, rooms::StoredEvent},
+    sync::notifier::Notifier,
 };
 
 /// Room state: `(event type, state key) -> event id`.
@@ -76,6 +77,8 @@ struct RoomHead {
     /// Deltas since the last full snapshot of `state_group`.
     delta_depth: i64,
     state: Arc<StateMap>,
+    /// Local and remote users whose membership is `join`: whom to wake.
+    joined: Arc<HashSet<OwnedUserId>>,
 }
 
 type HeadSlot = Arc<tokio::sync::Mutex<Option<RoomHead>>>;
@@ -84,6 +87,7 @@ pub struct Rooms {
     db: Db,
     config: Arc<Config>,
     key: Arc<ServerKey>,
+    notifier: Arc<Notifier>,
     /// One append lock per room: concurrent sends keep one consistent set
     /// of forward extremities.
     heads: Mutex<HashMap<OwnedRoomId, HeadSlot>>,
@@ -92,11 +96,12 @@ pub struct Rooms {
 }
 
 impl Rooms {
-    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>) -> Self {
+    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, notifier: Arc<Notifier>) -> Self {
         Self {
             db,
             config,
             key,
+            notifier,
             heads: Mutex::new(HashMap::new()),
             events: quick_cache::sync::Cache::new(20_000),
         }
@@ -114,10 +119,15 @@ impl Rooms {
         };
         let version = RoomVersionId::try_from(record.room_version.as_str())
             .map_err(|e| RoomsError::Internal(format!("stored room version: {e}")))?;
-        let rules = version
-            .rules()
-            .ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
         let state = self.state_at_group(record.current_state_group).await?;
+        let joined = self
+            .db
+            .room_members_with(room_id.to_string(), "join")
+            .await?
+            .into_iter()
+            .filter_map(|u| OwnedUserId::try_from(u).ok())
+            .collect();
         Ok(Some(RoomHead {
             rules,
             extremities: parse_ids(record.forward_extremities)?,
@@ -127,6 +137,7 @@ impl Rooms {
             // state change, which keeps chains bounded.
             delta_depth: versions::MAX_DELTA_CHAIN,
             state: Arc::new(state),
+            joined: Arc::new(joined),
         }))
     }
 
@@ -186,9 +197,7 @@ impl Rooms {
         if head.is_none() {
             *head = self.load_head(room_id).await?;
         }
-        head.as_ref()
-            .map(|h| h.state.clone())
-            .ok_or_else(|| RoomsError::NotFound("unknown room".into()))
+        head.as_ref().map(|h| h.state.clone()).ok_or_else(|| RoomsError::NotFound("unknown room".into()))
     }
 
     /// One state event of the current state, parsed.
@@ -215,73 +224,42 @@ impl Rooms {
     }
 
     /// The user's current membership in the room, if any.
-    pub async fn membership(
-        &self,
-        room_id: &RoomId,
-        user_id: &OwnedUserId,
-    ) -> Result<Option<String>> {
-        Ok(self
-            .db
-            .membership(room_id.to_string(), user_id.to_string())
-            .await?
-            .map(|(m, _)| m))
+    pub async fn membership(&self, room_id: &RoomId, user_id: &OwnedUserId) -> Result<Option<String>> {
+        Ok(self.db.membership(room_id.to_string(), user_id.to_string()).await?.map(|(m, _)| m))
     }
 
     pub async fn joined_rooms(&self, user_id: &OwnedUserId) -> Result<Vec<OwnedRoomId>> {
-        let rooms = self
-            .db
-            .rooms_with_membership(user_id.to_string(), "join")
-            .await?;
-        rooms
-            .into_iter()
-            .map(|r| OwnedRoomId::try_from(r).map_err(|e| RoomsError::Internal(e.to_string())))
-            .collect()
+        let rooms = self.db.rooms_with_membership(user_id.to_string(), "join").await?;
+        rooms.into_iter().map(|r| OwnedRoomId::try_from(r).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
     }
 
     pub async fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        let users = self
-            .db
-            .room_members_with(room_id.to_string(), "join")
-            .await?;
-        users
-            .into_iter()
-            .map(|u| OwnedUserId::try_from(u).map_err(|e| RoomsError::Internal(e.to_string())))
-            .collect()
+        let users = self.db.room_members_with(room_id.to_string(), "join").await?;
+        users.into_iter().map(|u| OwnedUserId::try_from(u).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
     }
 
     /// Requires the user to be joined to the room.
     pub async fn require_joined(&self, room_id: &RoomId, user_id: &OwnedUserId) -> Result<()> {
         match self.membership(room_id, user_id).await?.as_deref() {
             Some("join") => Ok(()),
-            _ => Err(RoomsError::Forbidden(
-                "you are not joined to this room".into(),
-            )),
+            _ => Err(RoomsError::Forbidden("you are not joined to this room".into())),
         }
     }
 }
 
 fn parse_ids(ids: Vec<String>) -> Result<Vec<OwnedEventId>> {
-    ids.into_iter()
-        .map(|id| OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string())))
-        .collect()
+    ids.into_iter().map(|id| OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
 }
 
 /// Parses a stored event into a `Pdu` with its storage metadata.
 fn parse_stored(stored: StoredEvent) -> Result<Pdu> {
-    let event_id =
-        OwnedEventId::try_from(stored.event_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
-    let room =
-        OwnedRoomId::try_from(stored.room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
-    let mut pdu = Pdu::from_json(event_id, room, &stored.json)
-        .map_err(|e| RoomsError::Internal(e.to_string()))?;
+    let event_id = OwnedEventId::try_from(stored.event_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+    let room = OwnedRoomId::try_from(stored.room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+    let mut pdu = Pdu::from_json(event_id, room, &stored.json).map_err(|e| RoomsError::Internal(e.to_string()))?;
     pdu.rejected = stored.rejected;
     pdu.stream_ordering = Some(stored.stream_ordering);
     pdu.state_group = Some(stored.state_group);
-    pdu.replaces_state = stored
-        .replaces_state
-        .and_then(|id| OwnedEventId::try_from(id).ok());
-    pdu.redacted_by = stored
-        .redacted_by
-        .and_then(|id| OwnedEventId::try_from(id).ok());
+    pdu.replaces_state = stored.replaces_state.and_then(|id| OwnedEventId::try_from(id).ok());
+    pdu.redacted_by = stored.redacted_by.and_then(|id| OwnedEventId::try_from(id).ok());
     Ok(pdu)
 }

@@ -3,8 +3,8 @@
 //! (client-server API, "Room Events"; server-server API, "PDUs").
 
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
-    OwnedUserId, RoomId, UInt, UserId, events::TimelineEventType,
+    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
+    UserId, events::TimelineEventType,
 };
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
@@ -51,11 +51,7 @@ pub struct PduError(pub String);
 
 impl Pdu {
     /// Parses a PDU whose event id and room are known.
-    pub fn from_json(
-        event_id: OwnedEventId,
-        room: OwnedRoomId,
-        json: &str,
-    ) -> Result<Self, PduError> {
+    pub fn from_json(event_id: OwnedEventId, room: OwnedRoomId, json: &str) -> Result<Self, PduError> {
         let fields: PduFields = serde_json::from_str(json).map_err(|e| PduError(e.to_string()))?;
         Ok(Self {
             event_id,
@@ -117,15 +113,9 @@ impl Pdu {
         let mut obj = serde_json::Map::new();
         obj.insert("event_id".into(), Value::String(self.event_id.to_string()));
         obj.insert("room_id".into(), Value::String(self.room.to_string()));
-        obj.insert(
-            "sender".into(),
-            Value::String(self.fields.sender.to_string()),
-        );
+        obj.insert("sender".into(), Value::String(self.fields.sender.to_string()));
         obj.insert("type".into(), Value::String(self.fields.kind.to_string()));
-        obj.insert(
-            "origin_server_ts".into(),
-            Value::from(u64::from(self.fields.origin_server_ts.0)),
-        );
+        obj.insert("origin_server_ts".into(), Value::from(u64::from(self.fields.origin_server_ts.0)));
         obj.insert("content".into(), self.content_value());
         if let Some(key) = &self.fields.state_key {
             obj.insert("state_key".into(), Value::String(key.clone()));

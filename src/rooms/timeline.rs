@@ -70,9 +70,7 @@ impl EventFilter {
     pub fn allows(&self, pdu: &Pdu) -> bool {
         let kind = pdu.kind().to_string();
         let sender = pdu.sender().as_str();
-        if self.not_types.iter().any(|p| glob_match(p, &kind))
-            || self.not_senders.iter().any(|s| s == sender)
-        {
+        if self.not_types.iter().any(|p| glob_match(p, &kind)) || self.not_senders.iter().any(|s| s == sender) {
             return false;
         }
         if let Some(types) = &self.types
@@ -90,6 +88,47 @@ impl EventFilter {
 }
 
 impl Rooms {
+    /// The client format of an event, with `unsigned` filled in:
+    /// `prev_content` of state events, `redacted_because`, and the
+    /// `transaction_id` when `viewer` is the device that sent it.
+    pub async fn client_event(
+        &self,
+        pdu: &Pdu,
+        viewer: Option<(&ruma::UserId, &ruma::DeviceId)>,
+    ) -> Result<serde_json::Value, RoomsError> {
+        use serde_json::Value;
+        let mut event = pdu.to_client_event();
+        let unsigned = event.get_mut("unsigned").and_then(Value::as_object_mut).expect("to_client_event sets unsigned");
+        if let Some(replaced) = &pdu.replaces_state
+            && let Some(prev) = self.get_pdu(replaced).await?
+        {
+            unsigned.insert("prev_content".into(), prev.content_value());
+            unsigned.insert("replaces_state".into(), Value::String(replaced.to_string()));
+            unsigned.insert("prev_sender".into(), Value::String(prev.sender().to_string()));
+        }
+        if let Some(redaction) = &pdu.redacted_by
+            && let Some(because) = self.get_pdu(redaction).await?
+        {
+            unsigned.insert("redacted_because".into(), Value::Object(because.to_client_event()));
+        }
+        if let Some((user, device)) = viewer
+            && pdu.sender() == user
+            && let Some(txn) = self.db.txn_id_of(pdu.event_id.to_string(), user.to_string(), device.to_string()).await?
+        {
+            unsigned.insert("transaction_id".into(), Value::String(txn));
+        }
+        Ok(Value::Object(event))
+    }
+
+    /// A visibility check for one user in one room (used by sync).
+    pub async fn visibility_for<'a>(
+        &'a self,
+        room_id: &'a RoomId,
+        user: &'a OwnedUserId,
+    ) -> Result<VisibilityCheck<'a>, RoomsError> {
+        VisibilityCheck::new(self, room_id, user).await
+    }
+
     async fn visibility<'a>(
         &'a self,
         room_id: &'a RoomId,
@@ -98,9 +137,7 @@ impl Rooms {
         self.current_state(room_id).await?;
         let mut check = VisibilityCheck::new(self, room_id, user).await?;
         if !check.may_read_room().await? {
-            return Err(RoomsError::Forbidden(
-                "you are not allowed to read this room".into(),
-            ));
+            return Err(RoomsError::Forbidden("you are not allowed to read this room".into()));
         }
         Ok(check)
     }
@@ -113,18 +150,11 @@ impl Rooms {
         page: PageRequest,
         filter: &EventFilter,
     ) -> Result<MessagesPage, RoomsError> {
-        let PageRequest {
-            from,
-            to,
-            direction,
-            limit,
-        } = page;
+        let PageRequest { from, to, direction, limit } = page;
         let mut check = self.visibility(room_id, user).await?;
         let start = match (from, direction) {
             (Some(t), _) => t,
-            (None, Direction::Backward) => {
-                PaginationToken(self.db.room_max_stream(room_id.to_string()).await?)
-            }
+            (None, Direction::Backward) => PaginationToken(self.db.room_max_stream(room_id.to_string()).await?),
             (None, Direction::Forward) => PaginationToken(0),
         };
         let limit = limit.clamp(1, 1000);
@@ -134,13 +164,7 @@ impl Rooms {
         while chunk.len() < limit {
             let batch = self
                 .db
-                .room_events(
-                    room_id.to_string(),
-                    cursor,
-                    to.map(|t| t.0),
-                    direction,
-                    (limit - chunk.len()).max(16),
-                )
+                .room_events(room_id.to_string(), cursor, to.map(|t| t.0), direction, (limit - chunk.len()).max(16))
                 .await?;
             if batch.is_empty() {
                 exhausted = true;
@@ -182,10 +206,7 @@ impl Rooms {
         if pdu.room != room_id {
             return Err(not_found());
         }
-        let mut check = self
-            .visibility(room_id, user)
-            .await
-            .map_err(|_| not_found())?;
+        let mut check = self.visibility(room_id, user).await.map_err(|_| not_found())?;
         if !check.can_see(&pdu).await? {
             return Err(not_found());
         }
@@ -230,17 +251,10 @@ impl Rooms {
             };
             self.messages(user, room_id, page, filter).await?
         } else {
-            MessagesPage {
-                chunk: vec![],
-                start: PaginationToken(position),
-                end: Some(PaginationToken(position)),
-            }
+            MessagesPage { chunk: vec![], start: PaginationToken(position), end: Some(PaginationToken(position)) }
         };
         let state = match event.state_group {
-            Some(group) => {
-                self.state_events(&self.state_at_group(group).await?)
-                    .await?
-            }
+            Some(group) => self.state_events(&self.state_at_group(group).await?).await?,
             None => vec![],
         };
         Ok((event, before, after, state))
@@ -256,29 +270,19 @@ impl Rooms {
 
     /// The state a user may read: the current state when joined (or the
     /// room is world-readable), else the state when they left.
-    pub async fn readable_state(
-        &self,
-        user: &OwnedUserId,
-        room_id: &RoomId,
-    ) -> Result<StateMap, RoomsError> {
+    pub async fn readable_state(&self, user: &OwnedUserId, room_id: &RoomId) -> Result<StateMap, RoomsError> {
         let current = self.current_state(room_id).await?;
-        let membership = self
-            .db
-            .membership(room_id.to_string(), user.to_string())
-            .await?;
+        let membership = self.db.membership(room_id.to_string(), user.to_string()).await?;
         match membership {
             Some((m, _)) if m == "join" => Ok((*current).clone()),
             Some((m, _)) if m == "leave" || m == "ban" => {
                 let id = current
                     .get(&(StateEventType::RoomMember, user.to_string()))
                     .ok_or_else(|| RoomsError::Forbidden("you are not in this room".into()))?;
-                let leave = self
-                    .get_pdu(id)
-                    .await?
-                    .ok_or_else(|| RoomsError::Internal("member event missing".into()))?;
-                let group = leave
-                    .state_group
-                    .ok_or_else(|| RoomsError::Internal("member event without state".into()))?;
+                let leave =
+                    self.get_pdu(id).await?.ok_or_else(|| RoomsError::Internal("member event missing".into()))?;
+                let group =
+                    leave.state_group.ok_or_else(|| RoomsError::Internal("member event without state".into()))?;
                 self.state_at_group(group).await
             }
             _ => {
@@ -286,9 +290,7 @@ impl Rooms {
                 if check.may_read_room().await? {
                     Ok((*current).clone())
                 } else {
-                    Err(RoomsError::Forbidden(
-                        "you are not allowed to read this room".into(),
-                    ))
+                    Err(RoomsError::Forbidden("you are not allowed to read this room".into()))
                 }
             }
         }
@@ -303,21 +305,15 @@ impl Rooms {
         at: PaginationToken,
     ) -> Result<StateMap, RoomsError> {
         let mut check = self.visibility(room_id, user).await?;
-        let last = self
-            .db
-            .room_events(room_id.to_string(), at.0, None, Direction::Backward, 1)
-            .await?;
+        let last = self.db.room_events(room_id.to_string(), at.0, None, Direction::Backward, 1).await?;
         let Some(stored) = last.into_iter().next() else {
             return Err(RoomsError::NotFound("no state at that position".into()));
         };
         let pdu = parse_stored(stored)?;
         if !check.can_see(&pdu).await? {
-            return Err(RoomsError::Forbidden(
-                "you could not see the room at that position".into(),
-            ));
+            return Err(RoomsError::Forbidden("you could not see the room at that position".into()));
         }
-        self.state_at_group(pdu.state_group.unwrap_or_default())
-            .await
+        self.state_at_group(pdu.state_group.unwrap_or_default()).await
     }
 
     /// `timestamp_to_event`: the visible event closest to `ts`.

@@ -30,13 +30,8 @@ impl Rooms {
         if !versions::is_supported(&new_version) {
             return Err(RoomsError::UnsupportedRoomVersion(new_version.to_string()));
         }
-        if !self
-            .user_can_send_state(old, user, StateEventType::RoomTombstone)
-            .await?
-        {
-            return Err(RoomsError::Forbidden(
-                "you may not upgrade this room".into(),
-            ));
+        if !self.user_can_send_state(old, user, StateEventType::RoomTombstone).await? {
+            return Err(RoomsError::Forbidden("you may not upgrade this room".into()));
         }
         let old_state = self.current_state(old).await?;
         let last_event = old_state
@@ -50,13 +45,10 @@ impl Rooms {
                 carried.push((kind.clone(), String::new(), pdu.content_value()));
             }
         }
-        let power_levels = self
-            .current_state_event(old, &StateEventType::RoomPowerLevels, "")
-            .await?
-            .map(|p| p.content_value());
-        let new_rules = new_version
-            .rules()
-            .ok_or_else(|| RoomsError::UnsupportedRoomVersion(new_version.to_string()))?;
+        let power_levels =
+            self.current_state_event(old, &StateEventType::RoomPowerLevels, "").await?.map(|p| p.content_value());
+        let new_rules =
+            new_version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(new_version.to_string()))?;
         let power_level_override = power_levels.as_ref().and_then(Value::as_object).map(|pl| {
             let mut pl = pl.clone();
             if new_rules.authorization.explicitly_privilege_room_creators
@@ -70,10 +62,7 @@ impl Rooms {
         });
 
         let mut creation_content = Map::new();
-        creation_content.insert(
-            "predecessor".into(),
-            json!({"room_id": old, "event_id": last_event}),
-        );
+        creation_content.insert("predecessor".into(), json!({"room_id": old, "event_id": last_event}));
         if let Some(room_type) = self
             .current_state_event(old, &StateEventType::RoomCreate, "")
             .await?
@@ -99,38 +88,22 @@ impl Rooms {
             .await?;
 
         // The canonical alias moves with the room.
-        if let Some(alias) = self
-            .current_state_event(old, &StateEventType::RoomCanonicalAlias, "")
-            .await?
-        {
+        if let Some(alias) = self.current_state_event(old, &StateEventType::RoomCanonicalAlias, "").await? {
             self.append_local(
                 &new_room,
                 user,
-                EventDraft::state(
-                    StateEventType::RoomCanonicalAlias,
-                    "",
-                    alias.content_value(),
-                ),
+                EventDraft::state(StateEventType::RoomCanonicalAlias, "", alias.content_value()),
                 None,
             )
             .await?;
         }
         for alias in self.db.room_aliases(old.to_string()).await? {
             self.db.delete_alias(alias.clone()).await?;
-            self.db
-                .create_alias(alias, new_room.to_string(), user.to_string())
-                .await?;
+            self.db.create_alias(alias, new_room.to_string(), user.to_string()).await?;
         }
 
-        let tombstone =
-            json!({"body": "This room has been replaced", "replacement_room": new_room});
-        self.append_local(
-            old,
-            user,
-            EventDraft::state(StateEventType::RoomTombstone, "", tombstone),
-            None,
-        )
-        .await?;
+        let tombstone = json!({"body": "This room has been replaced", "replacement_room": new_room});
+        self.append_local(old, user, EventDraft::state(StateEventType::RoomTombstone, "", tombstone), None).await?;
 
         // Spec: restrict the old room so conversation moves on.
         if let Some(Value::Object(mut pl)) = power_levels {

@@ -10,8 +10,7 @@ use ruma::{
 
 /// Room versions that work end to end on this server. Only versions listed
 /// here are advertised, so clients never pick one that would fail.
-pub const SUPPORTED: &[RoomVersionId] =
-    &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+pub const SUPPORTED: &[RoomVersionId] = &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
 
 /// The version new rooms get when the client does not ask for one: the
 /// newest version ruma fully supports.
@@ -27,9 +26,6 @@ pub fn is_supported(version: &RoomVersionId) -> bool {
 }
 
 pub fn capability() -> RoomVersionsCapability {
-    let available: BTreeMap<_, _> = SUPPORTED
-        .iter()
-        .map(|v| (v.clone(), RoomVersionStability::Stable))
-        .collect();
+    let available: BTreeMap<_, _> = SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
     RoomVersionsCapability::new(DEFAULT, available)
 }

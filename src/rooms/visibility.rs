@@ -16,7 +16,7 @@ struct GroupFacts {
 }
 
 /// Checks events of one room for one user, caching per state group.
-pub(super) struct VisibilityCheck<'a> {
+pub struct VisibilityCheck<'a> {
     rooms: &'a Rooms,
     user: &'a OwnedUserId,
     room_id: &'a RoomId,
@@ -25,19 +25,9 @@ pub(super) struct VisibilityCheck<'a> {
 }
 
 impl<'a> VisibilityCheck<'a> {
-    pub(super) async fn new(
-        rooms: &'a Rooms,
-        room_id: &'a RoomId,
-        user: &'a OwnedUserId,
-    ) -> Result<Self, RoomsError> {
+    pub(super) async fn new(rooms: &'a Rooms, room_id: &'a RoomId, user: &'a OwnedUserId) -> Result<Self, RoomsError> {
         let current_membership = rooms.membership(room_id, user).await?;
-        Ok(Self {
-            rooms,
-            user,
-            room_id,
-            current_membership,
-            groups: HashMap::new(),
-        })
+        Ok(Self { rooms, user, room_id, current_membership, groups: HashMap::new() })
     }
 
     async fn facts(&mut self, group: i64) -> Result<GroupFacts, RoomsError> {
@@ -45,51 +35,38 @@ impl<'a> VisibilityCheck<'a> {
             return Ok(f.clone());
         }
         let state = self.rooms.state_at_group(group).await?;
-        let history_visibility =
-            match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
-                Some(id) => self
-                    .rooms
-                    .get_pdu(id)
-                    .await?
-                    .and_then(|p| {
-                        p.content_value()
-                            .get("history_visibility")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_else(|| "shared".into()),
-                None => "shared".into(),
-            };
+        let history_visibility = match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
+            Some(id) => self
+                .rooms
+                .get_pdu(id)
+                .await?
+                .and_then(|p| p.content_value().get("history_visibility").and_then(|v| v.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "shared".into()),
+            None => "shared".into(),
+        };
         let membership = match state.get(&(StateEventType::RoomMember, self.user.to_string())) {
-            Some(id) => self.rooms.get_pdu(id).await?.and_then(|p| {
-                p.content_value()
-                    .get("membership")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned)
-            }),
+            Some(id) => self
+                .rooms
+                .get_pdu(id)
+                .await?
+                .and_then(|p| p.content_value().get("membership").and_then(|v| v.as_str()).map(str::to_owned)),
             None => None,
         };
-        let facts = GroupFacts {
-            history_visibility,
-            membership,
-        };
+        let facts = GroupFacts { history_visibility, membership };
         self.groups.insert(group, facts.clone());
         Ok(facts)
     }
 
     /// Whether the user may see `pdu`.
-    pub(super) async fn can_see(&mut self, pdu: &Pdu) -> Result<bool, RoomsError> {
-        if pdu.kind().to_string() == "m.room.member" && pdu.state_key() == Some(self.user.as_str())
-        {
+    pub async fn can_see(&mut self, pdu: &Pdu) -> Result<bool, RoomsError> {
+        if pdu.kind().to_string() == "m.room.member" && pdu.state_key() == Some(self.user.as_str()) {
             return Ok(true); // one's own membership changes are always visible
         }
         let Some(group) = pdu.state_group else {
             return Ok(false);
         };
         let facts = self.facts(group).await?;
-        if facts.history_visibility == "world_readable"
-            || facts.membership.as_deref() == Some("join")
-        {
+        if facts.history_visibility == "world_readable" || facts.membership.as_deref() == Some("join") {
             return Ok(true);
         }
         match facts.history_visibility.as_str() {
@@ -101,11 +78,7 @@ impl<'a> VisibilityCheck<'a> {
                     return Ok(true);
                 }
                 let after = pdu.stream_ordering.unwrap_or(i64::MAX);
-                Ok(self
-                    .rooms
-                    .db
-                    .joined_since(self.room_id.to_string(), self.user.to_string(), after)
-                    .await?)
+                Ok(self.rooms.db.joined_since(self.room_id.to_string(), self.user.to_string(), after).await?)
             }
         }
     }
@@ -116,16 +89,11 @@ impl<'a> VisibilityCheck<'a> {
             return Ok(true);
         }
         let state = self.rooms.current_state(self.room_id).await?;
-        Ok(
-            match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
-                Some(id) => self.rooms.get_pdu(id).await?.is_some_and(|p| {
-                    p.content_value()
-                        .get("history_visibility")
-                        .and_then(|v| v.as_str())
-                        == Some("world_readable")
-                }),
-                None => false,
-            },
-        )
+        Ok(match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
+            Some(id) => self.rooms.get_pdu(id).await?.is_some_and(|p| {
+                p.content_value().get("history_visibility").and_then(|v| v.as_str()) == Some("world_readable")
+            }),
+            None => false,
+        })
     }
 }

@@ -9,6 +9,7 @@ use super::Result;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_accounts.sql"),
     include_str!("migrations/0002_rooms.sql"),
+    include_str!("migrations/0003_streams.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -10,6 +10,7 @@
 mod migrations;
 pub mod rooms;
 pub mod server_meta;
+pub mod streams;
 pub mod users;
 
 use std::{
@@ -66,10 +67,8 @@ impl Db {
 
         let mut readers = Vec::with_capacity(config.readers);
         for _ in 0..config.readers {
-            let reader = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
+            let reader =
+                Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
             reader.busy_timeout(std::time::Duration::from_secs(5))?;
             readers.push(reader);
         }
@@ -101,9 +100,7 @@ impl Db {
         let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
             let outcome = match conn {
                 Some(conn) => run_in_savepoint(conn, f),
-                None => Err(StorageError::Corrupt(
-                    "cannot begin a write transaction".into(),
-                )),
+                None => Err(StorageError::Corrupt("cannot begin a write transaction".into())),
             };
             Box::new(move |commit: Result<()>| {
                 let _ = tx.send(commit.and(outcome));
@@ -126,12 +123,7 @@ impl Db {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .reader_permits
-            .acquire()
-            .await
-            .map_err(|_| StorageError::WriterGone)?;
+        let permit = self.inner.reader_permits.acquire().await.map_err(|_| StorageError::WriterGone)?;
         let inner = self.inner.clone();
         let result = tokio::task::spawn_blocking(move || {
             let conn = inner
@@ -141,11 +133,7 @@ impl Db {
                 .pop()
                 .expect("a permit guarantees a free reader");
             let result = f(&conn);
-            inner
-                .readers
-                .lock()
-                .expect("reader mutex is never poisoned")
-                .push(conn);
+            inner.readers.lock().expect("reader mutex is never poisoned").push(conn);
             result
         })
         .await
@@ -156,11 +144,7 @@ impl Db {
 
     /// Stops the writer after it has committed everything queued so far.
     pub fn close(&self) {
-        self.inner
-            .writer
-            .lock()
-            .expect("writer mutex is never poisoned")
-            .take();
+        self.inner.writer.lock().expect("writer mutex is never poisoned").take();
         if let Some(handle) = self.inner.writer_thread.lock().expect("mutex").take() {
             let _ = handle.join();
         }
@@ -222,11 +206,7 @@ fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
             e.to_string()
         });
         for reply in replies {
-            reply(
-                commit
-                    .clone()
-                    .map_err(|m| StorageError::Corrupt(format!("commit failed: {m}"))),
-            );
+            reply(commit.clone().map_err(|m| StorageError::Corrupt(format!("commit failed: {m}"))));
         }
     }
     tracing::debug!("database writer stopped");
@@ -234,8 +214,5 @@ fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
 
 /// Current time in milliseconds since the Unix epoch, as stored in tables.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

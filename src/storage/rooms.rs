@@ -30,12 +30,7 @@ pub enum StateWrite {
     /// A non-state event: the state after it is the state before it.
     Unchanged { group: i64 },
     /// A state event: a new group as a delta on `prev_group`.
-    Delta {
-        prev_group: i64,
-        delta_depth: i64,
-        key: (String, String),
-        event_id: String,
-    },
+    Delta { prev_group: i64, delta_depth: i64, key: (String, String), event_id: String },
     /// A state event starting a fresh snapshot (first event, or a long chain).
     Full { state: StoredState },
 }
@@ -115,12 +110,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     }
     let state_group = match &e.state {
         StateWrite::Unchanged { group } => *group,
-        StateWrite::Delta {
-            prev_group,
-            delta_depth,
-            key,
-            event_id,
-        } => {
+        StateWrite::Delta { prev_group, delta_depth, key, event_id } => {
             c.execute(
                 "INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, ?2, ?3)",
                 params![e.room_id, prev_group, delta_depth],
@@ -166,27 +156,20 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     )?;
     let stream_ordering = c.last_insert_rowid();
     {
-        let mut edge = c.prepare_cached(
-            "INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)",
-        )?;
+        let mut edge =
+            c.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
         for prev in &e.prev_events {
             edge.execute(params![e.event_id, prev])?;
         }
-        let mut auth = c.prepare_cached(
-            "INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)",
-        )?;
+        let mut auth =
+            c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
         for id in &e.auth_events {
             auth.execute(params![e.event_id, id])?;
         }
     }
-    c.execute(
-        "DELETE FROM forward_extremities WHERE room_id = ?1",
-        [&e.room_id],
-    )?;
+    c.execute("DELETE FROM forward_extremities WHERE room_id = ?1", [&e.room_id])?;
     {
-        let mut ext = c.prepare_cached(
-            "INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)",
-        )?;
+        let mut ext = c.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?;
         for id in &e.forward_extremities {
             ext.execute(params![e.room_id, id])?;
         }
@@ -197,10 +180,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
              ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
             params![e.room_id, e.kind, key, e.event_id],
         )?;
-        c.execute(
-            "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
-            params![e.room_id, state_group],
-        )?;
+        c.execute("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
     }
     if let Some((user, membership)) = &e.membership {
         c.execute(
@@ -223,10 +203,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
             params![target, json, e.event_id],
         )?;
     }
-    Ok(Appended {
-        stream_ordering,
-        state_group,
-    })
+    Ok(Appended { stream_ordering, state_group })
 }
 
 impl Db {
@@ -238,25 +215,18 @@ impl Db {
     pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
         self.read(move |c| {
             let row: Option<(String, Option<i64>)> = c
-                .query_row(
-                    "SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1",
-                    [&room_id],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .query_row("SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1", [&room_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             let Some((room_version, group)) = row else {
                 return Ok(None);
             };
-            let mut stmt =
-                c.prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?;
-            let forward_extremities = stmt
-                .query_map([&room_id], |r| r.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            let max_depth: i64 = c.query_row(
-                "SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1",
-                [&room_id],
-                |r| r.get(0),
-            )?;
+            let mut stmt = c.prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?;
+            let forward_extremities =
+                stmt.query_map([&room_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+            let max_depth: i64 =
+                c.query_row("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
             Ok(Some(RoomHeadRecord {
                 room_version,
                 current_state_group: group.unwrap_or(0),
@@ -286,9 +256,7 @@ impl Db {
 
     pub async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"
-            ))?;
+            let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"))?;
             let mut out = Vec::with_capacity(event_ids.len());
             for id in &event_ids {
                 if let Some(e) = stmt.query_row([id], event_from_row).optional()? {
@@ -372,9 +340,8 @@ impl Db {
     /// The current state of a room as `(type, state_key) -> event_id`.
     pub async fn current_state(&self, room_id: String) -> Result<StoredState> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1",
-            )?;
+            let mut stmt =
+                c.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
             let rows = stmt.query_map([&room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
             Ok(rows.collect::<rusqlite::Result<StoredState>>()?)
         })
@@ -383,23 +350,14 @@ impl Db {
 
     pub async fn room_version(&self, room_id: String) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT room_version FROM rooms WHERE room_id = ?1",
-                [&room_id],
-                |r| r.get(0),
-            )
-            .optional()?)
+            Ok(c.query_row("SELECT room_version FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0)).optional()?)
         })
         .await
     }
 
     /// A user's current membership in a room, with the stream position of
     /// the membership event.
-    pub async fn membership(
-        &self,
-        room_id: String,
-        user_id: String,
-    ) -> Result<Option<(String, i64)>> {
+    pub async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
         self.read(move |c| {
             Ok(c.query_row(
                 "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
@@ -426,11 +384,7 @@ impl Db {
     }
 
     /// Rooms where the user's membership is `membership` (and not forgotten).
-    pub async fn rooms_with_membership(
-        &self,
-        user_id: String,
-        membership: &'static str,
-    ) -> Result<Vec<String>> {
+    pub async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = ?2 AND forgotten = 0
@@ -443,11 +397,7 @@ impl Db {
     }
 
     /// Users whose current membership in the room is `membership`.
-    pub async fn room_members_with(
-        &self,
-        room_id: String,
-        membership: &'static str,
-    ) -> Result<Vec<String>> {
+    pub async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
@@ -472,12 +422,7 @@ impl Db {
         .await
     }
 
-    pub async fn find_txn(
-        &self,
-        user_id: String,
-        device_id: String,
-        txn_id: String,
-    ) -> Result<Option<String>> {
+    pub async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.query_row(
                 "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
@@ -490,12 +435,7 @@ impl Db {
     }
 
     /// Creates an alias; false when it exists already.
-    pub async fn create_alias(
-        &self,
-        alias: String,
-        room_id: String,
-        creator: String,
-    ) -> Result<bool> {
+    pub async fn create_alias(&self, alias: String, room_id: String, creator: String) -> Result<bool> {
         self.write(move |c| {
             let n = c.execute(
                 "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
@@ -509,28 +449,21 @@ impl Db {
     /// `(room_id, creator)` of an alias.
     pub async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
         self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
-                [&alias],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            Ok(c.query_row("SELECT room_id, creator FROM room_aliases WHERE alias = ?1", [&alias], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
         })
         .await
     }
 
     pub async fn delete_alias(&self, alias: String) -> Result<bool> {
-        self.write(move |c| {
-            Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)
-        })
-        .await
+        self.write(move |c| Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)).await
     }
 
     pub async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias",
-            )?;
+            let mut stmt = c.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
             let rows = stmt.query_map([&room_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
@@ -539,10 +472,7 @@ impl Db {
 
     pub async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE rooms SET is_public = ?2 WHERE room_id = ?1",
-                params![room_id, public],
-            )?;
+            c.execute("UPDATE rooms SET is_public = ?2 WHERE room_id = ?1", params![room_id, public])?;
             Ok(())
         })
         .await
@@ -550,13 +480,9 @@ impl Db {
 
     pub async fn room_is_public(&self, room_id: String) -> Result<bool> {
         self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT is_public FROM rooms WHERE room_id = ?1",
-                [&room_id],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(false))
+            Ok(c.query_row("SELECT is_public FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0))
+                .optional()?
+                .unwrap_or(false))
         })
         .await
     }

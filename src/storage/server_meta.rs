@@ -8,12 +8,7 @@ use super::{Db, Result};
 impl Db {
     pub async fn get_meta(&self, key: &'static str) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(
-                c.query_row("SELECT value FROM server_meta WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
+            Ok(c.query_row("SELECT value FROM server_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?)
         })
         .await
     }

@@ -81,29 +81,15 @@ fn registration_token_usable(c: &Connection, hash: &[u8], now: i64) -> Result<bo
         .optional()?;
     Ok(match row {
         None => false,
-        Some((uses, completed, expiry)) => {
-            uses.is_none_or(|u| completed < u) && expiry.is_none_or(|e| e > now)
-        }
+        Some((uses, completed, expiry)) => uses.is_none_or(|u| completed < u) && expiry.is_none_or(|e| e > now),
     })
 }
 
-fn insert_tokens(
-    c: &Connection,
-    user: &str,
-    device: &str,
-    tokens: &NewTokens,
-    now: i64,
-) -> Result<()> {
+fn insert_tokens(c: &Connection, user: &str, device: &str, tokens: &NewTokens, now: i64) -> Result<()> {
     c.execute(
         "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, created_ts)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![
-            tokens.access_hash,
-            user,
-            device,
-            tokens.access_expires_ts,
-            now
-        ],
+        params![tokens.access_hash, user, device, tokens.access_expires_ts, now],
     )?;
     if let Some(refresh) = &tokens.refresh_hash {
         c.execute(
@@ -121,11 +107,10 @@ impl Db {
     pub async fn create_user(&self, new: NewUser) -> Result<CreateUserOutcome> {
         self.write(move |c| {
             let now = now_ms();
-            let exists: bool = c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1)",
-                [new.user_id.as_str()],
-                |r| r.get(0),
-            )?;
+            let exists: bool =
+                c.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1)", [new.user_id.as_str()], |r| {
+                    r.get(0)
+                })?;
             if exists {
                 return Ok(CreateUserOutcome::UserInUse);
             }
@@ -133,10 +118,7 @@ impl Db {
                 if !registration_token_usable(c, hash, now)? {
                     return Ok(CreateUserOutcome::TokenInvalid);
                 }
-                c.execute(
-                    "UPDATE registration_tokens SET completed = completed + 1 WHERE token_hash = ?1",
-                    [hash],
-                )?;
+                c.execute("UPDATE registration_tokens SET completed = completed + 1 WHERE token_hash = ?1", [hash])?;
             }
             c.execute(
                 "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?1, ?2, ?3, ?4)",
@@ -174,10 +156,7 @@ impl Db {
 
     pub async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
-                params![user_id.as_str(), hash],
-            )?;
+            c.execute("UPDATE users SET password_hash = ?2 WHERE user_id = ?1", params![user_id.as_str(), hash])?;
             Ok(())
         })
         .await
@@ -186,10 +165,7 @@ impl Db {
     /// Marks the account deactivated and removes every device and token.
     pub async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
         self.write(move |c| {
-            c.execute(
-                "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
-                [user_id.as_str()],
-            )?;
+            c.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id.as_str()])?;
             c.execute("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
             Ok(())
         })
@@ -266,14 +242,8 @@ impl Db {
             let Some((user, device)) = owner else {
                 return Ok(None);
             };
-            c.execute(
-                "DELETE FROM refresh_tokens WHERE token_hash = ?1",
-                [&refresh_hash],
-            )?;
-            c.execute(
-                "DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2",
-                params![user, device],
-            )?;
+            c.execute("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash])?;
+            c.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
             insert_tokens(c, &user, &device, &tokens, now_ms())?;
             Ok(Some((parse_user_id(user)?, parse_device_id(device))))
         })
@@ -292,11 +262,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_device(
-        &self,
-        user_id: OwnedUserId,
-        device_id: OwnedDeviceId,
-    ) -> Result<Option<DeviceRecord>> {
+    pub async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>> {
         self.read(move |c| {
             Ok(c.query_row(
                 "SELECT device_id, display_name, last_seen_ts, last_seen_ip
@@ -327,11 +293,7 @@ impl Db {
     }
 
     /// Deletes devices (and, by cascade, their tokens). Returns how many went.
-    pub async fn delete_devices(
-        &self,
-        user_id: OwnedUserId,
-        device_ids: Vec<OwnedDeviceId>,
-    ) -> Result<usize> {
+    pub async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
         self.write(move |c| {
             let mut n = 0;
             for device in &device_ids {
@@ -346,11 +308,7 @@ impl Db {
     }
 
     /// Deletes every device of the user except `keep`.
-    pub async fn delete_other_devices(
-        &self,
-        user_id: OwnedUserId,
-        keep: Option<OwnedDeviceId>,
-    ) -> Result<usize> {
+    pub async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
         self.write(move |c| {
             Ok(c.execute(
                 "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
@@ -360,17 +318,11 @@ impl Db {
         .await
     }
 
-    pub async fn get_profile(
-        &self,
-        user_id: OwnedUserId,
-    ) -> Result<BTreeMap<String, serde_json::Value>> {
+    pub async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT field, value FROM profile_fields WHERE user_id = ?1")?;
+            let mut stmt = c.prepare_cached("SELECT field, value FROM profile_fields WHERE user_id = ?1")?;
             let mut out = BTreeMap::new();
-            let rows = stmt.query_map([user_id.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
+            let rows = stmt.query_map([user_id.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (field, value) = row?;
                 let value = serde_json::from_str(&value)
@@ -424,8 +376,7 @@ impl Db {
     }
 
     pub async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool> {
-        self.read(move |c| registration_token_usable(c, &hash, now_ms()))
-            .await
+        self.read(move |c| registration_token_usable(c, &hash, now_ms())).await
     }
 }
 

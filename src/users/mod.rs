@@ -95,11 +95,7 @@ pub struct Users {
 
 impl Users {
     pub fn new(db: Db, config: Arc<Config>) -> Self {
-        Self {
-            db,
-            config,
-            uia: UiaSessions::default(),
-        }
+        Self { db, config, uia: UiaSessions::default() }
     }
 
     fn server_name(&self) -> &OwnedServerName {
@@ -110,13 +106,11 @@ impl Users {
     /// grammar (historical ids are not accepted for new accounts).
     pub fn user_id_for_new_account(&self, localpart: &str) -> Result<OwnedUserId> {
         let localpart = localpart.to_lowercase();
-        let invalid =
-            || UsersError::InvalidUsername(format!("`{localpart}` is not a valid user name"));
+        let invalid = || UsersError::InvalidUsername(format!("`{localpart}` is not a valid user name"));
         if localpart.is_empty() {
             return Err(invalid());
         }
-        let user_id = UserId::parse_with_server_name(localpart.as_str(), self.server_name())
-            .map_err(|_| invalid())?;
+        let user_id = UserId::parse_with_server_name(localpart.as_str(), self.server_name()).map_err(|_| invalid())?;
         if user_id.validate_strict().is_err() {
             return Err(invalid());
         }
@@ -142,11 +136,7 @@ impl Users {
     }
 
     /// Registers an account after the UIA flow completes.
-    pub async fn register(
-        &self,
-        req: RegisterRequest,
-        auth: Option<&AuthData>,
-    ) -> Result<Option<IssuedTokens>> {
+    pub async fn register(&self, req: RegisterRequest, auth: Option<&AuthData>) -> Result<Option<IssuedTokens>> {
         let flows = self.registration_flows()?;
         let user_id = match &req.username {
             Some(name) => self.user_id_for_new_account(name)?,
@@ -182,9 +172,7 @@ impl Users {
             CreateUserOutcome::Created => {}
             CreateUserOutcome::UserInUse => return Err(UsersError::UserInUse),
             CreateUserOutcome::TokenInvalid => {
-                return Err(UsersError::Forbidden(
-                    "the registration token is no longer valid".into(),
-                ));
+                return Err(UsersError::Forbidden("the registration token is no longer valid".into()));
             }
         }
         tracing::info!(user_id = %user_id, "registered a new account");
@@ -192,13 +180,7 @@ impl Users {
             return Ok(None);
         }
         let tokens = self
-            .issue_tokens(
-                user_id,
-                req.device_id,
-                req.initial_device_display_name,
-                req.client_ip,
-                req.refresh_token,
-            )
+            .issue_tokens(user_id, req.device_id, req.initial_device_display_name, req.client_ip, req.refresh_token)
             .await?;
         Ok(Some(tokens))
     }
@@ -216,9 +198,7 @@ impl Users {
     fn check_password_strength(&self, password: &str) -> Result<()> {
         let min = self.config.auth.min_password_length;
         if password.chars().count() < min {
-            return Err(UsersError::WeakPassword(format!(
-                "the password must be at least {min} characters"
-            )));
+            return Err(UsersError::WeakPassword(format!("the password must be at least {min} characters")));
         }
         if password.len() > 512 {
             return Err(UsersError::WeakPassword("the password is too long".into()));
@@ -263,72 +243,44 @@ impl Users {
         user: Option<&OwnedUserId>,
     ) -> Result<UiaCompleted> {
         let Some(auth) = auth else {
-            return Err(UsersError::Uia(Box::new(
-                self.uia.start(flows, user.cloned()),
-            )));
+            return Err(UsersError::Uia(Box::new(self.uia.start(flows, user.cloned()))));
         };
         // A client may answer the first stage without having asked for a
         // session; start one for it.
         let session = match auth.session() {
             Some(s) if self.uia.is_usable(s, user) => s.to_owned(),
             Some(_) => {
-                return Err(UsersError::Forbidden(
-                    "unknown or expired user-interactive auth session".into(),
-                ));
+                return Err(UsersError::Forbidden("unknown or expired user-interactive auth session".into()));
             }
-            None => self
-                .uia
-                .start(flows.clone(), user.cloned())
-                .session
-                .expect("start sets a session"),
+            None => self.uia.start(flows.clone(), user.cloned()).session.expect("start sets a session"),
         };
         let allowed = |t: &AuthType| flows.iter().any(|f| f.stages.contains(t));
         let (stage, result) = match auth {
-            AuthData::Dummy(_) if allowed(&AuthType::Dummy) => (
-                AuthType::Dummy,
-                StageResult::Passed {
-                    registration_token: None,
-                },
-            ),
+            AuthData::Dummy(_) if allowed(&AuthType::Dummy) => {
+                (AuthType::Dummy, StageResult::Passed { registration_token: None })
+            }
             AuthData::RegistrationToken(t) if allowed(&AuthType::RegistrationToken) => {
                 let hash = token::hash(&t.token);
                 let result = if self.db.registration_token_valid(hash.clone()).await? {
-                    StageResult::Passed {
-                        registration_token: Some(hash),
-                    }
+                    StageResult::Passed { registration_token: Some(hash) }
                 } else {
                     StageResult::Failed(ErrorKind::Forbidden, "invalid registration token".into())
                 };
                 (AuthType::RegistrationToken, result)
             }
             AuthData::Password(p) if allowed(&AuthType::Password) => {
-                let result = match self
-                    .check_password_identity(&p.identifier, &p.password, user)
-                    .await?
-                {
-                    true => StageResult::Passed {
-                        registration_token: None,
-                    },
+                let result = match self.check_password_identity(&p.identifier, &p.password, user).await? {
+                    true => StageResult::Passed { registration_token: None },
                     false => StageResult::Failed(ErrorKind::Forbidden, "invalid password".into()),
                 };
                 (AuthType::Password, result)
             }
             other => {
-                let stage = other
-                    .auth_type()
-                    .unwrap_or_else(|| AuthType::from("unknown"));
-                (
-                    stage,
-                    StageResult::Failed(
-                        ErrorKind::Unrecognized,
-                        "this stage is not offered here".into(),
-                    ),
-                )
+                let stage = other.auth_type().unwrap_or_else(|| AuthType::from("unknown"));
+                (stage, StageResult::Failed(ErrorKind::Unrecognized, "this stage is not offered here".into()))
             }
         };
-        self.uia
-            .record(&session, &flows, stage, result)
-            .map_err(UsersError::Uia)
+        self.uia.record(&session, &flows, stage, result).map_err(UsersError::Uia)
     }
 
     async fn check_password_identity(
@@ -352,9 +304,7 @@ impl Users {
     /// Reads a login identifier: a full user id or a bare localpart.
     fn resolve_user(&self, user: &str) -> Option<OwnedUserId> {
         if user.starts_with('@') {
-            UserId::parse(user.to_lowercase())
-                .ok()
-                .or_else(|| UserId::parse(user).ok())
+            UserId::parse(user.to_lowercase()).ok().or_else(|| UserId::parse(user).ok())
         } else {
             UserId::parse_with_server_name(user.to_lowercase(), self.server_name()).ok()
         }
@@ -386,17 +336,14 @@ impl Users {
         client_ip: Option<String>,
         refresh: bool,
     ) -> Result<IssuedTokens> {
-        let user_id = self
-            .resolve_user(user)
-            .ok_or(UsersError::InvalidCredentials)?;
+        let user_id = self.resolve_user(user).ok_or(UsersError::InvalidCredentials)?;
         if user_id.server_name() != self.server_name() {
             return Err(UsersError::InvalidCredentials);
         }
         if !self.verify_user_password(&user_id, password).await? {
             return Err(UsersError::InvalidCredentials);
         }
-        self.issue_tokens(user_id, device_id, display_name, client_ip, refresh)
-            .await
+        self.issue_tokens(user_id, device_id, display_name, client_ip, refresh).await
     }
 
     async fn issue_tokens(
@@ -409,18 +356,11 @@ impl Users {
     ) -> Result<IssuedTokens> {
         let device_id = device_id.unwrap_or_else(|| token::generate_device_id().into());
         let (tokens, issued) = self.new_tokens(user_id.clone(), device_id.clone(), refresh);
-        self.db
-            .login_device(user_id, device_id, display_name, client_ip, tokens)
-            .await?;
+        self.db.login_device(user_id, device_id, display_name, client_ip, tokens).await?;
         Ok(issued)
     }
 
-    fn new_tokens(
-        &self,
-        user_id: OwnedUserId,
-        device_id: OwnedDeviceId,
-        refresh: bool,
-    ) -> (NewTokens, IssuedTokens) {
+    fn new_tokens(&self, user_id: OwnedUserId, device_id: OwnedDeviceId, refresh: bool) -> (NewTokens, IssuedTokens) {
         let access_token = token::generate("px");
         let refresh_token = refresh.then(|| token::generate("pxr"));
         let expires_in = refresh.then_some(self.config.auth.refreshable_access_token_lifetime);
@@ -429,60 +369,35 @@ impl Users {
             access_expires_ts: expires_in.map(|d| now_ms() + d.as_millis() as i64),
             refresh_hash: refresh_token.as_deref().map(token::hash),
         };
-        (
-            tokens,
-            IssuedTokens {
-                user_id,
-                device_id,
-                access_token,
-                refresh_token,
-                expires_in,
-            },
-        )
+        (tokens, IssuedTokens { user_id, device_id, access_token, refresh_token, expires_in })
     }
 
     /// `POST /refresh`: a new access token (and refresh token) for the device.
     pub async fn refresh(&self, refresh_token: &str) -> Result<IssuedTokens> {
         let placeholder_user: OwnedUserId =
-            UserId::parse_with_server_name("refresh", self.server_name())
-                .expect("a valid localpart");
+            UserId::parse_with_server_name("refresh", self.server_name()).expect("a valid localpart");
         let (tokens, issued) = self.new_tokens(placeholder_user, "PLACEHOLDER".into(), true);
-        match self
-            .db
-            .rotate_refresh_token(token::hash(refresh_token), tokens)
-            .await?
-        {
-            Some((user_id, device_id)) => Ok(IssuedTokens {
-                user_id,
-                device_id,
-                ..issued
-            }),
+        match self.db.rotate_refresh_token(token::hash(refresh_token), tokens).await? {
+            Some((user_id, device_id)) => Ok(IssuedTokens { user_id, device_id, ..issued }),
             None => Err(UsersError::UnknownToken { soft_logout: false }),
         }
     }
 
     /// Finds who holds an access token.
     pub async fn authenticate_token(&self, access_token: &str) -> Result<Session> {
-        let owner: Option<TokenOwner> =
-            self.db.find_access_token(token::hash(access_token)).await?;
+        let owner: Option<TokenOwner> = self.db.find_access_token(token::hash(access_token)).await?;
         let Some(owner) = owner else {
             return Err(UsersError::UnknownToken { soft_logout: false });
         };
         if owner.expires_ts.is_some_and(|e| e <= now_ms()) {
             return Err(UsersError::UnknownToken { soft_logout: true });
         }
-        Ok(Session {
-            user_id: owner.user_id,
-            device_id: owner.device_id,
-            is_admin: owner.is_admin,
-        })
+        Ok(Session { user_id: owner.user_id, device_id: owner.device_id, is_admin: owner.is_admin })
     }
 
     /// `/logout`: the device and its tokens go.
     pub async fn logout(&self, session: &Session) -> Result<()> {
-        self.db
-            .delete_devices(session.user_id.clone(), vec![session.device_id.clone()])
-            .await?;
+        self.db.delete_devices(session.user_id.clone(), vec![session.device_id.clone()]).await?;
         Ok(())
     }
 
@@ -500,11 +415,7 @@ impl Users {
         Ok(self.db.list_devices(user_id.clone()).await?)
     }
 
-    pub async fn get_device(
-        &self,
-        user_id: &OwnedUserId,
-        device_id: &OwnedDeviceId,
-    ) -> Result<DeviceRecord> {
+    pub async fn get_device(&self, user_id: &OwnedUserId, device_id: &OwnedDeviceId) -> Result<DeviceRecord> {
         self.db
             .get_device(user_id.clone(), device_id.clone())
             .await?
@@ -518,15 +429,9 @@ impl Users {
         display_name: Option<String>,
     ) -> Result<()> {
         if display_name.as_ref().is_some_and(|n| n.len() > 512) {
-            return Err(UsersError::InvalidParam(
-                "the display name is too long".into(),
-            ));
+            return Err(UsersError::InvalidParam("the display name is too long".into()));
         }
-        match self
-            .db
-            .rename_device(user_id.clone(), device_id.clone(), display_name)
-            .await?
-        {
+        match self.db.rename_device(user_id.clone(), device_id.clone(), display_name).await? {
             true => Ok(()),
             false => Err(UsersError::NotFound("no such device".into())),
         }
@@ -539,11 +444,8 @@ impl Users {
         devices: Vec<OwnedDeviceId>,
         auth: Option<&AuthData>,
     ) -> Result<()> {
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id))
-            .await?;
-        self.db
-            .delete_devices(session.user_id.clone(), devices)
-            .await?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        self.db.delete_devices(session.user_id.clone(), devices).await?;
         Ok(())
     }
 
@@ -557,34 +459,25 @@ impl Users {
         auth: Option<&AuthData>,
     ) -> Result<()> {
         self.check_password_strength(&new_password)?;
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id))
-            .await?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
         let hash = password::hash_password(new_password).await;
-        self.db
-            .set_password_hash(session.user_id.clone(), hash)
-            .await?;
+        self.db.set_password_hash(session.user_id.clone(), hash).await?;
         if logout_devices {
-            self.db
-                .delete_other_devices(session.user_id.clone(), Some(session.device_id.clone()))
-                .await?;
+            self.db.delete_other_devices(session.user_id.clone(), Some(session.device_id.clone())).await?;
         }
         Ok(())
     }
 
     /// Deactivates the account after the user re-enters their password.
     pub async fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id))
-            .await?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
         self.db.deactivate_user(session.user_id.clone()).await?;
         tracing::info!(user_id = %session.user_id, "deactivated an account");
         Ok(())
     }
 
     /// The whole profile of a local user.
-    pub async fn get_profile(
-        &self,
-        user_id: &OwnedUserId,
-    ) -> Result<BTreeMap<String, serde_json::Value>> {
+    pub async fn get_profile(&self, user_id: &OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
         match self.db.get_user(user_id.clone()).await? {
             Some(_) => Ok(self.db.get_profile(user_id.clone()).await?),
             None => Err(UsersError::NotFound("profile not found".into())),
@@ -600,26 +493,18 @@ impl Users {
         value: Option<serde_json::Value>,
     ) -> Result<()> {
         if *user_id != session.user_id && !session.is_admin {
-            return Err(UsersError::Forbidden(
-                "you cannot change another user's profile".into(),
-            ));
+            return Err(UsersError::Forbidden("you cannot change another user's profile".into()));
         }
         if field.len() > 255 {
-            return Err(UsersError::InvalidParam(
-                "profile field names are at most 255 bytes".into(),
-            ));
+            return Err(UsersError::InvalidParam("profile field names are at most 255 bytes".into()));
         }
         if let Some(v) = &value {
             let size = v.to_string().len();
             if size > 64 * 1024 {
-                return Err(UsersError::InvalidParam(
-                    "the profile value is too large".into(),
-                ));
+                return Err(UsersError::InvalidParam("the profile value is too large".into()));
             }
         }
-        self.db
-            .set_profile_field(user_id.clone(), field, value)
-            .await?;
+        self.db.set_profile_field(user_id.clone(), field, value).await?;
         Ok(())
     }
 
@@ -627,33 +512,23 @@ impl Users {
     /// mode a generated one on first start. Returns a token to announce.
     pub async fn ensure_registration_token(&self) -> Result<Option<String>> {
         if let Some(token) = &self.config.registration.token {
-            self.db
-                .insert_registration_token(token::hash(token), None, None)
-                .await?;
+            self.db.insert_registration_token(token::hash(token), None, None).await?;
             return Ok(None);
         }
         if self.config.registration.mode != RegistrationMode::Token {
             return Ok(None);
         }
-        if self
-            .db
-            .get_meta("initial_registration_token")
-            .await?
-            .is_some()
-        {
+        if self.db.get_meta("initial_registration_token").await?.is_some() {
             return Ok(None);
         }
         let token = token::generate("reg");
-        self.db
-            .insert_registration_token(token::hash(&token), None, None)
-            .await?;
-        self.db
-            .set_meta("initial_registration_token", "created".into())
-            .await?;
+        self.db.insert_registration_token(token::hash(&token), None, None).await?;
+        self.db.set_meta("initial_registration_token", "created".into()).await?;
         Ok(Some(token))
     }
 }
 
 /// An argon2 hash of a random string, used to spend the time of a password
 /// check when the user does not exist.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0KMoMIxbaYo9ZmxVVRlCRpXtSwcm/RS7CmKWCe+MpSg";
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0KMoMIxbaYo9ZmxVVRlCRpXtSwcm/RS7CmKWCe+MpSg";

@@ -10,11 +10,7 @@ const TOKEN_CHARS: usize = 32;
 /// A fresh token with a prefix telling what it is (`syt_`-style, which
 /// helps secret scanners and humans reading logs they should not have).
 pub fn generate(prefix: &str) -> String {
-    let random: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(TOKEN_CHARS)
-        .map(char::from)
-        .collect();
+    let random: String = rand::thread_rng().sample_iter(&Alphanumeric).take(TOKEN_CHARS).map(char::from).collect();
     format!("{prefix}_{random}")
 }
 
@@ -27,9 +23,7 @@ pub fn hash(token: &str) -> Vec<u8> {
 /// A new device id: ten upper-case letters, as Synapse makes them.
 pub fn generate_device_id() -> String {
     let mut rng = rand::thread_rng();
-    (0..10)
-        .map(|_| char::from(rng.gen_range(b'A'..=b'Z')))
-        .collect()
+    (0..10).map(|_| char::from(rng.gen_range(b'A'..=b'Z'))).collect()
 }
 
 #[cfg(test)]

@@ -54,14 +54,7 @@ impl UiaSessions {
         let id = super::token::generate("uia");
         let mut sessions = self.sessions.lock().expect("uia mutex is never poisoned");
         sessions.retain(|_, s| s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME));
-        sessions.insert(
-            id.clone(),
-            Session {
-                user,
-                created: Some(Instant::now()),
-                ..Default::default()
-            },
-        );
+        sessions.insert(id.clone(), Session { user, created: Some(Instant::now()), ..Default::default() });
         info(flows, Vec::new(), id, None)
     }
 
@@ -69,8 +62,7 @@ impl UiaSessions {
     pub fn is_usable(&self, session: &str, user: Option<&OwnedUserId>) -> bool {
         let sessions = self.sessions.lock().expect("uia mutex is never poisoned");
         sessions.get(session).is_some_and(|s| {
-            s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME)
-                && (s.user.is_none() || s.user.as_ref() == user)
+            s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME) && (s.user.is_none() || s.user.as_ref() == user)
         })
     }
 
@@ -84,12 +76,7 @@ impl UiaSessions {
     ) -> Result<UiaCompleted, Box<UiaaInfo>> {
         let mut sessions = self.sessions.lock().expect("uia mutex is never poisoned");
         let Some(s) = sessions.get_mut(session) else {
-            return Err(Box::new(info(
-                flows.to_vec(),
-                Vec::new(),
-                session.to_owned(),
-                None,
-            )));
+            return Err(Box::new(info(flows.to_vec(), Vec::new(), session.to_owned(), None)));
         };
         match result {
             StageResult::Failed(kind, message) => Err(Box::new(info(
@@ -105,33 +92,19 @@ impl UiaSessions {
                 if registration_token.is_some() {
                     s.registration_token = registration_token;
                 }
-                let done = flows
-                    .iter()
-                    .any(|f| f.stages.iter().all(|st| s.completed.contains(st)));
+                let done = flows.iter().any(|f| f.stages.iter().all(|st| s.completed.contains(st)));
                 if done {
                     let s = sessions.remove(session).expect("session was just found");
-                    Ok(UiaCompleted {
-                        registration_token: s.registration_token,
-                    })
+                    Ok(UiaCompleted { registration_token: s.registration_token })
                 } else {
-                    Err(Box::new(info(
-                        flows.to_vec(),
-                        s.completed.clone(),
-                        session.to_owned(),
-                        None,
-                    )))
+                    Err(Box::new(info(flows.to_vec(), s.completed.clone(), session.to_owned(), None)))
                 }
             }
         }
     }
 }
 
-fn info(
-    flows: Vec<AuthFlow>,
-    completed: Vec<AuthType>,
-    session: String,
-    error: Option<StandardErrorBody>,
-) -> UiaaInfo {
+fn info(flows: Vec<AuthFlow>, completed: Vec<AuthType>, session: String, error: Option<StandardErrorBody>) -> UiaaInfo {
     let mut info = UiaaInfo::new(flows);
     info.completed = completed;
     info.session = Some(session);
@@ -147,20 +120,10 @@ mod tests {
     #[test]
     fn a_flow_completes_only_when_all_its_stages_pass() {
         let uia = UiaSessions::default();
-        let flows = vec![AuthFlow::new(vec![
-            AuthType::Dummy,
-            AuthType::RegistrationToken,
-        ])];
+        let flows = vec![AuthFlow::new(vec![AuthType::Dummy, AuthType::RegistrationToken])];
         let start = uia.start(flows.clone(), None);
         let session = start.session.unwrap();
-        let step = uia.record(
-            &session,
-            &flows,
-            AuthType::Dummy,
-            StageResult::Passed {
-                registration_token: None,
-            },
-        );
+        let step = uia.record(&session, &flows, AuthType::Dummy, StageResult::Passed { registration_token: None });
         assert_eq!(step.unwrap_err().completed, vec![AuthType::Dummy]);
         let failed = uia.record(
             &session,
@@ -174,15 +137,10 @@ mod tests {
                 &session,
                 &flows,
                 AuthType::RegistrationToken,
-                StageResult::Passed {
-                    registration_token: Some(vec![1]),
-                },
+                StageResult::Passed { registration_token: Some(vec![1]) },
             )
             .unwrap();
         assert_eq!(done.registration_token, Some(vec![1]));
-        assert!(
-            !uia.is_usable(&session, None),
-            "a completed session is gone"
-        );
+        assert!(!uia.is_usable(&session, None), "a completed session is gone");
     }
 }

@@ -57,21 +57,13 @@ impl TestServer {
         config.validate().expect("test config is valid");
         let server = Server::start(config.clone()).await.expect("server starts");
         let base_url = format!("http://{}", server.addrs[0]);
-        Self {
-            server: Some(server),
-            dir,
-            config,
-            base_url,
-            http: reqwest::Client::new(),
-        }
+        Self { server: Some(server), dir, config, base_url, http: reqwest::Client::new() }
     }
 
     /// Stops the server and starts it again on the same data dir.
     pub async fn restart(&mut self) {
         self.server.take().expect("running").shutdown().await;
-        let server = Server::start(self.config.clone())
-            .await
-            .expect("server restarts");
+        let server = Server::start(self.config.clone()).await.expect("server restarts");
         self.base_url = format!("http://{}", server.addrs[0]);
         self.server = Some(server);
     }
@@ -102,11 +94,8 @@ impl TestServer {
         let resp = req.send().await.expect("request is sent");
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body is read");
-        let json = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let json =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, json)
     }
 
@@ -115,33 +104,23 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.request(reqwest::Method::POST, path, token, Some(body))
-            .await
+        self.request(reqwest::Method::POST, path, token, Some(body)).await
     }
 
     pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.request(reqwest::Method::PUT, path, token, Some(body))
-            .await
+        self.request(reqwest::Method::PUT, path, token, Some(body)).await
     }
 
     /// Registers `name` through the UIA flow of an open server.
     pub async fn register(&self, name: &str) -> TestUser {
-        self.register_with(name, json!({"type": "m.login.dummy"}))
-            .await
-            .expect("registration succeeds")
+        self.register_with(name, json!({"type": "m.login.dummy"})).await.expect("registration succeeds")
     }
 
     /// Registers `name`, answering the UIA flow's stage with `auth`
     /// (the session is filled in). Returns the final error body on failure.
-    pub async fn register_with(
-        &self,
-        name: &str,
-        mut auth: Value,
-    ) -> Result<TestUser, (u16, Value)> {
+    pub async fn register_with(&self, name: &str, mut auth: Value) -> Result<TestUser, (u16, Value)> {
         let body = json!({"username": name, "password": PASSWORD});
-        let (status, uia) = self
-            .post("/_matrix/client/v3/register", None, body.clone())
-            .await;
+        let (status, uia) = self.post("/_matrix/client/v3/register", None, body.clone()).await;
         if status != 401 {
             return Err((status, uia));
         }
@@ -155,10 +134,7 @@ impl TestServer {
         Ok(TestUser {
             user_id: resp["user_id"].as_str().expect("user_id").to_owned(),
             device_id: resp["device_id"].as_str().expect("device_id").to_owned(),
-            access_token: resp["access_token"]
-                .as_str()
-                .expect("access_token")
-                .to_owned(),
+            access_token: resp["access_token"].as_str().expect("access_token").to_owned(),
             password: PASSWORD.to_owned(),
         })
     }
@@ -177,11 +153,7 @@ impl TestServer {
     pub async fn sdk_client(&self) -> matrix_sdk::Client {
         matrix_sdk::Client::builder()
             .homeserver_url(&self.base_url)
-            .request_config(
-                matrix_sdk::config::RequestConfig::new()
-                    .timeout(Duration::from_secs(30))
-                    .disable_retry(),
-            )
+            .request_config(matrix_sdk::config::RequestConfig::new().timeout(Duration::from_secs(30)).disable_retry())
             .build()
             .await
             .expect("matrix-sdk client builds")
@@ -202,20 +174,14 @@ impl Drop for TestServer {
 pub fn assert_error(got: &(u16, Value), status: u16, errcode: &str) {
     assert_eq!(got.0, status, "status of {:?}", got.1);
     assert_eq!(got.1["errcode"], errcode, "errcode of {:?}", got.1);
-    assert!(
-        got.1["error"].is_string(),
-        "error message present in {:?}",
-        got.1
-    );
+    assert!(got.1["error"].is_string(), "error message present in {:?}", got.1);
 }
 
 /// Room helpers over plain HTTP, so tests read like client stories.
 impl TestServer {
     /// `POST /createRoom`; panics unless it succeeds.
     pub async fn create_room(&self, token: &str, body: Value) -> String {
-        let (status, resp) = self
-            .post("/_matrix/client/v3/createRoom", Some(token), body)
-            .await;
+        let (status, resp) = self.post("/_matrix/client/v3/createRoom", Some(token), body).await;
         assert_eq!(status, 200, "createRoom failed: {resp}");
         resp["room_id"].as_str().expect("room_id").to_owned()
     }
@@ -224,10 +190,7 @@ impl TestServer {
     pub async fn send_text(&self, token: &str, room: &str, text: &str) -> (u16, Value) {
         let txn = format!("t{}", rand_suffix());
         self.put(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}",
-                enc(room)
-            ),
+            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room)),
             Some(token),
             json!({"msgtype": "m.text", "body": text}),
         )
@@ -236,76 +199,31 @@ impl TestServer {
 
     /// Joins by room id or alias; returns status and body.
     pub async fn join(&self, token: &str, room: &str) -> (u16, Value) {
-        self.post(
-            &format!("/_matrix/client/v3/join/{}", enc(room)),
-            Some(token),
-            json!({}),
-        )
-        .await
+        self.post(&format!("/_matrix/client/v3/join/{}", enc(room)), Some(token), json!({})).await
     }
 
-    pub async fn room_post(
-        &self,
-        token: &str,
-        room: &str,
-        action: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        self.post(
-            &format!("/_matrix/client/v3/rooms/{}/{action}", enc(room)),
-            Some(token),
-            body,
-        )
-        .await
+    pub async fn room_post(&self, token: &str, room: &str, action: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("/_matrix/client/v3/rooms/{}/{action}", enc(room)), Some(token), body).await
     }
 
     pub async fn get_state(&self, token: &str, room: &str, kind: &str, key: &str) -> (u16, Value) {
-        self.get(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/state/{kind}/{}",
-                enc(room),
-                enc(key)
-            ),
-            Some(token),
-        )
-        .await
+        self.get(&format!("/_matrix/client/v3/rooms/{}/state/{kind}/{}", enc(room), enc(key)), Some(token)).await
     }
 
-    pub async fn put_state(
-        &self,
-        token: &str,
-        room: &str,
-        kind: &str,
-        key: &str,
-        content: Value,
-    ) -> (u16, Value) {
-        self.put(
-            &format!(
-                "/_matrix/client/v3/rooms/{}/state/{kind}/{}",
-                enc(room),
-                enc(key)
-            ),
-            Some(token),
-            content,
-        )
-        .await
+    pub async fn put_state(&self, token: &str, room: &str, kind: &str, key: &str, content: Value) -> (u16, Value) {
+        self.put(&format!("/_matrix/client/v3/rooms/{}/state/{kind}/{}", enc(room), enc(key)), Some(token), content)
+            .await
     }
 
     /// `/messages` with the given query string (`dir=b&limit=10...`).
     pub async fn messages(&self, token: &str, room: &str, query: &str) -> (u16, Value) {
-        self.get(
-            &format!("/_matrix/client/v3/rooms/{}/messages?{query}", enc(room)),
-            Some(token),
-        )
-        .await
+        self.get(&format!("/_matrix/client/v3/rooms/{}/messages?{query}", enc(room)), Some(token)).await
     }
 }
 
 /// Percent-encodes a path segment (room ids, aliases, state keys).
 pub fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
 fn rand_suffix() -> u64 {

@@ -1,0 +1,71 @@
+//! `GET /sync` (client-server API, "Syncing"): the long-poll transport of
+//! the shared sync function.
+
+use std::time::Duration;
+
+use axum::Router;
+use ruma::{
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::{self, v3 as sync_v3},
+    },
+    presence::PresenceState,
+};
+
+use crate::{
+    AppState,
+    http::{ApiError, RouterExt, Ruma},
+    sync::{self, SyncRequest},
+    users::Session,
+};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.ruma(sync_events)
+}
+
+/// Resolves an inline filter or a stored filter id.
+pub async fn resolve_filter(
+    state: &AppState,
+    session: &Session,
+    filter: Option<&sync_v3::Filter>,
+) -> Result<FilterDefinition, ApiError> {
+    match filter {
+        None => Ok(FilterDefinition::default()),
+        Some(sync_v3::Filter::FilterDefinition(def)) => Ok(def.clone()),
+        Some(sync_v3::Filter::FilterId(id)) => {
+            let value = state.streams.get_filter(&session.user_id, id).await?;
+            serde_json::from_value(value).map_err(|e| ApiError::bad_json(format!("stored filter: {e}")))
+        }
+        Some(_) => Ok(FilterDefinition::default()),
+    }
+}
+
+/// `set_presence` as the sync layer takes it.
+pub fn presence_name(p: &PresenceState) -> Option<String> {
+    Some(p.as_str().to_owned())
+}
+
+/// Builds the transport-independent request from the `/sync` parameters.
+pub async fn sync_request(
+    state: &AppState,
+    session: &Session,
+    body: &sync_v3::Request,
+    timeout: Duration,
+) -> Result<SyncRequest, ApiError> {
+    Ok(SyncRequest {
+        user_id: session.user_id.clone(),
+        device_id: session.device_id.clone(),
+        since: body.since.clone(),
+        filter: resolve_filter(state, session, body.filter.as_ref()).await?,
+        full_state: body.full_state,
+        set_presence: presence_name(&body.set_presence),
+        timeout,
+    })
+}
+
+async fn sync_events(state: AppState, req: Ruma<sync_events::v3::Request>) -> Result<sync_v3::Response, ApiError> {
+    let session = req.session().clone();
+    let timeout = req.body.timeout.unwrap_or_default();
+    let request = sync_request(&state, &session, &req.body, timeout).await?;
+    Ok(sync::sync(&state, &request).await?)
+}

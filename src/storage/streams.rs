@@ -1,0 +1,339 @@
+//! Account data, receipts, presence and filters: the per-user streams sync
+//! reads. Every change takes the next position of the shared `misc`
+//! stream inside the same transaction, so positions are committed in order.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Db, Result, now_ms};
+
+fn next_misc_position(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
+}
+
+/// One account data entry.
+#[derive(Debug, Clone)]
+pub struct AccountDataRow {
+    pub room_id: String,
+    pub kind: String,
+    pub content: String,
+}
+
+/// One receipt.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: i64,
+}
+
+/// One user's presence.
+#[derive(Debug, Clone)]
+pub struct PresenceRow {
+    pub user_id: String,
+    pub state: String,
+    pub status_msg: Option<String>,
+    pub last_active_ts: i64,
+}
+
+impl Db {
+    /// The highest committed `misc` position.
+    pub async fn misc_position(&self) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT pos FROM stream_positions WHERE name = 'misc'", [], |r| r.get(0))?)).await
+    }
+
+    /// The highest committed event stream position.
+    pub async fn events_position(&self) -> Result<i64> {
+        self.read(|c| Ok(c.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)).await
+    }
+
+    /// Sets account data (`room_id` empty for global); returns its position.
+    pub async fn set_account_data(
+        &self,
+        user_id: String,
+        room_id: String,
+        kind: String,
+        content: String,
+    ) -> Result<i64> {
+        self.write(move |c| {
+            let pos = next_misc_position(c)?;
+            c.execute(
+                "INSERT INTO account_data (user_id, room_id, type, content, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_id = excluded.stream_id",
+                params![user_id, room_id, kind, content, pos],
+            )?;
+            Ok(pos)
+        })
+        .await
+    }
+
+    pub async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
+                params![user_id, room_id, kind],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Account data of the user changed in `(since, until]`, global and per room.
+    pub async fn account_data_since(&self, user_id: String, since: i64, until: i64) -> Result<Vec<AccountDataRow>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, type, content FROM account_data
+                 WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+            )?;
+            let rows = stmt.query_map(params![user_id, since, until], |r| {
+                Ok(AccountDataRow { room_id: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Stores a receipt, replacing the user's previous one of that type
+    /// (and thread) in the room; returns its position.
+    pub async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
+        self.write(move |c| {
+            let pos = next_misc_position(c)?;
+            c.execute(
+                "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE
+                 SET event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id",
+                params![
+                    receipt.room_id,
+                    receipt.user_id,
+                    receipt.receipt_type,
+                    receipt.thread_id,
+                    receipt.event_id,
+                    receipt.ts,
+                    pos
+                ],
+            )?;
+            Ok(pos)
+        })
+        .await
+    }
+
+    /// Receipts in a room changed in `(since, until]`.
+    pub async fn receipts_since(&self, room_id: String, since: i64, until: i64) -> Result<Vec<ReceiptRow>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
+                 WHERE room_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+            )?;
+            let rows = stmt.query_map(params![room_id, since, until], |r| {
+                Ok(ReceiptRow {
+                    room_id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    receipt_type: r.get(2)?,
+                    thread_id: r.get(3)?,
+                    event_id: r.get(4)?,
+                    ts: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The stream position of the user's `m.read` (or private read)
+    /// receipt in a room, i.e. how far they have read.
+    pub async fn read_up_to(&self, room_id: String, user_id: String) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
+                 WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
+                params![room_id, user_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Messages from others in a room after stream position `after`.
+    pub async fn count_unread(&self, room_id: String, user_id: String, after: i64) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2
+                 AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
+                params![room_id, user_id, after],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    pub async fn set_presence(&self, row: PresenceRow) -> Result<i64> {
+        self.write(move |c| {
+            let pos = next_misc_position(c)?;
+            c.execute(
+                "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
+                     last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id",
+                params![row.user_id, row.state, row.status_msg, row.last_active_ts, pos],
+            )?;
+            Ok(pos)
+        })
+        .await
+    }
+
+    pub async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id = ?1",
+                [&user_id],
+                presence_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Presence changed in `(since, until]` of the user and of everyone
+    /// who shares a joined room with them.
+    pub async fn presence_since(&self, user_id: String, since: i64, until: i64) -> Result<Vec<PresenceRow>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+                 WHERE p.stream_id > ?2 AND p.stream_id <= ?3 AND (p.user_id = ?1 OR p.user_id IN (
+                     SELECT other.user_id FROM room_memberships mine
+                     JOIN room_memberships other ON other.room_id = mine.room_id
+                     WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'))
+                 ORDER BY p.stream_id",
+            )?;
+            let rows = stmt.query_map(params![user_id, since, until], presence_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Users sharing a joined room with the user (the user included).
+    pub async fn users_sharing_rooms(&self, user_id: String) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT other.user_id FROM room_memberships mine
+                 JOIN room_memberships other ON other.room_id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'",
+            )?;
+            let rows = stmt.query_map([&user_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    /// Stores a filter and returns its id.
+    pub async fn create_filter(&self, user_id: String, json: String) -> Result<i64> {
+        self.write(move |c| {
+            let id: i64 = c.query_row(
+                "SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
+                [&user_id],
+                |r| r.get(0),
+            )?;
+            c.execute(
+                "INSERT INTO filters (user_id, filter_id, json) VALUES (?1, ?2, ?3)",
+                params![user_id, id, json],
+            )?;
+            Ok(id)
+        })
+        .await
+    }
+
+    pub async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
+                params![user_id, filter_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Rooms whose events changed in `(since, until]`, with their newest position.
+    pub async fn rooms_changed_since(&self, since: i64, until: i64) -> Result<Vec<(String, i64)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, MAX(stream_ordering) FROM events
+                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2 GROUP BY room_id",
+            )?;
+            let rows = stmt.query_map(params![since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The user's memberships that changed in `(since, until]`:
+    /// `(room_id, membership, stream_ordering)`, forgotten rooms excluded.
+    pub async fn memberships_changed_since(
+        &self,
+        user_id: String,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<(String, String, i64)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, membership, stream_ordering FROM room_memberships
+                 WHERE user_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3 AND forgotten = 0",
+            )?;
+            let rows = stmt.query_map(params![user_id, since, until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// Every current membership of the user: `(room_id, membership, stream_ordering)`.
+    pub async fn all_memberships(&self, user_id: String) -> Result<Vec<(String, String, i64)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ?1 AND forgotten = 0",
+            )?;
+            let rows = stmt.query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    /// The state group of the room after the last event at or before `position`.
+    pub async fn state_group_at(&self, room_id: String, position: i64) -> Result<Option<i64>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT state_group FROM events WHERE room_id = ?1 AND stream_ordering <= ?2 AND outlier = 0
+                 ORDER BY stream_ordering DESC LIMIT 1",
+                params![room_id, position],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// The transaction id under which a device sent an event, if it did.
+    pub async fn txn_id_of(&self, event_id: String, user_id: String, device_id: String) -> Result<Option<String>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT txn_id FROM event_txns WHERE event_id = ?1 AND user_id = ?2 AND device_id = ?3",
+                params![event_id, user_id, device_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+}
+
+fn presence_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PresenceRow> {
+    Ok(PresenceRow { user_id: r.get(0)?, state: r.get(1)?, status_msg: r.get(2)?, last_active_ts: r.get(3)? })
+}
+
+/// Current time, for callers that stamp rows.
+pub fn timestamp() -> i64 {
+    now_ms()
+}

@@ -1,0 +1,291 @@
+//! The per-user and ephemeral streams that sync delivers beside room
+//! events: typing notifications, receipts and read markers, presence,
+//! account data (with room tags) and stored filters (client-server API,
+//! "Typing Notifications", "Receipts", "Fully read markers", "Presence",
+//! "Client Config", "Room Tagging", "Filtering").
+
+pub mod typing;
+
+use std::sync::Arc;
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::Value;
+
+pub use self::typing::Typing;
+use crate::{
+    config::Config,
+    rooms::{Rooms, RoomsError},
+    storage::{
+        Db, StorageError,
+        streams::{PresenceRow, ReceiptRow, timestamp},
+    },
+    sync::notifier::Notifier,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error(transparent)]
+    Rooms(#[from] RoomsError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+pub struct Streams {
+    db: Db,
+    config: Arc<Config>,
+    notifier: Arc<Notifier>,
+    rooms: Arc<Rooms>,
+    pub typing: Typing,
+}
+
+/// A user's presence as served to clients.
+#[derive(Debug, Clone)]
+pub struct PresenceInfo {
+    pub state: String,
+    pub status_msg: Option<String>,
+    pub last_active_ago: Option<u64>,
+    pub currently_active: bool,
+}
+
+/// Presence states the spec defines.
+pub const PRESENCE_STATES: &[&str] = &["online", "unavailable", "offline"];
+
+/// How recently a user must have been active to count as currently active.
+const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
+
+impl Streams {
+    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
+        let typing = Typing::new(notifier.clone(), rooms.clone());
+        Self { db, config, notifier, rooms, typing }
+    }
+
+    /// Sets global (`room` = None) or room account data and wakes the user.
+    pub async fn set_account_data(
+        &self,
+        user: &OwnedUserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: Value,
+    ) -> Result<()> {
+        if !content.is_object() {
+            return Err(StreamsError::BadJson("account data content must be an object".into()));
+        }
+        if matches!(kind, "m.fully_read" | "m.push_rules") {
+            return Err(StreamsError::BadJson(format!("{kind} cannot be set as account data directly")));
+        }
+        self.store_account_data(user, room, kind, &content).await
+    }
+
+    async fn store_account_data(
+        &self,
+        user: &OwnedUserId,
+        room: Option<&RoomId>,
+        kind: &str,
+        content: &Value,
+    ) -> Result<()> {
+        if let Some(room) = room {
+            self.rooms.current_state(room).await?;
+        }
+        let room_key = room.map(|r| r.to_string()).unwrap_or_default();
+        let pos = self.db.set_account_data(user.to_string(), room_key, kind.to_owned(), content.to_string()).await?;
+        self.notifier.misc_committed(pos, [user.as_ref()]);
+        Ok(())
+    }
+
+    pub async fn get_account_data(&self, user: &OwnedUserId, room: Option<&RoomId>, kind: &str) -> Result<Value> {
+        let room_key = room.map(|r| r.to_string()).unwrap_or_default();
+        let content = self
+            .db
+            .get_account_data(user.to_string(), room_key, kind.to_owned())
+            .await?
+            .ok_or_else(|| StreamsError::NotFound("account data not found".into()))?;
+        serde_json::from_str(&content).map_err(|e| StreamsError::Storage(StorageError::Corrupt(e.to_string())))
+    }
+
+    /// The user's tags of a room (`m.tag` room account data).
+    pub async fn tags(&self, user: &OwnedUserId, room: &RoomId) -> Result<serde_json::Map<String, Value>> {
+        match self.get_account_data(user, Some(room), "m.tag").await {
+            Ok(v) => Ok(v.get("tags").and_then(Value::as_object).cloned().unwrap_or_default()),
+            Err(StreamsError::NotFound(_)) => Ok(Default::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds (`Some`) or removes (`None`) one tag.
+    pub async fn set_tag(&self, user: &OwnedUserId, room: &RoomId, tag: &str, info: Option<Value>) -> Result<()> {
+        if tag.len() > 255 {
+            return Err(StreamsError::BadJson("tags are at most 255 bytes".into()));
+        }
+        let mut tags = self.tags(user, room).await?;
+        match info {
+            Some(info) => {
+                tags.insert(tag.to_owned(), info);
+            }
+            None => {
+                tags.remove(tag);
+            }
+        }
+        self.store_account_data(user, Some(room), "m.tag", &serde_json::json!({ "tags": tags })).await
+    }
+
+    /// Stores a receipt for an event the user can see, and wakes the room.
+    pub async fn set_receipt(
+        &self,
+        user: &OwnedUserId,
+        room: &RoomId,
+        receipt_type: &str,
+        event_id: &OwnedEventId,
+        thread_id: Option<String>,
+    ) -> Result<()> {
+        self.rooms.require_joined(room, user).await?;
+        self.rooms.event_for_user(user, room, event_id).await?;
+        let pos = self
+            .db
+            .set_receipt(ReceiptRow {
+                room_id: room.to_string(),
+                user_id: user.to_string(),
+                receipt_type: receipt_type.to_owned(),
+                thread_id: thread_id.unwrap_or_default(),
+                event_id: event_id.to_string(),
+                ts: timestamp(),
+            })
+            .await?;
+        if receipt_type == "m.read.private" {
+            // Private receipts go to their owner only.
+            self.notifier.misc_committed(pos, [user.as_ref()]);
+        } else {
+            let members = self.rooms.joined_members(room).await?;
+            self.notifier.misc_committed(pos, members.iter().map(|u| u.as_ref()));
+        }
+        Ok(())
+    }
+
+    /// `/read_markers`: the fully-read marker (room account data) and
+    /// optionally public and private read receipts.
+    pub async fn set_read_markers(
+        &self,
+        user: &OwnedUserId,
+        room: &RoomId,
+        fully_read: Option<&OwnedEventId>,
+        read: Option<&OwnedEventId>,
+        read_private: Option<&OwnedEventId>,
+    ) -> Result<()> {
+        self.rooms.require_joined(room, user).await?;
+        if let Some(event) = fully_read {
+            self.rooms.event_for_user(user, room, event).await?;
+            self.store_account_data(user, Some(room), "m.fully_read", &serde_json::json!({ "event_id": event }))
+                .await?;
+        }
+        if let Some(event) = read {
+            self.set_receipt(user, room, "m.read", event, None).await?;
+        }
+        if let Some(event) = read_private {
+            self.set_receipt(user, room, "m.read.private", event, None).await?;
+        }
+        Ok(())
+    }
+
+    pub fn presence_enabled(&self) -> bool {
+        self.config.presence.enabled
+    }
+
+    /// Sets a local user's presence. With presence off the call succeeds
+    /// and nothing is stored or streamed.
+    pub async fn set_presence(&self, user: &OwnedUserId, state: &str, status_msg: Option<String>) -> Result<()> {
+        if !PRESENCE_STATES.contains(&state) {
+            return Err(StreamsError::BadJson(format!("unknown presence state {state}")));
+        }
+        if !self.presence_enabled() {
+            return Ok(());
+        }
+        let pos = self
+            .db
+            .set_presence(PresenceRow {
+                user_id: user.to_string(),
+                state: state.to_owned(),
+                status_msg,
+                last_active_ts: timestamp(),
+            })
+            .await?;
+        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
+        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()).chain([user.as_ref()]));
+        Ok(())
+    }
+
+    /// Called when a user syncs with `set_presence`: records activity, but
+    /// only writes when the state changes (an idle client's syncs are free).
+    pub async fn touch_presence(&self, user: &OwnedUserId, state: &str) -> Result<()> {
+        if !self.presence_enabled() {
+            return Ok(());
+        }
+        let current = self.db.get_presence(user.to_string()).await?;
+        let stale = current.as_ref().is_none_or(|p| {
+            p.state != state || (state == "online" && timestamp() - p.last_active_ts > CURRENTLY_ACTIVE_MS)
+        });
+        if stale {
+            let status = current.and_then(|p| p.status_msg);
+            self.set_presence(user, state, status).await?;
+        }
+        Ok(())
+    }
+
+    /// A user's presence, if the asker may see it (shares a room, or is them).
+    pub async fn get_presence(&self, asker: &OwnedUserId, user: &UserId) -> Result<PresenceInfo> {
+        if self.db.get_user(user.to_owned()).await?.is_none() {
+            return Err(StreamsError::NotFound("unknown user".into()));
+        }
+        if asker != user {
+            let shared = self.db.users_sharing_rooms(asker.to_string()).await?;
+            if !shared.iter().any(|u| u == user.as_str()) {
+                return Err(StreamsError::Forbidden("you do not share a room with this user".into()));
+            }
+        }
+        let row = if self.presence_enabled() { self.db.get_presence(user.to_string()).await? } else { None };
+        Ok(match row {
+            Some(row) => presence_info(&row),
+            None => PresenceInfo {
+                state: "offline".into(),
+                status_msg: None,
+                last_active_ago: None,
+                currently_active: false,
+            },
+        })
+    }
+
+    /// Stores a filter definition; returns its id.
+    pub async fn create_filter(&self, user: &OwnedUserId, filter: &Value) -> Result<String> {
+        Ok(self.db.create_filter(user.to_string(), filter.to_string()).await?.to_string())
+    }
+
+    pub async fn get_filter(&self, user: &OwnedUserId, filter_id: &str) -> Result<Value> {
+        let not_found = || StreamsError::NotFound("filter not found".into());
+        let id: i64 = filter_id.parse().map_err(|_| not_found())?;
+        let json = self.db.get_filter(user.to_string(), id).await?.ok_or_else(not_found)?;
+        serde_json::from_str(&json).map_err(|e| StreamsError::Storage(StorageError::Corrupt(e.to_string())))
+    }
+
+    /// Rooms that have typing changes for sync, with who is typing now.
+    pub fn typing_in(&self, room: &OwnedRoomId, since: i64) -> Option<Vec<OwnedUserId>> {
+        self.typing.changed_since(room, since)
+    }
+}
+
+/// Presence as clients see it, computed from a stored row.
+pub fn presence_info(row: &PresenceRow) -> PresenceInfo {
+    let ago = (timestamp() - row.last_active_ts).max(0);
+    PresenceInfo {
+        state: row.state.clone(),
+        status_msg: row.status_msg.clone(),
+        last_active_ago: Some(ago as u64),
+        currently_active: row.state == "online" && ago < CURRENTLY_ACTIVE_MS,
+    }
+}

@@ -1,0 +1,78 @@
+//! Sync (client-server API, "Syncing"): one function computes the response
+//! for (user, device, since, filter); the long-poll `/sync`, the WebSocket
+//! extension and Server-Sent Events all call it and differ only in how
+//! they wait and deliver. `notifier` wakes waiting syncs; `token` encodes
+//! stream positions.
+
+mod build;
+pub mod notifier;
+pub mod token;
+
+use std::time::Duration;
+
+use ruma::{
+    OwnedDeviceId, OwnedUserId,
+    api::client::{filter::FilterDefinition, sync::sync_events::v3 as sync_v3},
+};
+use tokio::time::Instant;
+
+pub use self::token::SyncToken;
+use crate::{Services, rooms::RoomsError, storage::StorageError, streams::StreamsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("the `since` token is not valid")]
+    InvalidToken,
+    #[error(transparent)]
+    Rooms(#[from] RoomsError),
+    #[error(transparent)]
+    Streams(#[from] StreamsError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// One sync, whatever the transport.
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub since: Option<String>,
+    pub filter: FilterDefinition,
+    pub full_state: bool,
+    /// `online`, `unavailable` or `offline`; `None` leaves presence alone.
+    pub set_presence: Option<String>,
+    pub timeout: Duration,
+}
+
+/// The longest a sync waits, whatever the client asks.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Computes a sync response, waiting up to the timeout for something new
+/// when the sync is incremental and nothing is pending.
+pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
+    if let Some(state) = &req.set_presence {
+        services.streams.touch_presence(&req.user_id, state).await?;
+    }
+    let since = match &req.since {
+        Some(s) => Some(SyncToken::parse(s).ok_or(SyncError::InvalidToken)?),
+        None => None,
+    };
+    let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
+    let listener = services.notifier.listener(&req.user_id);
+    loop {
+        // Register for wake-ups before looking, so nothing committed while
+        // the response is computed can be missed.
+        let notified = listener.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let response = build::compute(services, req, since).await?;
+        let nothing_new = since.is_some() && !req.full_state && build::is_empty(&response);
+        if !nothing_new || Instant::now() >= deadline {
+            return Ok(response);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
