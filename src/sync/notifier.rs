@@ -60,6 +60,12 @@ impl Notifier {
         notify
     }
 
+    /// Whether a sync of this user is waiting now (tests and diagnostics).
+    pub fn is_waiting(&self, user: &UserId) -> bool {
+        let users = self.users.lock().expect("notifier mutex is never poisoned");
+        users.get(user).is_some_and(|w| w.strong_count() > 0)
+    }
+
     fn wake<'a>(&self, users: impl IntoIterator<Item = &'a UserId>) {
         let map = self.users.lock().expect("notifier mutex is never poisoned");
         for user in users {

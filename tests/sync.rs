@@ -1,0 +1,352 @@
+//! Sync: a waiting sync wakes for new events, tokens resume without loss
+//! or duplicates (also across restarts), matrix-sdk sync loops see
+//! messages, typing, receipts, presence and account data, and filters
+//! shape the response.
+
+#![recursion_limit = "256"]
+mod common;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use common::{PASSWORD, TestServer, TestUser, enc};
+use matrix_sdk::{
+    config::SyncSettings,
+    ruma::{
+        OwnedEventId,
+        api::client::receipt::create_receipt::v3::ReceiptType,
+        events::{
+            presence::PresenceEvent,
+            receipt::{ReceiptThread, SyncReceiptEvent},
+            room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
+            tag::{TagInfo, TagName},
+            typing::SyncTypingEvent,
+        },
+    },
+};
+use serde_json::{Value, json};
+
+/// Bodies of the messages in a sync response's room timeline.
+fn timeline_bodies(sync: &Value, room: &str) -> Vec<String> {
+    sync["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn sync(server: &TestServer, user: &TestUser, query: &str) -> Value {
+    let (status, body) = server.get(&format!("/_matrix/client/v3/sync?{query}"), Some(&user.access_token)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Waits (bounded) until `check` holds.
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_sync_returns_the_message_and_tokens_resume_exactly() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [bob.user_id]})).await;
+    server.join(&bob.access_token, &room).await;
+    let initial = sync(&server, &bob, "timeout=0").await;
+    let since = initial["next_batch"].as_str().unwrap().to_owned();
+
+    // Start the sync first; send only once it is waiting.
+    let http = server.http.clone();
+    let url = server.url(&format!("/_matrix/client/v3/sync?since={since}&timeout=30000"));
+    let token = bob.access_token.clone();
+    let waiting = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() });
+    let bob_id: matrix_sdk::ruma::OwnedUserId = bob.user_id.as_str().try_into().unwrap();
+    let notifier = server.services().notifier.clone();
+    wait_until("bob's sync to wait", || notifier.is_waiting(&bob_id)).await;
+    server.send_text(&alice.access_token, &room, "are you there?").await;
+    let woken = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the sync returns promptly").unwrap();
+    assert_eq!(timeline_bodies(&woken, &room), vec!["are you there?"]);
+
+    // Resuming from next_batch: nothing twice...
+    let next = woken["next_batch"].as_str().unwrap();
+    let again = sync(&server, &bob, &format!("since={next}&timeout=0")).await;
+    assert!(timeline_bodies(&again, &room).is_empty(), "no duplicates: {again}");
+    // ...and nothing lost.
+    for i in 0..3 {
+        server.send_text(&alice.access_token, &room, &format!("m{i}")).await;
+    }
+    let next = again["next_batch"].as_str().unwrap();
+    let more = sync(&server, &bob, &format!("since={next}&timeout=0")).await;
+    assert_eq!(timeline_bodies(&more, &room), vec!["m0", "m1", "m2"]);
+    let own = &more["rooms"]["join"][&room]["timeline"]["events"][0];
+    assert!(own.get("room_id").is_none(), "sync events omit room_id");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_tokens_survive_a_restart() {
+    let mut server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    server.send_text(&alice.access_token, &room, "before").await;
+    let first = sync(&server, &alice, "timeout=0").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    server.restart().await;
+    server.send_text(&alice.access_token, &room, "after").await;
+    let next = sync(&server, &alice, &format!("since={since}&timeout=0")).await;
+    assert_eq!(timeline_bodies(&next, &room), vec!["after"]);
+    let bad = server.get("/_matrix/client/v3/sync?since=garbage", Some(&alice.access_token)).await;
+    assert_eq!(bad.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sdk_sync_loops_see_messages_typing_receipts_presence_and_account_data() {
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    server.register("bob").await;
+    let alice = server.sdk_client().await;
+    alice.matrix_auth().login_username("alice", PASSWORD).await.unwrap();
+    let bob = server.sdk_client().await;
+    bob.matrix_auth().login_username("bob", PASSWORD).await.unwrap();
+
+    let room = alice
+        .create_room(matrix_sdk::ruma::assign!(
+            matrix_sdk::ruma::api::client::room::create_room::v3::Request::new(),
+            { invite: vec![bob.user_id().unwrap().to_owned()] }
+        ))
+        .await
+        .unwrap();
+    let bob_room = bob.join_room_by_id(room.room_id()).await.unwrap();
+
+    #[derive(Default)]
+    struct Seen {
+        messages: Vec<String>,
+        typing: Vec<Vec<String>>,
+        receipts: Vec<OwnedEventId>,
+        presence: Vec<String>,
+    }
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    {
+        let s = seen.clone();
+        bob.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
+            let s = s.clone();
+            async move { s.lock().unwrap().messages.push(ev.content.body().to_owned()) }
+        });
+        let s = seen.clone();
+        bob.add_event_handler(move |ev: SyncTypingEvent| {
+            let s = s.clone();
+            async move { s.lock().unwrap().typing.push(ev.content.user_ids.iter().map(|u| u.to_string()).collect()) }
+        });
+        let s = seen.clone();
+        bob.add_event_handler(move |ev: SyncReceiptEvent| {
+            let s = s.clone();
+            async move { s.lock().unwrap().receipts.extend(ev.content.0.keys().cloned()) }
+        });
+        let s = seen.clone();
+        bob.add_event_handler(move |ev: PresenceEvent| {
+            let s = s.clone();
+            async move { s.lock().unwrap().presence.push(format!("{}:{}", ev.sender, ev.content.presence)) }
+        });
+    }
+    let bob_sync = {
+        let bob = bob.clone();
+        tokio::spawn(async move { bob.sync(SyncSettings::default().timeout(Duration::from_secs(5))).await })
+    };
+
+    let sent = room.send(RoomMessageEventContent::text_plain("hello bob")).await.unwrap();
+    room.typing_notice(true).await.unwrap();
+    room.send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, sent.response.event_id.clone()).await.unwrap();
+    let alice_token = alice.access_token().unwrap();
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/presence/@alice:plexus.test/status",
+            Some(&alice_token),
+            json!({"presence": "unavailable", "status_msg": "out for tea"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    wait_until("bob to see alice's message, typing, receipt and presence", || {
+        let s = seen.lock().unwrap();
+        s.messages.contains(&"hello bob".to_owned())
+            && s.typing.iter().any(|t| t == &vec!["@alice:plexus.test".to_owned()])
+            && s.receipts.contains(&sent.response.event_id)
+            && s.presence.contains(&"@alice:plexus.test:unavailable".to_owned())
+    })
+    .await;
+
+    // Room account data (a tag) reaches bob's own sync.
+    bob_room.set_tag(TagName::Favorite, TagInfo::new()).await.unwrap();
+    let bob_room_id = bob_room.room_id().to_owned();
+    let bob2 = bob.clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tags = bob2.get_room(&bob_room_id).unwrap().tags().await.unwrap();
+        if tags.is_some_and(|t| t.contains_key(&TagName::Favorite)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "tag never arrived by sync");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bob_sync.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeline_limit_gives_a_gap_that_messages_fills() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    let first = sync(&server, &alice, "timeout=0").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    for i in 0..20 {
+        server.send_text(&alice.access_token, &room, &format!("{i}")).await;
+    }
+    let filter = enc(r#"{"room":{"timeline":{"limit":5}}}"#);
+    let limited = sync(&server, &alice, &format!("since={since}&timeout=0&filter={filter}")).await;
+    let timeline = &limited["rooms"]["join"][&room]["timeline"];
+    assert_eq!(timeline["limited"], true);
+    assert_eq!(timeline_bodies(&limited, &room), vec!["15", "16", "17", "18", "19"]);
+    let prev_batch = timeline["prev_batch"].as_str().unwrap();
+    let (status, page) = server
+        .messages(&alice.access_token, &room, &format!("dir=b&from={prev_batch}&to={since}&limit=50"))
+        .await;
+    assert_eq!(status, 200);
+    let older: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let expected: Vec<String> = (0..15).rev().map(|i| i.to_string()).collect();
+    assert_eq!(older, expected);
+
+    // A stored filter works the same way.
+    let (status, created) = server
+        .post("/_matrix/client/v3/user/@alice:plexus.test/filter", Some(&alice.access_token), json!({"room": {"timeline": {"limit": 2}}}))
+        .await;
+    assert_eq!(status, 200);
+    let id = created["filter_id"].as_str().unwrap();
+    let (_, stored) = server.get(&format!("/_matrix/client/v3/user/@alice:plexus.test/filter/{id}"), Some(&alice.access_token)).await;
+    assert_eq!(stored["room"]["timeline"]["limit"], 2);
+    let by_id = sync(&server, &alice, &format!("timeout=0&filter={id}")).await;
+    assert_eq!(timeline_bodies(&by_id, &room), vec!["18", "19"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lazy_loading_sends_only_the_members_who_spoke() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let mut members = Vec::new();
+    for name in ["bob", "carol", "dave", "erin"] {
+        let u = server.register(name).await;
+        server.join(&u.access_token, &room).await;
+        members.push(u);
+    }
+    for _ in 0..3 {
+        server.send_text(&members[0].access_token, &room, "bob speaks").await;
+        server.send_text(&members[1].access_token, &room, "carol speaks").await;
+    }
+    let filter = enc(r#"{"room":{"timeline":{"limit":4},"state":{"lazy_load_members":true}}}"#);
+    let full = sync(&server, &alice, &format!("timeout=0&filter={filter}")).await;
+    let state = full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap();
+    let mut member_keys: Vec<&str> = state.iter().filter(|e| e["type"] == "m.room.member").map(|e| e["state_key"].as_str().unwrap()).collect();
+    member_keys.sort();
+    assert_eq!(member_keys, vec!["@alice:plexus.test", "@bob:plexus.test", "@carol:plexus.test"]);
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"), "other state is still sent");
+    let summary = &full["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invites_and_leaves_appear_in_their_sections() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let first = sync(&server, &bob, "timeout=0").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let room = server.create_room(&alice.access_token, json!({"name": "Secret garden", "invite": [bob.user_id]})).await;
+    let invited = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    let invite_state = invited["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Secret garden"));
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.member" && e["content"]["membership"] == "invite"));
+
+    server.join(&bob.access_token, &room).await;
+    let since = invited["next_batch"].as_str().unwrap().to_owned();
+    let joined = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert!(joined["rooms"]["join"][&room]["timeline"]["events"].is_array(), "a newly joined room comes in full");
+    assert!(joined["rooms"]["invite"].get(&room).is_none());
+
+    server.room_post(&alice.access_token, &room, "kick", json!({"user_id": bob.user_id})).await;
+    let since = joined["next_batch"].as_str().unwrap().to_owned();
+    let left = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    let events = left["rooms"]["leave"][&room]["timeline"]["events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap()["content"]["membership"], "leave");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_receipts_and_read_markers() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [bob.user_id]})).await;
+    server.join(&bob.access_token, &room).await;
+    let (_, sent) = server.send_text(&alice.access_token, &room, "read me").await;
+    let event = sent["event_id"].as_str().unwrap();
+    let unread = sync(&server, &bob, "timeout=0").await;
+    assert_eq!(unread["rooms"]["join"][&room]["unread_notifications"]["notification_count"], 1);
+    let since = unread["next_batch"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/read_markers", enc(&room)),
+            Some(&bob.access_token),
+            json!({"m.fully_read": event, "m.read.private": event}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let bob_view = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    let joined = &bob_view["rooms"]["join"][&room];
+    assert_eq!(joined["unread_notifications"]["notification_count"], 0);
+    assert_eq!(joined["account_data"]["events"][0]["type"], "m.fully_read");
+    assert_eq!(joined["account_data"]["events"][0]["content"]["event_id"], event);
+    let receipts = joined["ephemeral"]["events"].as_array().unwrap();
+    assert!(receipts.iter().any(|e| e["content"][event]["m.read.private"]["@bob:plexus.test"].is_object()));
+    let alice_view = sync(&server, &alice, "timeout=0").await;
+    let alice_ephemeral = alice_view["rooms"]["join"][&room]["ephemeral"].to_string();
+    assert!(!alice_ephemeral.contains("m.read.private"), "private receipts stay private: {alice_ephemeral}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_off_answers_but_streams_nothing() {
+    let server = TestServer::start_with(|c| c.presence.enabled = false).await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    server.join(&bob.access_token, &room).await;
+    let (status, _) = server
+        .put("/_matrix/client/v3/presence/@alice:plexus.test/status", Some(&alice.access_token), json!({"presence": "online"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, presence) = server.get("/_matrix/client/v3/presence/@alice:plexus.test/status", Some(&bob.access_token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(presence["presence"], "offline");
+    let bob_sync = sync(&server, &bob, "timeout=0&set_presence=online").await;
+    assert!(bob_sync["presence"]["events"].as_array().is_none_or(|e| e.is_empty()), "{bob_sync}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_data_round_trip() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let path = "/_matrix/client/v3/user/@alice:plexus.test/account_data/org.example.settings";
+    let (status, _) = server.put(path, Some(&alice.access_token), json!({"theme": "dark"})).await;
+    assert_eq!(status, 200);
+    let (_, got) = server.get(path, Some(&alice.access_token)).await;
+    assert_eq!(got, json!({"theme": "dark"}));
+    let synced = sync(&server, &alice, "timeout=0").await;
+    let events = synced["account_data"]["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["type"] == "org.example.settings" && e["content"]["theme"] == "dark"));
+    let bob = server.register("bob").await;
+    let forbidden = server.get(path, Some(&bob.access_token)).await;
+    assert_eq!(forbidden.0, 403);
+}
