@@ -65,12 +65,16 @@ async fn a_waiting_sync_returns_the_message_and_tokens_resume_exactly() {
     let http = server.http.clone();
     let url = server.url(&format!("/_matrix/client/v3/sync?since={since}&timeout=30000"));
     let token = bob.access_token.clone();
-    let waiting = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() });
+    let waiting =
+        tokio::spawn(
+            async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() },
+        );
     let bob_id: matrix_sdk::ruma::OwnedUserId = bob.user_id.as_str().try_into().unwrap();
     let notifier = server.services().notifier.clone();
     wait_until("bob's sync to wait", || notifier.is_waiting(&bob_id)).await;
     server.send_text(&alice.access_token, &room, "are you there?").await;
-    let woken = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the sync returns promptly").unwrap();
+    let woken =
+        tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the sync returns promptly").unwrap();
     assert_eq!(timeline_bodies(&woken, &room), vec!["are you there?"]);
 
     // Resuming from next_batch: nothing twice...
@@ -160,7 +164,9 @@ async fn sdk_sync_loops_see_messages_typing_receipts_presence_and_account_data()
 
     let sent = room.send(RoomMessageEventContent::text_plain("hello bob")).await.unwrap();
     room.typing_notice(true).await.unwrap();
-    room.send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, sent.response.event_id.clone()).await.unwrap();
+    room.send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, sent.response.event_id.clone())
+        .await
+        .unwrap();
     let alice_token = alice.access_token().unwrap();
     let (status, _) = server
         .put(
@@ -212,21 +218,26 @@ async fn a_timeline_limit_gives_a_gap_that_messages_fills() {
     assert_eq!(timeline["limited"], true);
     assert_eq!(timeline_bodies(&limited, &room), vec!["15", "16", "17", "18", "19"]);
     let prev_batch = timeline["prev_batch"].as_str().unwrap();
-    let (status, page) = server
-        .messages(&alice.access_token, &room, &format!("dir=b&from={prev_batch}&to={since}&limit=50"))
-        .await;
+    let (status, page) =
+        server.messages(&alice.access_token, &room, &format!("dir=b&from={prev_batch}&to={since}&limit=50")).await;
     assert_eq!(status, 200);
-    let older: Vec<&str> = page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    let older: Vec<&str> =
+        page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
     let expected: Vec<String> = (0..15).rev().map(|i| i.to_string()).collect();
     assert_eq!(older, expected);
 
     // A stored filter works the same way.
     let (status, created) = server
-        .post("/_matrix/client/v3/user/@alice:plexus.test/filter", Some(&alice.access_token), json!({"room": {"timeline": {"limit": 2}}}))
+        .post(
+            "/_matrix/client/v3/user/@alice:plexus.test/filter",
+            Some(&alice.access_token),
+            json!({"room": {"timeline": {"limit": 2}}}),
+        )
         .await;
     assert_eq!(status, 200);
     let id = created["filter_id"].as_str().unwrap();
-    let (_, stored) = server.get(&format!("/_matrix/client/v3/user/@alice:plexus.test/filter/{id}"), Some(&alice.access_token)).await;
+    let (_, stored) =
+        server.get(&format!("/_matrix/client/v3/user/@alice:plexus.test/filter/{id}"), Some(&alice.access_token)).await;
     assert_eq!(stored["room"]["timeline"]["limit"], 2);
     let by_id = sync(&server, &alice, &format!("timeout=0&filter={id}")).await;
     assert_eq!(timeline_bodies(&by_id, &room), vec!["18", "19"]);
@@ -250,7 +261,8 @@ async fn lazy_loading_sends_only_the_members_who_spoke() {
     let filter = enc(r#"{"room":{"timeline":{"limit":4},"state":{"lazy_load_members":true}}}"#);
     let full = sync(&server, &alice, &format!("timeout=0&filter={filter}")).await;
     let state = full["rooms"]["join"][&room]["state"]["events"].as_array().unwrap();
-    let mut member_keys: Vec<&str> = state.iter().filter(|e| e["type"] == "m.room.member").map(|e| e["state_key"].as_str().unwrap()).collect();
+    let mut member_keys: Vec<&str> =
+        state.iter().filter(|e| e["type"] == "m.room.member").map(|e| e["state_key"].as_str().unwrap()).collect();
     member_keys.sort();
     assert_eq!(member_keys, vec!["@alice:plexus.test", "@bob:plexus.test", "@carol:plexus.test"]);
     assert!(state.iter().any(|e| e["type"] == "m.room.create"), "other state is still sent");
@@ -324,10 +336,15 @@ async fn presence_off_answers_but_streams_nothing() {
     let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
     server.join(&bob.access_token, &room).await;
     let (status, _) = server
-        .put("/_matrix/client/v3/presence/@alice:plexus.test/status", Some(&alice.access_token), json!({"presence": "online"}))
+        .put(
+            "/_matrix/client/v3/presence/@alice:plexus.test/status",
+            Some(&alice.access_token),
+            json!({"presence": "online"}),
+        )
         .await;
     assert_eq!(status, 200);
-    let (status, presence) = server.get("/_matrix/client/v3/presence/@alice:plexus.test/status", Some(&bob.access_token)).await;
+    let (status, presence) =
+        server.get("/_matrix/client/v3/presence/@alice:plexus.test/status", Some(&bob.access_token)).await;
     assert_eq!(status, 200);
     assert_eq!(presence["presence"], "offline");
     let bob_sync = sync(&server, &bob, "timeout=0&set_presence=online").await;

@@ -34,7 +34,11 @@ async fn versions(
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response, ApiError> {
     let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
-    response.unstable_features = BTreeMap::from([("org.matrix.msc2918.refresh_token".to_owned(), true)]);
+    response.unstable_features = BTreeMap::from([
+        ("org.matrix.msc2918.refresh_token".to_owned(), true),
+        ("io.plexus.websocket".to_owned(), true),
+        ("org.matrix.msc2108".to_owned(), true),
+    ]);
     Ok(response)
 }
 

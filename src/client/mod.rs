@@ -17,6 +17,7 @@ mod room;
 mod session;
 mod state;
 pub mod sync;
+pub mod sync_push;
 mod typing;
 
 use axum::Router;
@@ -36,6 +37,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = state::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);
+    let router = sync_push::routes(router);
     let router = filter::routes(router);
     let router = typing::routes(router);
     let router = receipts::routes(router);

@@ -78,6 +78,19 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "internal server error")
     }
 
+    /// The Matrix error body (`errcode`, `error`, and extra fields such as
+    /// `retry_after_ms`), for transports that carry errors inside frames.
+    pub fn body_json(&self) -> serde_json::Value {
+        match self {
+            Self::Matrix { kind, message, .. } => {
+                let body = StandardErrorBody::new(kind.clone(), message.clone());
+                serde_json::to_value(&body)
+                    .unwrap_or_else(|_| serde_json::json!({"errcode": "M_UNKNOWN", "error": message}))
+            }
+            Self::Uia(info) => serde_json::to_value(info).unwrap_or_default(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Matrix { status, .. } => *status,

@@ -20,7 +20,7 @@ use tower_http::{
 
 pub use self::{
     error::ApiError,
-    ruma::{RouterExt, Ruma, RumaResponse},
+    ruma::{RouterExt, Ruma, RumaResponse, extract_access_token},
 };
 use crate::AppState;
 

@@ -50,7 +50,7 @@ fn raw<T>(value: Value) -> Raw<T> {
 }
 
 /// Whether an incremental response carries nothing for the client.
-pub(super) fn is_empty(r: &Response) -> bool {
+pub fn is_empty(r: &Response) -> bool {
     r.rooms.join.is_empty()
         && r.rooms.invite.is_empty()
         && r.rooms.leave.is_empty()

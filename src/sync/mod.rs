@@ -16,7 +16,7 @@ use ruma::{
 };
 use tokio::time::Instant;
 
-pub use self::token::SyncToken;
+pub use self::{build::is_empty, token::SyncToken};
 use crate::{Services, rooms::RoomsError, storage::StorageError, streams::StreamsError};
 
 #[derive(Debug, thiserror::Error)]
