@@ -145,3 +145,22 @@ async fn room_actions_are_rate_limited() {
     assert_error(&limited, 429, "M_LIMIT_EXCEEDED");
     assert!(limited.1["retry_after_ms"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_without_a_body_are_accepted() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    // matrix-nio sends no body at all; the spec makes every field optional.
+    let resp = server
+        .http
+        .post(server.url(&format!("/_matrix/client/v3/join/{}", enc(&room))))
+        .bearer_auth(&bob.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, member) = server.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(member["membership"], "join");
+}

@@ -118,7 +118,18 @@ where
             (_, Some(token)) => Some(state.users.authenticate_token(&token).await?),
         };
 
-        let body = read_body(body, &parts, state.config.server.max_request_bytes).await?;
+        let mut body = read_body(body, &parts, state.config.server.max_request_bytes).await?;
+        // Clients send no body where every field is optional (matrix-nio's
+        // join, for one); treat that as `{}` for every JSON endpoint, as
+        // Synapse does, since some of ruma's hand-written parsers do not.
+        let json_body = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.starts_with("application/json"));
+        if body.is_empty() && json_body && !matches!(parts.method, Method::GET | Method::HEAD | Method::DELETE) {
+            body = Bytes::from_static(b"{}");
+        }
         if !body.is_empty() && parts.method != Method::GET {
             serde_json::from_slice::<serde::de::IgnoredAny>(&body)
                 .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
