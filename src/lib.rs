@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod e2ee;
 pub mod http;
 pub mod rooms;
 pub mod server_key;
@@ -20,8 +21,8 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    config::Config, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey, storage::Db, streams::Streams,
-    sync::notifier::Notifier, users::Users,
+    config::Config, e2ee::E2ee, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey, storage::Db,
+    streams::Streams, sync::notifier::Notifier, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
@@ -32,6 +33,7 @@ pub struct Services {
     pub users: Users,
     pub rooms: Arc<Rooms>,
     pub streams: Streams,
+    pub e2ee: E2ee,
     pub notifier: Arc<Notifier>,
     pub rate_limits: RateLimiters,
 }
@@ -69,6 +71,7 @@ impl Services {
         Ok(Arc::new(Self {
             users: Users::new(db.clone(), config.clone()),
             streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
+            e2ee: E2ee::new(db.clone(), config.clone(), notifier.clone()),
             rooms,
             notifier,
             rate_limits: RateLimiters::new(&config.rate_limits),

@@ -3,11 +3,13 @@
 
 mod account;
 mod account_data;
+mod backup;
 mod device;
 mod directory;
 mod discovery;
 pub mod events;
 mod filter;
+mod keys;
 mod membership;
 mod message;
 mod presence;
@@ -18,6 +20,7 @@ mod session;
 mod state;
 pub mod sync;
 pub mod sync_push;
+mod to_device;
 mod typing;
 
 use axum::Router;
@@ -42,5 +45,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = typing::routes(router);
     let router = receipts::routes(router);
     let router = presence::routes(router);
+    let router = keys::routes(router);
+    let router = to_device::routes(router);
+    let router = backup::routes(router);
     account_data::routes(router)
 }

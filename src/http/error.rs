@@ -9,7 +9,10 @@ use ruma::api::{
     error::{ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody, UnknownTokenErrorData},
 };
 
-use crate::{rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError, users::UsersError};
+use crate::{
+    e2ee::E2eeError, rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError,
+    users::UsersError,
+};
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -158,6 +161,25 @@ impl From<StreamsError> for ApiError {
             StreamsError::BadJson(_) => Self::bad_json(message),
             StreamsError::Rooms(e) => e.into(),
             StreamsError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<E2eeError> for ApiError {
+    fn from(e: E2eeError) -> Self {
+        let message = e.to_string();
+        match e {
+            E2eeError::InvalidKeys(_) => Self::invalid_param(message),
+            E2eeError::BadJson(_) => Self::bad_json(message),
+            E2eeError::Forbidden(_) => Self::forbidden(message),
+            E2eeError::NotFound(_) => Self::not_found(message),
+            E2eeError::WrongBackupVersion(Some(current)) => {
+                let data = ruma::api::error::WrongRoomKeysVersionErrorData::new(current);
+                Self::new(StatusCode::FORBIDDEN, ErrorKind::WrongRoomKeysVersion(data), message)
+            }
+            E2eeError::WrongBackupVersion(None) => Self::not_found("there is no current backup version"),
+            E2eeError::Users(e) => e.into(),
+            E2eeError::Storage(e) => e.into(),
         }
     }
 }

@@ -10,6 +10,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_accounts.sql"),
     include_str!("migrations/0002_rooms.sql"),
     include_str!("migrations/0003_streams.sql"),
+    include_str!("migrations/0004_e2ee.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -7,6 +7,7 @@
 //! them proceed while the writer commits). Each table group has its own
 //! module with typed functions; callers never see SQL.
 
+pub mod e2ee;
 mod migrations;
 pub mod rooms;
 pub mod server_meta;
@@ -34,6 +35,9 @@ pub enum StorageError {
     WriterGone,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A write found a row that conflicts with it; nothing was changed.
+    #[error("conflicting data for {0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;

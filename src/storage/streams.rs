@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, Result, now_ms};
 
-fn next_misc_position(c: &Connection) -> Result<i64> {
+pub(super) fn next_misc_position(c: &Connection) -> Result<i64> {
     Ok(c.query_row("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
 }
 

@@ -166,6 +166,14 @@ impl Db {
     pub async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
         self.write(move |c| {
             c.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id.as_str()])?;
+            let devices: Vec<String> = {
+                let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
+                stmt.query_map([user_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for device in &devices {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+            }
+            c.execute("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
             c.execute("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
             Ok(())
         })
@@ -297,6 +305,7 @@ impl Db {
         self.write(move |c| {
             let mut n = 0;
             for device in &device_ids {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
                 n += c.execute(
                     "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id.as_str(), device.as_str()],
@@ -310,6 +319,15 @@ impl Db {
     /// Deletes every device of the user except `keep`.
     pub async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
         self.write(move |c| {
+            let doomed: Vec<String> = {
+                let mut stmt =
+                    c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")?;
+                stmt.query_map(params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for device in &doomed {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+            }
             Ok(c.execute(
                 "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
                 params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())],

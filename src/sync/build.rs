@@ -177,6 +177,8 @@ pub(super) async fn compute(
         }
     }
 
+    e2ee_sections(&ctx, &mut response).await?;
+
     if services.streams.presence_enabled() {
         let since_misc = since.map(|s| s.misc).unwrap_or(0);
         for row in services.db.presence_since(user, since_misc, now.misc).await? {
@@ -195,6 +197,33 @@ pub(super) async fn compute(
         }
     }
     Ok(response)
+}
+
+/// To-device messages, device list changes and one-time key counts.
+async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response) -> Result<(), SyncError> {
+    let db = &ctx.services.db;
+    let (user, device) = (ctx.req.user_id.to_string(), ctx.req.device_id.to_string());
+    if let Some(since) = ctx.since {
+        // Syncing with a token acknowledges what that token covered.
+        db.ack_to_device(user.clone(), device.clone(), since.misc).await?;
+    }
+    for msg in db.to_device_for(user.clone(), device.clone(), ctx.now.misc).await? {
+        let content: Value = serde_json::from_str(&msg.content).unwrap_or(Value::Null);
+        response.to_device.events.push(raw(json!({"sender": msg.sender, "type": msg.kind, "content": content})));
+    }
+    if let Some(since) = ctx.since {
+        let changed = db.device_list_changes(user.clone(), since.misc, ctx.now.misc).await?;
+        response.device_lists.changed = changed.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+    }
+    for (algorithm, count) in db.one_time_key_counts(user.clone(), device.clone()).await? {
+        response
+            .device_one_time_keys_count
+            .insert(algorithm.as_str().into(), UInt::try_from(count.max(0) as u64).unwrap_or_default());
+    }
+    response.device_one_time_keys_count.entry("signed_curve25519".into()).or_insert_with(|| UInt::from(0u32));
+    let fallback = db.unused_fallback_algorithms(user, device).await?;
+    response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
+    Ok(())
 }
 
 fn event_filter(filter: &RoomEventFilter) -> EventFilter {

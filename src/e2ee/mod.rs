@@ -1,0 +1,488 @@
+//! End-to-end encryption support (client-server API, "End-to-End
+//! Encryption": key management, to-device messaging, device list tracking,
+//! cross-signing, server-side key backups). The server never sees
+//! plaintext; it stores what clients signed, checks the signatures it can,
+//! hands each one-time key out once, and delivers to-device messages until
+//! the device acknowledges them.
+
+mod backup;
+pub mod signatures;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use serde_json::{Map, Value, json};
+
+pub use self::backup::{BackupKey, BackupSummary};
+use self::signatures::{SignatureError, ed25519_key, verify_signature};
+use crate::{
+    config::Config,
+    storage::{
+        Db, StorageError,
+        e2ee::{DeviceKeysOutcome, OutgoingToDevice},
+    },
+    sync::notifier::Notifier,
+    users::{Session, Users, UsersError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum E2eeError {
+    #[error("{0}")]
+    InvalidKeys(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the backup version is not the current one")]
+    WrongBackupVersion(Option<String>),
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<SignatureError> for E2eeError {
+    fn from(e: SignatureError) -> Self {
+        Self::InvalidKeys(e.to_string())
+    }
+}
+
+pub type Result<T, E = E2eeError> = std::result::Result<T, E>;
+
+/// Algorithms a device may list; anything else is a malformed upload.
+const KNOWN_ALGORITHMS: &[&str] = &["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"];
+const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25519"];
+
+pub struct E2ee {
+    db: Db,
+    config: Arc<Config>,
+    notifier: Arc<Notifier>,
+}
+
+/// The answer to `/keys/query`.
+#[derive(Debug, Default)]
+pub struct KeysQueryResult {
+    pub device_keys: BTreeMap<String, BTreeMap<String, Value>>,
+    pub master_keys: BTreeMap<String, Value>,
+    pub self_signing_keys: BTreeMap<String, Value>,
+    pub user_signing_keys: BTreeMap<String, Value>,
+    pub failures: BTreeMap<String, Value>,
+}
+
+fn parse_object(json: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(json) {
+        Ok(Value::Object(o)) => Ok(o),
+        _ => Err(E2eeError::Storage(StorageError::Corrupt("stored key is not an object".into()))),
+    }
+}
+
+impl E2ee {
+    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>) -> Self {
+        Self { db, config, notifier }
+    }
+
+    /// Wakes the user and everyone sharing a room with them: their device
+    /// list changed.
+    async fn announce_device_change(&self, user: &UserId, position: i64) -> Result<()> {
+        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
+        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        self.notifier.misc_committed(position, audience.iter().map(|u| u.as_ref()).chain([user]));
+        Ok(())
+    }
+
+    /// `/keys/upload`: device identity keys, one-time keys, fallback keys.
+    pub async fn upload_keys(
+        &self,
+        session: &Session,
+        device_keys: Option<Value>,
+        one_time_keys: BTreeMap<String, Value>,
+        fallback_keys: BTreeMap<String, Value>,
+    ) -> Result<BTreeMap<String, i64>> {
+        let (user, device) = (session.user_id.to_string(), session.device_id.to_string());
+        // Validate everything before storing anything.
+        let device_json = match &device_keys {
+            Some(keys) => Some(self.check_device_keys(session, keys)?),
+            None => None,
+        };
+        let signing_key = match &device_keys {
+            Some(keys) => Some(ed25519_key(keys, &format!("ed25519:{device}"))?),
+            None => self.stored_device_signing_key(&user, &device).await?,
+        };
+        let otks = check_one_time_keys(&user, &device, signing_key.as_deref(), &one_time_keys)?;
+        let fallbacks = check_one_time_keys(&user, &device, signing_key.as_deref(), &fallback_keys)?;
+
+        if let Some(json) = device_json {
+            let new_keys = device_keys.as_ref().and_then(|k| k.get("keys")).cloned();
+            let same_identity = move |old: &str| {
+                serde_json::from_str::<Value>(old).ok().and_then(|o| o.get("keys").cloned()) == new_keys
+            };
+            match self.db.upload_device_keys(user.clone(), device.clone(), json, same_identity).await? {
+                DeviceKeysOutcome::Changed(pos) => self.announce_device_change(&session.user_id, pos).await?,
+                DeviceKeysOutcome::Unchanged => {}
+                DeviceKeysOutcome::Conflict => {
+                    return Err(E2eeError::InvalidKeys(
+                        "this device already has different identity keys; log in as a new device".into(),
+                    ));
+                }
+            }
+        }
+        if !otks.is_empty()
+            && let Some(key_id) = self.db.add_one_time_keys(user.clone(), device.clone(), otks).await?
+        {
+            return Err(E2eeError::InvalidKeys(format!("one-time key {key_id} already exists with other content")));
+        }
+        if !fallbacks.is_empty() {
+            self.db.set_fallback_keys(user.clone(), device.clone(), fallbacks).await?;
+        }
+        Ok(self.db.one_time_key_counts(user, device).await?.into_iter().collect())
+    }
+
+    /// Checks a device key upload: right user and device, known algorithms,
+    /// both identity keys present, and a valid self-signature.
+    fn check_device_keys(&self, session: &Session, keys: &Value) -> Result<String> {
+        let parsed: ruma::encryption::DeviceKeys =
+            serde_json::from_value(keys.clone()).map_err(|e| E2eeError::BadJson(format!("device_keys: {e}")))?;
+        if parsed.user_id != session.user_id || parsed.device_id != session.device_id {
+            return Err(E2eeError::InvalidKeys("device_keys must be for the uploading user and device".into()));
+        }
+        if parsed.algorithms.is_empty() || parsed.algorithms.iter().any(|a| !KNOWN_ALGORITHMS.contains(&a.as_str())) {
+            return Err(E2eeError::InvalidKeys("device_keys lists an unknown encryption algorithm".into()));
+        }
+        let device = session.device_id.as_str();
+        for algorithm in ["ed25519", "curve25519"] {
+            if !parsed.keys.keys().any(|k| k.as_str() == format!("{algorithm}:{device}")) {
+                return Err(E2eeError::InvalidKeys(format!("device_keys lacks the {algorithm} key of the device")));
+            }
+        }
+        if parsed.keys.keys().any(|k| !KNOWN_KEY_ALGORITHMS.contains(&k.algorithm().as_str())) {
+            return Err(E2eeError::InvalidKeys("device_keys has a key of an unknown algorithm".into()));
+        }
+        let key_id = format!("ed25519:{device}");
+        let public = ed25519_key(keys, &key_id)?;
+        verify_signature(keys, session.user_id.as_str(), &key_id, &public)?;
+        serde_json::to_string(keys).map_err(|e| E2eeError::BadJson(e.to_string()))
+    }
+
+    async fn stored_device_signing_key(&self, user: &str, device: &str) -> Result<Option<String>> {
+        let stored = self.db.device_keys_of(user.to_owned()).await?;
+        match stored.into_iter().find(|(d, _)| d == device) {
+            Some((_, json)) => {
+                let obj = Value::Object(parse_object(&json)?);
+                Ok(Some(ed25519_key(&obj, &format!("ed25519:{device}"))?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// `/keys/query`: device keys and cross-signing keys of local users.
+    /// Users of other servers are reported in `failures` until federation
+    /// can ask their servers.
+    pub async fn query_keys(
+        &self,
+        requester: &UserId,
+        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<KeysQueryResult> {
+        let mut result = KeysQueryResult::default();
+        for (user, devices) in wanted {
+            if user.server_name() != self.config.server.server_name {
+                result.failures.insert(
+                    user.server_name().to_string(),
+                    json!({"status": 503, "message": "federation is not enabled"}),
+                );
+                continue;
+            }
+            let names: BTreeMap<String, Option<String>> = self
+                .db
+                .list_devices(user.clone())
+                .await?
+                .into_iter()
+                .map(|d| (d.device_id.to_string(), d.display_name))
+                .collect();
+            let mut by_device = BTreeMap::new();
+            for (device, json) in self.db.device_keys_of(user.to_string()).await? {
+                if !devices.is_empty() && !devices.iter().any(|d| d.as_str() == device) {
+                    continue;
+                }
+                let mut obj = parse_object(&json)?;
+                obj.remove("unsigned");
+                if let Some(Some(name)) = names.get(&device) {
+                    obj.insert("unsigned".into(), json!({"device_display_name": name}));
+                }
+                by_device.insert(device, Value::Object(obj));
+            }
+            result.device_keys.insert(user.to_string(), by_device);
+            for (kind, json) in self.db.cross_signing_keys_of(user.to_string()).await? {
+                let value = Value::Object(parse_object(&json)?);
+                match kind.as_str() {
+                    "master" => {
+                        result.master_keys.insert(user.to_string(), value);
+                    }
+                    "self_signing" => {
+                        result.self_signing_keys.insert(user.to_string(), value);
+                    }
+                    // Only its owner may see a user-signing key.
+                    "user_signing" if *user == *requester => {
+                        result.user_signing_keys.insert(user.to_string(), value);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// `/keys/claim`: one key per requested device.
+    pub async fn claim_keys(
+        &self,
+        wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<(BTreeMap<String, BTreeMap<String, Map<String, Value>>>, BTreeMap<String, Value>)> {
+        let mut claimed = BTreeMap::new();
+        let mut failures = BTreeMap::new();
+        for (user, devices) in wanted {
+            if user.server_name() != self.config.server.server_name {
+                failures.insert(
+                    user.server_name().to_string(),
+                    json!({"status": 503, "message": "federation is not enabled"}),
+                );
+                continue;
+            }
+            let mut by_device = BTreeMap::new();
+            for (device, algorithm) in devices {
+                if let Some(key) = self.db.claim_key(user.to_string(), device.to_string(), algorithm).await? {
+                    let value: Value =
+                        serde_json::from_str(&key.json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                    let mut keys = Map::new();
+                    keys.insert(key.key_id, value);
+                    by_device.insert(device.to_string(), keys);
+                }
+            }
+            claimed.insert(user.to_string(), by_device);
+        }
+        Ok((claimed, failures))
+    }
+
+    /// `/keys/changes`: users whose keys changed between two sync tokens.
+    pub async fn key_changes(&self, user: &UserId, from: i64, to: i64) -> Result<Vec<String>> {
+        Ok(self.db.device_list_changes(user.to_string(), from, to).await?)
+    }
+
+    /// `/keys/device_signing/upload`. Needs the password once a master key
+    /// exists (the first upload may skip it, as in MSC3967).
+    pub async fn upload_signing_keys(
+        &self,
+        users: &Users,
+        session: &Session,
+        auth: Option<&ruma::api::client::uiaa::AuthData>,
+        keys: Vec<(&'static str, Value)>,
+    ) -> Result<()> {
+        let user = session.user_id.as_str();
+        let existing = self.db.cross_signing_keys_of(user.to_owned()).await?;
+        let existing_master = existing.iter().find(|(k, _)| k == "master").map(|(_, j)| j.clone());
+        let mut to_store = Vec::new();
+        let mut master_public: Option<(String, String)> = None;
+        for (kind, key) in &keys {
+            let parsed: ruma::encryption::CrossSigningKey =
+                serde_json::from_value(key.clone()).map_err(|e| E2eeError::BadJson(format!("{kind}_key: {e}")))?;
+            if parsed.user_id != session.user_id {
+                return Err(E2eeError::InvalidKeys(format!("{kind}_key is for another user")));
+            }
+            if !parsed.usage.iter().any(|u| u.as_str() == *kind) || parsed.keys.len() != 1 {
+                return Err(E2eeError::InvalidKeys(format!("{kind}_key must have usage `{kind}` and exactly one key")));
+            }
+            if *kind == "master" {
+                let (id, public) =
+                    parsed.keys.iter().next().map(|(id, k)| (id.to_string(), k.clone())).expect("one key");
+                master_public = Some((id, public));
+            }
+            to_store
+                .push((kind.to_string(), serde_json::to_string(key).map_err(|e| E2eeError::BadJson(e.to_string()))?));
+        }
+        let master = match master_public {
+            Some(m) => Some(m),
+            None => match &existing_master {
+                Some(json) => {
+                    let obj = Value::Object(parse_object(json)?);
+                    obj.get("keys")
+                        .and_then(Value::as_object)
+                        .and_then(|k| k.iter().next())
+                        .and_then(|(id, v)| v.as_str().map(|s| (id.clone(), s.to_owned())))
+                }
+                None => None,
+            },
+        };
+        for (kind, key) in &keys {
+            if *kind == "master" {
+                continue;
+            }
+            let Some((master_id, master_key)) = &master else {
+                return Err(E2eeError::InvalidKeys(format!("{kind}_key needs a master key")));
+            };
+            verify_signature(key, user, master_id, master_key)?;
+        }
+        if existing_master.is_some() {
+            let flows = vec![ruma::api::client::uiaa::AuthFlow::new(vec![ruma::api::client::uiaa::AuthType::Password])];
+            users.authenticate(auth, flows, Some(&session.user_id)).await?;
+        }
+        let pos = self.db.set_cross_signing_keys(user.to_owned(), to_store).await?;
+        self.announce_device_change(&session.user_id, pos).await
+    }
+
+    /// `/keys/signatures/upload`: merges verified signatures into stored
+    /// keys. Returns failures per user and key id.
+    pub async fn upload_signatures(
+        &self,
+        session: &Session,
+        signed: BTreeMap<OwnedUserId, BTreeMap<String, Value>>,
+    ) -> Result<BTreeMap<String, BTreeMap<String, Value>>> {
+        let me = session.user_id.as_str();
+        let my_cross = self.db.cross_signing_keys_of(me.to_owned()).await?;
+        // The keys `me` may sign with: my cross-signing keys and this device's key.
+        let mut signer_keys: Vec<(String, String)> = Vec::new();
+        for (_, json) in &my_cross {
+            let value: Value = serde_json::from_str(json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if let Some(keys) = value.get("keys").and_then(Value::as_object) {
+                for (id, key) in keys {
+                    if let Some(key) = key.as_str() {
+                        signer_keys.push((id.clone(), key.to_owned()));
+                    }
+                }
+            }
+        }
+        for (device, json) in self.db.device_keys_of(me.to_owned()).await? {
+            if device != session.device_id.as_str() {
+                continue;
+            }
+            let value: Value = serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let id = format!("ed25519:{device}");
+            if let Some(key) = value.get("keys").and_then(|k| k.get(&id)).and_then(Value::as_str) {
+                signer_keys.push((id, key.to_owned()));
+            }
+        }
+        let mut failures: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut fail = |user: &str, key: &str, code: &str, msg: &str| {
+            failures.entry(user.to_owned()).or_default().insert(key.to_owned(), json!({"errcode": code, "error": msg}));
+        };
+        for (user, objects) in signed {
+            for (key_id, object) in objects {
+                // Every signature by `me` on the object must verify with one of my keys.
+                let Some(sigs) = object.get("signatures").and_then(|s| s.get(me)).and_then(Value::as_object) else {
+                    fail(user.as_str(), &key_id, "M_INVALID_SIGNATURE", "no signature by the uploader");
+                    continue;
+                };
+                let mut ok = !sigs.is_empty();
+                for sig_key in sigs.keys() {
+                    let Some((_, public)) = signer_keys.iter().find(|(id, _)| id == sig_key) else {
+                        ok = false;
+                        break;
+                    };
+                    if verify_signature(&object, me, sig_key, public).is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                if !ok {
+                    fail(user.as_str(), &key_id, "M_INVALID_SIGNATURE", "a signature does not verify");
+                    continue;
+                }
+                match self.merge_signatures(&user, &key_id, &object, me).await? {
+                    true => {}
+                    false => fail(user.as_str(), &key_id, "M_NOT_FOUND", "no such key"),
+                }
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Adds `signer`'s signatures from `object` to the stored key `key_id`
+    /// of `user` (a device id, or a cross-signing public key).
+    async fn merge_signatures(&self, user: &OwnedUserId, key_id: &str, object: &Value, signer: &str) -> Result<bool> {
+        let new_sigs = object.get("signatures").and_then(|s| s.get(signer)).cloned().unwrap_or_default();
+        let merge = |json: &str| -> Result<String> {
+            let mut stored = parse_object(json)?;
+            let sigs = stored.entry("signatures").or_insert_with(|| json!({}));
+            let entry = sigs.as_object_mut().map(|m| m.entry(signer.to_owned()).or_insert_with(|| json!({})));
+            if let (Some(Value::Object(entry)), Value::Object(new)) = (entry, new_sigs.clone()) {
+                entry.extend(new);
+            }
+            serde_json::to_string(&stored).map_err(|e| E2eeError::BadJson(e.to_string()))
+        };
+        for (device, json) in self.db.device_keys_of(user.to_string()).await? {
+            if device == key_id {
+                let pos = self.db.replace_device_keys(user.to_string(), device, merge(&json)?).await?;
+                self.announce_device_change(user, pos).await?;
+                return Ok(true);
+            }
+        }
+        for (kind, json) in self.db.cross_signing_keys_of(user.to_string()).await? {
+            let value: Value = serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let matches = value
+                .get("keys")
+                .and_then(Value::as_object)
+                .is_some_and(|k| k.values().any(|v| v.as_str() == Some(key_id)));
+            if matches {
+                let pos = self.db.set_cross_signing_keys(user.to_string(), vec![(kind, merge(&json)?)]).await?;
+                self.announce_device_change(user, pos).await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `/sendToDevice`: queues messages (idempotent per transaction id) and
+    /// wakes the recipients.
+    pub async fn send_to_device(&self, session: &Session, txn_id: &str, messages: Vec<OutgoingToDevice>) -> Result<()> {
+        for (user, ..) in &messages {
+            let user = UserId::parse(user.as_str()).map_err(|e| E2eeError::BadJson(e.to_string()))?;
+            if user.server_name() != self.config.server.server_name {
+                return Err(E2eeError::Forbidden("to-device messages to other servers need federation".into()));
+            }
+        }
+        let queued = self
+            .db
+            .queue_to_device(session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned(), messages)
+            .await?;
+        if let Some((pos, recipients)) = queued {
+            let recipients: Vec<OwnedUserId> =
+                recipients.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+            self.notifier.misc_committed(pos, recipients.iter().map(|u| u.as_ref()));
+        }
+        Ok(())
+    }
+}
+
+/// Checks one-time or fallback keys: `<algorithm>:<id>` names, and signed
+/// keys carrying a valid signature by the device.
+fn check_one_time_keys(
+    user: &str,
+    device: &str,
+    signing_key: Option<&str>,
+    keys: &BTreeMap<String, Value>,
+) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for (key_id, key) in keys {
+        let Some((algorithm, _)) = key_id.split_once(':') else {
+            return Err(E2eeError::InvalidKeys(format!("one-time key id {key_id} has no algorithm")));
+        };
+        if !["curve25519", "signed_curve25519"].contains(&algorithm) {
+            return Err(E2eeError::InvalidKeys(format!("unknown one-time key algorithm {algorithm}")));
+        }
+        if algorithm == "signed_curve25519" {
+            if !key.is_object() || key.get("key").and_then(Value::as_str).is_none() {
+                return Err(E2eeError::BadJson(format!("signed key {key_id} must be an object with a key")));
+            }
+            if let Some(public) = signing_key {
+                verify_signature(key, user, &format!("ed25519:{device}"), public)?;
+            }
+        } else if !key.is_string() {
+            return Err(E2eeError::BadJson(format!("key {key_id} must be a string")));
+        }
+        out.push((
+            algorithm.to_owned(),
+            key_id.clone(),
+            serde_json::to_string(key).map_err(|e| E2eeError::BadJson(e.to_string()))?,
+        ));
+    }
+    Ok(out)
+}
