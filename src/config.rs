@@ -17,7 +17,32 @@ pub struct Config {
     pub storage: StorageConfig,
     pub rate_limits: RateLimitsConfig,
     pub presence: PresenceConfig,
+    pub rooms: RoomsConfig,
     pub logging: LoggingConfig,
+}
+
+/// Which new rooms get `m.room.encryption` in their initial state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptByDefault {
+    /// Only rooms whose creator asks for it.
+    Off,
+    /// Private chats (the `private_chat` and `trusted_private_chat` presets).
+    Private,
+    /// Every new room.
+    All,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    pub encrypt_by_default: EncryptByDefault,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self { encrypt_by_default: EncryptByDefault::Off }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

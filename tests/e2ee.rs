@@ -391,3 +391,37 @@ async fn key_backup_keeps_the_better_session() {
     assert_eq!(wrong["errcode"], "M_WRONG_ROOM_KEYS_VERSION");
     assert_eq!(wrong["current_version"], newer["version"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_chats_can_be_encrypted_by_default() {
+    let server =
+        TestServer::start_with(|c| c.rooms.encrypt_by_default = plexus::config::EncryptByDefault::Private).await;
+    let alice = server.register("alice").await;
+    let private = server.create_room(&alice.access_token, json!({"preset": "private_chat"})).await;
+    let (status, encryption) = server.get_state(&alice.access_token, &private, "m.room.encryption", "").await;
+    assert_eq!((status, encryption["algorithm"].as_str()), (200, Some("m.megolm.v1.aes-sha2")));
+    let public = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    assert_eq!(server.get_state(&alice.access_token, &public, "m.room.encryption", "").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn former_room_mates_are_listed_as_left() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let first = server.get("/_matrix/client/v3/sync?timeout=0", Some(&alice.access_token)).await.1;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    server.join(&bob.access_token, &room).await;
+    let joined =
+        server.get(&format!("/_matrix/client/v3/sync?timeout=0&since={since}"), Some(&alice.access_token)).await.1;
+    assert!(
+        joined["device_lists"]["changed"].as_array().unwrap().iter().any(|u| u == bob.user_id.as_str()),
+        "{joined}"
+    );
+    let since = joined["next_batch"].as_str().unwrap().to_owned();
+    server.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    let left =
+        server.get(&format!("/_matrix/client/v3/sync?timeout=0&since={since}"), Some(&alice.access_token)).await.1;
+    assert!(left["device_lists"]["left"].as_array().unwrap().iter().any(|u| u == bob.user_id.as_str()), "{left}");
+}

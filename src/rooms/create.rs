@@ -153,6 +153,16 @@ impl Rooms {
             }
             self.append_local(&room_id, creator, EventDraft::state(kind, "", content), None).await?;
         }
+        let encrypt = match self.config.rooms.encrypt_by_default {
+            crate::config::EncryptByDefault::Off => false,
+            crate::config::EncryptByDefault::Private => preset != Preset::PublicChat,
+            crate::config::EncryptByDefault::All => true,
+        };
+        if encrypt && !req.initial_state.iter().any(|(k, _, _)| *k == StateEventType::RoomEncryption) {
+            let content = json!({"algorithm": "m.megolm.v1.aes-sha2"});
+            self.append_local(&room_id, creator, EventDraft::state(StateEventType::RoomEncryption, "", content), None)
+                .await?;
+        }
         for (kind, key, content) in &req.initial_state {
             self.append_local(&room_id, creator, EventDraft::state(kind.clone(), key.clone(), content.clone()), None)
                 .await?;

@@ -212,8 +212,23 @@ async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response) -> Result<(), Syn
         response.to_device.events.push(raw(json!({"sender": msg.sender, "type": msg.kind, "content": content})));
     }
     if let Some(since) = ctx.since {
-        let changed = db.device_list_changes(user.clone(), since.misc, ctx.now.misc).await?;
+        let mut changed: std::collections::BTreeSet<String> =
+            db.device_list_changes(user.clone(), since.misc, ctx.now.misc).await?.into_iter().collect();
+        // New room-mates' devices are news too; former room-mates are `left`.
+        let shared: HashSet<String> = db.users_sharing_rooms(user.clone()).await?.into_iter().collect();
+        let mut left = std::collections::BTreeSet::new();
+        for (other, membership) in db.membership_changes_seen_by(user.clone(), since.events, ctx.now.events).await? {
+            if other == user {
+                continue;
+            }
+            if membership == "join" && shared.contains(&other) {
+                changed.insert(other);
+            } else if membership != "join" && !shared.contains(&other) {
+                left.insert(other);
+            }
+        }
         response.device_lists.changed = changed.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        response.device_lists.left = left.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
     }
     for (algorithm, count) in db.one_time_key_counts(user.clone(), device.clone()).await? {
         response
