@@ -18,7 +18,33 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub presence: PresenceConfig,
     pub rooms: RoomsConfig,
+    pub media: MediaConfig,
     pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// The legacy unauthenticated `/_matrix/media/v3/download` and
+    /// `/thumbnail` endpoints serve only media uploaded before this time
+    /// (Unix milliseconds), as spec v1.11 recommends ("freezing"); 0 turns
+    /// them off entirely.
+    pub legacy_unauthenticated_before_ms: i64,
+    /// Asynchronous uploads (`/media/v1/create`) a user may hold unused.
+    pub max_pending_uploads: i64,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            // 2024-09-01, when authenticated media shipped in the spec.
+            legacy_unauthenticated_before_ms: 1_725_148_800_000,
+            max_pending_uploads: 10,
+        }
+    }
 }
 
 /// Which new rooms get `m.room.encryption` in their initial state.
@@ -148,6 +174,8 @@ pub struct RateLimitsConfig {
     pub invite: RateLimit,
     /// Rooms created (and upgraded), per user.
     pub room_creation: RateLimit,
+    /// Media uploads, per user.
+    pub media_upload: RateLimit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +226,7 @@ impl Default for RateLimitsConfig {
             join: RateLimit { per_second: 0.5, burst: 10 },
             invite: RateLimit { per_second: 0.5, burst: 10 },
             room_creation: RateLimit { per_second: 0.2, burst: 5 },
+            media_upload: RateLimit { per_second: 1.0, burst: 10 },
         }
     }
 }
@@ -275,6 +304,7 @@ impl Config {
             ("rate_limits.join", limits.join),
             ("rate_limits.invite", limits.invite),
             ("rate_limits.room_creation", limits.room_creation),
+            ("rate_limits.media_upload", limits.media_upload),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {

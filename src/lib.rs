@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod e2ee;
 pub mod http;
+pub mod media;
 pub mod rooms;
 pub mod server_key;
 pub mod storage;
@@ -21,8 +22,8 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    config::Config, e2ee::E2ee, http::rate_limit::RateLimiters, rooms::Rooms, server_key::ServerKey, storage::Db,
-    streams::Streams, sync::notifier::Notifier, users::Users,
+    config::Config, e2ee::E2ee, http::rate_limit::RateLimiters, media::Media, rooms::Rooms, server_key::ServerKey,
+    storage::Db, streams::Streams, sync::notifier::Notifier, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
@@ -34,6 +35,7 @@ pub struct Services {
     pub rooms: Arc<Rooms>,
     pub streams: Streams,
     pub e2ee: E2ee,
+    pub media: Media,
     pub notifier: Arc<Notifier>,
     pub rate_limits: RateLimiters,
 }
@@ -72,6 +74,7 @@ impl Services {
             users: Users::new(db.clone(), config.clone()),
             streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
             e2ee: E2ee::new(db.clone(), config.clone(), notifier.clone()),
+            media: Media::new(db.clone(), config.clone()),
             rooms,
             notifier,
             rate_limits: RateLimiters::new(&config.rate_limits),

@@ -10,6 +10,7 @@ mod discovery;
 pub mod events;
 mod filter;
 mod keys;
+mod media;
 mod membership;
 mod message;
 mod presence;
@@ -48,5 +49,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
     let router = to_device::routes(router);
     let router = backup::routes(router);
+    let router = media::routes(router);
     account_data::routes(router)
 }

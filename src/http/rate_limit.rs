@@ -47,6 +47,7 @@ pub struct RateLimiters {
     pub join: Limiter<OwnedUserId>,
     pub invite: Limiter<OwnedUserId>,
     pub room_creation: Limiter<OwnedUserId>,
+    pub media_upload: Limiter<OwnedUserId>,
 }
 
 impl RateLimiters {
@@ -58,6 +59,7 @@ impl RateLimiters {
             join: Limiter::new(config.enabled, config.join),
             invite: Limiter::new(config.enabled, config.invite),
             room_creation: Limiter::new(config.enabled, config.room_creation),
+            media_upload: Limiter::new(config.enabled, config.media_upload),
         }
     }
 }

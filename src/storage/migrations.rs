@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_rooms.sql"),
     include_str!("migrations/0003_streams.sql"),
     include_str!("migrations/0004_e2ee.sql"),
+    include_str!("migrations/0005_media.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

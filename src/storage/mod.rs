@@ -8,6 +8,7 @@
 //! module with typed functions; callers never see SQL.
 
 pub mod e2ee;
+pub mod media;
 mod migrations;
 pub mod rooms;
 pub mod server_meta;

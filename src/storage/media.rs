@@ -1,0 +1,140 @@
+//! Media metadata. The bytes live on disk under the media directory,
+//! named by their SHA-256; this table maps media ids to them.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Db, Result, now_ms};
+
+#[derive(Debug, Clone)]
+pub struct MediaRecord {
+    pub media_id: String,
+    pub user_id: String,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    /// `None` while an asynchronous upload has not arrived.
+    pub sha256: Option<String>,
+    pub created_ts: i64,
+    pub expires_ts: Option<i64>,
+}
+
+/// What the content of a media id is set to.
+#[derive(Debug, Clone)]
+pub struct MediaContent {
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    Done,
+    NotFound,
+    NotOwner,
+    AlreadyUploaded,
+    Expired,
+}
+
+impl Db {
+    pub async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO media (media_id, user_id, content_type, filename, size, sha256, created_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    media_id,
+                    user_id,
+                    content.content_type,
+                    content.filename,
+                    content.size,
+                    content.sha256,
+                    now_ms()
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Reserves a media id for an asynchronous upload.
+    pub async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO media (media_id, user_id, created_ts, expires_ts) VALUES (?1, ?2, ?3, ?4)",
+                params![media_id, user_id, now_ms(), expires_ts],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Unused reservations a user holds (to bound them).
+    pub async fn pending_media_count(&self, user_id: String) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM media WHERE user_id = ?1 AND sha256 IS NULL AND expires_ts > ?2",
+                params![user_id, now_ms()],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Fills a reserved media id, once, by its owner, before it expires.
+    pub async fn complete_media(
+        &self,
+        media_id: String,
+        user_id: String,
+        content: MediaContent,
+    ) -> Result<CompleteOutcome> {
+        self.write(move |c| {
+            let row: Option<(String, Option<String>, Option<i64>)> = c
+                .query_row("SELECT user_id, sha256, expires_ts FROM media WHERE media_id = ?1", [&media_id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((owner, sha, expires)) = row else { return Ok(CompleteOutcome::NotFound) };
+            if owner != user_id {
+                return Ok(CompleteOutcome::NotOwner);
+            }
+            if sha.is_some() {
+                return Ok(CompleteOutcome::AlreadyUploaded);
+            }
+            if expires.is_some_and(|e| e <= now_ms()) {
+                return Ok(CompleteOutcome::Expired);
+            }
+            c.execute(
+                "UPDATE media SET content_type = ?2, filename = ?3, size = ?4, sha256 = ?5, expires_ts = NULL
+                 WHERE media_id = ?1",
+                params![media_id, content.content_type, content.filename, content.size, content.sha256],
+            )?;
+            Ok(CompleteOutcome::Done)
+        })
+        .await
+    }
+
+    pub async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT media_id, user_id, content_type, filename, size, sha256, created_ts, expires_ts
+                 FROM media WHERE media_id = ?1",
+                [&media_id],
+                |r| {
+                    Ok(MediaRecord {
+                        media_id: r.get(0)?,
+                        user_id: r.get(1)?,
+                        content_type: r.get(2)?,
+                        filename: r.get(3)?,
+                        size: r.get(4)?,
+                        sha256: r.get(5)?,
+                        created_ts: r.get(6)?,
+                        expires_ts: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+}
