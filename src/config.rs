@@ -34,6 +34,12 @@ pub struct MediaConfig {
     pub legacy_unauthenticated_before_ms: i64,
     /// Asynchronous uploads (`/media/v1/create`) a user may hold unused.
     pub max_pending_uploads: i64,
+    /// Serve `/preview_url`. Off by default: it makes the server fetch URLs
+    /// that clients choose.
+    pub url_preview: bool,
+    /// Internal address ranges (CIDR) previews may still reach; by default
+    /// loopback, private and link-local addresses are refused.
+    pub url_preview_allowed_ranges: Vec<String>,
 }
 
 impl Default for MediaConfig {
@@ -43,6 +49,8 @@ impl Default for MediaConfig {
             // 2024-09-01, when authenticated media shipped in the spec.
             legacy_unauthenticated_before_ms: 1_725_148_800_000,
             max_pending_uploads: 10,
+            url_preview: false,
+            url_preview_allowed_ranges: Vec::new(),
         }
     }
 }
@@ -312,6 +320,9 @@ impl Config {
                     message: "per_second must be positive and burst at least 1".into(),
                 });
             }
+        }
+        if let Err(message) = crate::media::preview::parse_ranges(&self.media.url_preview_allowed_ranges) {
+            return Err(ConfigError::Invalid { key: "media.url_preview_allowed_ranges", message });
         }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return Err(ConfigError::Invalid {

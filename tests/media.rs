@@ -223,3 +223,72 @@ async fn matrix_sdk_uploads_and_downloads_media() {
     let downloaded = client.media().get_media_content(&request, false).await.expect("sdk download");
     assert_eq!(downloaded, data);
 }
+
+/// A tiny web server on loopback for previews to fetch.
+async fn web_server() -> String {
+    use axum::{Router, response::IntoResponse, routing::get};
+    let app = Router::new()
+        .route(
+            "/page",
+            get(|| async {
+                (
+                    [("content-type", "text/html; charset=utf-8")],
+                    r#"<html><head><title>Plain title</title><meta property="og:title" content="A fine page">
+                       <meta property="og:description" content="Worth a look"></head><body>hi</body></html>"#,
+                )
+                    .into_response()
+            }),
+        )
+        .route("/image.png", get(|| async { ([("content-type", "image/png")], png(16, 16)).into_response() }))
+        .route("/hop", get(|| async { axum::response::Redirect::temporary("/page") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_previews_are_off_by_default_and_refuse_internal_addresses() {
+    let site = web_server().await;
+    let preview = |server: &TestServer, user: &TestUser, url: String| {
+        let path = format!("/_matrix/client/v1/media/preview_url?url={}", common::enc(&url));
+        let token = user.access_token.clone();
+        let http = server.http.clone();
+        let full = server.url(&path);
+        async move {
+            let resp = http.get(full).bearer_auth(token).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let off = TestServer::start().await;
+    let alice = off.register("alice").await;
+    assert_error(&preview(&off, &alice, format!("{site}/page")).await, 403, "M_FORBIDDEN");
+
+    let guarded = TestServer::start_with(|c| c.media.url_preview = true).await;
+    let alice = guarded.register("alice").await;
+    let refused = preview(&guarded, &alice, format!("{site}/page")).await;
+    assert_error(&refused, 403, "M_FORBIDDEN");
+    assert!(refused.1["error"].as_str().unwrap().contains("address"), "{refused:?}");
+
+    let allowed = TestServer::start_with(|c| {
+        c.media.url_preview = true;
+        c.media.url_preview_allowed_ranges = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    let alice = allowed.register("alice").await;
+    let (status, page) = preview(&allowed, &alice, format!("{site}/page")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["og:title"], "A fine page");
+    assert_eq!(page["og:description"], "Worth a look");
+    let (_, hopped) = preview(&allowed, &alice, format!("{site}/hop")).await;
+    assert_eq!(hopped["og:title"], "A fine page", "redirects are followed");
+    let (status, image) = preview(&allowed, &alice, format!("{site}/image.png")).await;
+    assert_eq!(status, 200, "{image}");
+    let (srv, id) = mxc_parts(image["og:image"].as_str().unwrap());
+    let resp = get(&allowed, Some(&alice), &format!("/_matrix/client/v1/media/download/{srv}/{id}")).await;
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), png(16, 16), "the previewed image is stored as media");
+    let bad = preview(&allowed, &alice, "file:///etc/passwd".into()).await;
+    assert_error(&bad, 400, "M_INVALID_PARAM");
+}

@@ -35,7 +35,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .route("/_matrix/media/v3/upload/{server}/{media_id}", put(upload_reserved))
         .route("/_matrix/client/v1/media/download/{server}/{media_id}", get(download))
         .route("/_matrix/client/v1/media/download/{server}/{media_id}/{file_name}", get(download_named))
-        .route("/_matrix/client/v1/media/thumbnail/{server}/{media_id}", get(thumbnail));
+        .route("/_matrix/client/v1/media/thumbnail/{server}/{media_id}", get(thumbnail))
+        .route("/_matrix/client/v1/media/preview_url", get(preview_url))
+        .route("/_matrix/media/v3/preview_url", get(preview_url))
+        .route("/_matrix/media/r0/preview_url", get(preview_url));
     let mut router = router;
     for version in ["v3", "r0"] {
         router = router
@@ -240,6 +243,25 @@ async fn legacy_download_named(
     Path((server, media_id, name)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     download_impl(&state, &server, &media_id, Some(&name), true).await
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    url: String,
+}
+
+async fn preview_url(
+    State(state): State<AppState>,
+    query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
+    parts: Parts,
+) -> Result<Response, ApiError> {
+    let session = authenticate(&state, &parts).await?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, ruma::api::error::ErrorKind::MissingParam, e.body_text())
+    })?;
+    state.rate_limits.media_upload.check(&session.user_id)?;
+    let preview = state.media.preview_url(&session.user_id, &query.url).await?;
+    Ok(axum::Json(preview).into_response())
 }
 
 #[derive(Deserialize)]

@@ -5,6 +5,7 @@
 //! servers' ids) will be fetched through the federation media endpoints;
 //! until then they are not found.
 
+pub mod preview;
 pub mod serve;
 pub mod thumbnail;
 
@@ -60,6 +61,8 @@ pub struct Media {
     db: Db,
     config: Arc<Config>,
     root: PathBuf,
+    /// Recent URL previews: URL -> (when, preview).
+    previews: quick_cache::sync::Cache<String, (std::time::Instant, serde_json::Value)>,
 }
 
 /// A stored file ready to serve.
@@ -78,7 +81,7 @@ pub fn valid_media_id(id: &str) -> bool {
 impl Media {
     pub fn new(db: Db, config: Arc<Config>) -> Self {
         let root = config.server.data_dir.join("media");
-        Self { db, config, root }
+        Self { db, config, root, previews: quick_cache::sync::Cache::new(1000) }
     }
 
     fn content_path(&self, sha256: &str) -> PathBuf {
