@@ -3,6 +3,24 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+
+/// Makes glibc serve allocations of 1 MiB and more straight from mmap, so
+/// they go back to the system when freed. Without this, glibc raises its
+/// mmap threshold after the first 19 MiB argon2 buffer is freed and then
+/// keeps every later one in per-thread arenas: measured +5 MB RSS per
+/// login, without bound (1.4 GB after 100 registrations; 20 MB with this).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator parameters; it is called once
+    // at start, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
 use plexus::{Server, Services, config::Config};
 
 #[derive(Parser)]
@@ -44,6 +62,7 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let config = match &cli.config {
         Some(path) => match Config::load(path) {

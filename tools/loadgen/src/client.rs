@@ -1,0 +1,197 @@
+//! A minimal Matrix client over reqwest: registration through the standard
+//! user-interactive flow, rooms, sends, and a sync loop (long-poll or the
+//! Plexus WebSocket extension) that reports when each event arrives.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::{Cli, Transport};
+
+static TXN: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Clone)]
+pub struct User {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub token: String,
+}
+
+/// A unique prefix so that repeated runs against one server do not collide.
+pub fn run_prefix() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("lg{}", now % 100_000_000)
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().pool_max_idle_per_host(2048).build().expect("an HTTP client")
+}
+
+/// Registers `name` with the standard UIA flow (dummy or registration token).
+pub async fn register(cli: &Cli, http: &reqwest::Client, name: &str) -> anyhow::Result<User> {
+    let url = format!("{}/_matrix/client/v3/register", cli.base_url);
+    let body = json!({"username": name, "password": "load generator password", "inhibit_login": false});
+    let first: Value = http.post(&url).json(&body).send().await?.json().await?;
+    let session = first["session"].as_str().unwrap_or_default().to_owned();
+    let flows = first["flows"].to_string();
+    let auth = if flows.contains("m.login.registration_token") {
+        let token =
+            cli.registration_token.clone().context("the server wants a registration token (--registration-token)")?;
+        json!({"type": "m.login.registration_token", "token": token, "session": session})
+    } else {
+        json!({"type": "m.login.dummy", "session": session})
+    };
+    let mut body = body;
+    body["auth"] = auth;
+    let resp: Value = http.post(&url).json(&body).send().await?.json().await?;
+    // Some servers need a second stage (dummy after the token).
+    let resp = if resp.get("access_token").is_none() && resp["flows"].is_array() {
+        body["auth"] = json!({"type": "m.login.dummy", "session": session});
+        http.post(&url).json(&body).send().await?.json().await?
+    } else {
+        resp
+    };
+    let token = resp["access_token"].as_str().with_context(|| format!("registration of {name} failed: {resp}"))?;
+    Ok(User { http: http.clone(), base: cli.base_url.clone(), token: token.to_owned() })
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl User {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("{path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
+
+    pub async fn create_room(&self, public: bool) -> anyhow::Result<String> {
+        let body = if public { json!({"preset": "public_chat"}) } else { json!({}) };
+        let resp = self.call(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(body)).await?;
+        Ok(resp["room_id"].as_str().context("room_id")?.to_owned())
+    }
+
+    pub async fn join(&self, room: &str) -> anyhow::Result<()> {
+        self.call(reqwest::Method::POST, &format!("/_matrix/client/v3/join/{}", enc(room)), Some(json!({}))).await?;
+        Ok(())
+    }
+
+    /// Sends a text message; returns its event id.
+    pub async fn send(&self, room: &str, body: &str) -> anyhow::Result<String> {
+        let txn = format!("lg{}", TXN.fetch_add(1, Ordering::Relaxed));
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", enc(room));
+        let resp = self.call(reqwest::Method::PUT, &path, Some(json!({"msgtype": "m.text", "body": body}))).await?;
+        Ok(resp["event_id"].as_str().context("event_id")?.to_owned())
+    }
+
+    /// One `/sync` call.
+    pub async fn sync(&self, since: Option<&str>, timeout_ms: u64, filter: Option<&str>) -> anyhow::Result<Value> {
+        let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
+        if let Some(s) = since {
+            path.push_str(&format!("&since={s}"));
+        }
+        if let Some(f) = filter {
+            path.push_str(&format!("&filter={}", enc(f)));
+        }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    pub async fn messages(&self, room: &str, from: Option<&str>, limit: usize) -> anyhow::Result<Value> {
+        let mut path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}", enc(room));
+        if let Some(f) = from {
+            path.push_str(&format!("&from={f}"));
+        }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    /// Runs a sync loop from now on, reporting `(event_id, arrival)` of
+    /// every timeline event until `deadline`.
+    pub async fn watch(
+        &self,
+        transport: Transport,
+        deadline: Instant,
+    ) -> anyhow::Result<mpsc::UnboundedReceiver<(String, Instant)>> {
+        let first = self.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await?;
+        let since = first["next_batch"].as_str().context("next_batch")?.to_owned();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        match transport {
+            Transport::Longpoll => {
+                tokio::spawn(async move {
+                    let mut since = since;
+                    while Instant::now() < deadline {
+                        let Ok(resp) = me.sync(Some(&since), 30_000, None).await else { break };
+                        let now = Instant::now();
+                        report(&resp, now, &tx);
+                        if let Some(next) = resp["next_batch"].as_str() {
+                            since = next.to_owned();
+                        }
+                    }
+                });
+            }
+            Transport::Ws => {
+                let url = format!(
+                    "{}/_matrix/client/unstable/io.plexus.websocket/sync?since={since}&access_token={}",
+                    me.base.replace("http", "ws"),
+                    me.token
+                );
+                let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+                tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline.into(), socket.next()).await
+                        else {
+                            break;
+                        };
+                        let now = Instant::now();
+                        if let tokio_tungstenite::tungstenite::Message::Text(text) = message
+                            && let Ok(value) = serde_json::from_str::<Value>(&text)
+                        {
+                            report(&value, now, &tx);
+                        }
+                    }
+                });
+            }
+        }
+        Ok(rx)
+    }
+}
+
+fn report(sync: &Value, at: Instant, tx: &mpsc::UnboundedSender<(String, Instant)>) {
+    if let Some(rooms) = sync["rooms"]["join"].as_object() {
+        for room in rooms.values() {
+            for event in room["timeline"]["events"].as_array().into_iter().flatten() {
+                if let Some(id) = event["event_id"].as_str() {
+                    let _ = tx.send((id.to_owned(), at));
+                }
+            }
+        }
+    }
+}
+
+/// Reads a process's memory figures (kB) from /proc: `(VmRSS, VmHWM)`.
+pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
