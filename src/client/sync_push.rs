@@ -150,7 +150,11 @@ async fn websocket(
         }
     };
     let token = extract_access_token(&parts).ok().flatten().unwrap_or_default();
+    // Small buffers: most sockets sit idle, and tungstenite's defaults
+    // (128 KiB each way) made an idle socket cost ~100 KB of memory.
     ws.protocols(["m.json"])
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .max_message_size(MAX_INBOUND_FRAME)
         .max_frame_size(MAX_INBOUND_FRAME)
         .on_upgrade(move |socket| run_socket(state, socket, req, token))
