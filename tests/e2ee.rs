@@ -20,7 +20,7 @@ use matrix_sdk::{
     ruma::{
         api::client::room::create_room,
         events::{
-            AnySyncMessageLikeEvent, AnySyncTimelineEvent, InitialStateEvent,
+            InitialStateEvent,
             room::{
                 encryption::RoomEncryptionEventContent,
                 message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
@@ -54,22 +54,6 @@ fn spawn_sync(client: &Client) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let _ = client.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await;
     })
-}
-
-/// Decrypted message bodies in a `/messages` page, oldest first.
-fn decrypted_bodies(page: &matrix_sdk::room::Messages) -> Vec<String> {
-    let mut out: Vec<String> = page
-        .chunk
-        .iter()
-        .filter_map(|e| match e.raw().deserialize().ok()? {
-            AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(m)) => {
-                Some(m.as_original()?.content.body().to_owned())
-            }
-            _ => None,
-        })
-        .collect();
-    out.reverse();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +132,7 @@ async fn encrypted_messages_decrypt_and_history_restores_from_backup() {
     bob2.encryption().backups().download_room_keys_for_room(&room_id).await.expect("keys downloaded");
     let room2 = bob2.get_room(&room_id).expect("the new device knows the room");
     let page = room2.messages(MessagesOptions::backward()).await.expect("history");
-    assert_eq!(decrypted_bodies(&page), vec!["secret 1", "secret 2", "secret 3"]);
+    assert_eq!(common::page_bodies(&page), vec!["secret 1", "secret 2", "secret 3"]);
 
     alice_sync.abort();
     bob_sync.abort();

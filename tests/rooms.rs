@@ -11,7 +11,7 @@ use matrix_sdk::{
         OwnedRoomId,
         api::client::room::{Visibility, create_room},
         assign,
-        events::{AnySyncMessageLikeEvent, AnySyncTimelineEvent, room::message::RoomMessageEventContent},
+        events::room::message::RoomMessageEventContent,
     },
 };
 use serde_json::json;
@@ -21,22 +21,6 @@ async fn sdk_login(server: &TestServer, name: &str) -> matrix_sdk::Client {
     let client = server.sdk_client().await;
     client.matrix_auth().login_username(name, PASSWORD).await.expect("login");
     client
-}
-
-/// Bodies of the `m.room.message` events in a page, oldest first.
-fn bodies(messages: &matrix_sdk::room::Messages) -> Vec<String> {
-    let mut out: Vec<String> = messages
-        .chunk
-        .iter()
-        .filter_map(|e| match e.raw().deserialize().ok()? {
-            AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(m)) => {
-                Some(m.as_original()?.content.body().to_owned())
-            }
-            _ => None,
-        })
-        .collect();
-    out.reverse();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,7 +44,7 @@ async fn alice_and_bob_talk_in_a_private_room() {
 
     for client_room in [&room, &bob_room] {
         let page = client_room.messages(MessagesOptions::backward()).await.expect("messages");
-        assert_eq!(bodies(&page), vec!["Hello Bob", "Hello Alice"]);
+        assert_eq!(common::page_bodies(&page), vec!["Hello Bob", "Hello Alice"]);
     }
 
     // Name and topic are room state that both can read.

@@ -93,6 +93,16 @@ fn current_backup_version(c: &Connection, user_id: &str) -> Result<Option<i64>> 
     })?)
 }
 
+/// `(etag, number of keys)` of a backup version.
+fn etag_and_count(c: &Connection, user_id: &str, version: i64) -> Result<(i64, i64)> {
+    let etag: i64 = c.query_row(
+        "SELECT etag FROM backup_versions WHERE user_id = ?1 AND version = ?2",
+        params![user_id, version],
+        |r| r.get(0),
+    )?;
+    Ok((etag, backup_count(c, user_id, version)?))
+}
+
 fn backup_count(c: &Connection, user_id: &str, version: i64) -> Result<i64> {
     Ok(c.query_row(
         "SELECT COUNT(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2",
@@ -539,12 +549,7 @@ impl Db {
                     params![user_id, version],
                 )?;
             }
-            let etag: i64 = c.query_row(
-                "SELECT etag FROM backup_versions WHERE user_id = ?1 AND version = ?2",
-                params![user_id, version],
-                |r| r.get(0),
-            )?;
-            Ok(Ok((etag, backup_count(c, &user_id, version)?)))
+            Ok(Ok(etag_and_count(c, &user_id, version)?))
         })
         .await
     }
@@ -600,12 +605,7 @@ impl Db {
                 "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
                 params![user_id, version],
             )?;
-            let etag: i64 = c.query_row(
-                "SELECT etag FROM backup_versions WHERE user_id = ?1 AND version = ?2",
-                params![user_id, version],
-                |r| r.get(0),
-            )?;
-            Ok(Ok((etag, backup_count(c, &user_id, version)?)))
+            Ok(Ok(etag_and_count(c, &user_id, version)?))
         })
         .await
     }

@@ -231,3 +231,22 @@ fn rand_suffix() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Bodies of the `m.room.message` events of a matrix-sdk `/messages` page
+/// (newest first, as the server returns them), reordered oldest first.
+/// Encrypted events that the client decrypted count too.
+pub fn page_bodies(page: &matrix_sdk::room::Messages) -> Vec<String> {
+    use matrix_sdk::ruma::events::{AnySyncMessageLikeEvent, AnySyncTimelineEvent};
+    let mut out: Vec<String> = page
+        .chunk
+        .iter()
+        .filter_map(|e| match e.raw().deserialize().ok()? {
+            AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(m)) => {
+                Some(m.as_original()?.content.body().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    out.reverse();
+    out
+}
