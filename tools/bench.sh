@@ -55,6 +55,7 @@ level = "warn"
 CONF
     "$root/target/release/plexus" --config "$work/plexus/plexus.toml" > "$work/plexus/log" 2>&1 &
     plexus_pid=$!; pids+=("$plexus_pid")
+    sleep 0.5
     wait_up http://127.0.0.1:18600
 }
 
@@ -105,10 +106,6 @@ scenarios() { # label url pid is_plexus
     run "$label" "$url" "$pid" fanout --members "$fan_members" --rate 5 --messages "$fan_msgs"
     run "$label" "$url" "$pid" throughput --pairs 10 --in-flight 4 --seconds "$tp_secs"
     run "$label" "$url" "$pid" idle --connections "$idle_conns" --seconds "$idle_secs"
-    if [ "$plexus" = 1 ]; then
-        run "$label" "$url" "$pid" idle --connections "$idle_big" --seconds "$idle_secs"
-        run "$label" "$url" "$pid" ws idle --connections "$idle_big" --seconds "$idle_secs"
-    fi
     run "$label" "$url" "$pid" initial-sync --rooms "$is_rooms" --events "$is_events"
     run "$label" "$url" "$pid" join --members "$join_members"
 }
@@ -119,6 +116,17 @@ idle_rss_plexus=$(awk '/^VmRSS/ {print $2}' /proc/$plexus_pid/status)
 scenarios plexus http://127.0.0.1:18600 "$plexus_pid" 1
 peak_plexus=$(awk '/^VmHWM/ {print $2}' /proc/$plexus_pid/status)
 kill "$plexus_pid"
+# Memory per held sync is measured on a fresh server each time: memory freed
+# by an earlier run is reused and would hide the cost.
+for transport in longpoll ws; do
+    start_plexus
+    if [ "$transport" = ws ]; then
+        run plexus http://127.0.0.1:18600 "$plexus_pid" ws idle --connections "$idle_big" --seconds "$idle_secs"
+    else
+        run plexus http://127.0.0.1:18600 "$plexus_pid" idle --connections "$idle_big" --seconds "$idle_secs"
+    fi
+    kill "$plexus_pid"; wait "$plexus_pid" 2>/dev/null || true
+done
 
 echo "== synapse $synapse_version"
 start_synapse
