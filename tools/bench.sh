@@ -115,7 +115,7 @@ start_plexus
 idle_rss_plexus=$(awk '/^VmRSS/ {print $2}' /proc/$plexus_pid/status)
 scenarios plexus http://127.0.0.1:18600 "$plexus_pid" 1
 peak_plexus=$(awk '/^VmHWM/ {print $2}' /proc/$plexus_pid/status)
-kill "$plexus_pid"
+kill "$plexus_pid"; wait "$plexus_pid" 2>/dev/null || true
 # Memory per held sync is measured on a fresh server each time: memory freed
 # by an earlier run is reused and would hide the cost.
 for transport in longpoll ws; do
@@ -133,7 +133,7 @@ start_synapse
 idle_rss_synapse=$(awk '/^VmRSS/ {print $2}' /proc/$synapse_pid/status)
 scenarios synapse http://127.0.0.1:18700 "$synapse_pid" 0
 peak_synapse=$(awk '/^VmHWM/ {print $2}' /proc/$synapse_pid/status)
-kill "$synapse_pid"
+kill "$synapse_pid"; wait "$synapse_pid" 2>/dev/null || true
 
 python3 - "$results" "$root/docs/performance.md" "$synapse_version" "$idle_rss_plexus" "$idle_rss_synapse" "$peak_plexus" "$peak_synapse" "$quick" <<'PY'
 import json, sys, platform, datetime, os, subprocess
