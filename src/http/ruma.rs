@@ -140,24 +140,41 @@ where
     }
 }
 
+/// How much of an oversized body is read and thrown away before answering
+/// 413, so that a client still sending it gets the answer rather than a
+/// connection reset. Bodies declared larger than this are refused at once.
+const DRAIN_LIMIT: usize = 4 * 1024 * 1024;
+
 /// Reads the whole body, refusing more than `limit` bytes with 413.
 pub async fn read_body(body: Body, parts: &http::request::Parts, limit: usize) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || ApiError::too_large(format!("the request body exceeds {limit} bytes"));
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ApiError::too_large(format!("the request body exceeds {limit} bytes")));
+    if declared.is_some_and(|n| n > limit.saturating_add(DRAIN_LIMIT)) {
+        return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::too_large(format!("the request body exceeds {limit} bytes"))
-        } else {
-            ApiError::bad_json(format!("cannot read the request body: {e}"))
+    let mut body = body;
+    let mut collected = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_json(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen > limit.saturating_add(DRAIN_LIMIT) {
+            return Err(too_large());
         }
-    })
+        if seen <= limit {
+            collected.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(collected.freeze())
 }
 
 fn request_error(e: FromHttpRequestError) -> ApiError {
