@@ -19,7 +19,59 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub rooms: RoomsConfig,
     pub media: MediaConfig,
+    pub federation: FederationConfig,
     pub logging: LoggingConfig,
+}
+
+/// The server-server API: talking to other homeservers over HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Federate at all. Off by default: it needs a certificate, a public
+    /// name and port 8448 (or delegation) reachable from other servers.
+    pub enabled: bool,
+    /// Addresses the federation listener (HTTPS) listens on.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain and private key for the federation listener.
+    /// `plexus tls self-signed` makes a pair for development.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Also answer federation requests on the client listeners, for a
+    /// deployment where a reverse proxy terminates TLS for both.
+    pub serve_on_client_listener: bool,
+    /// Check other servers' certificates. Turn off only in tests.
+    pub verify_tls: bool,
+    /// Extra PEM files of certificate authorities to trust for outbound
+    /// federation, on top of the system's roots.
+    pub extra_ca_files: Vec<PathBuf>,
+    /// Notary servers asked for keys a server cannot give itself.
+    pub trusted_key_servers: Vec<OwnedServerName>,
+    /// Never talk to these servers (inbound requests are refused too).
+    pub denied_servers: Vec<OwnedServerName>,
+    /// Address ranges (CIDR) outbound requests may reach even though they
+    /// are private; by default private, link-local and loopback addresses
+    /// are refused.
+    pub allowed_ranges: Vec<String>,
+    /// Let outbound requests reach loopback addresses (tests and local setups).
+    pub allow_loopback: bool,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 8448))],
+            tls_cert: None,
+            tls_key: None,
+            serve_on_client_listener: false,
+            verify_tls: true,
+            extra_ca_files: Vec::new(),
+            trusted_key_servers: Vec::new(),
+            denied_servers: Vec::new(),
+            allowed_ranges: Vec::new(),
+            allow_loopback: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -323,6 +375,17 @@ impl Config {
         }
         if let Err(message) = crate::media::preview::parse_ranges(&self.media.url_preview_allowed_ranges) {
             return Err(ConfigError::Invalid { key: "media.url_preview_allowed_ranges", message });
+        }
+        if let Err(message) = crate::media::preview::parse_ranges(&self.federation.allowed_ranges) {
+            return Err(ConfigError::Invalid { key: "federation.allowed_ranges", message });
+        }
+        let fed = &self.federation;
+        if fed.enabled && !fed.listen.is_empty() && (fed.tls_cert.is_none() || fed.tls_key.is_none()) {
+            return Err(ConfigError::Invalid {
+                key: "federation.tls_cert",
+                message: "the federation listener needs tls_cert and tls_key (`plexus tls self-signed` makes a pair)"
+                    .into(),
+            });
         }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return Err(ConfigError::Invalid {

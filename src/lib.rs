@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config;
 pub mod e2ee;
+pub mod federation;
 pub mod http;
 pub mod media;
 pub mod rooms;
@@ -22,8 +23,8 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
-    config::Config, e2ee::E2ee, http::rate_limit::RateLimiters, media::Media, rooms::Rooms, server_key::ServerKey,
-    storage::Db, streams::Streams, sync::notifier::Notifier, users::Users,
+    config::Config, e2ee::E2ee, federation::Federation, http::rate_limit::RateLimiters, media::Media, rooms::Rooms,
+    server_key::ServerKey, storage::Db, streams::Streams, sync::notifier::Notifier, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
@@ -38,6 +39,7 @@ pub struct Services {
     pub media: Media,
     pub notifier: Arc<Notifier>,
     pub rate_limits: RateLimiters,
+    pub federation: Arc<Federation>,
 }
 
 /// What handlers receive as axum state.
@@ -53,6 +55,8 @@ pub enum StartError {
     Storage(#[from] storage::StorageError),
     #[error("cannot prepare registration: {0}")]
     Users(#[from] users::UsersError),
+    #[error("cannot set up federation: {0}")]
+    Federation(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -70,7 +74,12 @@ impl Services {
         let notifier =
             Arc::new(Notifier::new(db.events_position().await?, db.misc_position().await?, storage::now_ms()));
         let rooms = Arc::new(Rooms::new(db.clone(), config.clone(), server_key.clone(), notifier.clone()));
+        let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone())
+            .map_err(StartError::Federation)?;
+        let sender = federation.sender.clone();
+        rooms.set_outbound(Arc::new(move |destinations| sender.wake(destinations)));
         Ok(Arc::new(Self {
+            federation,
             users: Users::new(db.clone(), config.clone()),
             streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
             e2ee: E2ee::new(db.clone(), config.clone(), notifier.clone()),
@@ -90,6 +99,8 @@ pub struct Server {
     pub services: AppState,
     /// The addresses actually bound (useful when a port was 0).
     pub addrs: Vec<SocketAddr>,
+    /// The federation listener's bound addresses.
+    pub federation_addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -132,7 +143,44 @@ impl Server {
             }));
             tracing::info!(%bound, server_name = %services.config.server.server_name, "listening for clients");
         }
-        Ok(Self { services, addrs, shutdown, tasks })
+        let mut federation_addrs = Vec::new();
+        if services.config.federation.enabled {
+            let fed = &services.config.federation;
+            services.federation.sender.start(&services.federation).await;
+            if let (Some(cert), Some(key)) = (&fed.tls_cert, &fed.tls_key) {
+                federation::tls::install_crypto_provider();
+                let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .map_err(|e| StartError::Federation(format!("cannot load the TLS certificate or key: {e}")))?;
+                for addr in &fed.listen {
+                    let listener = std::net::TcpListener::bind(addr)
+                        .map_err(|source| StartError::Listen { addr: *addr, source })?;
+                    listener.set_nonblocking(true).map_err(|source| StartError::Listen { addr: *addr, source })?;
+                    let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: *addr, source })?;
+                    federation_addrs.push(bound);
+                    let server = axum_server::from_tcp_rustls(listener, tls.clone())
+                        .map_err(|source| StartError::Listen { addr: *addr, source })?;
+                    let handle = axum_server::Handle::new();
+                    let app = http::federation_app(services.clone());
+                    let mut stop = shutdown.subscribe();
+                    let stopper = handle.clone();
+                    tokio::spawn(async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                        stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                    });
+                    tasks.push(tokio::spawn(async move {
+                        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                            SocketAddr,
+                        >(app);
+                        if let Err(e) = server.handle(handle).serve(service).await {
+                            tracing::error!(error = %e, "federation listener failed");
+                        }
+                    }));
+                    tracing::info!(%bound, "listening for federation (HTTPS)");
+                }
+            }
+        }
+        Ok(Self { services, addrs, federation_addrs, shutdown, tasks })
     }
 
     /// Resolves when any listener stops (it should not, unless it fails).

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use ruma::{
-    OwnedRoomId, RoomOrAliasId,
-    api::client::{
-        knock::knock_room,
-        membership::{
-            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-            joined_members, joined_rooms, kick_user, leave_room, unban_user,
+    OwnedRoomId, OwnedServerName, RoomOrAliasId,
+    api::{
+        client::{
+            knock::knock_room,
+            membership::{
+                ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+                joined_members, joined_rooms, kick_user, leave_room, unban_user,
+            },
         },
+        federation::query::get_room_information,
     },
     events::StateEventType,
 };
@@ -41,14 +44,55 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 async fn resolve(state: &AppState, target: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
+    Ok(resolve_with_servers(state, target).await?.0)
+}
+
+/// A room id, and for a remote alias the servers its server suggests.
+async fn resolve_with_servers(
+    state: &AppState,
+    target: &RoomOrAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>), ApiError> {
     match OwnedRoomId::try_from(target.as_str()) {
-        Ok(room_id) => Ok(room_id),
+        Ok(room_id) => Ok((room_id, Vec::new())),
         Err(_) => {
             let alias = ruma::OwnedRoomAliasId::try_from(target.as_str())
                 .map_err(|_| ApiError::invalid_param("not a room id or alias"))?;
-            Ok(state.rooms.resolve_alias(&alias).await?)
+            if alias.server_name() != state.config.server.server_name && state.federation.enabled() {
+                let answer = state
+                    .federation
+                    .request(alias.server_name(), get_room_information::v1::Request::new(alias.clone()))
+                    .await?;
+                return Ok((answer.room_id, answer.servers));
+            }
+            Ok((state.rooms.resolve_alias(&alias).await?, Vec::new()))
         }
     }
+}
+
+/// Joins locally when this server is in the room, else over federation
+/// through `via`, the alias's servers and the room id's server.
+async fn join_room(
+    state: &AppState,
+    room_id: &OwnedRoomId,
+    user: &ruma::OwnedUserId,
+    reason: Option<String>,
+    via: Vec<OwnedServerName>,
+) -> Result<(), ApiError> {
+    let own = &state.config.server.server_name;
+    let resident = state.rooms.knows_room(room_id).await?
+        && state.rooms.joined_members(room_id).await?.iter().any(|u| u.server_name() == own);
+    if resident || !state.federation.enabled() {
+        state.rooms.join(room_id, user, reason).await?;
+        return Ok(());
+    }
+    let mut servers = via;
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|s| seen.insert(s.clone()));
+    state.federation.join_remote(room_id, user, &servers).await?;
+    Ok(())
 }
 
 async fn join_by_id(
@@ -57,7 +101,7 @@ async fn join_by_id(
 ) -> Result<join_room_by_id::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    state.rooms.join(&req.body.room_id, &user, req.body.reason).await?;
+    join_room(&state, &req.body.room_id, &user, req.body.reason, Vec::new()).await?;
     Ok(join_room_by_id::v3::Response::new(req.body.room_id))
 }
 
@@ -67,8 +111,10 @@ async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    let room_id = resolve(&state, &req.body.room_id_or_alias).await?;
-    state.rooms.join(&room_id, &user, req.body.reason).await?;
+    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
+    let mut via = req.body.via;
+    via.append(&mut servers);
+    join_room(&state, &room_id, &user, req.body.reason, via).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

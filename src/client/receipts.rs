@@ -32,7 +32,10 @@ async fn receipt(
             if kind != "m.read" && kind != "m.read.private" {
                 return Err(ApiError::invalid_param(format!("unknown receipt type {kind}")));
             }
-            state.streams.set_receipt(&user, &body.room_id, &kind, &body.event_id, thread).await?;
+            state.streams.set_receipt(&user, &body.room_id, &kind, &body.event_id, thread.clone()).await?;
+            if kind == "m.read" {
+                state.federation.send_receipt(&body.room_id, &user, &body.event_id, thread.as_deref()).await;
+            }
         }
     }
     Ok(create_receipt::v3::Response::new())

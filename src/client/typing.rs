@@ -25,5 +25,6 @@ async fn set_typing(
         _ => None,
     };
     state.streams.typing.set(&req.body.room_id, &user, timeout).await?;
+    state.federation.send_typing(&req.body.room_id, &user, timeout.is_some()).await;
     Ok(create_typing_event::v3::Response::new())
 }

@@ -20,7 +20,7 @@ use tower_http::{
 
 pub use self::{
     error::ApiError,
-    ruma::{RouterExt, Ruma, RumaResponse, extract_access_token},
+    ruma::{RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error},
 };
 use crate::AppState;
 
@@ -29,7 +29,20 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The whole HTTP application: every API, with its cross-cutting layers.
 /// Trailing slashes are trimmed before routing, as Synapse tolerates them.
 pub fn app(state: AppState) -> NormalizePath<Router> {
-    let router = crate::client::routes(Router::new())
+    let mut router = crate::client::routes(Router::new());
+    if state.config.federation.serve_on_client_listener {
+        router = crate::federation::server::routes(router);
+    }
+    layered(router, state)
+}
+
+/// The federation listener's application: the server-server and key APIs.
+pub fn federation_app(state: AppState) -> NormalizePath<Router> {
+    layered(crate::federation::server::routes(Router::new()), state)
+}
+
+fn layered(router: Router<AppState>, state: AppState) -> NormalizePath<Router> {
+    let router = router
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

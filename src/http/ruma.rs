@@ -177,7 +177,7 @@ pub async fn read_body(body: Body, parts: &http::request::Parts, limit: usize) -
     Ok(collected.freeze())
 }
 
-fn request_error(e: FromHttpRequestError) -> ApiError {
+pub fn request_error(e: FromHttpRequestError) -> ApiError {
     match e {
         FromHttpRequestError::MethodMismatch { .. } => {
             ApiError::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -205,7 +205,7 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
     }
 }
 
-fn method_filter(method: &Method) -> MethodFilter {
+pub fn method_filter(method: &Method) -> MethodFilter {
     match *method {
         Method::GET => MethodFilter::GET,
         Method::POST => MethodFilter::POST,

@@ -17,7 +17,7 @@ use ruma::{
 use serde_json::{Value, value::to_raw_value};
 
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
-use crate::storage::rooms::{NewEvent, StateWrite, StoredState};
+use crate::storage::rooms::{CurrentStateWrite, NewEvent, StateWrite, StoredState};
 
 /// The largest PDU, as canonical JSON (spec: "Size limits").
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -80,7 +80,19 @@ impl Rooms {
             let id = OwnedEventId::try_from(existing).map_err(|e| RoomsError::Internal(e.to_string()))?;
             return self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
         }
-        let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
+        let (pdu, mut new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
+        // Every server with a member in the room gets the event, and the
+        // server of a remote user whose membership changes.
+        let mut send_to = self.remote_servers(head);
+        if let Some(target) = pdu.state_key().filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
+            && let Ok(target) = UserId::parse(target)
+            && self.config.federation.enabled
+            && target.server_name() != self.config.server.server_name
+            && !send_to.iter().any(|s| s == target.server_name())
+        {
+            send_to.push(target.server_name().to_owned());
+        }
+        new_event.send_to = send_to.iter().map(|s| s.to_string()).collect();
         let appended = self.db.append_event(new_event).await?;
         self.advance_head(head, &pdu);
         // Wake the members after the event, the target of a membership
@@ -91,6 +103,7 @@ impl Rooms {
             .and_then(|k| UserId::parse(k).ok());
         let wake = head.joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]);
         self.notifier.events_committed(appended.stream_ordering, wake);
+        self.wake_outbound(&send_to);
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
@@ -163,6 +176,8 @@ impl Rooms {
                 txn: None,
                 new_room: Some((version.to_string(), sender.to_string())),
                 redaction: None,
+                current_state: CurrentStateWrite::ThisEvent,
+                send_to: Vec::new(),
             })
             .await?;
         let mut pdu = pdu;
@@ -315,13 +330,15 @@ impl Rooms {
             txn: txn.map(|t| (sender.to_string(), t.device_id, t.txn_id)),
             new_room: None,
             redaction,
+            current_state: CurrentStateWrite::ThisEvent,
+            send_to: Vec::new(),
         };
         Ok((pdu, new_event))
     }
 
     /// Runs ruma's authorization rules against the event's auth events and
     /// the current state.
-    async fn check_auth(
+    pub(super) async fn check_auth(
         &self,
         pdu: &Pdu,
         head: &RoomHead,

@@ -192,7 +192,7 @@ impl Rooms {
     }
 
     /// `displayname` and `avatar_url` of a local user, for member events.
-    pub(super) async fn member_profile(&self, user: &OwnedUserId) -> Result<Value, RoomsError> {
+    pub async fn member_profile(&self, user: &OwnedUserId) -> Result<Value, RoomsError> {
         let profile = self.db.get_profile(user.clone()).await?;
         let mut out = Map::new();
         for field in ["displayname", "avatar_url"] {

@@ -9,6 +9,7 @@ mod create;
 pub mod directory;
 mod membership;
 pub mod pdu;
+mod remote;
 mod timeline;
 mod upgrade;
 pub mod versions;
@@ -29,6 +30,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoom,
+    remote::{RemoteOutcome, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };
 use crate::{
@@ -93,7 +95,12 @@ pub struct Rooms {
     heads: Mutex<HashMap<OwnedRoomId, HeadSlot>>,
     /// Parsed events by id (state events are read on every append).
     events: quick_cache::sync::Cache<OwnedEventId, Arc<Pdu>>,
+    /// Wakes the federation sender when PDUs are queued for other servers.
+    outbound: std::sync::OnceLock<OutboundWake>,
 }
+
+/// Called with the destinations that got PDUs queued.
+pub type OutboundWake = Arc<dyn Fn(&[ruma::OwnedServerName]) + Send + Sync>;
 
 impl Rooms {
     pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, notifier: Arc<Notifier>) -> Self {
@@ -104,6 +111,7 @@ impl Rooms {
             notifier,
             heads: Mutex::new(HashMap::new()),
             events: quick_cache::sync::Cache::new(20_000),
+            outbound: std::sync::OnceLock::new(),
         }
     }
 
@@ -198,6 +206,16 @@ impl Rooms {
             *head = self.load_head(room_id).await?;
         }
         head.as_ref().map(|h| h.state.clone()).ok_or_else(|| RoomsError::NotFound("unknown room".into()))
+    }
+
+    /// The room's forward extremities.
+    pub async fn forward_extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
+        let slot = self.head_slot(room_id);
+        let mut head = slot.lock().await;
+        if head.is_none() {
+            *head = self.load_head(room_id).await?;
+        }
+        head.as_ref().map(|h| h.extremities.clone()).ok_or_else(|| RoomsError::NotFound("unknown room".into()))
     }
 
     /// One state event of the current state, parsed.

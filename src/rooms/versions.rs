@@ -29,3 +29,24 @@ pub fn capability() -> RoomVersionsCapability {
     let available: BTreeMap<_, _> = SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
     RoomVersionsCapability::new(DEFAULT, available)
 }
+
+/// Room versions whose rooms on other servers can be joined and followed:
+/// those with state resolution v2 and event ids from reference hashes,
+/// which ruma's rule sets cover.
+pub const FOLLOWED: &[RoomVersionId] = &[
+    RoomVersionId::V3,
+    RoomVersionId::V4,
+    RoomVersionId::V5,
+    RoomVersionId::V6,
+    RoomVersionId::V7,
+    RoomVersionId::V8,
+    RoomVersionId::V9,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];
+
+/// Whether rooms of this version created elsewhere can be followed.
+pub fn can_follow(version: &RoomVersionId) -> bool {
+    FOLLOWED.contains(version)
+}

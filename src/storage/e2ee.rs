@@ -347,7 +347,7 @@ impl Db {
             let mut stmt = c.prepare_cached(
                 "SELECT e.state_key, json_extract(e.json, '$.content.membership') FROM events e
                  JOIN room_memberships mine ON mine.room_id = e.room_id AND mine.user_id = ?1
-                 WHERE e.type = 'm.room.member' AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+                 WHERE e.type = 'm.room.member' AND e.outlier = 0 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
                  UNION
                  SELECT other.user_id, 'leave' FROM room_memberships mine
                  JOIN room_memberships other ON other.room_id = mine.room_id

@@ -8,6 +8,7 @@
 //! module with typed functions; callers never see SQL.
 
 pub mod e2ee;
+pub mod federation;
 pub mod media;
 mod migrations;
 pub mod rooms;

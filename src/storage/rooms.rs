@@ -60,6 +60,41 @@ pub struct NewEvent {
     pub new_room: Option<(String, String)>,
     /// A redaction rewrites its target: `(target_event_id, redacted_json)`.
     pub redaction: Option<(String, String)>,
+    /// How the room's current state changes.
+    pub current_state: CurrentStateWrite,
+    /// Other servers to send this PDU to (queued in the same transaction).
+    pub send_to: Vec<String>,
+}
+
+/// What an appended event does to the room's current state.
+#[derive(Debug, Clone, Default)]
+pub enum CurrentStateWrite {
+    /// A state event becomes current for its key (local events, and remote
+    /// events that extend the only forward extremity).
+    #[default]
+    ThisEvent,
+    /// The current state becomes this map (after state resolution, or when
+    /// joining a room over federation); memberships follow it.
+    Replace(StoredState),
+    /// Nothing changes (a soft-failed event).
+    Unchanged,
+}
+
+/// An event stored only for its content: the state and auth chain of a
+/// room joined over federation, or an event that failed the auth rules.
+/// Outliers never appear in timelines.
+#[derive(Debug, Clone)]
+pub struct Outlier {
+    pub event_id: String,
+    pub room_id: String,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub json: String,
+    pub auth_events: Vec<String>,
+    pub rejected: bool,
 }
 
 /// What an append produced.
@@ -104,7 +139,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
 fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     if let Some((version, creator)) = &e.new_room {
         c.execute(
-            "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
             params![e.room_id, version, creator, now_ms()],
         )?;
     }
@@ -137,6 +172,9 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
             group
         }
     };
+    // An event known as an outlier (fetched as part of a room's state)
+    // becomes part of the timeline now.
+    c.execute("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
     c.execute(
         "INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json,
                              state_group, replaces_state)
@@ -174,13 +212,32 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
             ext.execute(params![e.room_id, id])?;
         }
     }
-    if let Some(key) = &e.state_key {
-        c.execute(
-            "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
-            params![e.room_id, e.kind, key, e.event_id],
-        )?;
-        c.execute("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
+    match &e.current_state {
+        CurrentStateWrite::ThisEvent => {
+            if let Some(key) = &e.state_key {
+                c.execute(
+                    "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
+                    params![e.room_id, e.kind, key, e.event_id],
+                )?;
+                c.execute(
+                    "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
+                    params![e.room_id, state_group],
+                )?;
+            }
+        }
+        CurrentStateWrite::Replace(state) => {
+            replace_current_state(c, &e.room_id, state, stream_ordering)?;
+            c.execute("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
+        }
+        CurrentStateWrite::Unchanged => {}
+    }
+    if !e.send_to.is_empty() {
+        let mut queue =
+            c.prepare_cached("INSERT INTO federation_queue (destination, kind, json) VALUES (?1, 'pdu', ?2)")?;
+        for destination in &e.send_to {
+            queue.execute(params![destination, e.json])?;
+        }
     }
     if let Some((user, membership)) = &e.membership {
         c.execute(
@@ -206,7 +263,103 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     Ok(Appended { stream_ordering, state_group })
 }
 
+/// Makes `state` the room's current state; memberships follow the member
+/// events that changed.
+fn replace_current_state(c: &Connection, room_id: &str, state: &StoredState, stream_ordering: i64) -> Result<()> {
+    let mut old: StoredState = HashMap::new();
+    {
+        let mut stmt = c.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
+        for row in stmt.query_map([room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))? {
+            let (key, id): ((String, String), String) = row?;
+            old.insert(key, id);
+        }
+    }
+    c.execute("DELETE FROM current_state WHERE room_id = ?1", [room_id])?;
+    let mut insert =
+        c.prepare_cached("INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut member = c.prepare_cached(
+        "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+         SELECT ?1, ?2, json_extract(json, '$.content.membership'), event_id, ?4, 0 FROM events WHERE event_id = ?3
+         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+             event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
+    )?;
+    for ((kind, key), id) in state {
+        insert.execute(params![room_id, kind, key, id])?;
+        if kind == "m.room.member" && old.get(&(kind.clone(), key.clone())) != Some(id) {
+            member.execute(params![room_id, key, id, stream_ordering])?;
+        }
+    }
+    Ok(())
+}
+
 impl Db {
+    /// Stores events that are not part of the timeline (see `Outlier`).
+    /// Events already stored are left as they are.
+    pub async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()> {
+        self.write(move |c| {
+            let mut insert = c.prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
+                                               json, state_group, outlier, rejected)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1, ?9)",
+            )?;
+            let mut auth =
+                c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
+            for e in &events {
+                insert.execute(params![
+                    e.event_id,
+                    e.room_id,
+                    e.kind,
+                    e.state_key,
+                    e.sender,
+                    e.origin_server_ts,
+                    e.depth,
+                    e.json,
+                    e.rejected
+                ])?;
+                for id in &e.auth_events {
+                    auth.execute(params![e.event_id, id])?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether an event is stored, and if so whether only as an outlier.
+    pub async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
+        self.read(move |c| {
+            Ok(c.query_row("SELECT outlier FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).optional()?)
+        })
+        .await
+    }
+
+    /// The auth chain of events: every event reachable through auth_events,
+    /// the starting events themselves excluded.
+    pub async fn auth_chain(&self, event_ids: Vec<String>) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let starts = serde_json::to_string(&event_ids).map_err(|e| super::StorageError::Corrupt(e.to_string()))?;
+            let mut stmt = c.prepare_cached(
+                "WITH RECURSIVE chain(id) AS (
+                     SELECT a.auth_event_id FROM event_auth a WHERE a.event_id IN (SELECT value FROM json_each(?1))
+                     UNION
+                     SELECT a.auth_event_id FROM event_auth a JOIN chain ON a.event_id = chain.id
+                 )
+                 SELECT id FROM chain",
+            )?;
+            Ok(stmt.query_map([starts], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
+    /// The auth events of an event, as stored.
+    pub async fn auth_event_ids(&self, event_id: String) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT auth_event_id FROM event_auth WHERE event_id = ?1")?;
+            Ok(stmt.query_map([&event_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .await
+    }
+
     /// Stores one event and everything it changes, atomically.
     pub async fn append_event(&self, event: NewEvent) -> Result<Appended> {
         self.write(move |c| append(c, &event)).await

@@ -161,7 +161,7 @@ impl Db {
     pub async fn count_unread(&self, room_id: String, user_id: String, after: i64) -> Result<i64> {
         self.read(move |c| {
             Ok(c.query_row(
-                "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2
+                "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2 AND outlier = 0
                  AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
                 params![room_id, user_id, after],
                 |r| r.get(0),
@@ -262,7 +262,7 @@ impl Db {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT room_id, MAX(stream_ordering) FROM events
-                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2 GROUP BY room_id",
+                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2 AND outlier = 0 GROUP BY room_id",
             )?;
             let rows = stmt.query_map(params![since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

@@ -1,0 +1,95 @@
+//! Ephemeral data units between servers: typing notices and read receipts
+//! of users in shared rooms, in both directions.
+
+use std::time::Duration;
+
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId};
+use serde_json::{Value, json};
+
+use super::Federation;
+use crate::AppState;
+
+/// How long a remote typing notice lasts unless renewed (Synapse uses 30 s).
+const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Federation {
+    /// Tells the other servers in the room that a local user (stopped) typing.
+    pub async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) {
+        let edu = json!({
+            "edu_type": "m.typing",
+            "content": { "room_id": room_id, "user_id": user, "typing": typing },
+        });
+        self.send_to_room(room_id, edu).await;
+    }
+
+    /// Sends a local user's public read receipt to the other servers in the room.
+    pub async fn send_receipt(&self, room_id: &RoomId, user: &UserId, event_id: &OwnedEventId, thread: Option<&str>) {
+        let mut data = json!({ "ts": ruma::MilliSecondsSinceUnixEpoch::now() });
+        if let Some(thread) = thread {
+            data["thread_id"] = Value::String(thread.to_owned());
+        }
+        let edu = json!({
+            "edu_type": "m.receipt",
+            "content": { room_id.as_str(): { "m.read": { user.as_str(): { "event_ids": [event_id], "data": data } } } },
+        });
+        self.send_to_room(room_id, edu).await;
+    }
+
+    async fn send_to_room(&self, room_id: &RoomId, edu: Value) {
+        if !self.enabled() {
+            return;
+        }
+        let servers = match self.room_servers(room_id).await {
+            Ok(servers) => servers,
+            Err(e) => {
+                tracing::warn!(%room_id, error = %e, "cannot find the servers of a room");
+                return;
+            }
+        };
+        let json = edu.to_string();
+        self.sender.send_edus(servers.into_iter().map(|s| (s, json.clone())).collect()).await;
+    }
+}
+
+/// Applies one EDU from `origin`. EDUs are best effort: what does not
+/// check out is dropped.
+pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
+    let content = edu.get("content").cloned().unwrap_or(Value::Null);
+    match edu.get("edu_type").and_then(Value::as_str) {
+        Some("m.typing") => {
+            let room = content.get("room_id").and_then(Value::as_str).and_then(|r| OwnedRoomId::try_from(r).ok());
+            let user = content.get("user_id").and_then(Value::as_str).and_then(|u| OwnedUserId::try_from(u).ok());
+            let (Some(room), Some(user)) = (room, user) else { return };
+            if user.server_name() != origin {
+                return;
+            }
+            let typing = content.get("typing").and_then(Value::as_bool).unwrap_or(false);
+            let timeout = typing.then_some(REMOTE_TYPING_TIMEOUT);
+            if let Err(e) = state.streams.typing.set(&room, &user, timeout).await {
+                tracing::debug!(%room, %user, error = %e, "dropped a typing EDU");
+            }
+        }
+        Some("m.receipt") => {
+            let Value::Object(rooms) = content else { return };
+            for (room, receipts) in rooms {
+                let Ok(room) = OwnedRoomId::try_from(room.as_str()) else { continue };
+                let Some(Value::Object(users)) = receipts.get("m.read") else { continue };
+                for (user, receipt) in users {
+                    let Ok(user) = OwnedUserId::try_from(user.as_str()) else { continue };
+                    if user.server_name() != origin {
+                        continue;
+                    }
+                    let thread = receipt.pointer("/data/thread_id").and_then(Value::as_str).map(str::to_owned);
+                    let Some(ids) = receipt.get("event_ids").and_then(Value::as_array) else { continue };
+                    for id in ids.iter().filter_map(Value::as_str).filter_map(|i| OwnedEventId::try_from(i).ok()) {
+                        if let Err(e) = state.streams.set_receipt(&user, &room, "m.read", &id, thread.clone()).await {
+                            tracing::debug!(%room, %user, error = %e, "dropped a receipt EDU");
+                        }
+                    }
+                }
+            }
+        }
+        Some(other) => tracing::debug!(%origin, edu_type = other, "ignored an EDU type"),
+        None => {}
+    }
+}

@@ -1,0 +1,165 @@
+//! Checks on receipt of a PDU (server-server API, "Checks performed on
+//! receipt of a PDU"): format, signatures of the servers that must have
+//! signed it, content hash (redacted when it does not match), then the
+//! missing auth and prev events fetched from the sender, and the room
+//! server's authorisation.
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName,
+    UInt,
+    api::federation::{authorization::get_event_authorization, event::get_missing_events},
+    canonical_json::{RedactedBecause, redact},
+    signatures::{Verified, required_server_signatures_to_verify_event, verify_event},
+};
+use serde_json::value::RawValue;
+
+use super::{FedError, Federation};
+use crate::rooms::{RemoteOutcome, VerifiedPdu};
+
+/// How many missing prev events are fetched for one incoming event.
+const MISSING_EVENTS_LIMIT: u32 = 20;
+
+/// The room id of a raw PDU.
+pub fn room_of(raw: &RawValue) -> Result<OwnedRoomId, FedError> {
+    #[derive(serde::Deserialize)]
+    struct RoomOnly {
+        room_id: OwnedRoomId,
+    }
+    serde_json::from_str::<RoomOnly>(raw.get())
+        .map(|r| r.room_id)
+        .map_err(|e| FedError::BadRequest(format!("the PDU has no valid room_id: {e}")))
+}
+
+impl Federation {
+    /// Format, signatures and hashes of a PDU in a room of `version`.
+    pub async fn verify_pdu(&self, version: &RoomVersionId, raw: &RawValue) -> Result<VerifiedPdu, FedError> {
+        let rules =
+            version.rules().ok_or_else(|| FedError::BadRequest(format!("unsupported room version {version}")))?;
+        let mut obj: CanonicalJsonObject =
+            serde_json::from_str(raw.get()).map_err(|e| FedError::BadRequest(format!("the PDU is not JSON: {e}")))?;
+        ruma::state_res::check_pdu_format(&obj, &rules.event_format).map_err(FedError::BadRequest)?;
+        let event_id = match obj.get("event_id") {
+            // Room versions 1 and 2 carry their event id.
+            Some(CanonicalJsonValue::String(id)) if rules.event_format.require_event_id => {
+                OwnedEventId::try_from(id.as_str()).map_err(|e| FedError::BadRequest(e.to_string()))?
+            }
+            _ => {
+                let hash = ruma::signatures::reference_hash(&obj, &rules)
+                    .map_err(|e| FedError::BadRequest(format!("cannot hash the PDU: {e}")))?;
+                OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::BadRequest(e.to_string()))?
+            }
+        };
+        let room_id = match obj.get("room_id") {
+            Some(CanonicalJsonValue::String(id)) => {
+                OwnedRoomId::try_from(id.as_str()).map_err(|e| FedError::BadRequest(e.to_string()))?
+            }
+            _ => return Err(FedError::BadRequest("the PDU has no room_id".into())),
+        };
+        let servers = required_server_signatures_to_verify_event(&obj, &rules.signatures)
+            .map_err(|e| FedError::BadRequest(e.to_string()))?;
+        let at_ms = match obj.get("origin_server_ts") {
+            Some(CanonicalJsonValue::Integer(ts)) if rules.enforce_key_validity => Some(i64::from(*ts)),
+            _ => None,
+        };
+        let keys = self.public_key_map(&obj, servers, at_ms).await?;
+        match verify_event(&keys, &obj, &rules) {
+            Ok(Verified::All) => {}
+            Ok(Verified::Signatures) => {
+                tracing::info!(%event_id, "content hash mismatch: keeping the redacted event");
+                obj = redact(obj, &rules.redaction, None::<RedactedBecause>)
+                    .map_err(|e| FedError::BadRequest(e.to_string()))?;
+            }
+            Err(e) => return Err(FedError::Unauthorized(format!("{event_id} does not verify: {e}"))),
+        }
+        // Unsigned data from the sender is not trusted.
+        obj.remove("unsigned");
+        Ok(VerifiedPdu::new(event_id, &room_id, &obj)?)
+    }
+
+    /// Handles one PDU of a transaction from `origin`.
+    pub async fn receive_pdu(&self, origin: &ServerName, raw: &RawValue) -> Result<OwnedEventId, FedError> {
+        let room_id = room_of(raw)?;
+        if !self.rooms.knows_room(&room_id).await? {
+            return Err(FedError::NotFound(format!("this server is not in {room_id}")));
+        }
+        let version = self.rooms.room_version(&room_id).await?;
+        let event = self.verify_pdu(&version, raw).await?;
+        let event_id = event.pdu.event_id.clone();
+        self.process_verified(origin, &version, event, 0).await?;
+        Ok(event_id)
+    }
+
+    async fn process_verified(
+        &self,
+        origin: &ServerName,
+        version: &RoomVersionId,
+        event: VerifiedPdu,
+        depth: usize,
+    ) -> Result<(), FedError> {
+        let room_id = event.pdu.room.clone();
+        // Missing auth events: the event's auth chain from the sender.
+        if !self.rooms.missing_events(&event.pdu.fields.auth_events).await?.is_empty() {
+            self.fetch_auth_chain(origin, version, &room_id, &event.pdu.event_id).await?;
+        }
+        // Missing prev events: fill the gap with get_missing_events.
+        let missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
+        if !missing_prev.is_empty() && depth == 0 {
+            self.fill_gap(origin, version, &room_id, &event).await;
+        }
+        match self.rooms.append_remote(event, None).await? {
+            RemoteOutcome::Accepted(_) | RemoteOutcome::Known | RemoteOutcome::SoftFailed => Ok(()),
+            RemoteOutcome::Rejected(reason) => Err(FedError::Forbidden(format!("refused by the auth rules: {reason}"))),
+        }
+    }
+
+    /// Fetches and stores (as outliers) the auth chain of `event_id`.
+    async fn fetch_auth_chain(
+        &self,
+        origin: &ServerName,
+        version: &RoomVersionId,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(), FedError> {
+        let response = self
+            .request(origin, get_event_authorization::v1::Request::new(room_id.to_owned(), event_id.to_owned()))
+            .await?;
+        let mut verified = Vec::new();
+        for raw in &response.auth_chain {
+            match self.verify_pdu(version, raw).await {
+                Ok(event) if event.pdu.room == room_id => verified.push(event),
+                Ok(_) => {}
+                Err(e) => tracing::info!(error = %e, "dropping an auth chain event that does not verify"),
+            }
+        }
+        verified.sort_by_key(|e| u64::from(e.pdu.fields.depth));
+        self.rooms.store_outliers(&verified).await?;
+        Ok(())
+    }
+
+    /// Fetches the events between this server's forward extremities and
+    /// `event`, and appends them oldest first.
+    async fn fill_gap(&self, origin: &ServerName, version: &RoomVersionId, room_id: &RoomId, event: &VerifiedPdu) {
+        let earliest = match self.rooms.forward_extremities(room_id).await {
+            Ok(ids) => ids,
+            Err(_) => return,
+        };
+        let mut request =
+            get_missing_events::v1::Request::new(room_id.to_owned(), earliest, vec![event.pdu.event_id.clone()]);
+        request.limit = UInt::from(MISSING_EVENTS_LIMIT);
+        let Ok(response) = self.request(origin, request).await else { return };
+        let mut events = Vec::new();
+        for raw in &response.events {
+            if let Ok(e) = self.verify_pdu(version, raw).await
+                && e.pdu.room == room_id
+            {
+                events.push(e);
+            }
+        }
+        events.sort_by_key(|e| u64::from(e.pdu.fields.depth));
+        for e in events {
+            if let Err(err) = Box::pin(self.process_verified(origin, version, e, 1)).await {
+                tracing::info!(error = %err, "a missing event could not be appended");
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The server-server API: signing keys and the key cache (`keys`), server
+//! discovery (`resolve`), signed outbound requests (`Federation::request`),
+//! the persistent outbound queue (`sender`), verification of what other
+//! servers send (`inbound`), joins over federation (`membership`) and the
+//! federation endpoints (`server`). Nothing a remote server sends reaches
+//! the room server before its signatures and hashes are checked.
+
+mod edus;
+mod inbound;
+pub mod keys;
+mod membership;
+pub mod resolve;
+pub mod sender;
+pub mod server;
+pub mod tls;
+
+use std::{fmt::Debug, sync::Arc};
+
+use bytes::Bytes;
+use http::StatusCode;
+use ruma::{
+    OwnedServerName, ServerName,
+    api::{
+        IncomingResponse, OutgoingRequest,
+        auth_scheme::{AuthScheme, NoAuthentication},
+        error::FromHttpResponseError,
+        federation::authentication::{ServerSignatures, ServerSignaturesInput},
+        path_builder::SinglePath,
+    },
+};
+
+use crate::{config::Config, rooms::Rooms, server_key::ServerKey, storage::Db};
+
+/// The largest response body accepted from another server (a `send_join`
+/// of a big room is the largest).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FedError {
+    #[error("federation is disabled on this server")]
+    Disabled,
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("remote server answered {status}: {message}")]
+    Remote { status: StatusCode, errcode: String, message: String },
+    #[error("unexpected response: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+    #[error(transparent)]
+    Rooms(#[from] crate::rooms::RoomsError),
+}
+
+/// What an outbound request signs with, per ruma's authentication scheme.
+pub trait OutboundAuth: AuthScheme {
+    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a ServerKey) -> Self::Input<'a>;
+}
+
+impl OutboundAuth for ServerSignatures {
+    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a ServerKey) -> Self::Input<'a> {
+        ServerSignaturesInput::new(origin.to_owned(), destination.to_owned(), &key.keypair)
+    }
+}
+
+impl OutboundAuth for NoAuthentication {
+    fn input<'a>(_: &ServerName, _: &ServerName, _: &'a ServerKey) -> Self::Input<'a> {}
+}
+
+/// The federation service.
+pub struct Federation {
+    pub config: Arc<Config>,
+    db: Db,
+    key: Arc<ServerKey>,
+    rooms: Arc<Rooms>,
+    http: reqwest::Client,
+    resolver: resolve::Resolver,
+    cache: keys::KeyCache,
+    pub sender: Arc<sender::Sender>,
+}
+
+impl Federation {
+    pub fn new(config: Arc<Config>, db: Db, key: Arc<ServerKey>, rooms: Arc<Rooms>) -> Result<Arc<Self>, String> {
+        let fed = &config.federation;
+        let policy = resolve::AddressPolicy {
+            allowed_ranges: crate::media::preview::parse_ranges(&fed.allowed_ranges)?,
+            allow_loopback: fed.allow_loopback,
+        };
+        let dns = Arc::new(resolve::Dns::new(policy).map_err(|e| e.to_string())?);
+        let user_agent = format!("Plexus/{}", env!("CARGO_PKG_VERSION"));
+        let http = tls::client(fed, dns.clone(), &user_agent)?;
+        let resolver = resolve::Resolver::new(dns, http.clone());
+        let sender = Arc::new(sender::Sender::new(db.clone()));
+        Ok(Arc::new(Self { config, db, key, rooms, http, resolver, cache: keys::KeyCache::default(), sender }))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.federation.enabled
+    }
+
+    pub fn server_name(&self) -> &ServerName {
+        &self.config.server.server_name
+    }
+
+    pub fn is_denied(&self, server: &ServerName) -> bool {
+        self.config.federation.denied_servers.iter().any(|s| s == server)
+    }
+
+    /// Sends a request to another server, signed with X-Matrix when the
+    /// endpoint needs it, and parses the answer.
+    pub async fn request<R>(&self, destination: &ServerName, request: R) -> Result<R::IncomingResponse, FedError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
+        R::Authentication: OutboundAuth,
+    {
+        if !self.enabled() {
+            return Err(FedError::Disabled);
+        }
+        if destination == self.server_name() {
+            return Err(FedError::Internal("a request to this server itself".into()));
+        }
+        if self.is_denied(destination) {
+            return Err(FedError::Forbidden(format!("{destination} is on this server's deny-list")));
+        }
+        let dest = self.resolver.resolve(destination).await.map_err(|e| FedError::Unreachable(e.to_string()))?;
+        let auth = <R::Authentication as OutboundAuth>::input(self.server_name(), destination, &self.key);
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&dest.base_url, auth, ())
+            .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
+        let (mut parts, body) = http_request.into_parts();
+        if let Ok(host) = http::HeaderValue::from_str(&dest.host_header) {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        let request = reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::from(body)))
+            .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
+        let path = request.url().path().to_owned();
+        let mut response = self.http.execute(request).await.map_err(|e| {
+            self.resolver.forget(destination);
+            FedError::Unreachable(format!("{destination}: {e}"))
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| FedError::Unreachable(format!("{destination}: {e}")))?
+        {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(FedError::BadResponse(format!("{destination} sent a response over the size limit")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body: Bytes = body.freeze();
+        let mut http_response = http::Response::builder().status(status);
+        if let Some(h) = http_response.headers_mut() {
+            *h = headers;
+        }
+        let http_response =
+            http_response.body(body.clone()).map_err(|e| FedError::Internal(format!("response: {e}")))?;
+        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
+            FromHttpResponseError::Server(_) => {
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                FedError::Remote {
+                    status,
+                    errcode: json.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN").to_owned(),
+                    message: json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
+                }
+            }
+            other => FedError::BadResponse(format!("{destination} {path}: {other}")),
+        })
+    }
+
+    /// Servers with joined users in a room, this one excepted.
+    pub async fn room_servers(&self, room_id: &ruma::RoomId) -> Result<Vec<OwnedServerName>, FedError> {
+        let mut servers: Vec<OwnedServerName> = self
+            .rooms
+            .joined_members(room_id)
+            .await?
+            .into_iter()
+            .map(|u| u.server_name().to_owned())
+            .filter(|s| s != self.server_name())
+            .collect();
+        servers.sort();
+        servers.dedup();
+        Ok(servers)
+    }
+}

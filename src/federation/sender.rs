@@ -1,0 +1,151 @@
+//! The outbound sender: one worker per destination, woken when something
+//! is queued for it. The queue lives in SQLite (PDUs are queued in the same
+//! transaction that stores them), one transaction is in flight per
+//! destination with at most 50 PDUs and 100 EDUs, failures back off
+//! exponentially up to a cap, and a transaction interrupted by a restart
+//! goes out again under the same id.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock, Weak},
+    time::Duration,
+};
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId,
+    api::federation::transactions::send_transaction_message, serde::Raw,
+};
+use tokio::sync::Notify;
+
+use super::Federation;
+use crate::storage::{
+    Db,
+    federation::{QueueKind, QueuedItem},
+};
+
+const MAX_PDUS: usize = 50;
+const MAX_EDUS: usize = 100;
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+pub struct Sender {
+    db: Db,
+    federation: OnceLock<Weak<Federation>>,
+    workers: Mutex<HashMap<OwnedServerName, Arc<Notify>>>,
+}
+
+impl Sender {
+    pub fn new(db: Db) -> Self {
+        Self { db, federation: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Starts workers for every destination with a queue left from before.
+    pub async fn start(&self, federation: &Arc<Federation>) {
+        let _ = self.federation.set(Arc::downgrade(federation));
+        match self.db.queued_destinations().await {
+            Ok(destinations) => {
+                let names: Vec<OwnedServerName> =
+                    destinations.into_iter().filter_map(|d| OwnedServerName::try_from(d).ok()).collect();
+                self.wake(&names);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the federation queue"),
+        }
+    }
+
+    /// Queues EDUs for destinations and wakes their workers.
+    pub async fn send_edus(&self, items: Vec<(OwnedServerName, String)>) {
+        if items.is_empty() {
+            return;
+        }
+        let destinations: Vec<OwnedServerName> = items.iter().map(|(d, _)| d.clone()).collect();
+        let rows = items.into_iter().map(|(d, json)| (d.to_string(), QueueKind::Edu, json)).collect();
+        if let Err(e) = self.db.enqueue_federation(rows).await {
+            tracing::error!(error = %e, "cannot queue EDUs");
+            return;
+        }
+        self.wake(&destinations);
+    }
+
+    /// Wakes the workers of `destinations` (starting them when needed).
+    pub fn wake(&self, destinations: &[OwnedServerName]) {
+        let Some(federation) = self.federation.get().and_then(Weak::upgrade) else { return };
+        let mut workers = self.workers.lock().expect("workers mutex");
+        for destination in destinations {
+            if let Some(notify) = workers.get(destination) {
+                notify.notify_one();
+                continue;
+            }
+            let notify = Arc::new(Notify::new());
+            notify.notify_one();
+            workers.insert(destination.clone(), notify.clone());
+            tokio::spawn(run_worker(Arc::downgrade(&federation), destination.clone(), notify));
+        }
+    }
+}
+
+async fn run_worker(federation: Weak<Federation>, destination: OwnedServerName, notify: Arc<Notify>) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        notify.notified().await;
+        loop {
+            let Some(fed) = federation.upgrade() else { return };
+            let next = fed.db.next_federation_txn(destination.to_string(), MAX_PDUS, MAX_EDUS).await;
+            let txn = match next {
+                Ok(Some(txn)) => txn,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(%destination, error = %e, "cannot read the federation queue");
+                    break;
+                }
+            };
+            match send_one(&fed, &destination, &txn.txn_id, txn.items).await {
+                Ok(()) => {
+                    backoff = FIRST_BACKOFF;
+                    if let Err(e) = fed.db.federation_txn_done(destination.to_string(), txn.last_id).await {
+                        tracing::error!(%destination, error = %e, "cannot clear sent transaction");
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::info!(%destination, error = %e, retry_in = ?backoff, "transaction not delivered");
+                    drop(fed);
+                    // Wait out the back-off; a new event does not cut it short.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+async fn send_one(
+    fed: &Federation,
+    destination: &OwnedServerName,
+    txn_id: &str,
+    items: Vec<QueuedItem>,
+) -> Result<(), super::FedError> {
+    let mut pdus = Vec::new();
+    let mut edus = Vec::new();
+    for item in items {
+        let raw = serde_json::value::RawValue::from_string(item.json)
+            .map_err(|e| super::FedError::Internal(format!("queued item: {e}")))?;
+        match item.kind {
+            QueueKind::Pdu => pdus.push(raw),
+            QueueKind::Edu => edus.push(Raw::from_json(raw)),
+        }
+    }
+    let mut request = send_transaction_message::v1::Request::new(
+        OwnedTransactionId::from(txn_id),
+        fed.server_name().to_owned(),
+        MilliSecondsSinceUnixEpoch::now(),
+    );
+    request.pdus = pdus;
+    request.edus = edus;
+    let response = fed.request(destination, request).await?;
+    for (event_id, result) in response.pdus {
+        if let Err(e) = result {
+            tracing::info!(%destination, %event_id, error = %e, "remote server refused a PDU");
+        }
+    }
+    Ok(())
+}

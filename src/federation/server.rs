@@ -1,0 +1,498 @@
+//! The federation endpoints: `Fed<T>` checks the X-Matrix signature of a
+//! request (fetching the origin's keys as needed) and parses it into a ruma
+//! request type; the handlers answer key, version, transaction, join and
+//! room-history requests of other servers.
+
+use std::collections::{BTreeMap, HashSet};
+
+use axum::{
+    Router,
+    extract::{FromRequest, FromRequestParts, Path, Request, State},
+    routing::on,
+};
+use http::StatusCode;
+use ruma::{
+    OwnedEventId, OwnedServerName, ServerName,
+    api::{
+        IncomingRequest,
+        auth_scheme::{AuthScheme, NoAuthentication},
+        error::ErrorKind,
+        federation::{
+            authentication::{ServerSignatures, XMatrix},
+            authorization::get_event_authorization,
+            backfill::get_backfill,
+            discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
+            event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+            membership::{create_join_event, prepare_join_event},
+            query::get_room_information,
+            transactions::send_transaction_message,
+        },
+    },
+    signatures::PublicKeyMap,
+};
+use serde_json::Value;
+
+use super::{FedError, keys::raw_document};
+use crate::{
+    AppState,
+    http::{ApiError, RumaResponse},
+    rooms::{RemoteOutcome, pdu::Pdu},
+};
+
+impl From<FedError> for ApiError {
+    fn from(e: FedError) -> Self {
+        match e {
+            FedError::Disabled => ApiError::forbidden(e.to_string()),
+            FedError::Unreachable(m) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m),
+            FedError::Remote { status, errcode, message } => match errcode.as_str() {
+                "M_FORBIDDEN" => ApiError::forbidden(message),
+                "M_NOT_FOUND" => ApiError::not_found(message),
+                _ => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, format!("{status}: {message}")),
+            },
+            FedError::BadResponse(m) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m),
+            FedError::BadRequest(m) => ApiError::bad_json(m),
+            FedError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, m),
+            FedError::Forbidden(m) => ApiError::forbidden(m),
+            FedError::NotFound(m) => ApiError::not_found(m),
+            FedError::Internal(m) => {
+                tracing::error!(error = %m, "federation internal error");
+                ApiError::internal()
+            }
+            FedError::Storage(e) => {
+                tracing::error!(error = %e, "federation storage error");
+                ApiError::internal()
+            }
+            FedError::Rooms(e) => e.into(),
+        }
+    }
+}
+
+/// Whether an endpoint needs a signed request.
+pub trait FedAuth: AuthScheme {
+    const SIGNED: bool;
+}
+impl FedAuth for ServerSignatures {
+    const SIGNED: bool = true;
+}
+impl FedAuth for NoAuthentication {
+    const SIGNED: bool = false;
+}
+
+/// A parsed federation request; `origin` is set for signed endpoints.
+pub struct Fed<T> {
+    pub body: T,
+    pub origin: Option<OwnedServerName>,
+}
+
+impl<T> Fed<T> {
+    fn origin(&self) -> &ServerName {
+        self.origin.as_deref().expect("the extractor checked the signature")
+    }
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
+}
+
+impl<T> FromRequest<AppState> for Fed<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: FedAuth,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, state).await {
+            Ok(Path(args)) => args,
+            Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
+        };
+        let fed = &state.federation;
+        if !fed.enabled() {
+            return Err(ApiError::unrecognized(StatusCode::NOT_FOUND, "this server does not federate"));
+        }
+        let body = crate::http::read_body(body, &parts, state.config.server.max_request_bytes.max(1 << 20)).await?;
+        if !body.is_empty() {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+                .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
+        }
+        let request = http::Request::from_parts(parts, body);
+        let origin = if <T::Authentication as FedAuth>::SIGNED {
+            let header = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .ok_or_else(|| unauthorized("missing X-Matrix authorization"))?;
+            let xmatrix = XMatrix::try_from(header).map_err(|e| unauthorized(format!("bad X-Matrix header: {e}")))?;
+            if fed.is_denied(&xmatrix.origin) {
+                return Err(ApiError::forbidden("this server does not federate with yours"));
+            }
+            let keys = fed
+                .server_keys(&xmatrix.origin, &[xmatrix.key.to_string()], None)
+                .await
+                .map_err(|e| unauthorized(format!("cannot get the origin's key: {e}")))?;
+            let map: PublicKeyMap = BTreeMap::from([(xmatrix.origin.to_string(), keys)]);
+            xmatrix
+                .verify_request(&request, fed.server_name(), &map)
+                .map_err(|e| unauthorized(format!("the request signature does not verify: {e}")))?;
+            Some(xmatrix.origin)
+        } else {
+            None
+        };
+        let body = T::try_from_http_request(request, &path_args).map_err(crate::http::request_error)?;
+        Ok(Self { body, origin })
+    }
+}
+
+fn mount<T, F, Fut>(router: Router<AppState>, handler: F) -> Router<AppState>
+where
+    T: IncomingRequest + Send + 'static,
+    T::Authentication: FedAuth,
+    T::OutgoingResponse: Send,
+    F: Fn(AppState, Fed<T>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+{
+    let mut router = router;
+    for path in ruma::api::path_builder::PathBuilder::all_paths(&T::PATH_BUILDER) {
+        let handler = handler.clone();
+        router = router.route(
+            path,
+            on(crate::http::method_filter(&T::METHOD), move |State(state): State<AppState>, req: Fed<T>| async move {
+                handler(state, req).await.map(RumaResponse)
+            }),
+        );
+    }
+    router
+}
+
+/// The federation and key endpoints.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = mount(router, own_keys);
+    let router = mount(router, notary_get);
+    let router = mount(router, notary_post);
+    let router = mount(router, version);
+    let router = mount(router, send_transaction);
+    let router = mount(router, make_join);
+    let router = mount(router, send_join);
+    let router = mount(router, event);
+    let router = mount(router, state_ids);
+    let router = mount(router, room_state);
+    let router = mount(router, event_auth);
+    let router = mount(router, missing_events);
+    let router = mount(router, backfill);
+    let router = mount(router, query_directory);
+    // The legacy `/_matrix/key/v2/server/{keyId}` answers like the plain path.
+    router.route(
+        "/_matrix/key/v2/server/{key_id}",
+        axum::routing::get(
+            |State(state): State<AppState>| async move { axum::Json(state.federation.own_key_document()) },
+        ),
+    )
+}
+
+async fn own_keys(
+    state: AppState,
+    _: Fed<get_server_keys::v2::Request>,
+) -> Result<get_server_keys::v2::Response, ApiError> {
+    Ok(get_server_keys::v2::Response::new(raw_document(&state.federation.own_key_document())))
+}
+
+async fn notary_get(
+    state: AppState,
+    req: Fed<get_remote_server_keys::v2::Request>,
+) -> Result<get_remote_server_keys::v2::Response, ApiError> {
+    let fed = &state.federation;
+    let docs = fed.key_documents_for(&req.body.server_name).await;
+    Ok(get_remote_server_keys::v2::Response::new(docs.into_iter().map(|d| raw_document(&fed.countersign(d))).collect()))
+}
+
+async fn notary_post(
+    state: AppState,
+    req: Fed<get_remote_server_keys_batch::v2::Request>,
+) -> Result<get_remote_server_keys_batch::v2::Response, ApiError> {
+    let fed = &state.federation;
+    let mut out = Vec::new();
+    for server in req.body.server_keys.keys().take(100) {
+        for doc in fed.key_documents_for(server).await {
+            out.push(raw_document(&fed.countersign(doc)));
+        }
+    }
+    Ok(get_remote_server_keys_batch::v2::Response::new(out))
+}
+
+async fn version(
+    _: AppState,
+    _: Fed<get_server_version::v1::Request>,
+) -> Result<get_server_version::v1::Response, ApiError> {
+    let mut server = get_server_version::v1::Server::new();
+    server.name = Some("Plexus".into());
+    server.version = Some(env!("CARGO_PKG_VERSION").into());
+    let mut response = get_server_version::v1::Response::new();
+    response.server = Some(server);
+    Ok(response)
+}
+
+async fn send_transaction(
+    state: AppState,
+    req: Fed<send_transaction_message::v1::Request>,
+) -> Result<send_transaction_message::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if body.origin != origin {
+        return Err(ApiError::forbidden("the transaction's origin is not the signing server"));
+    }
+    if body.pdus.len() > 50 || body.edus.len() > 100 {
+        return Err(ApiError::bad_json("a transaction holds at most 50 PDUs and 100 EDUs"));
+    }
+    let fed = &state.federation;
+    let txn_id = body.transaction_id.to_string();
+    if state.db.federation_txn_seen(origin.to_string(), txn_id.clone()).await.map_err(FedError::from)? {
+        return Ok(send_transaction_message::v1::Response::new(BTreeMap::new()));
+    }
+    let mut results = BTreeMap::new();
+    for raw in &body.pdus {
+        match fed.receive_pdu(&origin, raw).await {
+            Ok(event_id) => {
+                results.insert(event_id, Ok(()));
+            }
+            Err(e) => {
+                tracing::info!(%origin, error = %e, "refused a PDU");
+                if let Some(id) = event_id_of(raw, &state).await {
+                    results.insert(id, Err(e.to_string()));
+                }
+            }
+        }
+    }
+    for edu in &body.edus {
+        if let Ok(value) = serde_json::from_str::<Value>(edu.json().get()) {
+            super::edus::receive_edu(&state, &origin, value).await;
+        }
+    }
+    state.db.mark_federation_txn(origin.to_string(), txn_id).await.map_err(FedError::from)?;
+    Ok(send_transaction_message::v1::Response::new(results))
+}
+
+/// The event id of a raw PDU, for reporting a refusal.
+async fn event_id_of(raw: &serde_json::value::RawValue, state: &AppState) -> Option<OwnedEventId> {
+    let room = super::inbound::room_of(raw).ok()?;
+    let version = state.rooms.room_version(&room).await.ok()?;
+    let rules = version.rules()?;
+    let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+    let hash = ruma::signatures::reference_hash(&obj, &rules).ok()?;
+    OwnedEventId::try_from(format!("${hash}")).ok()
+}
+
+/// Whether `server` may see the room: it has a joined member, or the room
+/// is world-readable.
+async fn require_server_in_room(state: &AppState, room_id: &ruma::RoomId, server: &ServerName) -> Result<(), ApiError> {
+    if !state.rooms.knows_room(room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let members = state.rooms.joined_members(room_id).await?;
+    if members.iter().any(|u| u.server_name() == server) {
+        return Ok(());
+    }
+    let visibility = state
+        .rooms
+        .current_state_event(room_id, &ruma::events::StateEventType::RoomHistoryVisibility, "")
+        .await?
+        .and_then(|e| e.content_value().get("history_visibility").and_then(Value::as_str).map(str::to_owned));
+    if visibility.as_deref() == Some("world_readable") {
+        return Ok(());
+    }
+    Err(ApiError::forbidden("your server has no member in this room"))
+}
+
+async fn make_join(
+    state: AppState,
+    req: Fed<prepare_join_event::v1::Request>,
+) -> Result<prepare_join_event::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if body.user_id.server_name() != origin {
+        return Err(ApiError::forbidden("the user does not belong to the requesting server"));
+    }
+    if !state.rooms.knows_room(&body.room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let (version, template) = state.rooms.make_join_template(&body.room_id, &body.user_id).await?;
+    if !body.ver.contains(&version) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(version)),
+            "your server does not support this room's version",
+        ));
+    }
+    let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
+    let mut response = prepare_join_event::v1::Response::new(raw);
+    response.room_version = Some(version);
+    Ok(response)
+}
+
+async fn send_join(
+    state: AppState,
+    req: Fed<create_join_event::v2::Request>,
+) -> Result<create_join_event::v2::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if !state.rooms.knows_room(&body.room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let version = state.rooms.room_version(&body.room_id).await?;
+    let event = state.federation.verify_pdu(&version, &body.pdu).await?;
+    let pdu: &Pdu = &event.pdu;
+    if pdu.event_id != body.event_id || pdu.room != body.room_id {
+        return Err(ApiError::bad_json("the event does not match the request"));
+    }
+    let is_join = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
+        && pdu.state_key() == Some(pdu.sender().as_str())
+        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("join");
+    if !is_join || pdu.sender().server_name() != origin {
+        return Err(ApiError::bad_json("send_join takes a join of a user of the sending server"));
+    }
+    let (state_before, _) = state.rooms.state_and_auth_chain_at(&body.room_id, None).await?;
+    let event_json = event.json.clone();
+    match state.rooms.append_remote(event, Some(&origin)).await? {
+        RemoteOutcome::Accepted(_) | RemoteOutcome::Known => {}
+        RemoteOutcome::SoftFailed => return Err(ApiError::forbidden("the join is not allowed by the current state")),
+        RemoteOutcome::Rejected(reason) => return Err(ApiError::forbidden(format!("the join is refused: {reason}"))),
+    }
+    let chain = state
+        .db
+        .auth_chain(state_before.iter().map(|id| id.to_string()).chain([body.event_id.to_string()]).collect())
+        .await
+        .map_err(FedError::from)?;
+    let chain: Vec<OwnedEventId> = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+    let mut room_state = create_join_event::v2::RoomState::new();
+    room_state.state = state.rooms.pdu_jsons(&state_before).await?;
+    room_state.auth_chain = state.rooms.pdu_jsons(&chain).await?;
+    room_state.event = serde_json::value::RawValue::from_string(event_json).ok();
+    let mut servers: Vec<String> =
+        state.federation.room_servers(&body.room_id).await?.into_iter().map(|s| s.to_string()).collect();
+    servers.push(state.federation.server_name().to_string());
+    room_state.servers_in_room = Some(servers);
+    Ok(create_join_event::v2::Response::new(room_state))
+}
+
+async fn event(state: AppState, req: Fed<get_event::v1::Request>) -> Result<get_event::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let pdu = state.rooms.get_pdu(&req.body.event_id).await?.ok_or_else(|| ApiError::not_found("unknown event"))?;
+    require_server_in_room(&state, &pdu.room, &origin).await?;
+    let json = state.rooms.pdu_jsons(std::slice::from_ref(&req.body.event_id)).await?;
+    let pdu = json.into_iter().next().ok_or_else(|| ApiError::not_found("unknown event"))?;
+    Ok(get_event::v1::Response::new(
+        state.federation.server_name().to_owned(),
+        ruma::MilliSecondsSinceUnixEpoch::now(),
+        pdu,
+    ))
+}
+
+async fn state_ids(
+    state: AppState,
+    req: Fed<get_room_state_ids::v1::Request>,
+) -> Result<get_room_state_ids::v1::Response, ApiError> {
+    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    let (pdus, chain) = state.rooms.state_and_auth_chain_at(&req.body.room_id, Some(&req.body.event_id)).await?;
+    Ok(get_room_state_ids::v1::Response::new(chain, pdus))
+}
+
+async fn room_state(
+    state: AppState,
+    req: Fed<get_room_state::v1::Request>,
+) -> Result<get_room_state::v1::Response, ApiError> {
+    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    let (pdus, chain) = state.rooms.state_and_auth_chain_at(&req.body.room_id, Some(&req.body.event_id)).await?;
+    Ok(get_room_state::v1::Response::new(state.rooms.pdu_jsons(&chain).await?, state.rooms.pdu_jsons(&pdus).await?))
+}
+
+async fn event_auth(
+    state: AppState,
+    req: Fed<get_event_authorization::v1::Request>,
+) -> Result<get_event_authorization::v1::Response, ApiError> {
+    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    let chain = state.db.auth_chain(vec![req.body.event_id.to_string()]).await.map_err(FedError::from)?;
+    let chain: Vec<OwnedEventId> = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+    Ok(get_event_authorization::v1::Response::new(state.rooms.pdu_jsons(&chain).await?))
+}
+
+/// Walks prev_events back from `latest`, stopping at `earliest`.
+async fn walk_back(
+    state: &AppState,
+    room_id: &ruma::RoomId,
+    latest: &[OwnedEventId],
+    earliest: &[OwnedEventId],
+    limit: usize,
+    include_start: bool,
+) -> Result<Vec<OwnedEventId>, ApiError> {
+    let stop: HashSet<&OwnedEventId> = earliest.iter().collect();
+    let mut seen: HashSet<OwnedEventId> = HashSet::new();
+    let mut out = Vec::new();
+    let mut frontier: Vec<OwnedEventId> = if include_start {
+        latest.to_vec()
+    } else {
+        let start = state.rooms.get_pdus(latest.iter()).await?;
+        start.values().flat_map(|p| p.fields.prev_events.clone()).collect()
+    };
+    while !frontier.is_empty() && out.len() < limit {
+        let events = state.rooms.get_pdus(frontier.iter()).await?;
+        let mut next = Vec::new();
+        for id in &frontier {
+            if stop.contains(id) || !seen.insert(id.clone()) {
+                continue;
+            }
+            let Some(pdu) = events.get(id) else { continue };
+            if pdu.room != room_id {
+                continue;
+            }
+            out.push(id.clone());
+            if out.len() >= limit {
+                break;
+            }
+            next.extend(pdu.fields.prev_events.iter().cloned());
+        }
+        frontier = next;
+    }
+    Ok(out)
+}
+
+async fn missing_events(
+    state: AppState,
+    req: Fed<get_missing_events::v1::Request>,
+) -> Result<get_missing_events::v1::Response, ApiError> {
+    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    let limit = usize::try_from(u64::from(req.body.limit)).unwrap_or(10).min(100);
+    let ids =
+        walk_back(&state, &req.body.room_id, &req.body.latest_events, &req.body.earliest_events, limit, false).await?;
+    let mut pdus = state.rooms.get_pdus(ids.iter()).await?.into_values().collect::<Vec<_>>();
+    let min_depth = u64::from(req.body.min_depth);
+    pdus.retain(|p| u64::from(p.fields.depth) >= min_depth);
+    pdus.sort_by_key(|p| u64::from(p.fields.depth));
+    let ids: Vec<OwnedEventId> = pdus.iter().map(|p| p.event_id.clone()).collect();
+    Ok(get_missing_events::v1::Response::new(state.rooms.pdu_jsons(&ids).await?))
+}
+
+async fn backfill(
+    state: AppState,
+    req: Fed<get_backfill::v1::Request>,
+) -> Result<get_backfill::v1::Response, ApiError> {
+    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    let limit = usize::try_from(u64::from(req.body.limit)).unwrap_or(10).min(100);
+    let ids = walk_back(&state, &req.body.room_id, &req.body.v, &[], limit, true).await?;
+    Ok(get_backfill::v1::Response::new(
+        state.federation.server_name().to_owned(),
+        ruma::MilliSecondsSinceUnixEpoch::now(),
+        state.rooms.pdu_jsons(&ids).await?,
+    ))
+}
+
+async fn query_directory(
+    state: AppState,
+    req: Fed<get_room_information::v1::Request>,
+) -> Result<get_room_information::v1::Response, ApiError> {
+    if req.body.room_alias.server_name() != state.federation.server_name() {
+        return Err(ApiError::not_found("the alias is not on this server"));
+    }
+    let room_id = state.rooms.resolve_alias(&req.body.room_alias).await?;
+    let mut servers = vec![state.federation.server_name().to_owned()];
+    servers.extend(state.federation.room_servers(&room_id).await?);
+    Ok(get_room_information::v1::Response::new(room_id, servers))
+}

@@ -1,0 +1,630 @@
+//! Events from other servers, after federation has checked their format,
+//! signatures and hashes: authorisation against their auth events, against
+//! the state before them (state resolution v2 where branches meet) and
+//! against the current state (soft failure); then the same append as local
+//! events. Also the two ends of a join over federation: the template a
+//! resident server offers (`make_join`) and importing a room's state when
+//! this server joins it.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId,
+    ServerName, UserId,
+    events::{StateEventType, TimelineEventType},
+    room_version_rules::RoomVersionRules,
+    state_res::{self, utils::event_id_set::EventIdSet},
+};
+use serde_json::Value;
+
+use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
+use crate::storage::rooms::{CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState};
+
+/// An event from another server whose signatures and hashes were checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedPdu {
+    pub pdu: Pdu,
+    pub json: String,
+}
+
+impl VerifiedPdu {
+    pub fn new(event_id: OwnedEventId, room: &RoomId, obj: &CanonicalJsonObject) -> Result<Self, RoomsError> {
+        let json = serde_json::to_string(obj).map_err(|e| RoomsError::BadJson(e.to_string()))?;
+        let pdu = Pdu::from_json(event_id, room.to_owned(), &json).map_err(|e| RoomsError::BadJson(e.to_string()))?;
+        Ok(Self { pdu, json })
+    }
+
+    fn outlier(&self, rejected: bool) -> Outlier {
+        Outlier {
+            event_id: self.pdu.event_id.to_string(),
+            room_id: self.pdu.room.to_string(),
+            kind: self.pdu.kind().to_string(),
+            state_key: self.pdu.state_key().map(str::to_owned),
+            sender: self.pdu.sender().to_string(),
+            origin_server_ts: i64::from(self.pdu.fields.origin_server_ts.0),
+            depth: i64::try_from(u64::from(self.pdu.fields.depth)).unwrap_or(i64::MAX),
+            json: self.json.clone(),
+            auth_events: self.pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
+            rejected,
+        }
+    }
+}
+
+/// What became of a remote event.
+#[derive(Debug, Clone)]
+pub enum RemoteOutcome {
+    /// Stored in the timeline.
+    Accepted(Arc<Pdu>),
+    /// Already stored.
+    Known,
+    /// Authorised by its own history but not by the current state: stored,
+    /// not shown, not a forward extremity.
+    SoftFailed,
+    /// Refused by the auth rules: stored as rejected.
+    Rejected(String),
+}
+
+fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
+    pdu.state_key().map(|k| (StateEventType::from(pdu.kind().to_string()), k.to_owned()))
+}
+
+impl Rooms {
+    /// The servers with joined users in the room, without this one.
+    pub(super) fn remote_servers(&self, head: &RoomHead) -> Vec<OwnedServerName> {
+        if !self.config.federation.enabled {
+            return Vec::new();
+        }
+        let own = &self.config.server.server_name;
+        let mut servers: Vec<OwnedServerName> =
+            head.joined.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
+        servers.sort();
+        servers.dedup();
+        servers
+    }
+
+    /// Wakes the federation sender for destinations that got PDUs queued.
+    pub(super) fn wake_outbound(&self, destinations: &[OwnedServerName]) {
+        if destinations.is_empty() {
+            return;
+        }
+        if let Some(wake) = self.outbound.get() {
+            wake(destinations);
+        }
+    }
+
+    /// Sets what is called when PDUs are queued for other servers.
+    pub fn set_outbound(&self, wake: super::OutboundWake) {
+        let _ = self.outbound.set(wake);
+    }
+
+    /// Whether this server knows the room (has its state).
+    pub async fn knows_room(&self, room_id: &RoomId) -> Result<bool, RoomsError> {
+        Ok(self.db.room_version(room_id.to_string()).await?.is_some())
+    }
+
+    /// Stores checked events that are only needed for their content (a
+    /// room's state and auth chain).
+    pub async fn store_outliers(&self, events: &[VerifiedPdu]) -> Result<(), RoomsError> {
+        self.db.store_outliers(events.iter().map(|e| e.outlier(false)).collect()).await?;
+        Ok(())
+    }
+
+    /// Which of `ids` are not stored at all.
+    pub async fn missing_events(&self, ids: &[OwnedEventId]) -> Result<Vec<OwnedEventId>, RoomsError> {
+        let found = self.get_pdus(ids.iter()).await?;
+        Ok(ids.iter().filter(|id| !found.contains_key(*id)).cloned().collect())
+    }
+
+    /// The template of a join event for `user_id` (server-server API
+    /// `make_join`): what the joining server signs and returns.
+    pub async fn make_join_template(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject), RoomsError> {
+        let slot = self.head_slot(room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = self.load_head(room_id).await?;
+        }
+        let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
+        let version = self.room_version(room_id).await?;
+        let content = serde_json::json!({ "membership": "join" });
+        let content_raw = serde_json::value::to_raw_value(&content).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let auth_types = state_res::auth_types_for_event(
+            &TimelineEventType::RoomMember,
+            user_id,
+            Some(user_id.as_str()),
+            &content_raw,
+            &head.rules.authorization,
+        )
+        .map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let mut auth_events: Vec<OwnedEventId> = auth_types.iter().filter_map(|k| head.state.get(k).cloned()).collect();
+        auth_events.sort();
+        auth_events.dedup();
+        let mut obj = CanonicalJsonObject::new();
+        let ids = |ids: &[OwnedEventId]| {
+            CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
+        };
+        obj.insert("auth_events".into(), ids(&auth_events));
+        obj.insert("prev_events".into(), ids(&head.extremities.iter().take(20).cloned().collect::<Vec<_>>()));
+        obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical"));
+        obj.insert("depth".into(), CanonicalJsonValue::Integer((head.max_depth + 1).try_into().unwrap_or_default()));
+        obj.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(ruma::MilliSecondsSinceUnixEpoch::now().0.into()),
+        );
+        obj.insert("room_id".into(), CanonicalJsonValue::String(room_id.to_string()));
+        obj.insert("sender".into(), CanonicalJsonValue::String(user_id.to_string()));
+        obj.insert("state_key".into(), CanonicalJsonValue::String(user_id.to_string()));
+        obj.insert("type".into(), CanonicalJsonValue::String("m.room.member".into()));
+        // `origin` is still expected by older servers.
+        obj.insert("origin".into(), CanonicalJsonValue::String(user_id.server_name().to_string()));
+        // Check that the join would be allowed now, with a stand-in id.
+        let json = serde_json::to_string(&obj).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let probe =
+            Pdu::from_json(OwnedEventId::try_from("$make_join_probe").expect("valid id"), room_id.to_owned(), &json)
+                .map_err(|e| RoomsError::Internal(e.to_string()))?;
+        self.check_auth(&probe, head, &auth_types).await?;
+        Ok((version, obj))
+    }
+
+    /// Appends an event from another server. `forward_to_room` is set for
+    /// join events this server receives as the resident server
+    /// (`send_join`): they go out to every other server in the room.
+    pub async fn append_remote(
+        &self,
+        event: VerifiedPdu,
+        forward_from: Option<&ServerName>,
+    ) -> Result<RemoteOutcome, RoomsError> {
+        let room_id = event.pdu.room.clone();
+        let slot = self.head_slot(&room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = self.load_head(&room_id).await?;
+        }
+        let Some(head) = guard.as_mut() else {
+            return Err(RoomsError::NotFound("unknown room".into()));
+        };
+        if self.db.event_outlier(event.pdu.event_id.to_string()).await? == Some(false) {
+            return Ok(RemoteOutcome::Known);
+        }
+        let pdu = &event.pdu;
+        let rules = head.rules.clone();
+
+        // 1. Against its own auth events.
+        let auth = self.get_pdus(pdu.fields.auth_events.iter()).await?;
+        if auth.len() != pdu.fields.auth_events.len() {
+            let reason = "some auth events are unknown".to_owned();
+            self.db.store_outliers(vec![event.outlier(true)]).await?;
+            return Ok(RemoteOutcome::Rejected(reason));
+        }
+        if let Err(reason) = self.auth_with_events(pdu, &rules, &auth) {
+            self.db.store_outliers(vec![event.outlier(true)]).await?;
+            return Ok(RemoteOutcome::Rejected(reason));
+        }
+
+        // 2. Against the state before it.
+        let before = self.state_before(pdu, head).await?;
+        if let Err(reason) = self.auth_with_state(pdu, &rules, &before).await {
+            self.db.store_outliers(vec![event.outlier(true)]).await?;
+            return Ok(RemoteOutcome::Rejected(reason));
+        }
+        let mut after = before;
+        if let Some(key) = state_key_of(pdu) {
+            after.insert(key, pdu.event_id.clone());
+        }
+
+        // 3. Against the current state: soft failure.
+        if let Err(reason) = self.auth_with_state(pdu, &rules, &head.state).await {
+            tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed a remote event");
+            self.db.store_outliers(vec![event.outlier(false)]).await?;
+            return Ok(RemoteOutcome::SoftFailed);
+        }
+
+        // The new current state: the state after this event if it builds on
+        // every forward extremity, else both resolved.
+        let prevs: HashSet<&OwnedEventId> = pdu.fields.prev_events.iter().collect();
+        let covers_all = head.extremities.iter().all(|id| prevs.contains(id));
+        let new_current =
+            if covers_all { after } else { self.resolve(&rules, &[(*head.state).clone(), after]).await? };
+
+        let mut changed: Vec<(StateEventType, String)> =
+            new_current.iter().filter(|(k, id)| head.state.get(*k) != Some(*id)).map(|(k, _)| k.clone()).collect();
+        changed.extend(head.state.keys().filter(|k| !new_current.contains_key(*k)).cloned());
+        let own_key = state_key_of(pdu);
+        let (state, current_state) = if changed.is_empty() {
+            (StateWrite::Unchanged { group: head.state_group }, CurrentStateWrite::Unchanged)
+        } else if changed.len() == 1
+            && own_key.as_ref() == changed.first()
+            && head.delta_depth < versions::MAX_DELTA_CHAIN
+        {
+            let key = own_key.clone().expect("checked");
+            (
+                StateWrite::Delta {
+                    prev_group: head.state_group,
+                    delta_depth: head.delta_depth + 1,
+                    key: (key.0.to_string(), key.1),
+                    event_id: pdu.event_id.to_string(),
+                },
+                CurrentStateWrite::ThisEvent,
+            )
+        } else {
+            let full: StoredState =
+                new_current.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
+            (StateWrite::Full { state: full.clone() }, CurrentStateWrite::Replace(full))
+        };
+        let membership = match (&current_state, pdu.kind()) {
+            (CurrentStateWrite::ThisEvent, TimelineEventType::RoomMember) => pdu
+                .content_value()
+                .get("membership")
+                .and_then(Value::as_str)
+                .and_then(|m| Some((pdu.state_key()?.to_owned(), m.to_owned()))),
+            _ => None,
+        };
+        let mut extremities: Vec<OwnedEventId> =
+            head.extremities.iter().filter(|id| !prevs.contains(id)).cloned().collect();
+        extremities.push(pdu.event_id.clone());
+        let send_to: Vec<OwnedServerName> = match forward_from {
+            Some(origin) => {
+                let mut servers = self.remote_servers(head);
+                servers.retain(|s| s != origin);
+                servers
+            }
+            None => Vec::new(),
+        };
+        let is_full = matches!(state, StateWrite::Full { .. });
+        let is_delta = matches!(state, StateWrite::Delta { .. });
+        let new_event = NewEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: room_id.to_string(),
+            kind: pdu.kind().to_string(),
+            state_key: pdu.state_key().map(str::to_owned),
+            sender: pdu.sender().to_string(),
+            origin_server_ts: i64::from(pdu.fields.origin_server_ts.0),
+            depth: i64::try_from(u64::from(pdu.fields.depth)).unwrap_or(i64::MAX),
+            json: event.json.clone(),
+            prev_events: pdu.fields.prev_events.iter().map(|id| id.to_string()).collect(),
+            auth_events: pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
+            state,
+            replaces_state: own_key.as_ref().and_then(|k| head.state.get(k)).map(|id| id.to_string()),
+            forward_extremities: extremities.iter().map(|id| id.to_string()).collect(),
+            membership,
+            txn: None,
+            new_room: None,
+            redaction: None,
+            current_state,
+            send_to: send_to.iter().map(|s| s.to_string()).collect(),
+        };
+        let redaction = match pdu.redacts_target() {
+            Some(target) if *pdu.kind() == TimelineEventType::RoomRedaction => {
+                self.remote_redaction(pdu, &target, head).await
+            }
+            _ => None,
+        };
+        let new_event = NewEvent { redaction, ..new_event };
+        let appended = self.db.append_event(new_event).await?;
+
+        // Move the head.
+        let old_joined = head.joined.clone();
+        head.extremities = extremities;
+        head.max_depth = head.max_depth.max(u64::from(pdu.fields.depth));
+        if head.state.len() != new_current.len() || head.state.iter().any(|(k, id)| new_current.get(k) != Some(id)) {
+            head.joined = Arc::new(joined_in(self, &new_current).await?);
+            head.state = Arc::new(new_current);
+        }
+        head.state_group = appended.state_group;
+        head.delta_depth = if is_full {
+            0
+        } else if is_delta {
+            head.delta_depth + 1
+        } else {
+            head.delta_depth
+        };
+        let mut stored = event.pdu.clone();
+        stored.stream_ordering = Some(appended.stream_ordering);
+        stored.state_group = Some(appended.state_group);
+        let stored = Arc::new(stored);
+        self.events.insert(stored.event_id.clone(), stored.clone());
+        if let Some(target) = stored.redacts_target() {
+            self.events.remove(&target);
+        }
+        let own = &self.config.server.server_name;
+        let target = stored
+            .state_key()
+            .filter(|_| *stored.kind() == TimelineEventType::RoomMember)
+            .and_then(|k| UserId::parse(k).ok());
+        let wake: Vec<&UserId> = head
+            .joined
+            .iter()
+            .chain(old_joined.iter())
+            .map(|u| u.as_ref())
+            .chain(target.as_deref())
+            .filter(|u| u.server_name() == own)
+            .collect();
+        self.notifier.events_committed(appended.stream_ordering, wake);
+        self.wake_outbound(&send_to);
+        Ok(RemoteOutcome::Accepted(stored))
+    }
+
+    /// Redaction of a remote event: applied when the target is known and the
+    /// redaction is allowed (same sender server, or the redact power).
+    async fn remote_redaction(
+        &self,
+        redaction: &Pdu,
+        target: &OwnedEventId,
+        head: &RoomHead,
+    ) -> Option<(String, String)> {
+        let original = self.get_pdu(target).await.ok().flatten()?;
+        if original.room != redaction.room {
+            return None;
+        }
+        if original.sender().server_name() != redaction.sender().server_name() {
+            let levels = self.power_levels_of(head).await.ok()?;
+            if !levels.user_can_redact_event_of_other(redaction.sender()) {
+                return None;
+            }
+        }
+        let stored = self.db.get_event(target.to_string()).await.ok().flatten()?;
+        let obj: CanonicalJsonObject = serde_json::from_str(&stored.json).ok()?;
+        let redacted =
+            ruma::canonical_json::redact(obj, &head.rules.redaction, None::<ruma::canonical_json::RedactedBecause>)
+                .ok()?;
+        Some((target.to_string(), serde_json::to_string(&redacted).ok()?))
+    }
+
+    /// The auth rules with the event's own auth events as the state.
+    fn auth_with_events(
+        &self,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+        auth: &HashMap<OwnedEventId, Arc<Pdu>>,
+    ) -> Result<(), String> {
+        let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
+        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
+            .map_err(|e| e.to_string())?;
+        let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
+            auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
+        let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
+        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
+    }
+
+    /// The auth rules against a state map.
+    async fn auth_with_state(&self, pdu: &Pdu, rules: &RoomVersionRules, state: &StateMap) -> Result<(), String> {
+        let content = pdu.fields.content.clone();
+        let keys =
+            state_res::auth_types_for_event(pdu.kind(), pdu.sender(), pdu.state_key(), &content, &rules.authorization)
+                .map_err(|e| e.to_string())?;
+        let wanted: Vec<OwnedEventId> = keys
+            .iter()
+            .chain(&[
+                (StateEventType::RoomCreate, String::new()),
+                (StateEventType::RoomPowerLevels, String::new()),
+                (StateEventType::RoomJoinRules, String::new()),
+            ])
+            .filter_map(|k| state.get(k).cloned())
+            .collect();
+        let events = self.get_pdus(wanted.iter()).await.map_err(|e| e.to_string())?;
+        let fetch_state = |kind: &StateEventType, key: &str| {
+            state.get(&(kind.clone(), key.to_owned())).and_then(|id| events.get(id).cloned())
+        };
+        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
+    }
+
+    /// The room state before an event: after its one prev event, or the
+    /// resolution of the states after each. Prev events this server does
+    /// not have in its timeline count as the current state.
+    async fn state_before(&self, pdu: &Pdu, head: &RoomHead) -> Result<StateMap, RoomsError> {
+        let prevs = self.get_pdus(pdu.fields.prev_events.iter()).await?;
+        let mut groups: Vec<i64> =
+            prevs.values().filter(|p| !p.rejected).filter_map(|p| p.state_group).filter(|g| *g > 0).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        if groups.is_empty() {
+            return Ok((*head.state).clone());
+        }
+        // A prev event's group is the state after it.
+        let mut states = Vec::with_capacity(groups.len());
+        for group in groups {
+            states.push(self.state_at_group(group).await?);
+        }
+        if states.len() == 1 {
+            return Ok(states.pop().expect("one"));
+        }
+        self.resolve(&head.rules, &states).await
+    }
+
+    /// State resolution v2 (ruma) over `states`.
+    async fn resolve(&self, rules: &RoomVersionRules, states: &[StateMap]) -> Result<StateMap, RoomsError> {
+        let Some(v2) = rules.state_res.v2_rules() else {
+            return Err(RoomsError::Internal("only state resolution v2 is supported".into()));
+        };
+        // Auth chains of each state set, and every event involved, loaded.
+        let mut chains = Vec::with_capacity(states.len());
+        let mut all: HashSet<OwnedEventId> = HashSet::new();
+        for state in states {
+            let starts: Vec<String> = state.values().map(|id| id.to_string()).collect();
+            let chain = self.db.auth_chain(starts).await?;
+            let chain: HashSet<OwnedEventId> =
+                chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+            all.extend(chain.iter().cloned());
+            all.extend(state.values().cloned());
+            chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
+        }
+        let events = self.get_pdus(all.iter()).await?;
+        let fetch_event = |id: &ruma::EventId| events.get(id).map(|p| (**p).clone());
+        let subgraph =
+            |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, &events));
+        state_res::resolve(&rules.authorization, v2, states.iter(), chains, fetch_event, subgraph)
+            .map_err(|e| RoomsError::Internal(format!("state resolution failed: {e}")))
+    }
+
+    /// Joins a room over federation: stores its state and auth chain
+    /// (checked by the caller) and the join event, which becomes the room's
+    /// only forward extremity.
+    pub async fn import_joined_room(
+        &self,
+        version: &RoomVersionId,
+        state: Vec<VerifiedPdu>,
+        auth_chain: Vec<VerifiedPdu>,
+        join: VerifiedPdu,
+    ) -> Result<Arc<Pdu>, RoomsError> {
+        let room_id = join.pdu.room.clone();
+        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let slot = self.head_slot(&room_id);
+        let mut guard = slot.lock().await;
+        let mut outliers: Vec<Outlier> = auth_chain.iter().map(|e| e.outlier(false)).collect();
+        outliers.extend(state.iter().map(|e| e.outlier(false)));
+        self.db.store_outliers(outliers).await?;
+
+        let mut map = StateMap::new();
+        for event in &state {
+            if let Some(key) = state_key_of(&event.pdu) {
+                map.insert(key, event.pdu.event_id.clone());
+            }
+        }
+        let create = map
+            .get(&(StateEventType::RoomCreate, String::new()))
+            .and_then(|id| state.iter().find(|e| &e.pdu.event_id == id))
+            .ok_or_else(|| RoomsError::BadJson("the room state has no create event".into()))?;
+        let creator = create.pdu.sender().to_string();
+        // The join must pass the auth rules against the state it joins.
+        let auth = self.get_pdus(join.pdu.fields.auth_events.iter()).await?;
+        self.auth_with_events(&join.pdu, &rules, &auth).map_err(RoomsError::Forbidden)?;
+        self.auth_with_state(&join.pdu, &rules, &map).await.map_err(RoomsError::Forbidden)?;
+        map.insert(state_key_of(&join.pdu).expect("a join is a state event"), join.pdu.event_id.clone());
+        let full: StoredState = map.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
+        let pdu = &join.pdu;
+        let appended = self
+            .db
+            .append_event(NewEvent {
+                event_id: pdu.event_id.to_string(),
+                room_id: room_id.to_string(),
+                kind: pdu.kind().to_string(),
+                state_key: pdu.state_key().map(str::to_owned),
+                sender: pdu.sender().to_string(),
+                origin_server_ts: i64::from(pdu.fields.origin_server_ts.0),
+                depth: i64::try_from(u64::from(pdu.fields.depth)).unwrap_or(i64::MAX),
+                json: join.json.clone(),
+                prev_events: pdu.fields.prev_events.iter().map(|id| id.to_string()).collect(),
+                auth_events: pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
+                state: StateWrite::Full { state: full.clone() },
+                replaces_state: None,
+                forward_extremities: vec![pdu.event_id.to_string()],
+                membership: None,
+                txn: None,
+                new_room: Some((version.to_string(), creator)),
+                redaction: None,
+                current_state: CurrentStateWrite::Replace(full),
+                send_to: Vec::new(),
+            })
+            .await?;
+        *guard = self.load_head(&room_id).await?;
+        let mut stored = pdu.clone();
+        stored.stream_ordering = Some(appended.stream_ordering);
+        stored.state_group = Some(appended.state_group);
+        let stored = Arc::new(stored);
+        self.events.insert(stored.event_id.clone(), stored.clone());
+        self.notifier.events_committed(appended.stream_ordering, [pdu.sender()]);
+        Ok(stored)
+    }
+
+    /// The state of the room at an event (after it), and the auth chain of
+    /// that state, for `/state`, `/state_ids` and `send_join`.
+    pub async fn state_and_auth_chain_at(
+        &self,
+        room_id: &RoomId,
+        event_id: Option<&OwnedEventId>,
+    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>), RoomsError> {
+        let state = match event_id {
+            Some(id) => {
+                let pdu = self.get_pdu(id).await?.ok_or_else(|| RoomsError::NotFound("unknown event".into()))?;
+                if pdu.room != room_id {
+                    return Err(RoomsError::NotFound("unknown event".into()));
+                }
+                let group = pdu
+                    .state_group
+                    .filter(|g| *g > 0)
+                    .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
+                self.state_at_group(group).await?
+            }
+            None => (*self.current_state(room_id).await?).clone(),
+        };
+        let ids: Vec<OwnedEventId> = state.values().cloned().collect();
+        let chain = self.db.auth_chain(ids.iter().map(|id| id.to_string()).collect()).await?;
+        let chain = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+        Ok((ids, chain))
+    }
+
+    /// The stored JSON of events (the PDU format other servers need).
+    pub async fn pdu_jsons(&self, ids: &[OwnedEventId]) -> Result<Vec<Box<serde_json::value::RawValue>>, RoomsError> {
+        let stored = self.db.get_events(ids.iter().map(|id| id.to_string()).collect()).await?;
+        stored
+            .into_iter()
+            .map(|e| serde_json::value::RawValue::from_string(e.json).map_err(|e| RoomsError::Internal(e.to_string())))
+            .collect()
+    }
+}
+
+/// Users whose membership is `join` in a state map.
+async fn joined_in(rooms: &Rooms, state: &StateMap) -> Result<HashSet<OwnedUserId>, RoomsError> {
+    let members: Vec<OwnedEventId> =
+        state.iter().filter(|((t, _), _)| *t == StateEventType::RoomMember).map(|(_, id)| id.clone()).collect();
+    let events = rooms.get_pdus(members.iter()).await?;
+    Ok(events
+        .values()
+        .filter(|e| e.content_value().get("membership").and_then(Value::as_str) == Some("join"))
+        .filter_map(|e| UserId::parse(e.state_key()?).ok())
+        .collect())
+}
+
+/// The conflicted state subgraph (state resolution v2.1): events that are
+/// auth-descendants of one conflicted event and auth-ancestors of another.
+fn conflicted_subgraph(
+    conflicted: &state_res::StateMap<Vec<OwnedEventId>>,
+    events: &HashMap<OwnedEventId, Arc<Pdu>>,
+) -> EventIdSet<OwnedEventId> {
+    let conflicted: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
+    // Ancestors of the conflicted events through auth_events.
+    let mut ancestors: HashSet<OwnedEventId> = HashSet::new();
+    let mut stack: Vec<OwnedEventId> = conflicted.iter().map(|id| (*id).clone()).collect();
+    while let Some(id) = stack.pop() {
+        if let Some(event) = events.get(&id) {
+            for parent in &event.fields.auth_events {
+                if ancestors.insert(parent.clone()) {
+                    stack.push(parent.clone());
+                }
+            }
+        }
+    }
+    // Of those (and the conflicted events), the ones that reach a
+    // conflicted event through their own auth events.
+    let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
+    fn reaches_conflicted(
+        id: &OwnedEventId,
+        conflicted: &HashSet<&OwnedEventId>,
+        events: &HashMap<OwnedEventId, Arc<Pdu>>,
+        memo: &mut HashMap<OwnedEventId, bool>,
+    ) -> bool {
+        if let Some(known) = memo.get(id) {
+            return *known;
+        }
+        memo.insert(id.clone(), false);
+        let result = conflicted.contains(id)
+            || events
+                .get(id)
+                .is_some_and(|e| e.fields.auth_events.iter().any(|p| reaches_conflicted(p, conflicted, events, memo)));
+        memo.insert(id.clone(), result);
+        result
+    }
+    let mut out = EventIdSet::new();
+    for id in ancestors.iter().chain(conflicted.iter().copied()) {
+        if reaches_conflicted(id, &conflicted, events, &mut reaches) {
+            out.insert(id.clone());
+        }
+    }
+    out
+}
