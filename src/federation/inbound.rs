@@ -32,7 +32,13 @@ pub fn room_of(raw: &RawValue) -> Result<OwnedRoomId, FedError> {
 
 impl Federation {
     /// Format, signatures and hashes of a PDU in a room of `version`.
-    pub async fn verify_pdu(&self, version: &RoomVersionId, raw: &RawValue) -> Result<VerifiedPdu, FedError> {
+    /// `room_id` is the room the caller expects (the v12 create event names none).
+    pub async fn verify_pdu(
+        &self,
+        version: &RoomVersionId,
+        room_id: &RoomId,
+        raw: &RawValue,
+    ) -> Result<VerifiedPdu, FedError> {
         let rules =
             version.rules().ok_or_else(|| FedError::BadRequest(format!("unsupported room version {version}")))?;
         let mut obj: CanonicalJsonObject =
@@ -49,12 +55,11 @@ impl Federation {
                 OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::BadRequest(e.to_string()))?
             }
         };
-        let room_id = match obj.get("room_id") {
-            Some(CanonicalJsonValue::String(id)) => {
-                OwnedRoomId::try_from(id.as_str()).map_err(|e| FedError::BadRequest(e.to_string()))?
-            }
-            _ => return Err(FedError::BadRequest("the PDU has no room_id".into())),
-        };
+        match obj.get("room_id") {
+            Some(CanonicalJsonValue::String(id)) if id == room_id.as_str() => {}
+            None if matches!(obj.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create") => {}
+            _ => return Err(FedError::BadRequest(format!("the PDU is not an event of {room_id}"))),
+        }
         let servers = required_server_signatures_to_verify_event(&obj, &rules.signatures)
             .map_err(|e| FedError::BadRequest(e.to_string()))?;
         let at_ms = match obj.get("origin_server_ts") {
@@ -73,7 +78,7 @@ impl Federation {
         }
         // Unsigned data from the sender is not trusted.
         obj.remove("unsigned");
-        Ok(VerifiedPdu::new(event_id, &room_id, &obj)?)
+        Ok(VerifiedPdu::new(event_id, room_id, &obj)?)
     }
 
     /// Handles one PDU of a transaction from `origin`.
@@ -83,7 +88,7 @@ impl Federation {
             return Err(FedError::NotFound(format!("this server is not in {room_id}")));
         }
         let version = self.rooms.room_version(&room_id).await?;
-        let event = self.verify_pdu(&version, raw).await?;
+        let event = self.verify_pdu(&version, &room_id, raw).await?;
         let event_id = event.pdu.event_id.clone();
         self.process_verified(origin, &version, event, 0).await?;
         Ok(event_id)
@@ -125,7 +130,7 @@ impl Federation {
             .await?;
         let mut verified = Vec::new();
         for raw in &response.auth_chain {
-            match self.verify_pdu(version, raw).await {
+            match self.verify_pdu(version, room_id, raw).await {
                 Ok(event) if event.pdu.room == room_id => verified.push(event),
                 Ok(_) => {}
                 Err(e) => tracing::info!(error = %e, "dropping an auth chain event that does not verify"),
@@ -149,7 +154,7 @@ impl Federation {
         let Ok(response) = self.request(origin, request).await else { return };
         let mut events = Vec::new();
         for raw in &response.events {
-            if let Ok(e) = self.verify_pdu(version, raw).await
+            if let Ok(e) = self.verify_pdu(version, room_id, raw).await
                 && e.pdu.room == room_id
             {
                 events.push(e);

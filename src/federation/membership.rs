@@ -87,7 +87,7 @@ impl Federation {
         // Every event of the state and auth chain must verify.
         let mut state = Vec::with_capacity(room_state.state.len());
         for raw in &room_state.state {
-            let event = self.verify_pdu(&version, raw).await?;
+            let event = self.verify_pdu(&version, room_id, raw).await?;
             if event.pdu.room != room_id {
                 return Err(FedError::BadResponse("send_join returned an event of another room".into()));
             }
@@ -95,7 +95,7 @@ impl Federation {
         }
         let mut auth_chain = Vec::with_capacity(room_state.auth_chain.len());
         for raw in &room_state.auth_chain {
-            let event = self.verify_pdu(&version, raw).await?;
+            let event = self.verify_pdu(&version, room_id, raw).await?;
             if event.pdu.room != room_id {
                 return Err(FedError::BadResponse("send_join returned an event of another room".into()));
             }
@@ -103,7 +103,7 @@ impl Federation {
         }
         // The resident server may have countersigned the join (restricted rooms).
         let signed_join = match &room_state.event {
-            Some(raw) => self.verify_pdu(&version, raw).await?,
+            Some(raw) => self.verify_pdu(&version, room_id, raw).await?,
             None => VerifiedPdu::new(event_id, room_id, &obj)?,
         };
         self.rooms.import_joined_room(&version, state, auth_chain, signed_join).await?;

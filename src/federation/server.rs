@@ -338,7 +338,7 @@ async fn send_join(
         return Err(ApiError::not_found("this server does not know the room"));
     }
     let version = state.rooms.room_version(&body.room_id).await?;
-    let event = state.federation.verify_pdu(&version, &body.pdu).await?;
+    let event = state.federation.verify_pdu(&version, &body.room_id, &body.pdu).await?;
     let pdu: &Pdu = &event.pdu;
     if pdu.event_id != body.event_id || pdu.room != body.room_id {
         return Err(ApiError::bad_json("the event does not match the request"));

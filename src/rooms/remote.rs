@@ -195,12 +195,18 @@ impl Rooms {
         let pdu = &event.pdu;
         let rules = head.rules.clone();
 
-        // 1. Against its own auth events.
-        let auth = self.get_pdus(pdu.fields.auth_events.iter()).await?;
+        // 1. Against its own auth events (and the create event, which room
+        // version 12 leaves out of them).
+        let mut auth = self.get_pdus(pdu.fields.auth_events.iter()).await?;
         if auth.len() != pdu.fields.auth_events.len() {
             let reason = "some auth events are unknown".to_owned();
             self.db.store_outliers(vec![event.outlier(true)]).await?;
             return Ok(RemoteOutcome::Rejected(reason));
+        }
+        if let Some(create) = head.state.get(&(StateEventType::RoomCreate, String::new()))
+            && let Some(event) = self.get_pdu(create).await?
+        {
+            auth.insert(create.clone(), event);
         }
         if let Err(reason) = self.auth_with_events(pdu, &rules, &auth) {
             self.db.store_outliers(vec![event.outlier(true)]).await?;
@@ -492,7 +498,8 @@ impl Rooms {
             .ok_or_else(|| RoomsError::BadJson("the room state has no create event".into()))?;
         let creator = create.pdu.sender().to_string();
         // The join must pass the auth rules against the state it joins.
-        let auth = self.get_pdus(join.pdu.fields.auth_events.iter()).await?;
+        let mut auth = self.get_pdus(join.pdu.fields.auth_events.iter()).await?;
+        auth.insert(create.pdu.event_id.clone(), Arc::new(create.pdu.clone()));
         self.auth_with_events(&join.pdu, &rules, &auth).map_err(RoomsError::Forbidden)?;
         self.auth_with_state(&join.pdu, &rules, &map).await.map_err(RoomsError::Forbidden)?;
         map.insert(state_key_of(&join.pdu).expect("a join is a state event"), join.pdu.event_id.clone());

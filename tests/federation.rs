@@ -1,0 +1,274 @@
+//! Federation between real servers on loopback, over HTTPS with
+//! certificates from a test CA: keys, signed requests, joins, messages both
+//! ways, typing and receipts; unsigned and forged requests are refused.
+
+mod common;
+
+use std::{path::Path, time::Duration};
+
+use common::{TestServer, TestUser, assert_error, enc};
+use serde_json::{Value, json};
+
+/// A CA and a certificate for `localhost` signed by it, as PEM files in `dir`.
+fn make_certs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Plexus test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("fed.crt"), dir.join("fed.key"));
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca, cert, key)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Pair {
+    a: TestServer,
+    b: TestServer,
+    a_name: String,
+    b_name: String,
+    _certs: tempfile::TempDir,
+}
+
+async fn start_server(port: u16, certs: &(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)) -> TestServer {
+    let (ca, cert, key) = certs.clone();
+    TestServer::start_with(move |c| {
+        c.server.server_name = format!("localhost:{port}").try_into().unwrap();
+        c.federation.enabled = true;
+        c.federation.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+        c.federation.tls_cert = Some(cert);
+        c.federation.tls_key = Some(key);
+        c.federation.extra_ca_files = vec![ca];
+        c.federation.allow_loopback = true;
+    })
+    .await
+}
+
+async fn pair() -> Pair {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(certs_dir.path());
+    let (pa, pb) = (free_port(), free_port());
+    let a = start_server(pa, &certs).await;
+    let b = start_server(pb, &certs).await;
+    Pair { a, b, a_name: format!("localhost:{pa}"), b_name: format!("localhost:{pb}"), _certs: certs_dir }
+}
+
+/// Syncs until `found` finds something in a sync response, or panics.
+async fn sync_until(server: &TestServer, user: &TestUser, what: &str, found: impl Fn(&Value) -> bool) -> Value {
+    let mut since: Option<String> = None;
+    for _ in 0..40 {
+        let path = match &since {
+            Some(s) => format!("/_matrix/client/v3/sync?timeout=500&since={s}"),
+            None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+        };
+        let (status, body) = server.get(&path, Some(&user.access_token)).await;
+        assert_eq!(status, 200, "{body}");
+        if found(&body) {
+            return body;
+        }
+        since = body["next_batch"].as_str().map(str::to_owned);
+    }
+    panic!("{what} never arrived for {}", user.user_id);
+}
+
+fn timeline_has(body: &Value, room: &str, text: &str) -> bool {
+    body["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .is_some_and(|events| events.iter().any(|e| e["content"]["body"] == text))
+}
+
+#[tokio::test]
+async fn two_servers_share_a_room() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+
+    // Each server publishes a self-signed key document.
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let port_a = p.a_name.rsplit(':').next().unwrap();
+    let keys: Value = http
+        .get(format!("https://127.0.0.1:{port_a}/_matrix/key/v2/server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys["server_name"], p.a_name.as_str());
+    assert!(keys["signatures"][p.a_name.as_str()].is_object(), "{keys}");
+
+    let room = p.a.create_room(&alice.access_token, json!({"preset": "public_chat", "name": "Across"})).await;
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+
+    // Bob's server has the room's state: its name, and both members.
+    let (status, name) = p.b.get_state(&bob.access_token, &room, "m.room.name", "").await;
+    assert_eq!((status, name["name"].as_str()), (200, Some("Across")), "{name}");
+    let (status, members) =
+        p.b.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&bob.access_token)).await;
+    assert_eq!(status, 200, "{members}");
+    assert!(members["joined"][&alice.user_id].is_object() && members["joined"][&bob.user_id].is_object());
+
+    // Alice's server learned of the join.
+    sync_until(&p.a, &alice, "bob's join", |b| {
+        b["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|ev| ev.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str()))
+    })
+    .await;
+
+    // Messages both ways.
+    let (status, sent) = p.a.send_text(&alice.access_token, &room, "hello from A").await;
+    assert_eq!(status, 200, "{sent}");
+    sync_until(&p.b, &bob, "alice's message", |b| timeline_has(b, &room, "hello from A")).await;
+    let (status, sent_b) = p.b.send_text(&bob.access_token, &room, "hello from B").await;
+    assert_eq!(status, 200, "{sent_b}");
+    let body = sync_until(&p.a, &alice, "bob's message", |b| timeline_has(b, &room, "hello from B")).await;
+    let event = body["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["content"]["body"] == "hello from B")
+        .unwrap()
+        .clone();
+    assert_eq!(event["sender"], bob.user_id.as_str());
+    assert_eq!(event["event_id"], sent_b["event_id"]);
+
+    // Typing from B reaches A; a receipt from A reaches B.
+    let (status, _) =
+        p.b.put(
+            &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(&room), enc(&bob.user_id)),
+            Some(&bob.access_token),
+            json!({"typing": true, "timeout": 20000}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sync_until(&p.a, &alice, "bob typing", |b| {
+        b["rooms"]["join"][&room]["ephemeral"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| {
+                e["type"] == "m.typing"
+                    && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob.user_id)))
+            })
+        })
+    })
+    .await;
+    let event_id = sent_b["event_id"].as_str().unwrap();
+    let (status, _) =
+        p.a.post(
+            &format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(event_id)),
+            Some(&alice.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    sync_until(&p.b, &bob, "alice's receipt", |b| {
+        b["rooms"]["join"][&room]["ephemeral"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| e["type"] == "m.receipt" && e["content"][event_id]["m.read"][&alice.user_id].is_object())
+        })
+    })
+    .await;
+
+    // A state change on A is state on B.
+    let (status, _) =
+        p.a.put_state(&alice.access_token, &room, "m.room.topic", "", json!({"topic": "federated"})).await;
+    assert_eq!(status, 200);
+    for _ in 0..50 {
+        let (_, topic) = p.b.get_state(&bob.access_token, &room, "m.room.topic", "").await;
+        if topic["topic"] == "federated" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the topic never reached B");
+}
+
+#[tokio::test]
+async fn join_by_remote_alias() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let carol = p.b.register("carol").await;
+    let room = p.a.create_room(&alice.access_token, json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
+    let alias = format!("#lobby:{}", p.a_name);
+    let (status, body) =
+        p.b.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room.as_str());
+    let (status, _) = p.b.send_text(&carol.access_token, &room, "hi lobby").await;
+    assert_eq!(status, 200);
+    sync_until(&p.a, &alice, "carol's message", |b| timeline_has(b, &room, "hi lobby")).await;
+}
+
+#[tokio::test]
+async fn private_rooms_refuse_remote_joins() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = p.a.create_room(&alice.access_token, json!({"preset": "private_chat"})).await;
+    let got =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_error(&got, 403, "M_FORBIDDEN");
+    // Nothing changed on either side.
+    let (_, rooms) = p.b.get("/_matrix/client/v3/joined_rooms", Some(&bob.access_token)).await;
+    assert_eq!(rooms["joined_rooms"], json!([]));
+    let (_, members) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.access_token)).await;
+    assert_eq!(members["joined"].as_object().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unsigned_and_forged_requests_are_refused() {
+    let p = pair().await;
+    let port_a = p.a_name.rsplit(':').next().unwrap();
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let url = format!("https://127.0.0.1:{port_a}/_matrix/federation/v1/send/t1");
+    let body = json!({"origin": p.b_name, "origin_server_ts": 1, "pdus": []});
+
+    let resp = http.put(&url).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["errcode"], "M_UNAUTHORIZED");
+
+    // A header naming B but signed with a key B does not have.
+    let forged = format!(
+        "X-Matrix origin=\"{}\",destination=\"{}\",key=\"ed25519:a_fake\",sig=\"{}\"",
+        p.b_name,
+        p.a_name,
+        "A".repeat(86)
+    );
+    let resp = http.put(&url).header("Authorization", forged).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["errcode"], "M_UNAUTHORIZED");
+
+    // The version endpoint needs no signature.
+    let version: Value = http
+        .get(format!("https://127.0.0.1:{port_a}/_matrix/federation/v1/version"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(version["server"]["name"], "Plexus");
+}
