@@ -348,17 +348,17 @@ mod tests {
     async fn literal_and_explicit_port_names_resolve_directly() {
         let dns = Arc::new(Dns::new(AddressPolicy { allowed_ranges: vec![], allow_loopback: true }).unwrap());
         let resolver = Resolver::new(dns, reqwest::Client::new());
-        let dest = resolver.resolve(ServerName::parse("127.0.0.1:9000").unwrap()).await.unwrap();
+        let dest = resolver.resolve(&ServerName::parse("127.0.0.1:9000").unwrap()).await.unwrap();
         assert_eq!(dest.base_url, "https://127.0.0.1:9000");
         assert_eq!(dest.host_header, "127.0.0.1:9000");
-        let dest = resolver.resolve(ServerName::parse("localhost:9001").unwrap()).await.unwrap();
+        let dest = resolver.resolve(&ServerName::parse("localhost:9001").unwrap()).await.unwrap();
         assert_eq!(dest.base_url, "https://localhost:9001");
-        let dest = resolver.resolve(ServerName::parse("[::1]").unwrap()).await.unwrap();
+        let dest = resolver.resolve(&ServerName::parse("[::1]").unwrap()).await.unwrap();
         assert_eq!(dest.base_url, "https://[::1]:8448");
 
         let strict = Arc::new(Dns::new(AddressPolicy { allowed_ranges: vec![], allow_loopback: false }).unwrap());
         let resolver = Resolver::new(strict, reqwest::Client::new());
-        assert!(resolver.resolve(ServerName::parse("127.0.0.1:9000").unwrap()).await.is_err());
-        assert!(resolver.resolve(ServerName::parse("localhost:9000").unwrap()).await.is_err());
+        assert!(resolver.resolve(&ServerName::parse("127.0.0.1:9000").unwrap()).await.is_err());
+        assert!(resolver.resolve(&ServerName::parse("localhost:9000").unwrap()).await.is_err());
     }
 }
