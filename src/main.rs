@@ -44,6 +44,22 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// TLS material for the federation listener.
+    Tls {
+        #[command(subcommand)]
+        command: TlsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsCommand {
+    /// Write a self-signed certificate for the server name (development
+    /// only: other servers must turn `verify_tls` off or trust it).
+    SelfSigned {
+        /// Directory for `federation.crt` and `federation.key`.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +110,17 @@ fn main() -> ExitCode {
             }
             Command::User { command: UserCommand::Add { name, password, admin } } => {
                 add_user(config, &name, password, admin).await
+            }
+            Command::Tls { command: TlsCommand::SelfSigned { out } } => {
+                let (host, _) = plexus::federation::resolve::split_host_port(config.server.server_name.as_str());
+                let (cert, key) =
+                    plexus::federation::tls::write_self_signed(vec![host], &out).map_err(|e| anyhow::anyhow!(e))?;
+                eprintln!(
+                    "wrote {} and {}; set federation.tls_cert and federation.tls_key to them",
+                    cert.display(),
+                    key.display()
+                );
+                Ok(())
             }
         }
     });

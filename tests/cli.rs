@@ -157,3 +157,51 @@ fn bad_config_fails_and_names_the_key() {
     let out = Command::new(PLEXUS).arg("check-config").arg("--config").arg(&config).output().unwrap();
     assert!(out.status.success());
 }
+
+#[tokio::test]
+async fn self_signed_pair_serves_federation() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tls = dir.path().join("tls");
+    let extra = format!(
+        "[federation]\nenabled = true\nlisten = [\"127.0.0.1:{port}\"]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        tls.join("federation.crt").display(),
+        tls.join("federation.key").display()
+    );
+    let config = write_config(dir.path(), &extra);
+    let out = Command::new(PLEXUS)
+        .args(["tls", "self-signed", "--out"])
+        .arg(&tls)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pem = std::fs::read_to_string(tls.join("federation.crt")).unwrap();
+    assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(tls.join("federation.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let (_child, _, _) = start_binary(&config);
+    // The certificate is for `cli.test`; trust it as the only root and
+    // resolve that name to the listener.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .resolve("cli.test", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    let mut keys = serde_json::Value::Null;
+    for _ in 0..50 {
+        if let Ok(resp) = http.get(format!("https://cli.test:{port}/_matrix/key/v2/server")).send().await {
+            keys = resp.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(keys["server_name"], "cli.test", "{keys}");
+    assert!(keys["verify_keys"].as_object().is_some_and(|k| !k.is_empty()));
+}

@@ -54,12 +54,22 @@ async fn start_server(port: u16, certs: &(std::path::PathBuf, std::path::PathBuf
 }
 
 async fn pair() -> Pair {
+    let (mut servers, certs) = servers(2).await;
+    let (b, b_name) = servers.pop().unwrap();
+    let (a, a_name) = servers.pop().unwrap();
+    Pair { a, b, a_name, b_name, _certs: certs }
+}
+
+/// `n` federating servers and their names, sharing one test CA.
+async fn servers(n: usize) -> (Vec<(TestServer, String)>, tempfile::TempDir) {
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = make_certs(certs_dir.path());
-    let (pa, pb) = (free_port(), free_port());
-    let a = start_server(pa, &certs).await;
-    let b = start_server(pb, &certs).await;
-    Pair { a, b, a_name: format!("localhost:{pa}"), b_name: format!("localhost:{pb}"), _certs: certs_dir }
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let port = free_port();
+        out.push((start_server(port, &certs).await, format!("localhost:{port}")));
+    }
+    (out, certs_dir)
 }
 
 /// Syncs until `found` finds something in a sync response, or panics.
@@ -271,4 +281,100 @@ async fn unsigned_and_forged_requests_are_refused() {
         .await
         .unwrap();
     assert_eq!(version["server"]["name"], "Plexus");
+}
+
+#[tokio::test]
+async fn invite_join_leave_and_late_joiner_backfills() {
+    let (servers, _certs) = servers(3).await;
+    let [(a, a_name), (b, _), (c, _)] = <[_; 3]>::try_from(servers).ok().unwrap();
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let charlie = c.register("charlie").await;
+    let room = a.create_room(&alice.access_token, json!({"preset": "public_chat", "name": "Three"})).await;
+
+    // alice invites bob; bob's server shows the invite with the room's name.
+    let (status, body) = a.room_post(&alice.access_token, &room, "invite", json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, 200, "{body}");
+    let sync = sync_until(&b, &bob, "the invite", |s| s["rooms"]["invite"][&room].is_object()).await;
+    let invite_state = sync["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap().clone();
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Three"), "{sync}");
+    assert!(invite_state.iter().any(|e| e["type"] == "m.room.member"
+        && e["state_key"] == bob.user_id.as_str()
+        && e["content"]["membership"] == "invite"
+        && e["sender"] == alice.user_id.as_str()));
+
+    // bob joins through the inviting server (the room id names none).
+    let (status, body) = b.join(&bob.access_token, &room).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = a.send_text(&alice.access_token, &room, "first from A").await;
+    assert_eq!(status, 200);
+    sync_until(&b, &bob, "alice's message", |s| timeline_has(s, &room, "first from A")).await;
+    let (status, _) = b.send_text(&bob.access_token, &room, "first from B").await;
+    assert_eq!(status, 200);
+    sync_until(&a, &alice, "bob's message", |s| timeline_has(s, &room, "first from B")).await;
+
+    // bob leaves; alice's server sees it.
+    let (status, _) = b.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    assert_eq!(status, 200);
+    sync_until(&a, &alice, "bob's leave", |s| {
+        s["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| e["state_key"] == bob.user_id.as_str() && e["content"]["membership"] == "leave")
+        })
+    })
+    .await;
+    let (_, members) =
+        a.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.access_token)).await;
+    assert!(members["joined"][&bob.user_id].is_null(), "{members}");
+
+    // charlie joins late and pages back into the history from before.
+    let (status, body) = c
+        .post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&a_name)),
+            Some(&charlie.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut bodies = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &from {
+            Some(f) => format!("dir=b&limit=50&from={f}"),
+            None => "dir=b&limit=50".to_owned(),
+        };
+        let (status, page) = c.messages(&charlie.access_token, &room, &query).await;
+        assert_eq!(status, 200, "{page}");
+        for e in page["chunk"].as_array().unwrap() {
+            if let Some(b) = e["content"]["body"].as_str() {
+                bodies.push(b.to_owned());
+            }
+            assert_ne!(e["type"], Value::Null);
+        }
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(bodies, vec!["first from B".to_owned(), "first from A".to_owned()], "charlie's history");
+}
+
+#[tokio::test]
+async fn declining_a_remote_invite() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = p.a.create_room(&alice.access_token, json!({"preset": "private_chat"})).await;
+    let (status, body) = p.a.room_post(&alice.access_token, &room, "invite", json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, 200, "{body}");
+    sync_until(&p.b, &bob, "the invite", |s| s["rooms"]["invite"][&room].is_object()).await;
+    let (status, body) = p.b.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    sync_until(&p.a, &alice, "bob's refusal", |s| {
+        s["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| e["state_key"] == bob.user_id.as_str() && e["content"]["membership"] == "leave")
+        })
+    })
+    .await;
+    let (_, sync) = p.b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.access_token)).await;
+    assert!(sync["rooms"]["invite"][&room].is_null(), "{sync}");
 }

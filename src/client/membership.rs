@@ -86,6 +86,7 @@ async fn join_room(
         return Ok(());
     }
     let mut servers = via;
+    servers.extend(state.federation.invite_servers(room_id, user).await);
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
@@ -124,13 +125,23 @@ async fn invite(state: AppState, req: Ruma<invite_user::v3::Request>) -> Result<
     let invite_user::v3::InvitationRecipient::UserId(recipient) = req.body.recipient else {
         return Err(ApiError::invalid_param("third-party invites are not supported"));
     };
-    state.rooms.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason, false).await?;
+    if recipient.user_id.server_name() != state.config.server.server_name {
+        state.rooms.require_joined(&req.body.room_id, &sender).await?;
+        state.federation.invite_remote(&req.body.room_id, &sender, &recipient.user_id, recipient.reason).await?;
+    } else {
+        state.rooms.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason, false).await?;
+    }
     Ok(invite_user::v3::Response::new())
 }
 
 async fn leave(state: AppState, req: Ruma<leave_room::v3::Request>) -> Result<leave_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    state.rooms.leave(&req.body.room_id, &user, req.body.reason).await?;
+    if !state.rooms.knows_room(&req.body.room_id).await? && state.federation.enabled() {
+        // Declining an invite to a room on another server.
+        state.federation.decline_remote_invite(&req.body.room_id, &user).await?;
+    } else {
+        state.rooms.leave(&req.body.room_id, &user, req.body.reason).await?;
+    }
     Ok(leave_room::v3::Response::new())
 }
 

@@ -108,10 +108,17 @@ async fn messages(
     let limit = usize::try_from(body.limit).unwrap_or(1000);
     let filter = event_filter(&body.filter);
     let limit = body.filter.limit.map(|l| usize::try_from(l).unwrap_or(limit)).unwrap_or(limit);
-    let page = state
-        .rooms
-        .messages(&user, &body.room_id, PageRequest { from, to, direction: direction(body.dir), limit }, &filter)
-        .await?;
+    let request = PageRequest { from, to, direction: direction(body.dir), limit };
+    let mut page = state.rooms.messages(&user, &body.room_id, request, &filter).await?;
+    // At the start of the history this server has, ask the room's other
+    // servers for older events, then read again.
+    if page.end.is_none()
+        && page.chunk.len() < limit
+        && request.direction == Direction::Backward
+        && state.federation.backfill(&body.room_id).await > 0
+    {
+        page = state.rooms.messages(&user, &body.room_id, request, &filter).await?;
+    }
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start.to_string();
     response.end = page.end.map(|t| t.to_string());

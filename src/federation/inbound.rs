@@ -168,3 +168,68 @@ impl Federation {
         }
     }
 }
+
+/// Events asked for in one backfill request.
+const BACKFILL_LIMIT: u32 = 100;
+
+impl Federation {
+    /// Fetches history older than this server's oldest event of the room
+    /// from a server in the room; returns how many events were added.
+    pub async fn backfill(&self, room_id: &RoomId) -> usize {
+        if !self.enabled() {
+            return 0;
+        }
+        match self.try_backfill(room_id).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!(%room_id, error = %e, "backfill failed");
+                0
+            }
+        }
+    }
+
+    async fn try_backfill(&self, room_id: &RoomId) -> Result<usize, FedError> {
+        let Some(oldest) = self.rooms.oldest_event(room_id).await? else { return Ok(0) };
+        if *oldest.kind() == ruma::events::TimelineEventType::RoomCreate {
+            return Ok(0);
+        }
+        let from = oldest.fields.prev_events.clone();
+        if from.is_empty() {
+            return Ok(0);
+        }
+        let version = self.rooms.room_version(room_id).await?;
+        for server in self.room_servers(room_id).await? {
+            let request = ruma::api::federation::backfill::get_backfill::v1::Request::new(
+                room_id.to_owned(),
+                from.clone(),
+                UInt::from(BACKFILL_LIMIT),
+            );
+            let response = match self.request(&server, request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e, "backfill request failed");
+                    continue;
+                }
+            };
+            let mut events = Vec::new();
+            for raw in &response.pdus {
+                match self.verify_pdu(&version, room_id, raw).await {
+                    Ok(event) => events.push(event),
+                    Err(e) => tracing::info!(%server, error = %e, "dropped a backfilled event that does not verify"),
+                }
+            }
+            // Auth events this server lacks come with the events' auth chains.
+            for event in &events {
+                if !self.rooms.missing_events(&event.pdu.fields.auth_events).await?.is_empty() {
+                    let _ = self.fetch_auth_chain(&server, &version, room_id, &event.pdu.event_id).await;
+                }
+            }
+            events.sort_by_key(|e| u64::from(e.pdu.fields.depth));
+            let added = self.rooms.store_backfilled(room_id, events).await?;
+            if added > 0 {
+                return Ok(added);
+            }
+        }
+        Ok(0)
+    }
+}

@@ -6,7 +6,10 @@
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, OwnedUserId,
     RoomId, RoomVersionId,
-    api::federation::membership::{create_join_event, prepare_join_event},
+    api::federation::membership::{
+        create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+    },
+    canonical_json::{RedactedBecause, redact},
     signatures::{hash_and_sign_event, reference_hash},
 };
 use serde_json::Value;
@@ -109,5 +112,150 @@ impl Federation {
         self.rooms.import_joined_room(&version, state, auth_chain, signed_join).await?;
         tracing::info!(%room_id, %user, %server, "joined a room over federation");
         Ok(())
+    }
+}
+
+impl Federation {
+    /// Checks that a `make_join`/`make_leave` template is the membership
+    /// event this server asked for, fills in the content, and hashes and
+    /// signs it. Returns the event id and the signed event.
+    fn sign_template(
+        &self,
+        rules: &ruma::room_version_rules::RoomVersionRules,
+        template: &str,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        content: Value,
+    ) -> Result<(OwnedEventId, CanonicalJsonObject), FedError> {
+        let mut obj: CanonicalJsonObject =
+            serde_json::from_str(template).map_err(|e| FedError::BadResponse(format!("membership template: {e}")))?;
+        let is = |key: &str, want: &str| matches!(obj.get(key), Some(CanonicalJsonValue::String(v)) if v == want);
+        if !is("type", "m.room.member") || !is("sender", user.as_str()) || !is("state_key", user.as_str()) {
+            return Err(FedError::BadResponse("the template is not a membership event of this user".into()));
+        }
+        if !is("room_id", room_id.as_str()) {
+            return Err(FedError::BadResponse("the template is for another room".into()));
+        }
+        obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical content"));
+        obj.insert("origin".into(), CanonicalJsonValue::String(self.server_name().to_string()));
+        obj.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().0.into()));
+        obj.remove("signatures");
+        obj.remove("hashes");
+        obj.remove("unsigned");
+        hash_and_sign_event(self.server_name().as_str(), &self.key.keypair, &mut obj, &rules.redaction)
+            .map_err(|e| FedError::Internal(format!("cannot sign the event: {e}")))?;
+        let hash = reference_hash(&obj, rules).map_err(|e| FedError::Internal(e.to_string()))?;
+        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::Internal(e.to_string()))?;
+        Ok((event_id, obj))
+    }
+
+    /// Invites a user of another server: the invite is built and signed
+    /// here, signed by the invitee's server (`/invite`), then appended and
+    /// sent to the room's other servers.
+    pub async fn invite_remote(
+        &self,
+        room_id: &RoomId,
+        sender: &OwnedUserId,
+        target: &OwnedUserId,
+        reason: Option<String>,
+    ) -> Result<(), FedError> {
+        if !self.enabled() {
+            return Err(FedError::Forbidden("this server does not federate".into()));
+        }
+        match self.rooms.membership(room_id, target).await?.as_deref() {
+            Some("join") => return Err(FedError::Forbidden("the user is already in the room".into())),
+            Some("ban") => return Err(FedError::Forbidden("the user is banned from the room".into())),
+            Some("invite") => return Ok(()),
+            _ => {}
+        }
+        let mut content = serde_json::json!({ "membership": "invite" });
+        if let Some(reason) = reason {
+            content["reason"] = Value::String(reason);
+        }
+        let draft = crate::rooms::EventDraft::state(ruma::events::StateEventType::RoomMember, target.as_str(), content);
+        let (version, obj, event_id) = self.rooms.build_unstored(room_id, sender, draft).await?;
+        let invite_state = self
+            .rooms
+            .invite_state_pdus(room_id, sender)
+            .await?
+            .into_iter()
+            .map(ruma::api::federation::membership::RawStrippedState::Pdu)
+            .collect();
+        let event = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
+        let request =
+            create_invite::v2::Request::new(room_id.to_owned(), event_id.clone(), version.clone(), event, invite_state);
+        let response = self.request(target.server_name(), request).await?;
+        let signed = self.verify_pdu(&version, room_id, &response.event).await?;
+        if signed.pdu.event_id != event_id {
+            return Err(FedError::BadResponse("the invitee's server changed the invite".into()));
+        }
+        // The invitee's server must have signed it too.
+        let signed_obj: CanonicalJsonObject =
+            serde_json::from_str(&signed.json).map_err(|e| FedError::Internal(e.to_string()))?;
+        let servers = [target.server_name().to_owned(), self.server_name().to_owned()];
+        let keys = self.public_key_map(&signed_obj, servers, None).await?;
+        let rules = version.rules().ok_or_else(|| FedError::Internal("room version rules".into()))?;
+        ruma::signatures::verify_json(
+            &keys,
+            &redact(signed_obj, &rules.redaction, None::<RedactedBecause>)
+                .map_err(|e| FedError::Internal(e.to_string()))?,
+        )
+        .map_err(|e| FedError::Unauthorized(format!("the invitee's server did not sign the invite: {e}")))?;
+        // Sent to every server in the room, the invitee's included (it may
+        // have other users there).
+        match self.rooms.append_remote(signed, Some(self.server_name())).await? {
+            crate::rooms::RemoteOutcome::Accepted(_) | crate::rooms::RemoteOutcome::Known => Ok(()),
+            crate::rooms::RemoteOutcome::SoftFailed => {
+                Err(FedError::Forbidden("the invite is no longer allowed".into()))
+            }
+            crate::rooms::RemoteOutcome::Rejected(r) => Err(FedError::Forbidden(format!("the invite is refused: {r}"))),
+        }
+    }
+
+    /// Declines an invite to a room on another server: `make_leave` and
+    /// `send_leave` through the servers the invite named.
+    pub async fn decline_remote_invite(&self, room_id: &RoomId, user: &OwnedUserId) -> Result<(), FedError> {
+        let Some(invite) = self.db.remote_invite(room_id.to_string(), user.to_string()).await? else {
+            return Err(FedError::NotFound("you are not a member of this room".into()));
+        };
+        let via: Vec<OwnedServerName> = serde_json::from_str(&invite.via).unwrap_or_default();
+        let mut last = FedError::NotFound("no server to leave the room through".into());
+        for server in via.iter().filter(|s| *s != self.server_name()) {
+            match self.leave_through(room_id, user, server).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn leave_through(
+        &self,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        server: &OwnedServerName,
+    ) -> Result<(), FedError> {
+        let template =
+            self.request(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.clone())).await?;
+        let version = template.room_version.unwrap_or(RoomVersionId::V1);
+        let rules = version
+            .rules()
+            .filter(|_| versions::can_follow(&version))
+            .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
+        let content = serde_json::json!({ "membership": "leave" });
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
+        self.request(server, create_leave_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw)).await?;
+        let leave = VerifiedPdu::new(event_id, room_id, &obj)?;
+        self.rooms.store_declined_invite(&leave, user).await?;
+        Ok(())
+    }
+
+    /// The servers a remote invite suggests joining through.
+    pub async fn invite_servers(&self, room_id: &RoomId, user: &OwnedUserId) -> Vec<OwnedServerName> {
+        match self.db.remote_invite(room_id.to_string(), user.to_string()).await {
+            Ok(Some(invite)) => serde_json::from_str(&invite.via).unwrap_or_default(),
+            _ => Vec::new(),
+        }
     }
 }

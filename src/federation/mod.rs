@@ -80,7 +80,7 @@ impl OutboundAuth for NoAuthentication {
 pub struct Federation {
     pub config: Arc<Config>,
     db: Db,
-    key: Arc<ServerKey>,
+    pub(crate) key: Arc<ServerKey>,
     rooms: Arc<Rooms>,
     http: reqwest::Client,
     resolver: resolve::Resolver,

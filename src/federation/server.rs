@@ -23,7 +23,10 @@ use ruma::{
             backfill::get_backfill,
             discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
             event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
-            membership::{create_join_event, prepare_join_event},
+            membership::{
+                RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
+                prepare_leave_event,
+            },
             query::get_room_information,
             transactions::send_transaction_message,
         },
@@ -173,6 +176,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, send_transaction);
     let router = mount(router, make_join);
     let router = mount(router, send_join);
+    let router = mount(router, make_leave);
+    let router = mount(router, send_leave);
+    let router = mount(router, invite);
     let router = mount(router, event);
     let router = mount(router, state_ids);
     let router = mount(router, room_state);
@@ -314,7 +320,7 @@ async fn make_join(
     if !state.rooms.knows_room(&body.room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
-    let (version, template) = state.rooms.make_join_template(&body.room_id, &body.user_id).await?;
+    let (version, template) = state.rooms.make_membership_template(&body.room_id, &body.user_id, "join").await?;
     if !body.ver.contains(&version) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -371,6 +377,115 @@ async fn send_join(
     servers.push(state.federation.server_name().to_string());
     room_state.servers_in_room = Some(servers);
     Ok(create_join_event::v2::Response::new(room_state))
+}
+
+async fn make_leave(
+    state: AppState,
+    req: Fed<prepare_leave_event::v1::Request>,
+) -> Result<prepare_leave_event::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if body.user_id.server_name() != origin {
+        return Err(ApiError::forbidden("the user does not belong to the requesting server"));
+    }
+    if !state.rooms.knows_room(&body.room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let (version, template) = state.rooms.make_membership_template(&body.room_id, &body.user_id, "leave").await?;
+    let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
+    Ok(prepare_leave_event::v1::Response::new(Some(version), raw))
+}
+
+async fn send_leave(
+    state: AppState,
+    req: Fed<create_leave_event::v2::Request>,
+) -> Result<create_leave_event::v2::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if !state.rooms.knows_room(&body.room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let version = state.rooms.room_version(&body.room_id).await?;
+    let event = state.federation.verify_pdu(&version, &body.room_id, &body.pdu).await?;
+    let pdu: &Pdu = &event.pdu;
+    let is_leave = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
+        && pdu.state_key() == Some(pdu.sender().as_str())
+        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("leave");
+    if pdu.event_id != body.event_id || !is_leave || pdu.sender().server_name() != origin {
+        return Err(ApiError::bad_json("send_leave takes a leave of a user of the sending server"));
+    }
+    match state.rooms.append_remote(event, Some(&origin)).await? {
+        RemoteOutcome::Accepted(_) | RemoteOutcome::Known => Ok(create_leave_event::v2::Response::new()),
+        RemoteOutcome::SoftFailed => Err(ApiError::forbidden("the leave is not allowed by the current state")),
+        RemoteOutcome::Rejected(reason) => Err(ApiError::forbidden(format!("the leave is refused: {reason}"))),
+    }
+}
+
+async fn invite(
+    state: AppState,
+    req: Fed<create_invite::v2::Request>,
+) -> Result<create_invite::v2::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if !crate::rooms::versions::can_follow(&body.room_version) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(
+                body.room_version.clone(),
+            )),
+            "this server does not support the room's version",
+        ));
+    }
+    let fed = &state.federation;
+    let event = fed.verify_pdu(&body.room_version, &body.room_id, &body.event).await?;
+    let pdu: &Pdu = &event.pdu;
+    let is_invite = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
+        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("invite");
+    if pdu.event_id != body.event_id || !is_invite || pdu.sender().server_name() != origin {
+        return Err(ApiError::bad_json("the invite is not an invite sent by a user of the requesting server"));
+    }
+    let invitee = pdu
+        .state_key()
+        .and_then(|k| ruma::OwnedUserId::try_from(k).ok())
+        .filter(|u| u.server_name() == fed.server_name())
+        .ok_or_else(|| ApiError::bad_json("the invitee is not a user of this server"))?;
+    if state.db.get_user(invitee.clone()).await.map_err(FedError::from)?.is_none() {
+        return Err(ApiError::not_found("the invited user does not exist"));
+    }
+    let rules = body.room_version.rules().ok_or_else(ApiError::internal)?;
+    let mut signed: ruma::CanonicalJsonObject = serde_json::from_str(&event.json).map_err(|_| ApiError::internal())?;
+    ruma::signatures::sign_event(fed.server_name().as_str(), &fed.key.keypair, &mut signed, &rules.redaction)
+        .map_err(|_| ApiError::internal())?;
+    // When users of this server are in the room, the invite arrives with
+    // the room's other events; otherwise it is kept as a remote invite.
+    let own = fed.server_name();
+    let resident = state.rooms.knows_room(&body.room_id).await?
+        && state.rooms.joined_members(&body.room_id).await?.iter().any(|u| u.server_name() == own);
+    if !resident {
+        let stripped: Vec<Value> = body
+            .invite_room_state
+            .iter()
+            .filter_map(|s| {
+                #[allow(deprecated)]
+                let json = match s {
+                    RawStrippedState::Pdu(raw) => raw.get(),
+                    RawStrippedState::Stripped(raw) => raw.json().get(),
+                    _ => return None,
+                };
+                let v: Value = serde_json::from_str(json).ok()?;
+                Some(serde_json::json!({
+                    "type": v.get("type")?,
+                    "state_key": v.get("state_key")?,
+                    "sender": v.get("sender")?,
+                    "content": v.get("content")?,
+                }))
+            })
+            .collect();
+        let stored = crate::rooms::VerifiedPdu::new(event.pdu.event_id.clone(), &body.room_id, &signed)?;
+        state.rooms.store_remote_invite(&stored, &invitee, &body.room_version, stripped, vec![origin]).await?;
+    }
+    let raw = serde_json::value::to_raw_value(&signed).map_err(|_| ApiError::internal())?;
+    Ok(create_invite::v2::Response::new(raw))
 }
 
 async fn event(state: AppState, req: Fed<get_event::v1::Request>) -> Result<get_event::v1::Response, ApiError> {

@@ -221,7 +221,7 @@ impl Rooms {
     }
 
     /// Builds the PDU for `draft` on top of `head` and checks it.
-    async fn build_event(
+    pub(super) async fn build_event(
         &self,
         room_id: &RoomId,
         sender: &UserId,

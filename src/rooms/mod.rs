@@ -30,7 +30,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoom,
-    remote::{RemoteOutcome, VerifiedPdu},
+    remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };
 use crate::{

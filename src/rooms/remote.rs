@@ -23,6 +23,17 @@ use serde_json::Value;
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
 use crate::storage::rooms::{CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState};
 
+/// State types shown to invitees and knockers (spec: "stripped state").
+pub const STRIPPED_STATE: &[StateEventType] = &[
+    StateEventType::RoomCreate,
+    StateEventType::RoomJoinRules,
+    StateEventType::RoomName,
+    StateEventType::RoomAvatar,
+    StateEventType::RoomCanonicalAlias,
+    StateEventType::RoomEncryption,
+    StateEventType::RoomTopic,
+];
+
 /// An event from another server whose signatures and hashes were checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedPdu {
@@ -118,12 +129,14 @@ impl Rooms {
         Ok(ids.iter().filter(|id| !found.contains_key(*id)).cloned().collect())
     }
 
-    /// The template of a join event for `user_id` (server-server API
-    /// `make_join`): what the joining server signs and returns.
-    pub async fn make_join_template(
+    /// The template of a membership event (`join` or `leave`) for
+    /// `user_id` (server-server API `make_join`, `make_leave`): what the
+    /// user's server signs and sends back.
+    pub async fn make_membership_template(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
+        membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject), RoomsError> {
         let slot = self.head_slot(room_id);
         let mut guard = slot.lock().await;
@@ -132,7 +145,7 @@ impl Rooms {
         }
         let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
         let version = self.room_version(room_id).await?;
-        let content = serde_json::json!({ "membership": "join" });
+        let content = serde_json::json!({ "membership": membership });
         let content_raw = serde_json::value::to_raw_value(&content).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let auth_types = state_res::auth_types_for_event(
             &TimelineEventType::RoomMember,
@@ -163,11 +176,14 @@ impl Rooms {
         obj.insert("type".into(), CanonicalJsonValue::String("m.room.member".into()));
         // `origin` is still expected by older servers.
         obj.insert("origin".into(), CanonicalJsonValue::String(user_id.server_name().to_string()));
-        // Check that the join would be allowed now, with a stand-in id.
+        // Check that the event would be allowed now, with a stand-in id.
         let json = serde_json::to_string(&obj).map_err(|e| RoomsError::Internal(e.to_string()))?;
-        let probe =
-            Pdu::from_json(OwnedEventId::try_from("$make_join_probe").expect("valid id"), room_id.to_owned(), &json)
-                .map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let probe = Pdu::from_json(
+            OwnedEventId::try_from("$membership_template_probe").expect("valid id"),
+            room_id.to_owned(),
+            &json,
+        )
+        .map_err(|e| RoomsError::Internal(e.to_string()))?;
         self.check_auth(&probe, head, &auth_types).await?;
         Ok((version, obj))
     }
@@ -634,4 +650,111 @@ fn conflicted_subgraph(
         }
     }
     out
+}
+
+impl Rooms {
+    /// Builds, authorises and signs a local event without storing it (an
+    /// invite of a remote user, which that user's server must sign first).
+    pub async fn build_unstored(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: super::EventDraft,
+    ) -> Result<(RoomVersionId, CanonicalJsonObject, OwnedEventId), RoomsError> {
+        let slot = self.head_slot(room_id);
+        let mut guard = slot.lock().await;
+        if guard.is_none() {
+            *guard = self.load_head(room_id).await?;
+        }
+        let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
+        let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, None).await?;
+        let obj: CanonicalJsonObject =
+            serde_json::from_str(&new_event.json).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        Ok((self.room_version(room_id).await?, obj, pdu.event_id))
+    }
+
+    /// The state an invitee is shown (as full PDUs, spec v1.16): create,
+    /// join rules, name, avatar, aliases, encryption, topic, and the
+    /// inviter's membership.
+    pub async fn invite_state_pdus(
+        &self,
+        room_id: &RoomId,
+        inviter: &UserId,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, RoomsError> {
+        let state = self.current_state(room_id).await?;
+        let mut ids: Vec<OwnedEventId> =
+            STRIPPED_STATE.iter().filter_map(|kind| state.get(&(kind.clone(), String::new())).cloned()).collect();
+        if let Some(own) = state.get(&(StateEventType::RoomMember, inviter.to_string())) {
+            ids.push(own.clone());
+        }
+        self.pdu_jsons(&ids).await
+    }
+
+    /// Records an invite of a local user to a room this server is not in,
+    /// and wakes the user.
+    pub async fn store_remote_invite(
+        &self,
+        invite: &VerifiedPdu,
+        user: &UserId,
+        version: &RoomVersionId,
+        stripped_state: Vec<Value>,
+        via: Vec<OwnedServerName>,
+    ) -> Result<(), RoomsError> {
+        let stripped = serde_json::to_string(&stripped_state).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let via = serde_json::to_string(&via).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let pos = self
+            .db
+            .store_remote_invite(invite.outlier(false), user.to_string(), version.to_string(), stripped, via)
+            .await?;
+        self.notifier.events_committed(pos, [user]);
+        Ok(())
+    }
+
+    /// Records that a local user declined a remote invite with `leave`.
+    pub async fn store_declined_invite(&self, leave: &VerifiedPdu, user: &UserId) -> Result<(), RoomsError> {
+        let pos = self.db.decline_remote_invite(leave.outlier(false), user.to_string()).await?;
+        self.notifier.events_committed(pos, [user]);
+        Ok(())
+    }
+}
+
+impl Rooms {
+    /// The oldest event of the room's timeline here.
+    pub async fn oldest_event(&self, room_id: &RoomId) -> Result<Option<Pdu>, RoomsError> {
+        match self.db.oldest_timeline_event(room_id.to_string()).await? {
+            Some(stored) => Ok(Some(super::parse_stored(stored)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores history from another server before the start of the local
+    /// timeline, each event checked against its auth events (which must be
+    /// known); returns how many were added.
+    pub async fn store_backfilled(&self, room_id: &RoomId, events: Vec<VerifiedPdu>) -> Result<usize, RoomsError> {
+        let Some(oldest) = self.oldest_event(room_id).await? else { return Ok(0) };
+        let rules = self.room_version(room_id).await?.rules().ok_or_else(|| RoomsError::Internal("rules".into()))?;
+        let state = self.current_state(room_id).await?;
+        let create = state.get(&(StateEventType::RoomCreate, String::new())).cloned();
+        let mut accepted = Vec::new();
+        for event in events {
+            let mut auth = self.get_pdus(event.pdu.fields.auth_events.iter()).await?;
+            if let Some(id) = &create
+                && let Some(pdu) = self.get_pdu(id).await?
+            {
+                auth.insert(id.clone(), pdu);
+            }
+            if auth.len() < event.pdu.fields.auth_events.len() {
+                continue;
+            }
+            if let Err(reason) = self.auth_with_events(&event.pdu, &rules, &auth) {
+                tracing::info!(event_id = %event.pdu.event_id, %reason, "dropped a backfilled event");
+                continue;
+            }
+            let prevs = event.pdu.fields.prev_events.iter().map(|id| id.to_string()).collect();
+            accepted.push((event.outlier(false), prevs));
+        }
+        // History before the oldest event is seen with the state at it.
+        let group = oldest.state_group.unwrap_or_default();
+        Ok(self.db.store_backfilled(accepted, group).await?)
+    }
 }

@@ -22,7 +22,7 @@ impl PaginationToken {
         // timeline position first, `s<N>_...`.
         let digits = s.strip_prefix('s')?;
         let digits = digits.split('_').next()?;
-        digits.parse::<i64>().ok().filter(|n| *n >= 0).map(Self)
+        digits.parse::<i64>().ok().map(Self)
     }
 }
 
@@ -186,11 +186,11 @@ impl Rooms {
             }
         }
         // Spec: `end` is omitted when there are no more events.
-        let end = if exhausted || (direction == Direction::Backward && cursor <= 0) {
-            None
-        } else {
-            Some(PaginationToken(cursor))
-        };
+        if !exhausted && direction == Direction::Backward {
+            exhausted =
+                self.db.room_events(room_id.to_string(), cursor, to.map(|t| t.0), direction, 1).await?.is_empty();
+        }
+        let end = if exhausted { None } else { Some(PaginationToken(cursor)) };
         Ok(MessagesPage { chunk, start, end })
     }
 

@@ -46,7 +46,122 @@ pub struct OutgoingTxn {
     pub last_id: i64,
 }
 
+/// A local user's invite to a room this server is not in.
+#[derive(Debug, Clone)]
+pub struct RemoteInvite {
+    pub event_id: String,
+    pub room_version: String,
+    pub stripped_state: String,
+    pub via: String,
+}
+
 impl Db {
+    /// Stores an invite of a local user to a room on another server: the
+    /// invite event (as an outlier), the user's membership and the stripped
+    /// state. Returns the membership's stream position.
+    pub async fn store_remote_invite(
+        &self,
+        invite: super::rooms::Outlier,
+        user_id: String,
+        room_version: String,
+        stripped_state: String,
+        via: String,
+    ) -> Result<i64> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
+                                               json, state_group, outlier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1)",
+                params![
+                    invite.event_id,
+                    invite.room_id,
+                    invite.kind,
+                    invite.state_key,
+                    invite.sender,
+                    invite.origin_server_ts,
+                    invite.depth,
+                    invite.json
+                ],
+            )?;
+            let pos: i64 =
+                c.query_row("SELECT stream_ordering FROM events WHERE event_id = ?1", [&invite.event_id], |r| {
+                    r.get(0)
+                })?;
+            c.execute(
+                "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
+                 VALUES (?1, ?2, 'invite', ?3, ?4, 0)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', event_id = excluded.event_id,
+                     stream_ordering = excluded.stream_ordering, forgotten = 0",
+                params![invite.room_id, user_id, invite.event_id, pos],
+            )?;
+            c.execute(
+                "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped_state, via)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = excluded.event_id,
+                     room_version = excluded.room_version, stripped_state = excluded.stripped_state,
+                     via = excluded.via",
+                params![invite.room_id, user_id, invite.event_id, room_version, stripped_state, via],
+            )?;
+            Ok(pos)
+        })
+        .await
+    }
+
+    pub async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT event_id, room_version, stripped_state, via FROM remote_invites
+                 WHERE room_id = ?1 AND user_id = ?2",
+                params![room_id, user_id],
+                |r| {
+                    Ok(RemoteInvite {
+                        event_id: r.get(0)?,
+                        room_version: r.get(1)?,
+                        stripped_state: r.get(2)?,
+                        via: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// A declined remote invite: the membership becomes `leave` at a new
+    /// stream position (taken from `leave_event`, stored as an outlier).
+    pub async fn decline_remote_invite(&self, leave: super::rooms::Outlier, user_id: String) -> Result<i64> {
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
+                                               json, state_group, outlier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1)",
+                params![
+                    leave.event_id,
+                    leave.room_id,
+                    leave.kind,
+                    leave.state_key,
+                    leave.sender,
+                    leave.origin_server_ts,
+                    leave.depth,
+                    leave.json
+                ],
+            )?;
+            let pos: i64 =
+                c.query_row("SELECT stream_ordering FROM events WHERE event_id = ?1", [&leave.event_id], |r| r.get(0))?;
+            c.execute(
+                "UPDATE room_memberships SET membership = 'leave', event_id = ?3, stream_ordering = ?4
+                 WHERE room_id = ?1 AND user_id = ?2",
+                params![leave.room_id, user_id, leave.event_id, pos],
+            )?;
+            c.execute(
+                "DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2",
+                params![leave.room_id, user_id],
+            )?;
+            Ok(pos)
+        })
+        .await
+    }
+
     pub async fn server_keys(&self, server: String) -> Result<Vec<StoredServerKey>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(

@@ -325,6 +325,75 @@ impl Db {
         .await
     }
 
+    /// The oldest event of a room's timeline.
+    pub async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND outlier = 0
+                     ORDER BY stream_ordering ASC LIMIT 1"
+                ),
+                [&room_id],
+                event_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Stores history fetched from other servers (oldest first) before the
+    /// start of the timeline: each event gets a stream position below every
+    /// existing one, so backward pagination continues into it. Events
+    /// already in the timeline are skipped; outliers join the timeline.
+    pub async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize> {
+        self.write(move |c| {
+            let lowest: i64 = c.query_row("SELECT COALESCE(MIN(stream_ordering), 0) FROM events", [], |r| r.get(0))?;
+            let mut next = lowest.min(0) - 1;
+            let mut stored = 0;
+            // Newest first, so older events get lower positions.
+            for (e, prev_events) in events.iter().rev() {
+                let in_timeline: Option<bool> = c
+                    .query_row("SELECT outlier = 0 FROM events WHERE event_id = ?1", [&e.event_id], |r| r.get(0))
+                    .optional()?;
+                if in_timeline == Some(true) {
+                    continue;
+                }
+                c.execute("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
+                c.execute(
+                    "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,
+                                         origin_server_ts, depth, json, state_group)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        next,
+                        e.event_id,
+                        e.room_id,
+                        e.kind,
+                        e.state_key,
+                        e.sender,
+                        e.origin_server_ts,
+                        e.depth,
+                        e.json,
+                        state_group
+                    ],
+                )?;
+                next -= 1;
+                stored += 1;
+                let mut edge =
+                    c.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
+                for prev in prev_events {
+                    edge.execute(params![e.event_id, prev])?;
+                }
+                let mut auth =
+                    c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
+                for id in &e.auth_events {
+                    auth.execute(params![e.event_id, id])?;
+                }
+            }
+            Ok(stored)
+        })
+        .await
+    }
+
     /// Whether an event is stored, and if so whether only as an outlier.
     pub async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
         self.read(move |c| {
@@ -438,7 +507,7 @@ impl Db {
                         "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering <= ?2
                          AND stream_ordering > ?3 AND outlier = 0 ORDER BY stream_ordering DESC LIMIT ?4"
                     ),
-                    to.unwrap_or(0),
+                    to.unwrap_or(i64::MIN),
                 ),
                 Direction::Forward => (
                     format!(

@@ -34,16 +34,7 @@ const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// The most timeline events per room, whatever the filter asks.
 const MAX_TIMELINE_LIMIT: usize = 500;
 
-/// State types shown to invitees and knockers (spec: "stripped state").
-const STRIPPED_STATE: &[StateEventType] = &[
-    StateEventType::RoomCreate,
-    StateEventType::RoomJoinRules,
-    StateEventType::RoomName,
-    StateEventType::RoomAvatar,
-    StateEventType::RoomCanonicalAlias,
-    StateEventType::RoomEncryption,
-    StateEventType::RoomTopic,
-];
+use crate::rooms::STRIPPED_STATE;
 
 fn raw<T>(value: Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serialises"))
@@ -168,6 +159,14 @@ pub(super) async fn compute(
                 let mut state = KnockState::new();
                 state.events = events;
                 response.rooms.knock.insert(room_id, KnockedRoom::from(state));
+            }
+            "leave" | "ban"
+                if changed_membership
+                    && (since.is_some() || room_filter.include_leave)
+                    && !services.rooms.knows_room(&room_id).await? =>
+            {
+                // A declined invite to a room on another server.
+                response.rooms.leave.insert(room_id.clone(), LeftRoom::new());
             }
             "leave" | "ban" if changed_membership && (since.is_some() || room_filter.include_leave) => {
                 let account = room_account_data.remove(&room).unwrap_or_default();
@@ -478,6 +477,9 @@ async fn left_room(
 
 async fn stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<T>>, SyncError> {
     let rooms = &ctx.services.rooms;
+    if !rooms.knows_room(room).await? {
+        return remote_stripped_state(ctx, room).await;
+    }
     let current = rooms.current_state(room).await?;
     let mut ids: Vec<OwnedEventId> =
         STRIPPED_STATE.iter().filter_map(|kind| current.get(&(kind.clone(), String::new())).cloned()).collect();
@@ -499,6 +501,35 @@ async fn stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<
             }
             out.push(raw(event));
         }
+    }
+    Ok(out)
+}
+
+/// The stripped state of a room on another server the user is invited to,
+/// as its server sent it, and the invite itself.
+async fn remote_stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<T>>, SyncError> {
+    let services = ctx.services;
+    let Some(invite) = services.db.remote_invite(room.to_string(), ctx.req.user_id.to_string()).await? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<Raw<T>> = serde_json::from_str::<Vec<Value>>(&invite.stripped_state)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.get("state_key").and_then(Value::as_str) != Some(ctx.req.user_id.as_str()))
+        .map(raw)
+        .collect();
+    if let Ok(id) = OwnedEventId::try_from(invite.event_id.as_str())
+        && let Ok(Some(stored)) = services.db.get_event(id.to_string()).await
+        && let Ok(pdu) = serde_json::from_str::<Value>(&stored.json)
+    {
+        out.push(raw(json!({
+            "type": "m.room.member",
+            "state_key": ctx.req.user_id,
+            "sender": pdu.get("sender"),
+            "content": pdu.get("content"),
+            "event_id": id,
+            "origin_server_ts": pdu.get("origin_server_ts"),
+        })));
     }
     Ok(out)
 }

@@ -39,3 +39,16 @@ CREATE TABLE federation_txn_in (
     received_ts INTEGER NOT NULL,
     PRIMARY KEY (origin, txn_id)
 );
+
+-- Invites of local users to rooms on other servers this server is not in:
+-- the stripped state the inviting server sent, shown in sync, and the
+-- servers to join (or decline) through.
+CREATE TABLE remote_invites (
+    room_id        TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    room_version   TEXT NOT NULL,
+    stripped_state TEXT NOT NULL,  -- JSON array of {type, state_key, sender, content}
+    via            TEXT NOT NULL,  -- JSON array of server names
+    PRIMARY KEY (room_id, user_id)
+);

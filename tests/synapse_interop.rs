@@ -1,0 +1,255 @@
+//! Federation interop with Synapse: a real Synapse (pip `matrix-synapse`)
+//! and Plexus federate over HTTPS on loopback, both with certificates from a
+//! test CA. A Synapse user's public room is joined from Plexus, a Plexus
+//! user's public room is joined from Synapse, and messages go both ways,
+//! each side seeing the other's in `/sync`.
+//!
+//! `.ci/run` installs Synapse in a virtualenv and sets
+//! `PLEXUS_SYNAPSE_PYTHON` to its interpreter; without it the test says so
+//! and does nothing. Server logs of a failing run: `PLEXUS_TEST_LOG=debug`
+//! (Plexus); Synapse's log tail is printed when the test panics.
+
+mod common;
+#[path = "common/synapse.rs"]
+mod synapse;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use common::{TestServer, TestUser, enc};
+use serde_json::{Value, json};
+use synapse::{Synapse, SynapseUser};
+
+/// A CA and a certificate for `localhost` signed by it, as PEM files in `dir`
+/// (one certificate serves both servers: both are named `localhost:PORT`).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Plexus test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("fed.crt"), dir.join("fed.key"));
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca, cert, key)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Who is syncing, and where: the two servers' clients look alike here.
+struct Account<'a> {
+    http: &'a reqwest::Client,
+    base_url: String,
+    user_id: String,
+    token: String,
+}
+
+impl<'a> Account<'a> {
+    fn plexus(server: &'a TestServer, user: &TestUser) -> Self {
+        Self {
+            http: &server.http,
+            base_url: server.base_url.clone(),
+            user_id: user.user_id.clone(),
+            token: user.access_token.clone(),
+        }
+    }
+
+    fn synapse(server: &'a Synapse, user: &SynapseUser) -> Self {
+        Self {
+            http: &server.http,
+            base_url: server.client_url.clone(),
+            user_id: user.user_id.clone(),
+            token: user.access_token.clone(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp =
+            self.http.get(format!("{}{path}", self.base_url)).bearer_auth(&self.token).send().await.expect("sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn send_text(&self, room: &str, text: &str, txn: &str) -> String {
+        let resp = self
+            .http
+            .put(format!("{}/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", self.base_url, enc(room)))
+            .bearer_auth(&self.token)
+            .json(&json!({"msgtype": "m.text", "body": text}))
+            .send()
+            .await
+            .expect("sent");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{} sending {text:?} to {room}: {body}", self.user_id);
+        body["event_id"].as_str().expect("event_id").to_owned()
+    }
+
+    /// Syncs (incrementally, from an initial sync) until `found` picks an
+    /// event out of a response, or panics after `within`.
+    async fn sync_until(&self, what: &str, within: Duration, found: impl Fn(&Value) -> Option<Value>) -> Value {
+        let deadline = Instant::now() + within;
+        let mut since: Option<String> = None;
+        loop {
+            let path = match &since {
+                Some(s) => format!("/_matrix/client/v3/sync?timeout=1000&since={}", enc(s)),
+                None => "/_matrix/client/v3/sync?timeout=0".to_owned(),
+            };
+            let (status, body) = self.get(&path).await;
+            assert_eq!(status, 200, "{} syncing: {body}", self.user_id);
+            if let Some(event) = found(&body) {
+                return event;
+            }
+            since = body["next_batch"].as_str().map(str::to_owned);
+            assert!(Instant::now() < deadline, "{what} never arrived in {}'s /sync", self.user_id);
+        }
+    }
+
+    /// Waits for a message with `text` in `room`'s timeline; returns it.
+    async fn sees_message(&self, room: &str, text: &str) -> Value {
+        self.sync_until(&format!("the message {text:?}"), Duration::from_secs(60), |body| {
+            body["rooms"]["join"][room]["timeline"]["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["type"] == "m.room.message" && e["content"]["body"] == text)
+                .cloned()
+        })
+        .await
+    }
+
+    /// Waits for `user`'s join in `room`'s timeline or state.
+    async fn sees_join(&self, room: &str, user: &str) -> Value {
+        self.sync_until(&format!("{user}'s join"), Duration::from_secs(60), |body| {
+            let joined = &body["rooms"]["join"][room];
+            ["timeline", "state"].iter().find_map(|section| {
+                joined[section]["events"]
+                    .as_array()?
+                    .iter()
+                    .find(|e| {
+                        e["type"] == "m.room.member" && e["state_key"] == user && e["content"]["membership"] == "join"
+                    })
+                    .cloned()
+            })
+        })
+        .await
+    }
+
+    async fn joined_members(&self, room: &str) -> Value {
+        let (status, body) = self.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room))).await;
+        assert_eq!(status, 200, "{} joined_members of {room}: {body}", self.user_id);
+        body["joined"].clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plexus_and_synapse_federate_both_ways() {
+    let Ok(python) = std::env::var("PLEXUS_SYNAPSE_PYTHON") else {
+        eprintln!("PLEXUS_SYNAPSE_PYTHON is not set: skipping the Synapse federation interop test (CI runs it)");
+        return;
+    };
+
+    let certs_dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs_dir.path());
+    let plexus_port = free_port();
+    let plexus_name = format!("localhost:{plexus_port}");
+    let plexus = {
+        let (ca, cert, key) = (ca.clone(), cert.clone(), key.clone());
+        TestServer::start_with(move |c| {
+            c.server.server_name = format!("localhost:{plexus_port}").try_into().unwrap();
+            c.federation.enabled = true;
+            c.federation.listen = vec![format!("127.0.0.1:{plexus_port}").parse().unwrap()];
+            c.federation.tls_cert = Some(cert);
+            c.federation.tls_key = Some(key);
+            c.federation.extra_ca_files = vec![ca];
+            c.federation.allow_loopback = true;
+        })
+        .await
+    };
+    let synapse = Synapse::start(&python, free_port(), free_port(), &cert, &key, &ca).await;
+    let synapse_name = synapse.server_name.clone();
+
+    let sue = synapse.register("sue").await;
+    let pat = plexus.register("pat").await;
+    assert_eq!(sue.user_id, format!("@sue:{synapse_name}"));
+    assert_eq!(pat.user_id, format!("@pat:{plexus_name}"));
+    let sue_c = Account::synapse(&synapse, &sue);
+    let pat_c = Account::plexus(&plexus, &pat);
+
+    // --- A room on Synapse, joined from Plexus. ---
+    let (status, created) = synapse
+        .post(
+            "/_matrix/client/v3/createRoom",
+            Some(&sue.access_token),
+            json!({"preset": "public_chat", "name": "Synapse side"}),
+        )
+        .await;
+    assert_eq!(status, 200, "synapse createRoom: {created}");
+    let room_s = created["room_id"].as_str().unwrap().to_owned();
+
+    let (status, joined) = plexus
+        .post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_s), enc(&synapse_name)),
+            Some(&pat.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "Plexus user joining the Synapse room {room_s}: {joined}");
+    assert_eq!(joined["room_id"], room_s.as_str());
+
+    // Plexus has the room's state: its name and both members.
+    let (status, name) = plexus.get_state(&pat.access_token, &room_s, "m.room.name", "").await;
+    assert_eq!((status, name["name"].as_str()), (200, Some("Synapse side")), "{name}");
+    let members = pat_c.joined_members(&room_s).await;
+    assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
+    // Synapse learned of the join.
+    sue_c.sees_join(&room_s, &pat.user_id).await;
+
+    // Messages both ways.
+    let sent = sue_c.send_text(&room_s, "hello from synapse", "s1").await;
+    let got = pat_c.sees_message(&room_s, "hello from synapse").await;
+    assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
+    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+    let sent = pat_c.send_text(&room_s, "hello from plexus", "p1").await;
+    let got = sue_c.sees_message(&room_s, "hello from plexus").await;
+    assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
+    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+
+    // --- A room on Plexus, joined from Synapse. ---
+    let room_p = plexus.create_room(&pat.access_token, json!({"preset": "public_chat", "name": "Plexus side"})).await;
+    let (status, joined) = synapse
+        .post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_p), enc(&plexus_name)),
+            Some(&sue.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "Synapse user joining the Plexus room {room_p}: {joined}");
+    assert_eq!(joined["room_id"], room_p.as_str());
+
+    let (status, name) = synapse
+        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room_p)), Some(&sue.access_token))
+        .await;
+    assert_eq!((status, name["name"].as_str()), (200, Some("Plexus side")), "{name}");
+    let members = sue_c.joined_members(&room_p).await;
+    assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
+    pat_c.sees_join(&room_p, &sue.user_id).await;
+
+    let sent = pat_c.send_text(&room_p, "welcome from plexus", "p2").await;
+    let got = sue_c.sees_message(&room_p, "welcome from plexus").await;
+    assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
+    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+    let sent = sue_c.send_text(&room_p, "thanks from synapse", "s2").await;
+    let got = pat_c.sees_message(&room_p, "thanks from synapse").await;
+    assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
+    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+}
