@@ -378,3 +378,125 @@ async fn declining_a_remote_invite() {
     let (_, sync) = p.b.get("/_matrix/client/v3/sync?timeout=0", Some(&bob.access_token)).await;
     assert!(sync["rooms"]["invite"][&room].is_null(), "{sync}");
 }
+
+/// alice on A creates a public room (v12) that bob on B joins; returns its id.
+async fn shared_room(p: &Pair, alice: &TestUser, bob: &TestUser, extra: Value) -> String {
+    let mut body = json!({"preset": "public_chat"});
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    let room = p.a.create_room(&alice.access_token, body).await;
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    room
+}
+
+/// Message bodies of a room as `user` pages back through all of it, oldest first.
+async fn all_bodies(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
+    let mut bodies = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..50 {
+        let query = match &from {
+            Some(f) => format!("dir=b&limit=100&from={f}"),
+            None => "dir=b&limit=100".to_owned(),
+        };
+        let (status, page) = server.messages(&user.access_token, room, &query).await;
+        assert_eq!(status, 200, "{page}");
+        for e in page["chunk"].as_array().unwrap() {
+            if let Some(b) = e["content"]["body"].as_str() {
+                bodies.push(b.to_owned());
+            }
+        }
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    bodies.reverse();
+    bodies
+}
+
+#[tokio::test]
+async fn messages_sent_while_a_server_is_down_arrive_once_in_order() {
+    let mut p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+
+    p.b.stop().await;
+    let expected: Vec<String> = (0..100).map(|i| format!("while down {i}")).collect();
+    for text in &expected {
+        let (status, _) = p.a.send_text(&alice.access_token, &room, text).await;
+        assert_eq!(status, 200);
+    }
+    p.b.start_again().await;
+
+    // The sender retries with back-off; give it time, bounded.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let bodies = all_bodies(&p.b, &bob, &room).await;
+        if bodies.len() >= expected.len() || tokio::time::Instant::now() > deadline {
+            assert_eq!(bodies, expected, "B has every message once, in order");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_topic_changes_resolve_to_the_same_state() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let levels = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
+    let room = shared_room(&p, &alice, &bob, levels).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+
+    // Cut the servers off from each other, change the topic on both sides.
+    p.a.services().federation.sender.set_paused(true);
+    p.b.services().federation.sender.set_paused(true);
+    let (status, from_a) =
+        p.a.put_state(&alice.access_token, &room, "m.room.topic", "", json!({"topic": "from A"})).await;
+    assert_eq!(status, 200, "{from_a}");
+    let (status, from_b) =
+        p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": "from B"})).await;
+    assert_eq!(status, 200, "{from_b}");
+    p.a.services().federation.sender.set_paused(false);
+    p.b.services().federation.sender.set_paused(false);
+
+    // Each server gets the other's event, then both agree.
+    let ids = [from_a["event_id"].as_str().unwrap(), from_b["event_id"].as_str().unwrap()];
+    for _ in 0..100 {
+        let mut known = 0;
+        for (server, user) in [(&p.a, &alice), (&p.b, &bob)] {
+            for id in ids {
+                let (status, _) = server
+                    .get(
+                        &format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(id)),
+                        Some(&user.access_token),
+                    )
+                    .await;
+                known += usize::from(status == 200);
+            }
+        }
+        if known == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, topic_a) = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await;
+    let (_, topic_b) = p.b.get_state(&bob.access_token, &room, "m.room.topic", "").await;
+    assert_eq!(topic_a, topic_b, "both servers resolve to the same topic");
+    assert!(topic_a["topic"] == "from A" || topic_a["topic"] == "from B", "{topic_a}");
+    // And they keep working together afterwards.
+    let (status, _) = p.b.send_text(&bob.access_token, &room, "after the split").await;
+    assert_eq!(status, 200);
+    sync_until(&p.a, &alice, "the message after the split", |s| timeline_has(s, &room, "after the split")).await;
+}

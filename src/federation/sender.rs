@@ -32,11 +32,26 @@ pub struct Sender {
     db: Db,
     federation: OnceLock<Weak<Federation>>,
     workers: Mutex<HashMap<OwnedServerName, Arc<Notify>>>,
+    /// While true, nothing is sent (items keep queueing).
+    paused: tokio::sync::watch::Sender<bool>,
 }
 
 impl Sender {
     pub fn new(db: Db) -> Self {
-        Self { db, federation: OnceLock::new(), workers: Mutex::new(HashMap::new()) }
+        let (paused, _) = tokio::sync::watch::channel(false);
+        Self { db, federation: OnceLock::new(), workers: Mutex::new(HashMap::new()), paused }
+    }
+
+    /// Holds (or releases) every outbound transaction; queued items wait.
+    /// For operators cutting a server off, and for tests of what happens
+    /// when servers cannot reach each other.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+        if !paused {
+            for notify in self.workers.lock().expect("workers mutex").values() {
+                notify.notify_one();
+            }
+        }
     }
 
     /// Starts workers for every destination with a queue left from before.
@@ -78,16 +93,25 @@ impl Sender {
             let notify = Arc::new(Notify::new());
             notify.notify_one();
             workers.insert(destination.clone(), notify.clone());
-            tokio::spawn(run_worker(Arc::downgrade(&federation), destination.clone(), notify));
+            let paused = self.paused.subscribe();
+            tokio::spawn(run_worker(Arc::downgrade(&federation), destination.clone(), notify, paused));
         }
     }
 }
 
-async fn run_worker(federation: Weak<Federation>, destination: OwnedServerName, notify: Arc<Notify>) {
+async fn run_worker(
+    federation: Weak<Federation>,
+    destination: OwnedServerName,
+    notify: Arc<Notify>,
+    mut paused: tokio::sync::watch::Receiver<bool>,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         notify.notified().await;
         loop {
+            if paused.wait_for(|p| !*p).await.is_err() {
+                return;
+            }
             let Some(fed) = federation.upgrade() else { return };
             let next = fed.db.next_federation_txn(destination.to_string(), MAX_PDUS, MAX_EDUS).await;
             let txn = match next {

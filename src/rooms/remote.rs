@@ -252,7 +252,7 @@ impl Rooms {
         let prevs: HashSet<&OwnedEventId> = pdu.fields.prev_events.iter().collect();
         let covers_all = head.extremities.iter().all(|id| prevs.contains(id));
         let new_current =
-            if covers_all { after } else { self.resolve(&rules, &[(*head.state).clone(), after]).await? };
+            if covers_all { after } else { self.resolve(&rules, &[(*head.state).clone(), after], Some(pdu)).await? };
 
         let mut changed: Vec<(StateEventType, String)> =
             new_current.iter().filter(|(k, id)| head.state.get(*k) != Some(*id)).map(|(k, _)| k.clone()).collect();
@@ -456,11 +456,17 @@ impl Rooms {
         if states.len() == 1 {
             return Ok(states.pop().expect("one"));
         }
-        self.resolve(&head.rules, &states).await
+        self.resolve(&head.rules, &states, None).await
     }
 
-    /// State resolution v2 (ruma) over `states`.
-    async fn resolve(&self, rules: &RoomVersionRules, states: &[StateMap]) -> Result<StateMap, RoomsError> {
+    /// State resolution v2 (ruma) over `states`. `incoming` is an event
+    /// not stored yet that the states may name.
+    async fn resolve(
+        &self,
+        rules: &RoomVersionRules,
+        states: &[StateMap],
+        incoming: Option<&Pdu>,
+    ) -> Result<StateMap, RoomsError> {
         let Some(v2) = rules.state_res.v2_rules() else {
             return Err(RoomsError::Internal("only state resolution v2 is supported".into()));
         };
@@ -470,18 +476,30 @@ impl Rooms {
         for state in states {
             let starts: Vec<String> = state.values().map(|id| id.to_string()).collect();
             let chain = self.db.auth_chain(starts).await?;
-            let chain: HashSet<OwnedEventId> =
+            let mut chain: HashSet<OwnedEventId> =
                 chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+            // The incoming event is not stored: add its auth events' chains.
+            if let Some(pdu) = incoming.filter(|p| state.values().any(|id| *id == p.event_id)) {
+                let extra =
+                    self.db.auth_chain(pdu.fields.auth_events.iter().map(|id| id.to_string()).collect()).await?;
+                chain.extend(extra.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()));
+                chain.extend(pdu.fields.auth_events.iter().cloned());
+            }
             all.extend(chain.iter().cloned());
             all.extend(state.values().cloned());
             chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
         }
-        let events = self.get_pdus(all.iter()).await?;
+        let mut events = self.get_pdus(all.iter()).await?;
+        if let Some(pdu) = incoming {
+            events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
+        }
         let fetch_event = |id: &ruma::EventId| events.get(id).map(|p| (**p).clone());
         let subgraph =
             |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, &events));
-        state_res::resolve(&rules.authorization, v2, states.iter(), chains, fetch_event, subgraph)
-            .map_err(|e| RoomsError::Internal(format!("state resolution failed: {e}")))
+        let resolved = state_res::resolve(&rules.authorization, v2, states.iter(), chains, fetch_event, subgraph)
+            .map_err(|e| RoomsError::Internal(format!("state resolution failed: {e}")))?;
+        tracing::debug!(sets = states.len(), keys = resolved.len(), ?resolved, "resolved state");
+        Ok(resolved)
     }
 
     /// Joins a room over federation: stores its state and auth chain

@@ -62,7 +62,17 @@ impl TestServer {
 
     /// Stops the server and starts it again on the same data dir.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start_again().await;
+    }
+
+    /// Stops the server (its data stays).
+    pub async fn stop(&mut self) {
         self.server.take().expect("running").shutdown().await;
+    }
+
+    /// Starts a stopped server again on the same data dir and config.
+    pub async fn start_again(&mut self) {
         let server = Server::start(self.config.clone()).await.expect("server restarts");
         self.base_url = format!("http://{}", server.addrs[0]);
         self.server = Some(server);
