@@ -80,6 +80,7 @@ impl Rooms {
             let id = OwnedEventId::try_from(existing).map_err(|e| RoomsError::Internal(e.to_string()))?;
             return self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
         }
+        let device_txn = txn.as_ref().map(|t| (t.device_id.as_str().into(), t.txn_id.clone()));
         let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
         let appended = self.db.append_event(new_event).await?;
         self.advance_head(head, &pdu);
@@ -94,7 +95,9 @@ impl Rooms {
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
+        pdu.txn = device_txn;
         head.state_group = appended.state_group;
+        self.remember_state_group(appended.state_group, &head.state);
         let pdu = Arc::new(pdu);
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         if let Some(target) = pdu.redacts_target() {
@@ -168,13 +171,15 @@ impl Rooms {
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
+        let state = Arc::new(StateMap::from([(key, event_id.clone())]));
+        self.remember_state_group(appended.state_group, &state);
         *guard = Some(RoomHead {
             rules,
             extremities: vec![event_id.clone()],
             max_depth: 1,
             state_group: appended.state_group,
             delta_depth: 0,
-            state: Arc::new(StateMap::from([(key, event_id.clone())])),
+            state,
             joined: Arc::default(),
         });
         self.notifier.events_committed(appended.stream_ordering, [sender]);

@@ -22,6 +22,9 @@ pub struct StoredEvent {
     pub replaces_state: Option<String>,
     pub redacted_by: Option<String>,
     pub rejected: bool,
+    /// `(device_id, txn_id)` when the sender's device sent it through the
+    /// client-server API (so that device sees its `transaction_id`).
+    pub txn: Option<(String, String)>,
 }
 
 /// How an event changes the room state.
@@ -85,10 +88,13 @@ pub enum Direction {
     Forward,
 }
 
-const EVENT_COLUMNS: &str =
-    "stream_ordering, event_id, room_id, json, state_group, replaces_state, redacted_by, rejected";
+/// The columns `event_from_row` reads, from `events` (unaliased).
+pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, json, state_group, replaces_state,
+    redacted_by, rejected,
+    (SELECT device_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1),
+    (SELECT txn_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1)";
 
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         stream_ordering: r.get(0)?,
         event_id: r.get(1)?,
@@ -98,6 +104,10 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         replaces_state: r.get(5)?,
         redacted_by: r.get(6)?,
         rejected: r.get(7)?,
+        txn: match (r.get::<_, Option<String>>(8)?, r.get::<_, Option<String>>(9)?) {
+            (Some(device), Some(txn)) => Some((device, txn)),
+            _ => None,
+        },
     })
 }
 
@@ -520,7 +530,7 @@ impl Db {
 
 /// Resolves a group by walking its delta chain back to a snapshot and
 /// applying the entries oldest first.
-fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
+pub(super) fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
     let mut stmt = c.prepare_cached(
         "WITH RECURSIVE chain(id, prev, lvl) AS (
              SELECT id, prev_group, 0 FROM state_groups WHERE id = ?1
