@@ -34,7 +34,7 @@ pub use self::{
 use crate::{
     config::Config,
     server_key::ServerKey,
-    storage::{Db, StorageError, rooms::StoredEvent},
+    storage::{Db, StorageError, rooms::StoredEvent, sync::UnreadCount},
     sync::notifier::Notifier,
 };
 
@@ -96,6 +96,8 @@ pub struct Rooms {
     /// Resolved state groups (immutable once written), weighed by entries:
     /// visibility checks and sync read the same few groups again and again.
     groups: quick_cache::sync::Cache<i64, Arc<StateMap>, StateWeighter>,
+    /// The last unread count sync computed per (room, user), to count on from.
+    unread: quick_cache::sync::Cache<(OwnedRoomId, OwnedUserId), UnreadCount>,
 }
 
 /// Weighs a cached state group by its number of entries.
@@ -121,6 +123,7 @@ impl Rooms {
             heads: Mutex::new(HashMap::new()),
             events: quick_cache::sync::Cache::new(20_000),
             groups: quick_cache::sync::Cache::with_weighter(4_096, STATE_CACHE_ENTRIES, StateWeighter),
+            unread: quick_cache::sync::Cache::new(10_000),
         }
     }
 
@@ -182,6 +185,15 @@ impl Rooms {
     /// Remembers the state of a group just written (it is the head's state).
     fn remember_state_group(&self, group: i64, state: &Arc<StateMap>) {
         self.groups.insert(group, state.clone());
+    }
+
+    /// The unread count last computed for the user in the room.
+    pub fn last_unread_count(&self, room_id: &OwnedRoomId, user_id: &OwnedUserId) -> Option<UnreadCount> {
+        self.unread.get(&(room_id.clone(), user_id.clone()))
+    }
+
+    pub fn remember_unread_count(&self, room_id: &OwnedRoomId, user_id: &OwnedUserId, count: UnreadCount) {
+        self.unread.insert((room_id.clone(), user_id.clone()), count);
     }
 
     /// A parsed event from a row already read (cached like `get_pdu`).

@@ -81,6 +81,17 @@ pub struct RoomDetailsQuery {
     /// Stream positions whose state group is wanted.
     pub state_at: Vec<i64>,
     pub summary: bool,
+    /// The unread count of an earlier sync, to count on from.
+    pub unread_from: Option<UnreadCount>,
+}
+
+/// Messages from others after the user's read receipt, and up to where
+/// they were counted (so the next sync counts only what is new).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnreadCount {
+    pub read_up_to: i64,
+    pub counted_until: i64,
+    pub count: i64,
 }
 
 /// The second pass over one room.
@@ -92,8 +103,7 @@ pub struct RoomDetails {
     pub invited_count: i64,
     /// The first joined and then invited members by user id (at most 6 of each).
     pub heroes: Vec<String>,
-    /// Messages from others after the user's read receipt.
-    pub unread: i64,
+    pub unread: UnreadCount,
 }
 
 /// Runs `f` in one read transaction.
@@ -316,19 +326,44 @@ fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<R
             out.heroes.push(user?);
         }
     }
+    out.unread = unread_count(c, &q.room_id, user_id, q.unread_from)?;
+    Ok(out)
+}
+
+/// Counts messages from others after the user's read receipt. Counting
+/// every time costs a pass over the room's history, so an earlier count
+/// for the same receipt is carried on: nothing before its end can change
+/// except by a redaction, which is itself a new event after that end.
+fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<UnreadCount>) -> Result<UnreadCount> {
     let read_up_to: i64 = c.query_row(
         "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
          WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
-        params![q.room_id, user_id],
+        params![room_id, user_id],
         |r| r.get(0),
     )?;
-    out.unread = c.query_row(
+    let newest: i64 =
+        c.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1", [room_id], |r| {
+            r.get(0)
+        })?;
+    let mut count_after = c.prepare_cached(
         "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2
          AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
-        params![q.room_id, user_id, read_up_to],
-        |r| r.get(0),
     )?;
-    Ok(out)
+    if let Some(earlier) = earlier.filter(|e| e.read_up_to == read_up_to && e.counted_until <= newest) {
+        let redacted: bool = c.query_row(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND stream_ordering > ?2
+             AND type = 'm.room.redaction')",
+            params![room_id, earlier.counted_until],
+            |r| r.get(0),
+        )?;
+        if !redacted {
+            let from = earlier.counted_until.max(read_up_to);
+            let more: i64 = count_after.query_row(params![room_id, user_id, from], |r| r.get(0))?;
+            return Ok(UnreadCount { read_up_to, counted_until: newest, count: earlier.count + more });
+        }
+    }
+    let count = count_after.query_row(params![room_id, user_id, read_up_to], |r| r.get(0))?;
+    Ok(UnreadCount { read_up_to, counted_until: newest, count })
 }
 
 impl Db {

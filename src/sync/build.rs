@@ -86,6 +86,7 @@ struct RoomPlan {
     account_data: Vec<Value>,
     slice: Slice,
     receipt_rows: Vec<crate::storage::streams::ReceiptRow>,
+    ephemeral: Vec<Value>,
     state: StateMap,
     details: RoomDetails,
 }
@@ -278,9 +279,21 @@ impl RoomPlan {
             account_data,
             slice: Slice { events: vec![], limited: false, before: until, before_group: None },
             receipt_rows: vec![],
+            ephemeral: vec![],
             state: StateMap::new(),
             details: RoomDetails::default(),
         }
+    }
+
+    /// Whether an incremental sync has nothing for this joined room (once
+    /// its timeline, state and ephemeral events are known).
+    fn nothing_new(&self) -> bool {
+        self.kind == PlanKind::Join
+            && !self.needs_state_groups()
+            && self.slice.events.is_empty()
+            && self.state.is_empty()
+            && self.ephemeral.is_empty()
+            && self.account_data.is_empty()
     }
 
     /// Whether the state sent is computed from state groups (else only
@@ -318,8 +331,18 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
         }
     }
 
-    let details = plans
+    // What an incremental sync has for a room it may leave out is known
+    // without further reads: summaries are read only for rooms it keeps.
+    for plan in plans.iter_mut() {
+        plan.ephemeral = ephemeral(ctx, plan);
+        if !plan.needs_state_groups() {
+            plan.state = state_for(ctx, plan).await?;
+        }
+    }
+    let kept: Vec<usize> = (0..plans.len()).filter(|i| !plans[*i].nothing_new()).collect();
+    let details = kept
         .iter()
+        .map(|i| &plans[*i])
         .map(|p| {
             let mut state_at = Vec::new();
             if p.needs_state_groups() {
@@ -330,12 +353,18 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
                     state_at.push(ctx.since.map(|s| s.events).unwrap_or(0));
                 }
             }
-            RoomDetailsQuery { room_id: p.room_id.to_string(), state_at, summary: p.kind == PlanKind::Join }
+            let summary = p.kind == PlanKind::Join;
+            let unread_from = summary.then(|| services.rooms.last_unread_count(&p.room_id, &ctx.req.user_id)).flatten();
+            RoomDetailsQuery { room_id: p.room_id.to_string(), state_at, summary, unread_from }
         })
         .collect();
     let details = services.db.sync_room_details(ctx.req.user_id.to_string(), details).await?;
     let mut groups = Vec::new();
-    for (plan, details) in plans.iter_mut().zip(details) {
+    for (i, details) in kept.into_iter().zip(details) {
+        let plan = &mut plans[i];
+        if plan.kind == PlanKind::Join {
+            services.rooms.remember_unread_count(&plan.room_id, &ctx.req.user_id, details.unread);
+        }
         plan.details = details;
         if plan.needs_state_groups() {
             let mut found = plan.details.state_groups.iter().copied();
@@ -347,7 +376,7 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
         }
     }
     services.rooms.preload_state_groups(groups).await?;
-    for plan in plans.iter_mut() {
+    for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
         plan.state = state_for(ctx, plan).await?;
     }
 
@@ -583,21 +612,26 @@ fn receipt_content(ctx: &Ctx<'_>, receipts: Vec<crate::storage::streams::Receipt
     content
 }
 
-async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomId, JoinedRoom)>, SyncError> {
-    let RoomPlan { room_id, initial, account_data, slice, receipt_rows, state, details, .. } = plan;
-    let state = ctx.services.rooms.state_events(&state).await?;
-
+/// The room's typing notice and new receipts.
+fn ephemeral(ctx: &Ctx<'_>, plan: &mut RoomPlan) -> Vec<Value> {
     let mut ephemeral: Vec<Value> = Vec::new();
-    let since = ctx.since.unwrap_or_default();
-    let typing_since = if initial { 0 } else { since.typing };
-    if let Some(typing) = ctx.services.streams.typing_in(&room_id, typing_since) {
+    if plan.kind != PlanKind::Join {
+        return ephemeral;
+    }
+    let typing_since = if plan.initial { 0 } else { ctx.since.unwrap_or_default().typing };
+    if let Some(typing) = ctx.services.streams.typing_in(&plan.room_id, typing_since) {
         ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": typing}}));
     }
-    let receipts = receipt_content(ctx, receipt_rows);
+    let receipts = receipt_content(ctx, std::mem::take(&mut plan.receipt_rows));
     if !receipts.is_empty() {
         ephemeral.push(json!({"type": "m.receipt", "content": receipts}));
     }
+    ephemeral
+}
 
+async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomId, JoinedRoom)>, SyncError> {
+    let RoomPlan { room_id, initial, account_data, slice, ephemeral, state, details, .. } = plan;
+    let state = ctx.services.rooms.state_events(&state).await?;
     if !initial && slice.events.is_empty() && state.is_empty() && ephemeral.is_empty() && account_data.is_empty() {
         return Ok(None);
     }
@@ -632,7 +666,7 @@ fn summary(ctx: &Ctx<'_>, details: &RoomDetails) -> RoomSummary {
 
 fn unread(details: &RoomDetails) -> UnreadNotificationsCount {
     let mut unread = UnreadNotificationsCount::new();
-    unread.notification_count = Some(UInt::try_from(details.unread.max(0) as u64).unwrap_or_default());
+    unread.notification_count = Some(UInt::try_from(details.unread.count.max(0) as u64).unwrap_or_default());
     unread.highlight_count = Some(UInt::from(0u32));
     unread
 }
