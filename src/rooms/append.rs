@@ -17,7 +17,7 @@ use ruma::{
 use serde_json::{Value, value::to_raw_value};
 
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
-use crate::storage::rooms::{NewEvent, StateWrite, StoredState};
+use crate::storage::rooms::{AppendOutcome, NewEvent, StateWrite, StoredState};
 
 /// The largest PDU, as canonical JSON (spec: "Size limits").
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -73,16 +73,24 @@ impl Rooms {
         let Some(head) = guard.as_mut() else {
             return Err(RoomsError::NotFound("unknown room".into()));
         };
-        if let Some(txn) = &txn
-            && let Some(existing) =
-                self.db.find_txn(sender.to_string(), txn.device_id.clone(), txn.txn_id.clone()).await?
-        {
-            let id = OwnedEventId::try_from(existing).map_err(|e| RoomsError::Internal(e.to_string()))?;
-            return self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
-        }
         let device_txn = txn.as_ref().map(|t| (t.device_id.as_str().into(), t.txn_id.clone()));
-        let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
-        let appended = self.db.append_event(new_event).await?;
+        let txn_key = txn.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone()));
+        let (pdu, new_event) = match self.build_event(room_id, sender, &draft, head, txn).await {
+            Ok(built) => built,
+            // A retried transaction answers with its event even if the same
+            // event could not be sent now.
+            Err(e) => match txn_key {
+                Some((device, txn)) => match self.db.find_txn(sender.to_string(), device, txn).await? {
+                    Some(existing) => return self.sent_event(existing).await,
+                    None => return Err(e),
+                },
+                None => return Err(e),
+            },
+        };
+        let appended = match self.db.append_unless_sent(new_event).await? {
+            AppendOutcome::Stored(appended) => appended,
+            AppendOutcome::AlreadySent(existing) => return self.sent_event(existing).await,
+        };
         self.advance_head(head, &pdu);
         // Wake the members after the event, the target of a membership
         // change (an invitee, a kicked user) and the sender.
@@ -104,6 +112,12 @@ impl Rooms {
             self.events.remove(&target);
         }
         Ok(pdu)
+    }
+
+    /// The event a device sent earlier under a transaction id.
+    async fn sent_event(&self, event_id: String) -> Result<Arc<Pdu>, RoomsError> {
+        let id = OwnedEventId::try_from(event_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()))
     }
 
     /// Creates a room from its create event, returning the room id (for room
