@@ -148,16 +148,22 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
     out.until_events = q.until_events.max(newest_membership);
     let until_events = out.until_events;
     let (since_events, since_misc) = q.since.unwrap_or((0, 0));
+    // A stream that has not moved since the token has nothing new: most
+    // syncs woken by a message skip the `misc` queries, and the other way
+    // round.
+    let (events_moved, misc_moved) = (until_events > since_events, q.until_misc > since_misc);
 
-    let mut stmt = c.prepare_cached(
-        "SELECT room_id, type, content FROM account_data
-         WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
-    )?;
-    out.account_data = stmt
-        .query_map(params![user, since_misc, q.until_misc], |r| {
-            Ok(AccountDataRow { room_id: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    if misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT room_id, type, content FROM account_data
+             WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+        )?;
+        out.account_data = stmt
+            .query_map(params![user, since_misc, q.until_misc], |r| {
+                Ok(AccountDataRow { room_id: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
 
     if q.since.is_some() {
         out.memberships = membership_rows(
@@ -165,6 +171,8 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
             "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ?1 AND forgotten = 0",
             [user],
         )?;
+    }
+    if q.since.is_some() && events_moved {
         let mut stmt = c.prepare_cached(
             "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ?1 AND stream_ordering <= ?2",
         )?;
@@ -172,7 +180,7 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
             stmt.query_map(params![since_events, until_events], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     }
 
-    if q.presence {
+    if q.presence && misc_moved {
         let mut stmt = c.prepare_cached(
             "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
              WHERE p.stream_id > ?2 AND p.stream_id <= ?3 AND (p.user_id = ?1 OR p.user_id IN (
@@ -193,7 +201,7 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
             .collect::<rusqlite::Result<_>>()?;
     }
 
-    device_rows(c, q, since_events, since_misc, until_events, &mut out)?;
+    device_rows(c, q, (since_events, since_misc), (events_moved, misc_moved), until_events, &mut out)?;
     Ok(out)
 }
 
@@ -201,30 +209,34 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
 fn device_rows(
     c: &Connection,
     q: &SyncUserQuery,
-    since_events: i64,
-    since_misc: i64,
+    (since_events, since_misc): (i64, i64),
+    (events_moved, misc_moved): (bool, bool),
     until_events: i64,
     out: &mut SyncUserRows,
 ) -> Result<()> {
     let (user, device) = (&q.user_id, &q.device_id);
-    let mut stmt = c.prepare_cached(
-        "SELECT sender, type, content FROM to_device_messages
-         WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4 ORDER BY id",
-    )?;
-    // Syncing with a token acknowledges what it covered: those messages are
-    // deleted (by the caller) and never sent again.
-    let after = if q.since.is_some() { since_misc } else { i64::MIN };
-    out.to_device = stmt
-        .query_map(params![user, device, after, q.until_misc], |r| {
-            Ok(ToDeviceRow { sender: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    if q.since.is_none() || misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT sender, type, content FROM to_device_messages
+             WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4 ORDER BY id",
+        )?;
+        // Syncing with a token acknowledges what it covered: those messages
+        // are deleted (by the caller) and never sent again.
+        let after = if q.since.is_some() { since_misc } else { i64::MIN };
+        out.to_device = stmt
+            .query_map(params![user, device, after, q.until_misc], |r| {
+                Ok(ToDeviceRow { sender: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
     if q.since.is_some() {
         out.to_device_to_ack = c.query_row(
             "SELECT EXISTS (SELECT 1 FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3)",
             params![user, device, since_misc],
             |r| r.get(0),
         )?;
+    }
+    if q.since.is_some() && misc_moved {
         let mut stmt = c.prepare_cached(
             "SELECT d.user_id FROM device_list_changes d
              WHERE d.stream_id > ?2 AND d.stream_id <= ?3 AND (d.user_id = ?1 OR d.user_id IN (
@@ -234,6 +246,8 @@ fn device_rows(
         )?;
         out.device_list_changes =
             stmt.query_map(params![user, since_misc, q.until_misc], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    }
+    if q.since.is_some() && events_moved {
         let mut stmt = c.prepare_cached(
             "SELECT e.state_key, json_extract(e.json, '$.content.membership') FROM events e
              JOIN room_memberships mine ON mine.room_id = e.room_id AND mine.user_id = ?1
