@@ -64,6 +64,9 @@ pub struct SyncRoomQuery {
     pub timeline: Option<(i64, i64, usize)>,
     /// Receipts changed in `(since, until]`.
     pub receipts: (i64, i64),
+    /// Read the summary and unread count too (for a room the sync will
+    /// almost surely return), counting on from this earlier count.
+    pub summary: Option<Option<UnreadCount>>,
 }
 
 /// The first pass over one room.
@@ -72,6 +75,7 @@ pub struct SyncRoomRows {
     /// Newest first.
     pub events: Vec<StoredEvent>,
     pub receipts: Vec<ReceiptRow>,
+    pub details: Option<RoomDetails>,
 }
 
 /// What a sync reads about a room it includes in the response.
@@ -284,7 +288,7 @@ fn device_rows(
     Ok(())
 }
 
-fn room_rows(c: &Connection, q: &SyncRoomQuery) -> Result<SyncRoomRows> {
+fn room_rows(c: &Connection, user_id: &str, q: &SyncRoomQuery) -> Result<SyncRoomRows> {
     let mut out = SyncRoomRows::default();
     if let Some((after, until, limit)) = q.timeline {
         let mut stmt = c.prepare_cached(&format!(
@@ -313,6 +317,10 @@ fn room_rows(c: &Connection, q: &SyncRoomQuery) -> Result<SyncRoomRows> {
                 })
             })?
             .collect::<rusqlite::Result<_>>()?;
+    }
+    if let Some(unread_from) = q.summary {
+        let query = RoomDetailsQuery { room_id: q.room_id.clone(), state_at: vec![], summary: true, unread_from };
+        out.details = Some(room_details(c, user_id, &query)?);
     }
     Ok(out)
 }
@@ -388,11 +396,11 @@ impl Db {
 
     /// The first pass over the rooms of one sync (timelines, receipts), in
     /// one snapshot; one result per query, in order.
-    pub async fn sync_room_rows(&self, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
+    pub async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
         if queries.is_empty() {
             return Ok(vec![]);
         }
-        self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_rows(c, q)).collect())).await
+        self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_rows(c, &user_id, q)).collect())).await
     }
 
     /// The second pass over the rooms a sync includes (state groups,

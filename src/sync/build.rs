@@ -88,7 +88,10 @@ struct RoomPlan {
     receipt_rows: Vec<crate::storage::streams::ReceiptRow>,
     ephemeral: Vec<Value>,
     state: StateMap,
-    details: RoomDetails,
+    /// Summary and unread count, once read.
+    details: Option<RoomDetails>,
+    /// The state groups at the positions asked for (`RoomDetailsQuery::state_at`).
+    state_groups: Vec<Option<i64>>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -281,7 +284,8 @@ impl RoomPlan {
             receipt_rows: vec![],
             ephemeral: vec![],
             state: StateMap::new(),
-            details: RoomDetails::default(),
+            details: None,
+            state_groups: vec![],
         }
     }
 
@@ -307,18 +311,27 @@ impl RoomPlan {
 /// the response with a few batched reads, not a few per room.
 async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
     let services = ctx.services;
+    let user = &ctx.req.user_id;
+    // A joined room with new events is almost surely returned: its summary
+    // and unread count are read in the same pass.
     let queries = plans
         .iter()
         .map(|p| SyncRoomQuery {
             room_id: p.room_id.to_string(),
             timeline: p.timeline.map(|(after, until)| (after, until, ctx.timeline_limit + 1)),
             receipts: p.receipts,
+            summary: (p.kind == PlanKind::Join && p.timeline.is_some())
+                .then(|| services.rooms.last_unread_count(&p.room_id, user)),
         })
         .collect();
-    let room_rows = services.db.sync_room_rows(queries).await?;
+    let room_rows = services.db.sync_room_rows(user.to_string(), queries).await?;
     let mut stored = Vec::with_capacity(plans.len());
     for (plan, rows) in plans.iter_mut().zip(room_rows) {
         plan.receipt_rows = rows.receipts;
+        if let Some(details) = rows.details {
+            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
+            plan.details = Some(details);
+        }
         let events =
             rows.events.into_iter().map(|e| services.rooms.pdu_from_stored(e)).collect::<Result<Vec<_>, _>>()?;
         stored.push(events);
@@ -339,7 +352,14 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
             plan.state = state_for(ctx, plan).await?;
         }
     }
-    let kept: Vec<usize> = (0..plans.len()).filter(|i| !plans[*i].nothing_new()).collect();
+    let kept: Vec<usize> = (0..plans.len())
+        .filter(|i| {
+            let p = &plans[*i];
+            let needs_summary = p.kind == PlanKind::Join && p.details.is_none();
+            let needs_groups = p.needs_state_groups() && (p.slice.before_group.is_none() || !p.initial);
+            !p.nothing_new() && (needs_summary || needs_groups)
+        })
+        .collect();
     let details = kept
         .iter()
         .map(|i| &plans[*i])
@@ -353,27 +373,28 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
                     state_at.push(ctx.since.map(|s| s.events).unwrap_or(0));
                 }
             }
-            let summary = p.kind == PlanKind::Join;
-            let unread_from = summary.then(|| services.rooms.last_unread_count(&p.room_id, &ctx.req.user_id)).flatten();
+            let summary = p.kind == PlanKind::Join && p.details.is_none();
+            let unread_from = summary.then(|| services.rooms.last_unread_count(&p.room_id, user)).flatten();
             RoomDetailsQuery { room_id: p.room_id.to_string(), state_at, summary, unread_from }
         })
         .collect();
-    let details = services.db.sync_room_details(ctx.req.user_id.to_string(), details).await?;
-    let mut groups = Vec::new();
+    let details = services.db.sync_room_details(user.to_string(), details).await?;
     for (i, details) in kept.into_iter().zip(details) {
         let plan = &mut plans[i];
-        if plan.kind == PlanKind::Join {
-            services.rooms.remember_unread_count(&plan.room_id, &ctx.req.user_id, details.unread);
+        plan.state_groups = details.state_groups.clone();
+        if plan.kind == PlanKind::Join && plan.details.is_none() {
+            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
+            plan.details = Some(details);
         }
-        plan.details = details;
-        if plan.needs_state_groups() {
-            let mut found = plan.details.state_groups.iter().copied();
-            if plan.slice.before_group.is_none() {
-                plan.slice.before_group = Some(found.next().flatten());
-            }
-            groups.extend(plan.slice.before_group.flatten());
-            groups.extend(found.flatten());
+    }
+    let mut groups = Vec::new();
+    for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
+        let mut found = plan.state_groups.iter().copied();
+        if plan.slice.before_group.is_none() {
+            plan.slice.before_group = Some(found.next().flatten());
         }
+        groups.extend(plan.slice.before_group.flatten());
+        groups.extend(found.flatten());
     }
     services.rooms.preload_state_groups(groups).await?;
     for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
@@ -544,7 +565,7 @@ async fn state_for(ctx: &Ctx<'_>, plan: &RoomPlan) -> Result<StateMap, SyncError
     let wanted = if plan.initial {
         (*at_start).clone()
     } else {
-        let at_since = match plan.details.state_groups.last().copied().flatten() {
+        let at_since = match plan.state_groups.last().copied().flatten() {
             Some(group) => rooms.state_at_group(group).await?,
             None => Arc::default(),
         };
@@ -645,6 +666,9 @@ async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomI
         e
     };
     joined.account_data.events = account_data.into_iter().map(raw).collect();
+    // Every joined room the response carries had its details read.
+    debug_assert!(details.is_some(), "a returned room has a summary");
+    let details = details.unwrap_or_default();
     joined.summary = summary(ctx, &details);
     joined.unread_notifications = unread(&details);
     Ok(Some((room_id, joined)))
