@@ -367,3 +367,54 @@ async fn account_data_round_trip() {
     let forbidden = server.get(path, Some(&bob.access_token)).await;
     assert_eq!(forbidden.0, 403);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unread_counts_follow_new_messages_redactions_and_receipts() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [bob.user_id]})).await;
+    server.join(&bob.access_token, &room).await;
+    let count = |v: &Value| v["rooms"]["join"][&room]["unread_notifications"]["notification_count"].clone();
+    server.send_text(&alice.access_token, &room, "one").await;
+    let first = sync(&server, &bob, "timeout=0").await;
+    assert_eq!(count(&first), 1);
+    // Later syncs count on from the earlier count.
+    let (_, two) = server.send_text(&alice.access_token, &room, "two").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let second = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(count(&second), 2);
+    // A redacted message no longer counts.
+    let two = two["event_id"].as_str().unwrap();
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", enc(&room), enc(two)),
+            Some(&alice.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let since = second["next_batch"].as_str().unwrap().to_owned();
+    let third = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(count(&third), 1);
+    // Bob's own messages never count; a read receipt resets the count.
+    let (_, own) = server.send_text(&bob.access_token, &room, "mine").await;
+    let since = third["next_batch"].as_str().unwrap().to_owned();
+    let fourth = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(count(&fourth), 1);
+    let own = own["event_id"].as_str().unwrap();
+    let (status, _) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(own)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    server.send_text(&alice.access_token, &room, "three").await;
+    let since = fourth["next_batch"].as_str().unwrap().to_owned();
+    let fifth = sync(&server, &bob, &format!("since={since}&timeout=0")).await;
+    assert_eq!(count(&fifth), 1);
+    let fresh = sync(&server, &bob, "timeout=0").await;
+    assert_eq!(count(&fresh), 1);
+}

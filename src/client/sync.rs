@@ -63,9 +63,21 @@ pub async fn sync_request(
     })
 }
 
-async fn sync_events(state: AppState, req: Ruma<sync_events::v3::Request>) -> Result<sync_v3::Response, ApiError> {
-    let session = req.session().clone();
+/// A held long-poll sync should cost little memory: the parsed request is
+/// consumed by a boxed future that is freed once the transport-independent
+/// request is built, so the future that waits holds only that (boxed).
+fn sync_events(
+    state: AppState,
+    req: Ruma<sync_events::v3::Request>,
+) -> impl Future<Output = Result<sync_v3::Response, ApiError>> + Send {
+    let prepare = Box::pin(prepare_sync(state.clone(), req));
+    async move {
+        let request = prepare.await?;
+        Ok(sync::sync(&state, &request).await?)
+    }
+}
+
+async fn prepare_sync(state: AppState, req: Ruma<sync_events::v3::Request>) -> Result<Box<SyncRequest>, ApiError> {
     let timeout = req.body.timeout.unwrap_or_default();
-    let request = sync_request(&state, &session, &req.body, timeout).await?;
-    Ok(sync::sync(&state, &request).await?)
+    Ok(Box::new(sync_request(&state, req.session(), &req.body, timeout).await?))
 }

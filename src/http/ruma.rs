@@ -283,8 +283,12 @@ where
             let handler = handler.clone();
             router = router.route(
                 path,
-                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Ruma<T>| async move {
-                    handler(state, req).await.map(RumaResponse)
+                // The handler's future is made here, not inside another
+                // async block, so a long wait (a held `/sync`) does not keep
+                // a second copy of the parsed request.
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Ruma<T>| {
+                    let response = handler(state, req);
+                    async move { response.await.map(RumaResponse) }
                 }),
             );
         }

@@ -17,7 +17,7 @@ use ruma::{
 use serde_json::{Value, value::to_raw_value};
 
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
-use crate::storage::rooms::{CurrentStateWrite, NewEvent, StateWrite, StoredState};
+use crate::storage::rooms::{AppendOutcome, CurrentStateWrite, NewEvent, StateWrite, StoredState};
 
 /// The largest PDU, as canonical JSON (spec: "Size limits").
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -73,14 +73,20 @@ impl Rooms {
         let Some(head) = guard.as_mut() else {
             return Err(RoomsError::NotFound("unknown room".into()));
         };
-        if let Some(txn) = &txn
-            && let Some(existing) =
-                self.db.find_txn(sender.to_string(), txn.device_id.clone(), txn.txn_id.clone()).await?
-        {
-            let id = OwnedEventId::try_from(existing).map_err(|e| RoomsError::Internal(e.to_string()))?;
-            return self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()));
-        }
-        let (pdu, mut new_event) = self.build_event(room_id, sender, &draft, head, txn).await?;
+        let device_txn = txn.as_ref().map(|t| (t.device_id.as_str().into(), t.txn_id.clone()));
+        let txn_key = txn.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone()));
+        let (pdu, mut new_event) = match self.build_event(room_id, sender, &draft, head, txn).await {
+            Ok(built) => built,
+            // A retried transaction answers with its event even if the same
+            // event could not be sent now.
+            Err(e) => match txn_key {
+                Some((device, txn)) => match self.db.find_txn(sender.to_string(), device, txn).await? {
+                    Some(existing) => return self.sent_event(existing).await,
+                    None => return Err(e),
+                },
+                None => return Err(e),
+            },
+        };
         // Every server with a member in the room gets the event, and the
         // server of a remote user whose membership changes.
         let mut send_to = self.remote_servers(head);
@@ -93,7 +99,10 @@ impl Rooms {
             send_to.push(target.server_name().to_owned());
         }
         new_event.send_to = send_to.iter().map(|s| s.to_string()).collect();
-        let appended = self.db.append_event(new_event).await?;
+        let appended = match self.db.append_unless_sent(new_event).await? {
+            AppendOutcome::Stored(appended) => appended,
+            AppendOutcome::AlreadySent(existing) => return self.sent_event(existing).await,
+        };
         self.advance_head(head, &pdu);
         // Wake the members after the event, the target of a membership
         // change (an invitee, a kicked user) and the sender.
@@ -107,13 +116,21 @@ impl Rooms {
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
+        pdu.txn = device_txn;
         head.state_group = appended.state_group;
+        self.remember_state_group(appended.state_group, &head.state);
         let pdu = Arc::new(pdu);
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         if let Some(target) = pdu.redacts_target() {
             self.events.remove(&target);
         }
         Ok(pdu)
+    }
+
+    /// The event a device sent earlier under a transaction id.
+    async fn sent_event(&self, event_id: String) -> Result<Arc<Pdu>, RoomsError> {
+        let id = OwnedEventId::try_from(event_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        self.get_pdu(&id).await?.ok_or_else(|| RoomsError::Internal("txn event vanished".into()))
     }
 
     /// Creates a room from its create event, returning the room id (for room
@@ -183,13 +200,15 @@ impl Rooms {
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
+        let state = Arc::new(StateMap::from([(key, event_id.clone())]));
+        self.remember_state_group(appended.state_group, &state);
         *guard = Some(RoomHead {
             rules,
             extremities: vec![event_id.clone()],
             max_depth: 1,
             state_group: appended.state_group,
             delta_depth: 0,
-            state: Arc::new(StateMap::from([(key, event_id.clone())])),
+            state,
             joined: Arc::default(),
         });
         self.notifier.events_committed(appended.stream_ordering, [sender]);

@@ -36,7 +36,7 @@ pub use self::{
 use crate::{
     config::Config,
     server_key::ServerKey,
-    storage::{Db, StorageError, rooms::StoredEvent},
+    storage::{Db, StorageError, rooms::StoredEvent, sync::UnreadCount},
     sync::notifier::Notifier,
 };
 
@@ -97,7 +97,25 @@ pub struct Rooms {
     events: quick_cache::sync::Cache<OwnedEventId, Arc<Pdu>>,
     /// Wakes the federation sender when PDUs are queued for other servers.
     outbound: std::sync::OnceLock<OutboundWake>,
+    /// Resolved state groups (immutable once written), weighed by entries:
+    /// visibility checks and sync read the same few groups again and again.
+    groups: quick_cache::sync::Cache<i64, Arc<StateMap>, StateWeighter>,
+    /// The last unread count sync computed per (room, user), to count on from.
+    unread: quick_cache::sync::Cache<(OwnedRoomId, OwnedUserId), UnreadCount>,
 }
+
+/// Weighs a cached state group by its number of entries.
+#[derive(Clone)]
+struct StateWeighter;
+
+impl quick_cache::Weighter<i64, Arc<StateMap>> for StateWeighter {
+    fn weight(&self, _group: &i64, state: &Arc<StateMap>) -> u64 {
+        state.len().max(1) as u64
+    }
+}
+
+/// How many state entries the state group cache holds in all.
+const STATE_CACHE_ENTRIES: u64 = 100_000;
 
 /// Called with the destinations that got PDUs queued.
 pub type OutboundWake = Arc<dyn Fn(&[ruma::OwnedServerName]) + Send + Sync>;
@@ -112,6 +130,8 @@ impl Rooms {
             heads: Mutex::new(HashMap::new()),
             events: quick_cache::sync::Cache::new(20_000),
             outbound: std::sync::OnceLock::new(),
+            groups: quick_cache::sync::Cache::with_weighter(4_096, STATE_CACHE_ENTRIES, StateWeighter),
+            unread: quick_cache::sync::Cache::new(10_000),
         }
     }
 
@@ -144,20 +164,56 @@ impl Rooms {
             // Unknown after a restart: start a fresh snapshot at the next
             // state change, which keeps chains bounded.
             delta_depth: versions::MAX_DELTA_CHAIN,
-            state: Arc::new(state),
+            state,
             joined: Arc::new(joined),
         }))
     }
 
-    /// The full state of a state group.
-    pub async fn state_at_group(&self, group: i64) -> Result<StateMap> {
-        let stored = self.db.state_group(group).await?;
-        let mut state = StateMap::with_capacity(stored.len());
-        for ((kind, key), id) in stored {
-            let id = OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string()))?;
-            state.insert((StateEventType::from(kind), key), id);
+    /// The full state of a state group (cached: groups never change).
+    pub async fn state_at_group(&self, group: i64) -> Result<Arc<StateMap>> {
+        if let Some(state) = self.groups.get(&group) {
+            return Ok(state);
         }
+        let state = Arc::new(to_state_map(self.db.state_group(group).await?)?);
+        self.groups.insert(group, state.clone());
         Ok(state)
+    }
+
+    /// Loads the given state groups into the cache with one read.
+    pub async fn preload_state_groups(&self, groups: impl IntoIterator<Item = i64>) -> Result<()> {
+        let mut missing: Vec<i64> = groups.into_iter().filter(|g| self.groups.get(g).is_none()).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for (group, stored) in self.db.state_groups(missing).await? {
+            self.groups.insert(group, Arc::new(to_state_map(stored)?));
+        }
+        Ok(())
+    }
+
+    /// Remembers the state of a group just written (it is the head's state).
+    fn remember_state_group(&self, group: i64, state: &Arc<StateMap>) {
+        self.groups.insert(group, state.clone());
+    }
+
+    /// The unread count last computed for the user in the room.
+    pub fn last_unread_count(&self, room_id: &OwnedRoomId, user_id: &OwnedUserId) -> Option<UnreadCount> {
+        self.unread.get(&(room_id.clone(), user_id.clone()))
+    }
+
+    pub fn remember_unread_count(&self, room_id: &OwnedRoomId, user_id: &OwnedUserId, count: UnreadCount) {
+        self.unread.insert((room_id.clone(), user_id.clone()), count);
+    }
+
+    /// A parsed event from a row already read (cached like `get_pdu`).
+    pub fn pdu_from_stored(&self, stored: StoredEvent) -> Result<Arc<Pdu>> {
+        if let Ok(id) = OwnedEventId::try_from(stored.event_id.as_str())
+            && let Some(pdu) = self.events.get(&id)
+        {
+            return Ok(pdu);
+        }
+        let pdu = Arc::new(parse_stored(stored)?);
+        self.events.insert(pdu.event_id.clone(), pdu.clone());
+        Ok(pdu)
     }
 
     /// An event by id, parsed (cached).
@@ -265,6 +321,15 @@ impl Rooms {
     }
 }
 
+fn to_state_map(stored: crate::storage::rooms::StoredState) -> Result<StateMap> {
+    let mut state = StateMap::with_capacity(stored.len());
+    for ((kind, key), id) in stored {
+        let id = OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        state.insert((StateEventType::from(kind), key), id);
+    }
+    Ok(state)
+}
+
 fn parse_ids(ids: Vec<String>) -> Result<Vec<OwnedEventId>> {
     ids.into_iter().map(|id| OwnedEventId::try_from(id).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
 }
@@ -279,5 +344,6 @@ fn parse_stored(stored: StoredEvent) -> Result<Pdu> {
     pdu.state_group = Some(stored.state_group);
     pdu.replaces_state = stored.replaces_state.and_then(|id| OwnedEventId::try_from(id).ok());
     pdu.redacted_by = stored.redacted_by.and_then(|id| OwnedEventId::try_from(id).ok());
+    pdu.txn = stored.txn.map(|(device, txn)| (device.into(), txn));
     Ok(pdu)
 }

@@ -3,8 +3,8 @@
 //! (client-server API, "Room Events"; server-server API, "PDUs").
 
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt,
-    UserId, events::TimelineEventType,
+    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId,
+    RoomId, UInt, UserId, events::TimelineEventType,
 };
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
@@ -23,6 +23,9 @@ pub struct Pdu {
     pub state_group: Option<i64>,
     pub replaces_state: Option<OwnedEventId>,
     pub redacted_by: Option<OwnedEventId>,
+    /// `(device, txn_id)` of the sender's device that sent it, if it came
+    /// through the client-server API with a transaction id.
+    pub txn: Option<(OwnedDeviceId, String)>,
 }
 
 /// The PDU fields Plexus reads. Unknown fields stay in the stored JSON.
@@ -62,6 +65,7 @@ impl Pdu {
             state_group: None,
             replaces_state: None,
             redacted_by: None,
+            txn: None,
         })
     }
 

@@ -451,7 +451,7 @@ impl Rooms {
         // A prev event's group is the state after it.
         let mut states = Vec::with_capacity(groups.len());
         for group in groups {
-            states.push(self.state_at_group(group).await?);
+            states.push((*self.state_at_group(group).await?).clone());
         }
         if states.len() == 1 {
             return Ok(states.pop().expect("one"));
@@ -590,7 +590,7 @@ impl Rooms {
                     .state_group
                     .filter(|g| *g > 0)
                     .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
-                self.state_at_group(group).await?
+                (*self.state_at_group(group).await?).clone()
             }
             None => (*self.current_state(room_id).await?).clone(),
         };

@@ -113,9 +113,10 @@ impl Rooms {
         }
         if let Some((user, device)) = viewer
             && pdu.sender() == user
-            && let Some(txn) = self.db.txn_id_of(pdu.event_id.to_string(), user.to_string(), device.to_string()).await?
+            && let Some((sent_by, txn)) = &pdu.txn
+            && sent_by == device
         {
-            unsigned.insert("transaction_id".into(), Value::String(txn));
+            unsigned.insert("transaction_id".into(), Value::String(txn.clone()));
         }
         Ok(Value::Object(event))
     }
@@ -254,7 +255,7 @@ impl Rooms {
             MessagesPage { chunk: vec![], start: PaginationToken(position), end: Some(PaginationToken(position)) }
         };
         let state = match event.state_group {
-            Some(group) => self.state_events(&self.state_at_group(group).await?).await?,
+            Some(group) => self.state_events(&*self.state_at_group(group).await?).await?,
             None => vec![],
         };
         Ok((event, before, after, state))
@@ -283,7 +284,7 @@ impl Rooms {
                     self.get_pdu(id).await?.ok_or_else(|| RoomsError::Internal("member event missing".into()))?;
                 let group =
                     leave.state_group.ok_or_else(|| RoomsError::Internal("member event without state".into()))?;
-                self.state_at_group(group).await
+                Ok((*self.state_at_group(group).await?).clone())
             }
             _ => {
                 let mut check = VisibilityCheck::new(self, room_id, user).await?;
@@ -313,7 +314,7 @@ impl Rooms {
         if !check.can_see(&pdu).await? {
             return Err(RoomsError::Forbidden("you could not see the room at that position".into()));
         }
-        self.state_at_group(pdu.state_group.unwrap_or_default()).await
+        Ok((*self.state_at_group(pdu.state_group.unwrap_or_default()).await?).clone())
     }
 
     /// `timestamp_to_event`: the visible event closest to `ts`.

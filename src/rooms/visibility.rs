@@ -57,6 +57,16 @@ impl<'a> VisibilityCheck<'a> {
         Ok(facts)
     }
 
+    /// A check for a user whose current membership the caller knows.
+    pub fn with_membership(
+        rooms: &'a Rooms,
+        room_id: &'a RoomId,
+        user: &'a OwnedUserId,
+        current_membership: Option<String>,
+    ) -> Self {
+        Self { rooms, user, room_id, current_membership, groups: HashMap::new() }
+    }
+
     /// Whether the user may see `pdu`.
     pub async fn can_see(&mut self, pdu: &Pdu) -> Result<bool, RoomsError> {
         if pdu.kind().to_string() == "m.room.member" && pdu.state_key() == Some(self.user.as_str()) {

@@ -229,18 +229,6 @@ impl Db {
         .await
     }
 
-    /// Algorithms with a fallback key not yet handed out.
-    pub async fn unused_fallback_algorithms(&self, user_id: String, device_id: String) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT algorithm FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND used = 0 ORDER BY algorithm",
-            )?;
-            let rows = stmt.query_map(params![user_id, device_id], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
-
     /// Hands out one one-time key of `algorithm` (deleting it, in the
     /// single writer, so no key is ever handed out twice), else the
     /// device's fallback key.
@@ -333,33 +321,6 @@ impl Db {
         .await
     }
 
-    /// Users whose membership changed in `(since, until]` in rooms `viewer`
-    /// is or was in, as `(user, membership)`, plus the members of rooms
-    /// `viewer` itself left then (as `leave`): the candidates for
-    /// `device_lists.changed` (new room-mates) and `left`.
-    pub async fn membership_changes_seen_by(
-        &self,
-        viewer: String,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<(String, String)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT e.state_key, json_extract(e.json, '$.content.membership') FROM events e
-                 JOIN room_memberships mine ON mine.room_id = e.room_id AND mine.user_id = ?1
-                 WHERE e.type = 'm.room.member' AND e.outlier = 0 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
-                 UNION
-                 SELECT other.user_id, 'leave' FROM room_memberships mine
-                 JOIN room_memberships other ON other.room_id = mine.room_id
-                 WHERE mine.user_id = ?1 AND mine.membership IN ('leave', 'ban')
-                   AND mine.stream_ordering > ?2 AND mine.stream_ordering <= ?3",
-            )?;
-            let rows = stmt.query_map(params![viewer, since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
     /// Queues to-device messages under one client transaction. Returns the
     /// stream position, or `None` when the transaction was seen before.
     pub async fn queue_to_device(
@@ -396,21 +357,6 @@ impl Db {
                 recipients.push(user.clone());
             }
             Ok(Some((pos, recipients)))
-        })
-        .await
-    }
-
-    /// Messages for a device up to position `until`, oldest first.
-    pub async fn to_device_for(&self, user_id: String, device_id: String, until: i64) -> Result<Vec<ToDeviceRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT sender, type, content FROM to_device_messages
-                 WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3 ORDER BY id",
-            )?;
-            let rows = stmt.query_map(params![user_id, device_id, until], |r| {
-                Ok(ToDeviceRow { sender: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -14,6 +14,7 @@ mod migrations;
 pub mod rooms;
 pub mod server_meta;
 pub mod streams;
+pub mod sync;
 pub mod users;
 
 use std::{

@@ -22,6 +22,9 @@ pub struct StoredEvent {
     pub replaces_state: Option<String>,
     pub redacted_by: Option<String>,
     pub rejected: bool,
+    /// `(device_id, txn_id)` when the sender's device sent it through the
+    /// client-server API (so that device sees its `transaction_id`).
+    pub txn: Option<(String, String)>,
 }
 
 /// How an event changes the room state.
@@ -104,6 +107,15 @@ pub struct Appended {
     pub state_group: i64,
 }
 
+/// What appending a client's event did.
+#[derive(Debug, Clone)]
+pub enum AppendOutcome {
+    Stored(Appended),
+    /// The device already sent an event under this transaction id (its
+    /// id); nothing was stored.
+    AlreadySent(String),
+}
+
 /// Facts about a room needed to append to it.
 #[derive(Debug, Clone)]
 pub struct RoomHeadRecord {
@@ -120,10 +132,13 @@ pub enum Direction {
     Forward,
 }
 
-const EVENT_COLUMNS: &str =
-    "stream_ordering, event_id, room_id, json, state_group, replaces_state, redacted_by, rejected";
+/// The columns `event_from_row` reads, from `events` (unaliased).
+pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, json, state_group, replaces_state,
+    redacted_by, rejected,
+    (SELECT device_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1),
+    (SELECT txn_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1)";
 
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent {
         stream_ordering: r.get(0)?,
         event_id: r.get(1)?,
@@ -133,35 +148,35 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
         replaces_state: r.get(5)?,
         redacted_by: r.get(6)?,
         rejected: r.get(7)?,
+        txn: match (r.get::<_, Option<String>>(8)?, r.get::<_, Option<String>>(9)?) {
+            (Some(device), Some(txn)) => Some((device, txn)),
+            _ => None,
+        },
     })
 }
 
 fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     if let Some((version, creator)) = &e.new_room {
-        c.execute(
+        c.prepare_cached(
             "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
-            params![e.room_id, version, creator, now_ms()],
-        )?;
+        )?
+        .execute(params![e.room_id, version, creator, now_ms()])?;
     }
     let state_group = match &e.state {
         StateWrite::Unchanged { group } => *group,
         StateWrite::Delta { prev_group, delta_depth, key, event_id } => {
-            c.execute(
-                "INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, ?2, ?3)",
-                params![e.room_id, prev_group, delta_depth],
-            )?;
+            c.prepare_cached("INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, ?2, ?3)")?
+                .execute(params![e.room_id, prev_group, delta_depth])?;
             let group = c.last_insert_rowid();
-            c.execute(
+            c.prepare_cached(
                 "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
-                params![group, key.0, key.1, event_id],
-            )?;
+            )?
+            .execute(params![group, key.0, key.1, event_id])?;
             group
         }
         StateWrite::Full { state } => {
-            c.execute(
-                "INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, NULL, 0)",
-                params![e.room_id],
-            )?;
+            c.prepare_cached("INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, NULL, 0)")?
+                .execute(params![e.room_id])?;
             let group = c.last_insert_rowid();
             let mut stmt = c.prepare_cached(
                 "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
@@ -174,24 +189,24 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     };
     // An event known as an outlier (fetched as part of a room's state)
     // becomes part of the timeline now.
-    c.execute("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
-    c.execute(
+    c.prepare_cached("DELETE FROM events WHERE event_id = ?1 AND outlier = 1")?.execute([&e.event_id])?;
+    c.prepare_cached(
         "INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json,
                              state_group, replaces_state)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
-            e.event_id,
-            e.room_id,
-            e.kind,
-            e.state_key,
-            e.sender,
-            e.origin_server_ts,
-            e.depth,
-            e.json,
-            state_group,
-            e.replaces_state
-        ],
-    )?;
+    )?
+    .execute(params![
+        e.event_id,
+        e.room_id,
+        e.kind,
+        e.state_key,
+        e.sender,
+        e.origin_server_ts,
+        e.depth,
+        e.json,
+        state_group,
+        e.replaces_state
+    ])?;
     let stream_ordering = c.last_insert_rowid();
     {
         let mut edge =
@@ -205,7 +220,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
             auth.execute(params![e.event_id, id])?;
         }
     }
-    c.execute("DELETE FROM forward_extremities WHERE room_id = ?1", [&e.room_id])?;
+    c.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1")?.execute([&e.room_id])?;
     {
         let mut ext = c.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?;
         for id in &e.forward_extremities {
@@ -215,11 +230,11 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
     match &e.current_state {
         CurrentStateWrite::ThisEvent => {
             if let Some(key) = &e.state_key {
-                c.execute(
+                c.prepare_cached(
                     "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
-                    params![e.room_id, e.kind, key, e.event_id],
-                )?;
+                )?
+                .execute(params![e.room_id, e.kind, key, e.event_id])?;
                 c.execute(
                     "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
                     params![e.room_id, state_group],
@@ -240,25 +255,21 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
         }
     }
     if let Some((user, membership)) = &e.membership {
-        c.execute(
+        c.prepare_cached(
             "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
              VALUES (?1, ?2, ?3, ?4, ?5, 0)
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
                  event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-            params![e.room_id, user, membership, e.event_id, stream_ordering],
-        )?;
+        )?
+        .execute(params![e.room_id, user, membership, e.event_id, stream_ordering])?;
     }
     if let Some((user, device, txn)) = &e.txn {
-        c.execute(
-            "INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
-            params![user, device, txn, e.event_id],
-        )?;
+        c.prepare_cached("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![user, device, txn, e.event_id])?;
     }
     if let Some((target, json)) = &e.redaction {
-        c.execute(
-            "UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1",
-            params![target, json, e.event_id],
-        )?;
+        c.prepare_cached("UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1")?
+            .execute(params![target, json, e.event_id])?;
     }
     Ok(Appended { stream_ordering, state_group })
 }
@@ -432,6 +443,26 @@ impl Db {
     /// Stores one event and everything it changes, atomically.
     pub async fn append_event(&self, event: NewEvent) -> Result<Appended> {
         self.write(move |c| append(c, &event)).await
+    }
+
+    /// Stores one event like `append_event`, unless its transaction id was
+    /// used already: checked in the writer, so the check and the insert
+    /// are one step and a send costs no separate read.
+    pub async fn append_unless_sent(&self, event: NewEvent) -> Result<AppendOutcome> {
+        self.write(move |c| {
+            if let Some((user, device, txn)) = &event.txn
+                && let Some(existing) = c
+                    .prepare_cached(
+                        "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                    )?
+                    .query_row(params![user, device, txn], |r| r.get(0))
+                    .optional()?
+            {
+                return Ok(AppendOutcome::AlreadySent(existing));
+            }
+            Ok(AppendOutcome::Stored(append(c, &event)?))
+        })
+        .await
     }
 
     pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
@@ -742,7 +773,7 @@ impl Db {
 
 /// Resolves a group by walking its delta chain back to a snapshot and
 /// applying the entries oldest first.
-fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
+pub(super) fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
     let mut stmt = c.prepare_cached(
         "WITH RECURSIVE chain(id, prev, lvl) AS (
              SELECT id, prev_group, 0 FROM state_groups WHERE id = ?1

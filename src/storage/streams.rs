@@ -81,21 +81,6 @@ impl Db {
         .await
     }
 
-    /// Account data of the user changed in `(since, until]`, global and per room.
-    pub async fn account_data_since(&self, user_id: String, since: i64, until: i64) -> Result<Vec<AccountDataRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, type, content FROM account_data
-                 WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
-            )?;
-            let rows = stmt.query_map(params![user_id, since, until], |r| {
-                Ok(AccountDataRow { room_id: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
     /// Stores a receipt, replacing the user's previous one of that type
     /// (and thread) in the room; returns its position.
     pub async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
@@ -117,55 +102,6 @@ impl Db {
                 ],
             )?;
             Ok(pos)
-        })
-        .await
-    }
-
-    /// Receipts in a room changed in `(since, until]`.
-    pub async fn receipts_since(&self, room_id: String, since: i64, until: i64) -> Result<Vec<ReceiptRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
-                 WHERE room_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
-            )?;
-            let rows = stmt.query_map(params![room_id, since, until], |r| {
-                Ok(ReceiptRow {
-                    room_id: r.get(0)?,
-                    user_id: r.get(1)?,
-                    receipt_type: r.get(2)?,
-                    thread_id: r.get(3)?,
-                    event_id: r.get(4)?,
-                    ts: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// The stream position of the user's `m.read` (or private read)
-    /// receipt in a room, i.e. how far they have read.
-    pub async fn read_up_to(&self, room_id: String, user_id: String) -> Result<i64> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
-                 WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
-                params![room_id, user_id],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
-
-    /// Messages from others in a room after stream position `after`.
-    pub async fn count_unread(&self, room_id: String, user_id: String, after: i64) -> Result<i64> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2 AND outlier = 0
-                 AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
-                params![room_id, user_id, after],
-                |r| r.get(0),
-            )?)
         })
         .await
     }
@@ -192,24 +128,6 @@ impl Db {
                 presence_from_row,
             )
             .optional()?)
-        })
-        .await
-    }
-
-    /// Presence changed in `(since, until]` of the user and of everyone
-    /// who shares a joined room with them.
-    pub async fn presence_since(&self, user_id: String, since: i64, until: i64) -> Result<Vec<PresenceRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
-                 WHERE p.stream_id > ?2 AND p.stream_id <= ?3 AND (p.user_id = ?1 OR p.user_id IN (
-                     SELECT other.user_id FROM room_memberships mine
-                     JOIN room_memberships other ON other.room_id = mine.room_id
-                     WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'))
-                 ORDER BY p.stream_id",
-            )?;
-            let rows = stmt.query_map(params![user_id, since, until], presence_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }
@@ -250,77 +168,6 @@ impl Db {
             Ok(c.query_row(
                 "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
                 params![user_id, filter_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    /// Rooms whose events changed in `(since, until]`, with their newest position.
-    pub async fn rooms_changed_since(&self, since: i64, until: i64) -> Result<Vec<(String, i64)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, MAX(stream_ordering) FROM events
-                 WHERE stream_ordering > ?1 AND stream_ordering <= ?2 AND outlier = 0 GROUP BY room_id",
-            )?;
-            let rows = stmt.query_map(params![since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// The user's memberships that changed in `(since, until]`:
-    /// `(room_id, membership, stream_ordering)`, forgotten rooms excluded.
-    pub async fn memberships_changed_since(
-        &self,
-        user_id: String,
-        since: i64,
-        until: i64,
-    ) -> Result<Vec<(String, String, i64)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, membership, stream_ordering FROM room_memberships
-                 WHERE user_id = ?1 AND stream_ordering > ?2 AND stream_ordering <= ?3 AND forgotten = 0",
-            )?;
-            let rows = stmt.query_map(params![user_id, since, until], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// Every current membership of the user: `(room_id, membership, stream_ordering)`.
-    pub async fn all_memberships(&self, user_id: String) -> Result<Vec<(String, String, i64)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ?1 AND forgotten = 0",
-            )?;
-            let rows = stmt.query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// The state group of the room after the last event at or before `position`.
-    pub async fn state_group_at(&self, room_id: String, position: i64) -> Result<Option<i64>> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT state_group FROM events WHERE room_id = ?1 AND stream_ordering <= ?2 AND outlier = 0
-                 ORDER BY stream_ordering DESC LIMIT 1",
-                params![room_id, position],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    /// The transaction id under which a device sent an event, if it did.
-    pub async fn txn_id_of(&self, event_id: String, user_id: String, device_id: String) -> Result<Option<String>> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT txn_id FROM event_txns WHERE event_id = ?1 AND user_id = ?2 AND device_id = ?3",
-                params![event_id, user_id, device_id],
                 |r| r.get(0),
             )
             .optional()?)

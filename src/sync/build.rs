@@ -2,7 +2,10 @@
 //! positions current when it starts, so the `next_batch` it returns
 //! covers exactly what it delivered.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::{
     OwnedEventId, OwnedRoomId, OwnedUserId, UInt,
@@ -24,8 +27,8 @@ use serde_json::{Map, Value, json};
 use super::{SyncError, SyncRequest, SyncToken};
 use crate::{
     Services,
-    rooms::{EventFilter, StateMap, pdu::Pdu},
-    storage::rooms::Direction,
+    rooms::{EventFilter, StateMap, pdu::Pdu, visibility::VisibilityCheck},
+    storage::sync::{RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery},
     streams::presence_info,
 };
 
@@ -57,10 +60,36 @@ struct Ctx<'a> {
     services: &'a Services,
     req: &'a SyncRequest,
     since: Option<SyncToken>,
-    now: SyncToken,
     timeline_limit: usize,
     timeline_filter: EventFilter,
     lazy_members: bool,
+}
+
+/// A room the response may carry, and what is known of it so far.
+struct RoomPlan {
+    room_id: OwnedRoomId,
+    kind: PlanKind,
+    /// Whether the client gets the room's full state (new to it, or `full_state`).
+    initial: bool,
+    /// The timeline range to read, `(after, until]`, if any.
+    timeline: Option<(i64, i64)>,
+    receipts: (i64, i64),
+    account_data: Vec<Value>,
+    slice: Slice,
+    receipt_rows: Vec<crate::storage::streams::ReceiptRow>,
+    ephemeral: Vec<Value>,
+    state: StateMap,
+    /// Summary and unread count, once read.
+    details: Option<RoomDetails>,
+    /// The state groups at the positions asked for (`RoomDetailsQuery::state_at`).
+    state_groups: Vec<Option<i64>>,
+}
+
+#[derive(PartialEq, Eq)]
+enum PlanKind {
+    Join,
+    /// Left or banned: the membership as stored.
+    Leave(String),
 }
 
 pub(super) async fn compute(
@@ -70,15 +99,20 @@ pub(super) async fn compute(
 ) -> Result<Response, SyncError> {
     let mut now = services.notifier.current();
     let user = req.user_id.to_string();
-    let memberships = match since {
-        None => services.db.all_memberships(user.clone()).await?,
-        Some(s) => services.db.memberships_changed_since(user.clone(), s.events, i64::MAX).await?,
-    };
+    let rows = services
+        .db
+        .sync_user_rows(SyncUserQuery {
+            user_id: user.clone(),
+            device_id: req.device_id.to_string(),
+            since: since.map(|s| (s.events, s.misc)),
+            until_events: now.events,
+            until_misc: now.misc,
+            presence: services.streams.presence_enabled(),
+        })
+        .await?;
     // A membership committed before the notifier heard of it: every event
     // up to it is committed too, so the response may safely cover it.
-    if let Some(max) = memberships.iter().map(|(_, _, pos)| *pos).max() {
-        now.events = now.events.max(max);
-    }
+    now.events = rows.until_events;
     let room_filter = &req.filter.room;
     let timeline_limit = room_filter
         .timeline
@@ -90,7 +124,6 @@ pub(super) async fn compute(
         services,
         req,
         since,
-        now,
         timeline_limit,
         timeline_filter: event_filter(&room_filter.timeline),
         lazy_members: matches!(room_filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. }),
@@ -101,12 +134,8 @@ pub(super) async fn compute(
     };
 
     let mut response = Response::new(now.to_string());
-    let account_data = match since {
-        None => services.db.account_data_since(user.clone(), 0, now.misc).await?,
-        Some(s) => services.db.account_data_since(user.clone(), s.misc, now.misc).await?,
-    };
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
-    for row in account_data {
+    for row in rows.account_data {
         let content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
         let event = json!({"type": row.kind, "content": content});
         if row.room_id.is_empty() {
@@ -119,22 +148,17 @@ pub(super) async fn compute(
     // Every room the user is joined to is examined on an incremental sync
     // too: new events, receipts, typing or account data may be waiting.
     let mut rooms: BTreeMap<String, (String, i64)> = BTreeMap::new();
-    if since.is_some() {
-        for (room, membership, pos) in services.db.all_memberships(user.clone()).await? {
-            if membership == "join" {
-                rooms.insert(room, (membership, pos));
-            }
+    for (room, membership, pos) in rows.memberships {
+        if membership == "join" {
+            rooms.insert(room, (membership, pos));
         }
     }
-    for (room, membership, pos) in memberships {
+    for (room, membership, pos) in rows.memberships_changed {
         rooms.insert(room, (membership, pos));
     }
+    let changed_rooms: HashSet<String> = rows.rooms_changed.into_iter().collect();
 
-    let changed_rooms: HashSet<String> = match since {
-        Some(s) => services.db.rooms_changed_since(s.events, now.events).await?.into_iter().map(|(r, _)| r).collect(),
-        None => HashSet::new(),
-    };
-
+    let mut plans = Vec::new();
     for (room, (membership, pos)) in rooms {
         if !room_allowed(&room) {
             continue;
@@ -143,12 +167,20 @@ pub(super) async fn compute(
         let changed_membership = since.is_none_or(|s| pos > s.events);
         match membership.as_str() {
             "join" => {
-                let account = room_account_data.remove(&room).unwrap_or_default();
-                if let Some(joined) =
-                    joined_room(&ctx, &room_id, changed_membership, changed_rooms.contains(&room), account).await?
-                {
-                    response.rooms.join.insert(room_id, joined);
-                }
+                let initial = changed_membership || req.full_state;
+                let s = since.unwrap_or_default();
+                let after = if initial { 0 } else { s.events };
+                let misc_since = if initial { 0 } else { s.misc };
+                let account_data = room_account_data.remove(&room).unwrap_or_default();
+                let timeline = (initial || changed_rooms.contains(&room)).then_some((after, now.events));
+                plans.push(RoomPlan::new(
+                    room_id,
+                    PlanKind::Join,
+                    initial,
+                    timeline,
+                    (misc_since, now.misc),
+                    account_data,
+                ));
             }
             "invite" if changed_membership => {
                 let events = stripped_state(&ctx, &room_id).await?;
@@ -169,54 +201,249 @@ pub(super) async fn compute(
                 response.rooms.leave.insert(room_id.clone(), LeftRoom::new());
             }
             "leave" | "ban" if changed_membership && (since.is_some() || room_filter.include_leave) => {
-                let account = room_account_data.remove(&room).unwrap_or_default();
-                response.rooms.leave.insert(room_id.clone(), left_room(&ctx, &room_id, pos, account).await?);
+                let initial = since.is_none() || req.full_state;
+                let after = since.map(|s| s.events).unwrap_or(0);
+                let account_data = room_account_data.remove(&room).unwrap_or_default();
+                let timeline = Some((after.min(pos), pos));
+                plans.push(RoomPlan::new(
+                    room_id,
+                    PlanKind::Leave(membership.clone()),
+                    initial,
+                    timeline,
+                    (0, 0),
+                    account_data,
+                ));
             }
             _ => {}
         }
     }
 
-    e2ee_sections(&ctx, &mut response).await?;
-
-    if services.streams.presence_enabled() {
-        let since_misc = since.map(|s| s.misc).unwrap_or(0);
-        for row in services.db.presence_since(user, since_misc, now.misc).await? {
-            let info = presence_info(&row);
-            let mut content = json!({"presence": info.state, "currently_active": info.currently_active});
-            if let Some(ago) = info.last_active_ago {
-                content["last_active_ago"] = json!(ago);
+    rooms_section(&ctx, &mut plans).await?;
+    for plan in plans {
+        match plan.kind {
+            PlanKind::Join => {
+                if let Some(joined) = joined_room(&ctx, plan).await? {
+                    response.rooms.join.insert(joined.0, joined.1);
+                }
             }
-            if let Some(msg) = info.status_msg {
-                content["status_msg"] = json!(msg);
+            PlanKind::Leave(_) => {
+                let (room_id, left) = left_room(&ctx, plan).await?;
+                response.rooms.leave.insert(room_id, left);
             }
-            response
-                .presence
-                .events
-                .push(raw(json!({"type": "m.presence", "sender": row.user_id, "content": content})));
         }
+    }
+
+    e2ee_sections(
+        &ctx,
+        &mut response,
+        DeviceRows {
+            to_device: rows.to_device,
+            to_device_to_ack: rows.to_device_to_ack,
+            device_list_changes: rows.device_list_changes,
+            users_sharing_rooms: rows.users_sharing_rooms,
+            membership_changes_seen: rows.membership_changes_seen,
+            one_time_key_counts: rows.one_time_key_counts,
+            unused_fallback_algorithms: rows.unused_fallback_algorithms,
+        },
+    )
+    .await?;
+
+    for row in rows.presence {
+        let info = presence_info(&row);
+        let mut content = json!({"presence": info.state, "currently_active": info.currently_active});
+        if let Some(ago) = info.last_active_ago {
+            content["last_active_ago"] = json!(ago);
+        }
+        if let Some(msg) = info.status_msg {
+            content["status_msg"] = json!(msg);
+        }
+        response.presence.events.push(raw(json!({"type": "m.presence", "sender": row.user_id, "content": content})));
     }
     Ok(response)
 }
 
-/// To-device messages, device list changes and one-time key counts.
-async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response) -> Result<(), SyncError> {
-    let db = &ctx.services.db;
-    let (user, device) = (ctx.req.user_id.to_string(), ctx.req.device_id.to_string());
-    if let Some(since) = ctx.since {
-        // Syncing with a token acknowledges what that token covered.
-        db.ack_to_device(user.clone(), device.clone(), since.misc).await?;
+impl RoomPlan {
+    fn new(
+        room_id: OwnedRoomId,
+        kind: PlanKind,
+        initial: bool,
+        timeline: Option<(i64, i64)>,
+        receipts: (i64, i64),
+        account_data: Vec<Value>,
+    ) -> Self {
+        let until = timeline.map(|(_, until)| until).unwrap_or_default();
+        Self {
+            room_id,
+            kind,
+            initial,
+            timeline,
+            receipts,
+            account_data,
+            slice: Slice { events: vec![], limited: false, before: until, before_group: None },
+            receipt_rows: vec![],
+            ephemeral: vec![],
+            state: StateMap::new(),
+            details: None,
+            state_groups: vec![],
+        }
     }
-    for msg in db.to_device_for(user.clone(), device.clone(), ctx.now.misc).await? {
+
+    /// Whether an incremental sync has nothing for this joined room (once
+    /// its timeline, state and ephemeral events are known).
+    fn nothing_new(&self) -> bool {
+        self.kind == PlanKind::Join
+            && !self.needs_state_groups()
+            && self.slice.events.is_empty()
+            && self.state.is_empty()
+            && self.ephemeral.is_empty()
+            && self.account_data.is_empty()
+    }
+
+    /// Whether the state sent is computed from state groups (else only
+    /// lazy-loaded members are added to a complete incremental timeline).
+    fn needs_state_groups(&self) -> bool {
+        self.initial || self.slice.limited
+    }
+}
+
+/// Reads the timelines, receipts, state and summaries of every room in
+/// the response with a few batched reads, not a few per room.
+async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
+    let services = ctx.services;
+    let user = &ctx.req.user_id;
+    // A joined room with new events is almost surely returned: its summary
+    // and unread count are read in the same pass.
+    let queries = plans
+        .iter()
+        .map(|p| SyncRoomQuery {
+            room_id: p.room_id.to_string(),
+            timeline: p.timeline.map(|(after, until)| (after, until, ctx.timeline_limit + 1)),
+            receipts: p.receipts,
+            summary: (p.kind == PlanKind::Join && p.timeline.is_some())
+                .then(|| services.rooms.last_unread_count(&p.room_id, user)),
+        })
+        .collect();
+    let room_rows = services.db.sync_room_rows(user.to_string(), queries).await?;
+    let mut stored = Vec::with_capacity(plans.len());
+    for (plan, rows) in plans.iter_mut().zip(room_rows) {
+        plan.receipt_rows = rows.receipts;
+        if let Some(details) = rows.details {
+            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
+            plan.details = Some(details);
+        }
+        let events =
+            rows.events.into_iter().map(|e| services.rooms.pdu_from_stored(e)).collect::<Result<Vec<_>, _>>()?;
+        stored.push(events);
+    }
+    // The state groups the visibility rules look at, in one read.
+    services.rooms.preload_state_groups(stored.iter().flatten().filter_map(|p| p.state_group)).await?;
+    for (plan, events) in plans.iter_mut().zip(stored) {
+        if let Some((after, until)) = plan.timeline {
+            plan.slice = timeline_slice(ctx, plan, events, after, until).await?;
+        }
+    }
+
+    // What an incremental sync has for a room it may leave out is known
+    // without further reads: summaries are read only for rooms it keeps.
+    for plan in plans.iter_mut() {
+        plan.ephemeral = ephemeral(ctx, plan);
+        if !plan.needs_state_groups() {
+            plan.state = state_for(ctx, plan).await?;
+        }
+    }
+    let kept: Vec<usize> = (0..plans.len())
+        .filter(|i| {
+            let p = &plans[*i];
+            let needs_summary = p.kind == PlanKind::Join && p.details.is_none();
+            let needs_groups = p.needs_state_groups() && (p.slice.before_group.is_none() || !p.initial);
+            !p.nothing_new() && (needs_summary || needs_groups)
+        })
+        .collect();
+    let details = kept
+        .iter()
+        .map(|i| &plans[*i])
+        .map(|p| {
+            let mut state_at = Vec::new();
+            if p.needs_state_groups() {
+                if p.slice.before_group.is_none() {
+                    state_at.push(p.slice.before);
+                }
+                if !p.initial {
+                    state_at.push(ctx.since.map(|s| s.events).unwrap_or(0));
+                }
+            }
+            let summary = p.kind == PlanKind::Join && p.details.is_none();
+            let unread_from = summary.then(|| services.rooms.last_unread_count(&p.room_id, user)).flatten();
+            RoomDetailsQuery { room_id: p.room_id.to_string(), state_at, summary, unread_from }
+        })
+        .collect();
+    let details = services.db.sync_room_details(user.to_string(), details).await?;
+    for (i, details) in kept.into_iter().zip(details) {
+        let plan = &mut plans[i];
+        plan.state_groups = details.state_groups.clone();
+        if plan.kind == PlanKind::Join && plan.details.is_none() {
+            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
+            plan.details = Some(details);
+        }
+    }
+    let mut groups = Vec::new();
+    for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
+        let mut found = plan.state_groups.iter().copied();
+        if plan.slice.before_group.is_none() {
+            plan.slice.before_group = Some(found.next().flatten());
+        }
+        groups.extend(plan.slice.before_group.flatten());
+        groups.extend(found.flatten());
+    }
+    services.rooms.preload_state_groups(groups).await?;
+    for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
+        plan.state = state_for(ctx, plan).await?;
+    }
+
+    // The events the client formats refer to (state replaced, redactions):
+    // fetch those not cached with one read.
+    let state_events = services.rooms.get_pdus(plans.iter().flat_map(|p| p.state.values())).await?;
+    let referenced: Vec<OwnedEventId> = plans
+        .iter()
+        .flat_map(|p| p.slice.events.iter())
+        .chain(state_events.values())
+        .flat_map(|p| p.replaces_state.iter().chain(p.redacted_by.iter()))
+        .cloned()
+        .collect();
+    services.rooms.get_pdus(referenced.iter()).await?;
+    Ok(())
+}
+
+/// To-device messages, device list changes and key counts, as read.
+struct DeviceRows {
+    to_device: Vec<crate::storage::e2ee::ToDeviceRow>,
+    to_device_to_ack: bool,
+    device_list_changes: Vec<String>,
+    users_sharing_rooms: Vec<String>,
+    membership_changes_seen: Vec<(String, String)>,
+    one_time_key_counts: Vec<(String, i64)>,
+    unused_fallback_algorithms: Vec<String>,
+}
+
+/// To-device messages, device list changes and one-time key counts.
+async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response, rows: DeviceRows) -> Result<(), SyncError> {
+    let user = ctx.req.user_id.to_string();
+    if let Some(since) = ctx.since
+        && rows.to_device_to_ack
+    {
+        // Syncing with a token acknowledges what that token covered.
+        ctx.services.db.ack_to_device(user.clone(), ctx.req.device_id.to_string(), since.misc).await?;
+    }
+    for msg in rows.to_device {
         let content: Value = serde_json::from_str(&msg.content).unwrap_or(Value::Null);
         response.to_device.events.push(raw(json!({"sender": msg.sender, "type": msg.kind, "content": content})));
     }
-    if let Some(since) = ctx.since {
-        let mut changed: std::collections::BTreeSet<String> =
-            db.device_list_changes(user.clone(), since.misc, ctx.now.misc).await?.into_iter().collect();
+    if ctx.since.is_some() {
+        let mut changed: std::collections::BTreeSet<String> = rows.device_list_changes.into_iter().collect();
         // New room-mates' devices are news too; former room-mates are `left`.
-        let shared: HashSet<String> = db.users_sharing_rooms(user.clone()).await?.into_iter().collect();
+        let shared: HashSet<String> = rows.users_sharing_rooms.into_iter().collect();
         let mut left = std::collections::BTreeSet::new();
-        for (other, membership) in db.membership_changes_seen_by(user.clone(), since.events, ctx.now.events).await? {
+        for (other, membership) in rows.membership_changes_seen {
             if other == user {
                 continue;
             }
@@ -229,14 +456,14 @@ async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response) -> Result<(), Syn
         response.device_lists.changed = changed.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
         response.device_lists.left = left.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
     }
-    for (algorithm, count) in db.one_time_key_counts(user.clone(), device.clone()).await? {
+    for (algorithm, count) in rows.one_time_key_counts {
         response
             .device_one_time_keys_count
             .insert(algorithm.as_str().into(), UInt::try_from(count.max(0) as u64).unwrap_or_default());
     }
     response.device_one_time_keys_count.entry("signed_curve25519".into()).or_insert_with(|| UInt::from(0u32));
-    let fallback = db.unused_fallback_algorithms(user, device).await?;
-    response.device_unused_fallback_key_types = Some(fallback.iter().map(|a| a.as_str().into()).collect());
+    response.device_unused_fallback_key_types =
+        Some(rows.unused_fallback_algorithms.iter().map(|a| a.as_str().into()).collect());
     Ok(())
 }
 
@@ -252,36 +479,55 @@ fn event_filter(filter: &RoomEventFilter) -> EventFilter {
 /// A timeline slice: chronological events, whether older ones were left
 /// out, and the position just before the first event.
 struct Slice {
-    events: Vec<std::sync::Arc<Pdu>>,
+    events: Vec<Arc<Pdu>>,
     limited: bool,
     before: i64,
+    /// The state group at `before`, when the rows read already tell it
+    /// (`Some(None)`: no event at or before it).
+    before_group: Option<Option<i64>>,
 }
 
-/// The newest visible events in `(after, until]`, at most the timeline limit.
-async fn timeline_slice(ctx: &Ctx<'_>, room: &OwnedRoomId, after: i64, until: i64) -> Result<Slice, SyncError> {
-    let rooms = &ctx.services.rooms;
-    let stored = ctx
-        .services
-        .db
-        .room_events(room.to_string(), until, Some(after), Direction::Backward, ctx.timeline_limit + 1)
-        .await?;
+/// The newest visible events in `(after, until]`, at most the timeline
+/// limit, from `stored` (newest first, one more than the limit).
+async fn timeline_slice(
+    ctx: &Ctx<'_>,
+    plan: &RoomPlan,
+    stored: Vec<Arc<Pdu>>,
+    after: i64,
+    until: i64,
+) -> Result<Slice, SyncError> {
     let limited = stored.len() > ctx.timeline_limit;
+    // The user's membership now: joined rooms are "join"; a room left is
+    // read as the user left it.
+    let membership = match &plan.kind {
+        PlanKind::Join => "join".to_owned(),
+        PlanKind::Leave(membership) => membership.clone(),
+    };
+    let mut check =
+        VisibilityCheck::with_membership(&ctx.services.rooms, &plan.room_id, &ctx.req.user_id, Some(membership));
     let mut events = Vec::new();
-    let mut check = rooms.visibility_for(room, &ctx.req.user_id).await?;
-    for stored in stored.into_iter().take(ctx.timeline_limit) {
-        let id = OwnedEventId::try_from(stored.event_id.as_str())
-            .map_err(|e| SyncError::Rooms(crate::rooms::RoomsError::Internal(e.to_string())))?;
-        let Some(pdu) = rooms.get_pdu(&id).await? else { continue };
-        if ctx.timeline_filter.allows(&pdu) && check.can_see(&pdu).await? {
-            events.push(pdu);
+    let mut oldest_kept = None;
+    for (i, pdu) in stored.iter().take(ctx.timeline_limit).enumerate() {
+        if ctx.timeline_filter.allows(pdu) && check.can_see(pdu).await? {
+            events.push(pdu.clone());
+            oldest_kept = Some(i);
         }
     }
     events.reverse();
     let before = events.first().and_then(|p| p.stream_ordering).map(|p| p - 1).unwrap_or(until);
-    Ok(Slice { events, limited, before })
+    // The rows are the room's events in `(after, until]`, newest first and
+    // without gaps, so the one after the oldest kept is the last event at
+    // or before `before`.
+    let predecessor = oldest_kept.map_or(0, |i| i + 1);
+    let before_group = match stored.get(predecessor) {
+        Some(pdu) => Some(pdu.state_group),
+        None if after == 0 => Some(None),
+        None => None,
+    };
+    Ok(Slice { events, limited, before, before_group })
 }
 
-async fn client_events<T>(ctx: &Ctx<'_>, pdus: &[std::sync::Arc<Pdu>]) -> Result<Vec<Raw<T>>, SyncError> {
+async fn client_events<T>(ctx: &Ctx<'_>, pdus: &[Arc<Pdu>]) -> Result<Vec<Raw<T>>, SyncError> {
     let mut out = Vec::with_capacity(pdus.len());
     for pdu in pdus {
         let mut event = ctx.services.rooms.client_event(pdu, Some((&ctx.req.user_id, &ctx.req.device_id))).await?;
@@ -304,31 +550,27 @@ fn timeline(slice: &Slice, events: Vec<Raw<ruma::events::AnySyncTimelineEvent>>)
 /// The state events to send with a timeline slice: everything at its
 /// start for a room new to the client, else what changed since `since`
 /// (nothing when the timeline is complete: the changes are in it).
-async fn state_for(
-    ctx: &Ctx<'_>,
-    room: &OwnedRoomId,
-    slice: &Slice,
-    initial: bool,
-) -> Result<Vec<std::sync::Arc<Pdu>>, SyncError> {
+/// The state groups it needs are already read.
+async fn state_for(ctx: &Ctx<'_>, plan: &RoomPlan) -> Result<StateMap, SyncError> {
     let rooms = &ctx.services.rooms;
-    if !initial && !slice.limited {
-        return lazy_members(ctx, room, slice, StateMap::new(), true).await;
+    let slice = &plan.slice;
+    if !plan.needs_state_groups() {
+        return lazy_members(ctx, &plan.room_id, slice, StateMap::new(), true).await;
     }
-    let at_start = match ctx.services.db.state_group_at(room.to_string(), slice.before).await? {
+    let at_start = match slice.before_group.flatten() {
         Some(group) => rooms.state_at_group(group).await?,
-        None => StateMap::new(),
+        None => Arc::default(),
     };
-    let wanted = if initial {
-        at_start
+    let wanted = if plan.initial {
+        (*at_start).clone()
     } else {
-        let since_pos = ctx.since.map(|s| s.events).unwrap_or(0);
-        let at_since = match ctx.services.db.state_group_at(room.to_string(), since_pos).await? {
+        let at_since = match plan.state_groups.last().copied().flatten() {
             Some(group) => rooms.state_at_group(group).await?,
-            None => StateMap::new(),
+            None => Arc::default(),
         };
-        at_start.into_iter().filter(|(k, id)| at_since.get(k) != Some(id)).collect()
+        at_start.iter().filter(|(k, id)| at_since.get(*k) != Some(*id)).map(|(k, id)| (k.clone(), id.clone())).collect()
     };
-    lazy_members(ctx, room, slice, wanted, false).await
+    lazy_members(ctx, &plan.room_id, slice, wanted, false).await
 }
 
 /// Applies lazy loading of members: member events only for the timeline's
@@ -339,7 +581,7 @@ async fn lazy_members(
     slice: &Slice,
     mut state: StateMap,
     only_missing: bool,
-) -> Result<Vec<std::sync::Arc<Pdu>>, SyncError> {
+) -> Result<StateMap, SyncError> {
     let rooms = &ctx.services.rooms;
     let in_timeline: HashSet<&OwnedEventId> = slice.events.iter().map(|p| &p.event_id).collect();
     if ctx.lazy_members {
@@ -367,37 +609,15 @@ async fn lazy_members(
             }
         }
     } else if only_missing {
-        return Ok(vec![]);
+        return Ok(StateMap::new());
     }
     state.retain(|_, id| !in_timeline.contains(id));
-    Ok(rooms.state_events(&state).await?)
+    Ok(state)
 }
 
-async fn joined_room(
-    ctx: &Ctx<'_>,
-    room: &OwnedRoomId,
-    newly_joined: bool,
-    has_new_events: bool,
-    account_data: Vec<Value>,
-) -> Result<Option<JoinedRoom>, SyncError> {
-    let initial = newly_joined || ctx.req.full_state;
-    let since = ctx.since.unwrap_or_default();
-    let after = if initial { 0 } else { since.events };
-    let slice = if initial || has_new_events {
-        timeline_slice(ctx, room, after, ctx.now.events).await?
-    } else {
-        Slice { events: vec![], limited: false, before: ctx.now.events }
-    };
-    let state = state_for(ctx, room, &slice, initial).await?;
-
-    let mut ephemeral: Vec<Value> = Vec::new();
-    let typing_since = if initial { 0 } else { since.typing };
-    if let Some(typing) = ctx.services.streams.typing_in(room, typing_since) {
-        ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": typing}}));
-    }
-    let misc_since = if initial { 0 } else { since.misc };
-    let receipts = ctx.services.db.receipts_since(room.to_string(), misc_since, ctx.now.misc).await?;
-    let mut receipt_content = Map::new();
+/// Receipts as the `m.receipt` ephemeral event's content.
+fn receipt_content(ctx: &Ctx<'_>, receipts: Vec<crate::storage::streams::ReceiptRow>) -> Map<String, Value> {
+    let mut content = Map::new();
     for r in receipts {
         if r.receipt_type == "m.read.private" && r.user_id != ctx.req.user_id.as_str() {
             continue;
@@ -406,13 +626,32 @@ async fn joined_room(
         if !r.thread_id.is_empty() {
             entry["thread_id"] = json!(r.thread_id);
         }
-        let by_event = receipt_content.entry(r.event_id).or_insert_with(|| json!({}));
+        let by_event = content.entry(r.event_id).or_insert_with(|| json!({}));
         by_event[r.receipt_type.as_str()][r.user_id.as_str()] = entry;
     }
-    if !receipt_content.is_empty() {
-        ephemeral.push(json!({"type": "m.receipt", "content": receipt_content}));
-    }
+    content
+}
 
+/// The room's typing notice and new receipts.
+fn ephemeral(ctx: &Ctx<'_>, plan: &mut RoomPlan) -> Vec<Value> {
+    let mut ephemeral: Vec<Value> = Vec::new();
+    if plan.kind != PlanKind::Join {
+        return ephemeral;
+    }
+    let typing_since = if plan.initial { 0 } else { ctx.since.unwrap_or_default().typing };
+    if let Some(typing) = ctx.services.streams.typing_in(&plan.room_id, typing_since) {
+        ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": typing}}));
+    }
+    let receipts = receipt_content(ctx, std::mem::take(&mut plan.receipt_rows));
+    if !receipts.is_empty() {
+        ephemeral.push(json!({"type": "m.receipt", "content": receipts}));
+    }
+    ephemeral
+}
+
+async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomId, JoinedRoom)>, SyncError> {
+    let RoomPlan { room_id, initial, account_data, slice, ephemeral, state, details, .. } = plan;
+    let state = ctx.services.rooms.state_events(&state).await?;
     if !initial && slice.events.is_empty() && state.is_empty() && ephemeral.is_empty() && account_data.is_empty() {
         return Ok(None);
     }
@@ -426,53 +665,42 @@ async fn joined_room(
         e
     };
     joined.account_data.events = account_data.into_iter().map(raw).collect();
-    joined.summary = summary(ctx, room).await?;
-    joined.unread_notifications = unread(ctx, room).await?;
-    Ok(Some(joined))
+    // Every joined room the response carries had its details read.
+    debug_assert!(details.is_some(), "a returned room has a summary");
+    let details = details.unwrap_or_default();
+    joined.summary = summary(ctx, &details);
+    joined.unread_notifications = unread(&details);
+    Ok(Some((room_id, joined)))
 }
 
-async fn summary(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<RoomSummary, SyncError> {
-    let db = &ctx.services.db;
-    let joined = db.room_members_with(room.to_string(), "join").await?;
-    let invited = db.room_members_with(room.to_string(), "invite").await?;
+fn summary(ctx: &Ctx<'_>, details: &RoomDetails) -> RoomSummary {
     let mut summary = RoomSummary::new();
-    summary.joined_member_count = Some(UInt::try_from(joined.len() as u64).unwrap_or_default());
-    summary.invited_member_count = Some(UInt::try_from(invited.len() as u64).unwrap_or_default());
-    summary.heroes = joined
+    summary.joined_member_count = Some(UInt::try_from(details.joined_count.max(0) as u64).unwrap_or_default());
+    summary.invited_member_count = Some(UInt::try_from(details.invited_count.max(0) as u64).unwrap_or_default());
+    summary.heroes = details
+        .heroes
         .iter()
-        .chain(invited.iter())
         .filter(|u| *u != ctx.req.user_id.as_str())
         .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
         .take(5)
         .collect();
-    Ok(summary)
+    summary
 }
 
-async fn unread(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<UnreadNotificationsCount, SyncError> {
-    let db = &ctx.services.db;
-    let read_up_to = db.read_up_to(room.to_string(), ctx.req.user_id.to_string()).await?;
-    let count = db.count_unread(room.to_string(), ctx.req.user_id.to_string(), read_up_to).await?;
+fn unread(details: &RoomDetails) -> UnreadNotificationsCount {
     let mut unread = UnreadNotificationsCount::new();
-    unread.notification_count = Some(UInt::try_from(count.max(0) as u64).unwrap_or_default());
+    unread.notification_count = Some(UInt::try_from(details.unread.count.max(0) as u64).unwrap_or_default());
     unread.highlight_count = Some(UInt::from(0u32));
-    Ok(unread)
+    unread
 }
 
-async fn left_room(
-    ctx: &Ctx<'_>,
-    room: &OwnedRoomId,
-    left_at: i64,
-    account_data: Vec<Value>,
-) -> Result<LeftRoom, SyncError> {
-    let initial = ctx.since.is_none() || ctx.req.full_state;
-    let after = ctx.since.map(|s| s.events).unwrap_or(0);
-    let slice = timeline_slice(ctx, room, after.min(left_at), left_at).await?;
-    let state = state_for(ctx, room, &slice, initial).await?;
+async fn left_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<(OwnedRoomId, LeftRoom), SyncError> {
+    let state = ctx.services.rooms.state_events(&plan.state).await?;
     let mut left = LeftRoom::new();
-    left.timeline = timeline(&slice, client_events(ctx, &slice.events).await?);
+    left.timeline = timeline(&plan.slice, client_events(ctx, &plan.slice.events).await?);
     left.state = State::Before(StateEvents::from(client_events(ctx, &state).await?));
-    left.account_data.events = account_data.into_iter().map(raw).collect();
-    Ok(left)
+    left.account_data.events = plan.account_data.into_iter().map(raw).collect();
+    Ok((plan.room_id, left))
 }
 
 async fn stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<T>>, SyncError> {

@@ -51,7 +51,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// when the sync is incremental and nothing is pending.
 pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
     if let Some(state) = &req.set_presence {
-        services.streams.touch_presence(&req.user_id, state).await?;
+        Box::pin(services.streams.touch_presence(&req.user_id, state)).await?;
     }
     let since = match &req.since {
         Some(s) => Some(SyncToken::parse(s).ok_or(SyncError::InvalidToken)?),
@@ -65,7 +65,9 @@ pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Res
         let notified = listener.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let response = build::compute(services, req, since).await?;
+        // Boxed: computing takes a large future, which a sync that then
+        // waits (for minutes, by the thousand) should not keep.
+        let response = Box::pin(build::compute(services, req, since)).await?;
         let nothing_new = since.is_some() && !req.full_state && build::is_empty(&response);
         if !nothing_new || Instant::now() >= deadline {
             return Ok(response);
