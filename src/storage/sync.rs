@@ -363,10 +363,11 @@ fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<Un
         params![room_id, user_id],
         |r| r.get(0),
     )?;
-    let newest: i64 =
-        c.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1 AND outlier = 0", [room_id], |r| {
-            r.get(0)
-        })?;
+    let newest: i64 = c.query_row(
+        "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1 AND outlier = 0",
+        [room_id],
+        |r| r.get(0),
+    )?;
     let mut count_after = c.prepare_cached(
         "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2 AND outlier = 0
          AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
