@@ -500,3 +500,183 @@ async fn concurrent_topic_changes_resolve_to_the_same_state() {
     assert_eq!(status, 200);
     sync_until(&p.a, &alice, "the message after the split", |s| timeline_has(s, &room, "after the split")).await;
 }
+
+mod forged {
+    //! Requests and PDUs made by the test as if it were server B (it signs
+    //! with B's key from B's data dir), some of them forged.
+
+    use plexus::ruma::{
+        self, CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId,
+        RoomVersionId,
+        api::{
+            OutgoingRequest,
+            federation::{authentication::ServerSignaturesInput, transactions::send_transaction_message},
+        },
+        signatures::{Ed25519KeyPair, hash_and_sign_event, reference_hash},
+    };
+
+    use super::*;
+
+    pub struct AsB {
+        key: Ed25519KeyPair,
+        pub b_name: String,
+        a_name: String,
+        a_url: String,
+        http: reqwest::Client,
+    }
+
+    impl AsB {
+        pub fn new(p: &Pair) -> Self {
+            let key = plexus::server_key::ServerKey::load_or_create(p.b.dir.path()).unwrap().keypair;
+            let port_a = p.a_name.rsplit(':').next().unwrap();
+            Self {
+                key,
+                b_name: p.b_name.clone(),
+                a_name: p.a_name.clone(),
+                a_url: format!("https://127.0.0.1:{port_a}"),
+                http: reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap(),
+            }
+        }
+
+        /// A message PDU in `room` from `sender`, hashed and signed with B's key.
+        pub fn message(
+            &self,
+            room: &str,
+            sender: &str,
+            auth: Vec<String>,
+            prev: String,
+            body: &str,
+        ) -> CanonicalJsonObject {
+            let value = json!({
+                "room_id": room, "sender": sender, "type": "m.room.message",
+                "content": {"msgtype": "m.text", "body": body},
+                "auth_events": auth, "prev_events": [prev], "depth": 1000,
+                "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
+            });
+            let mut obj: CanonicalJsonObject = serde_json::from_value(value).unwrap();
+            let rules = RoomVersionId::V12.rules().unwrap();
+            hash_and_sign_event(&self.b_name, &self.key, &mut obj, &rules.redaction).unwrap();
+            obj
+        }
+
+        pub fn event_id(obj: &CanonicalJsonObject) -> String {
+            format!("${}", reference_hash(obj, &RoomVersionId::V12.rules().unwrap()).unwrap())
+        }
+
+        /// PUTs a transaction to A signed with `key` (B's by default) for
+        /// `destination` (A's by default); returns status and body.
+        pub async fn send(
+            &self,
+            pdus: Vec<CanonicalJsonObject>,
+            key: Option<&Ed25519KeyPair>,
+            destination: Option<&str>,
+        ) -> (u16, Value) {
+            let mut request = send_transaction_message::v1::Request::new(
+                OwnedTransactionId::from(format!("t{}", MilliSecondsSinceUnixEpoch::now().get())),
+                OwnedServerName::try_from(self.b_name.as_str()).unwrap(),
+                MilliSecondsSinceUnixEpoch::now(),
+            );
+            request.pdus = pdus.iter().map(|p| serde_json::value::to_raw_value(p).unwrap()).collect();
+            let input = ServerSignaturesInput::new(
+                self.b_name.as_str().try_into().unwrap(),
+                destination.unwrap_or(&self.a_name).try_into().unwrap(),
+                key.unwrap_or(&self.key),
+            );
+            let http_request = request.try_into_http_request::<Vec<u8>>(&self.a_url, input, ()).unwrap();
+            let request = reqwest::Request::try_from(http_request.map(reqwest::Body::from)).unwrap();
+            let response = self.http.execute(request).await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+    }
+
+    pub fn set(obj: &mut CanonicalJsonObject, key: &str, value: Value) {
+        obj.insert(key.to_owned(), CanonicalJsonValue::try_from(value).unwrap());
+    }
+
+    pub fn fresh_key() -> Ed25519KeyPair {
+        Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), "evil".into()).unwrap()
+    }
+
+    pub use ruma::signatures::Ed25519KeyPair as Key;
+}
+
+#[tokio::test]
+async fn forged_input_is_refused_and_stores_nothing() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = shared_room(&p, &alice, &bob, json!({})).await;
+    let as_b = forged::AsB::new(&p);
+
+    // What a message of bob's needs: auth events and a prev event, from A.
+    let (_, state) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&alice.access_token)).await;
+    let id_of = |kind: &str, key: &str| {
+        state.as_array().unwrap().iter().find(|e| e["type"] == kind && e["state_key"] == key).unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let power = id_of("m.room.power_levels", "");
+    let bob_member = id_of("m.room.member", &bob.user_id);
+    let (_, last) = p.a.messages(&alice.access_token, &room, "dir=b&limit=1").await;
+    let prev = last["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let visible = |id: String| {
+        let (a, token, room) = (&p.a, alice.access_token.clone(), room.clone());
+        async move { a.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&id)), Some(&token)).await }
+    };
+
+    // A well-formed message made this way is accepted: the harness works.
+    let good = as_b.message(&room, &bob.user_id, vec![power.clone(), bob_member.clone()], prev.clone(), "genuine");
+    let good_id = forged::AsB::event_id(&good);
+    let (status, body) = as_b.send(vec![good], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, event) = visible(good_id.clone()).await;
+    assert_eq!((status, event["content"]["body"].as_str()), (200, Some("genuine")), "{event}");
+
+    // A bad signature: a signed field changed after signing.
+    let mut bad_sig =
+        as_b.message(&room, &bob.user_id, vec![power.clone(), bob_member.clone()], prev.clone(), "bad sig");
+    forged::set(&mut bad_sig, "origin_server_ts", json!(12345));
+    let bad_sig_id = forged::AsB::event_id(&bad_sig);
+    let (status, body) = as_b.send(vec![bad_sig], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pdus"][&bad_sig_id]["error"].is_string(), "{body}");
+    assert_error(&visible(bad_sig_id).await, 404, "M_NOT_FOUND");
+
+    // A wrong content hash: the content changed after signing. Kept, redacted.
+    let mut bad_hash =
+        as_b.message(&room, &bob.user_id, vec![power.clone(), bob_member.clone()], prev.clone(), "original");
+    forged::set(&mut bad_hash, "content", json!({"msgtype": "m.text", "body": "tampered"}));
+    let bad_hash_id = forged::AsB::event_id(&bad_hash);
+    let (status, body) = as_b.send(vec![bad_hash], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, event) = visible(bad_hash_id).await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["content"], json!({}), "stored redacted: {event}");
+
+    // An event that fails auth: a message from a user who is not in the room.
+    let mallory = format!("@mallory:{}", as_b.b_name);
+    let intruder = as_b.message(&room, &mallory, vec![power.clone()], prev.clone(), "let me in");
+    let intruder_id = forged::AsB::event_id(&intruder);
+    let (status, body) = as_b.send(vec![intruder], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pdus"][&intruder_id]["error"].is_string(), "{body}");
+    assert_error(&visible(intruder_id).await, 404, "M_NOT_FOUND");
+
+    // A transaction signed with a key B never published, and one meant for
+    // another server: refused outright.
+    let stray = as_b.message(&room, &bob.user_id, vec![power.clone(), bob_member.clone()], prev.clone(), "stray");
+    let stray_id = forged::AsB::event_id(&stray);
+    let evil: forged::Key = forged::fresh_key();
+    let got = as_b.send(vec![stray.clone()], Some(&evil), None).await;
+    assert_error(&got, 401, "M_UNAUTHORIZED");
+    let got = as_b.send(vec![stray], None, Some("localhost:1")).await;
+    assert_error(&got, 401, "M_UNAUTHORIZED");
+    assert_error(&visible(stray_id).await, 404, "M_NOT_FOUND");
+
+    // Nothing forged reached alice's timeline.
+    let bodies = all_bodies(&p.a, &alice, &room).await;
+    assert_eq!(bodies, vec!["genuine".to_owned()], "{bodies:?}");
+}

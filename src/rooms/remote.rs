@@ -74,7 +74,8 @@ pub enum RemoteOutcome {
     /// Authorised by its own history but not by the current state: stored,
     /// not shown, not a forward extremity.
     SoftFailed,
-    /// Refused by the auth rules: stored as rejected.
+    /// Refused by the auth rules: not stored (asked for again, it is
+    /// checked again).
     Rejected(String),
 }
 
@@ -216,7 +217,6 @@ impl Rooms {
         let mut auth = self.get_pdus(pdu.fields.auth_events.iter()).await?;
         if auth.len() != pdu.fields.auth_events.len() {
             let reason = "some auth events are unknown".to_owned();
-            self.db.store_outliers(vec![event.outlier(true)]).await?;
             return Ok(RemoteOutcome::Rejected(reason));
         }
         if let Some(create) = head.state.get(&(StateEventType::RoomCreate, String::new()))
@@ -225,14 +225,12 @@ impl Rooms {
             auth.insert(create.clone(), event);
         }
         if let Err(reason) = self.auth_with_events(pdu, &rules, &auth) {
-            self.db.store_outliers(vec![event.outlier(true)]).await?;
             return Ok(RemoteOutcome::Rejected(reason));
         }
 
         // 2. Against the state before it.
         let before = self.state_before(pdu, head).await?;
         if let Err(reason) = self.auth_with_state(pdu, &rules, &before).await {
-            self.db.store_outliers(vec![event.outlier(true)]).await?;
             return Ok(RemoteOutcome::Rejected(reason));
         }
         let mut after = before;
