@@ -78,11 +78,18 @@ impl Services {
             .map_err(StartError::Federation)?;
         let sender = federation.sender.clone();
         rooms.set_outbound(Arc::new(move |destinations| sender.wake(destinations)));
+        let e2ee = E2ee::new(db.clone(), config.clone(), notifier.clone());
+        let weak = Arc::downgrade(&federation);
+        e2ee.set_device_change_hook(Arc::new(move |user| {
+            if let Some(federation) = weak.upgrade() {
+                tokio::spawn(async move { federation.send_device_list_update(&user).await });
+            }
+        }));
         Ok(Arc::new(Self {
             federation,
             users: Users::new(db.clone(), config.clone()),
             streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
-            e2ee: E2ee::new(db.clone(), config.clone(), notifier.clone()),
+            e2ee,
             media: Media::new(db.clone(), config.clone()),
             rooms,
             notifier,

@@ -2,6 +2,8 @@
 //! certificates from a test CA: keys, signed requests, joins, messages both
 //! ways, typing and receipts; unsigned and forged requests are refused.
 
+#![recursion_limit = "256"]
+
 mod common;
 
 use std::{path::Path, time::Duration};
@@ -679,4 +681,120 @@ async fn forged_input_is_refused_and_stores_nothing() {
     // Nothing forged reached alice's timeline.
     let bodies = all_bodies(&p.a, &alice, &room).await;
     assert_eq!(bodies, vec!["genuine".to_owned()], "{bodies:?}");
+}
+
+mod sdk {
+    //! matrix-sdk clients on two servers: sync loops, an encrypted room,
+    //! keys and to-device messages across servers.
+
+    use std::sync::{Arc, Mutex};
+
+    use matrix_sdk::{
+        Client,
+        config::SyncSettings,
+        ruma::{
+            api::client::room::create_room,
+            events::{
+                InitialStateEvent,
+                room::{
+                    encryption::RoomEncryptionEventContent,
+                    message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent},
+                },
+            },
+        },
+    };
+
+    use super::*;
+
+    async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !check().await {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn logged_in(server: &TestServer, name: &str) -> Client {
+        let client = server.sdk_client().await;
+        client.matrix_auth().login_username(name, common::PASSWORD).await.expect("login");
+        client
+    }
+
+    fn spawn_sync(client: &Client) -> tokio::task::JoinHandle<()> {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let _ = client.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await;
+        })
+    }
+
+    fn collect_messages(client: &Client) -> Arc<Mutex<Vec<String>>> {
+        let received = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = received.clone();
+        client.add_event_handler(move |ev: OriginalSyncRoomMessageEvent| {
+            let sink = sink.clone();
+            async move { sink.lock().unwrap().push(ev.content.body().to_owned()) }
+        });
+        received
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn encrypted_room_across_servers_with_matrix_sdk() {
+        let p = pair().await;
+        p.a.register("alice").await;
+        p.b.register("bob").await;
+        let alice = logged_in(&p.a, "alice").await;
+        let bob = logged_in(&p.b, "bob").await;
+        let alice_got = collect_messages(&alice);
+        let bob_got = collect_messages(&bob);
+        let syncs = [spawn_sync(&alice), spawn_sync(&bob)];
+
+        // alice creates an encrypted room inviting bob on the other server.
+        let request = matrix_sdk::ruma::assign!(create_room::v3::Request::new(), {
+            invite: vec![bob.user_id().unwrap().to_owned()],
+            initial_state: vec![InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any()],
+        });
+        let room = alice.create_room(request).await.expect("encrypted room created");
+        let room_id = room.room_id().to_owned();
+        wait_until("bob to see the invite", || {
+            let (bob, room_id) = (bob.clone(), room_id.clone());
+            async move { bob.get_room(&room_id).is_some() }
+        })
+        .await;
+        bob.join_room_by_id(&room_id).await.expect("bob joins over federation");
+        wait_until("alice to see bob joined", || {
+            let room = room.clone();
+            async move {
+                room.sync_members().await.ok();
+                room.joined_members_count() == 2
+            }
+        })
+        .await;
+
+        // Encrypted both ways: keys are queried and claimed across servers,
+        // room keys travel as to-device messages.
+        for i in 1..=3 {
+            room.send(RoomMessageEventContent::text_plain(format!("secret {i}"))).await.expect("alice sends");
+        }
+        wait_until("bob to decrypt alice's messages", || {
+            let got = bob_got.clone();
+            async move { got.lock().unwrap().len() >= 3 }
+        })
+        .await;
+        assert_eq!(*bob_got.lock().unwrap(), vec!["secret 1", "secret 2", "secret 3"]);
+        let bob_room = bob.get_room(&room_id).expect("bob has the room");
+        bob_room.send(RoomMessageEventContent::text_plain("reply from B")).await.expect("bob sends");
+        wait_until("alice to decrypt bob's reply", || {
+            let got = alice_got.clone();
+            async move { got.lock().unwrap().iter().any(|b| b == "reply from B") }
+        })
+        .await;
+
+        // Neither server stored plaintext.
+        let token = alice.access_token().unwrap();
+        let (_, page) = p.a.messages(&token, room_id.as_str(), "dir=b&limit=50").await;
+        assert!(!page.to_string().contains("secret 1") && !page.to_string().contains("reply from B"));
+        for task in syncs {
+            task.abort();
+        }
+    }
 }

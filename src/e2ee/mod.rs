@@ -59,7 +59,13 @@ pub struct E2ee {
     db: Db,
     config: Arc<Config>,
     notifier: Arc<Notifier>,
+    /// Told when a local user's devices or cross-signing keys change (the
+    /// federation sender tells the servers sharing a room with them).
+    device_change: std::sync::OnceLock<DeviceChangeHook>,
 }
+
+/// Called with a local user whose device list changed.
+pub type DeviceChangeHook = Arc<dyn Fn(OwnedUserId) + Send + Sync>;
 
 /// The answer to `/keys/query`.
 #[derive(Debug, Default)]
@@ -80,7 +86,39 @@ fn parse_object(json: &str) -> Result<Map<String, Value>> {
 
 impl E2ee {
     pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>) -> Self {
-        Self { db, config, notifier }
+        Self { db, config, notifier, device_change: std::sync::OnceLock::new() }
+    }
+
+    pub fn set_device_change_hook(&self, hook: DeviceChangeHook) {
+        let _ = self.device_change.set(hook);
+    }
+
+    /// A remote user's device list changed (told by their server): their
+    /// room-mates here see it in `device_lists.changed`.
+    pub async fn remote_device_change(&self, user: &UserId) -> Result<()> {
+        let pos = self.db.mark_remote_device_list_change(user.to_string()).await?;
+        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
+        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()));
+        Ok(())
+    }
+
+    /// Queues to-device messages from a user of another server (a
+    /// `m.direct_to_device` EDU), once per message id.
+    pub async fn receive_remote_to_device(
+        &self,
+        sender: &UserId,
+        message_id: &str,
+        messages: Vec<OutgoingToDevice>,
+    ) -> Result<()> {
+        let queued =
+            self.db.queue_to_device(sender.to_string(), String::new(), message_id.to_owned(), messages).await?;
+        if let Some((pos, recipients)) = queued {
+            let recipients: Vec<OwnedUserId> =
+                recipients.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+            self.notifier.misc_committed(pos, recipients.iter().map(|u| u.as_ref()));
+        }
+        Ok(())
     }
 
     /// Wakes the user and everyone sharing a room with them: their device
@@ -89,6 +127,9 @@ impl E2ee {
         let audience = self.db.users_sharing_rooms(user.to_string()).await?;
         let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
         self.notifier.misc_committed(position, audience.iter().map(|u| u.as_ref()).chain([user]));
+        if let Some(hook) = self.device_change.get() {
+            hook(user.to_owned());
+        }
         Ok(())
     }
 
@@ -436,7 +477,7 @@ impl E2ee {
         for (user, ..) in &messages {
             let user = UserId::parse(user.as_str()).map_err(|e| E2eeError::BadJson(e.to_string()))?;
             if user.server_name() != self.config.server.server_name {
-                return Err(E2eeError::Forbidden("to-device messages to other servers need federation".into()));
+                return Err(E2eeError::Forbidden("to-device messages to other servers go through federation".into()));
             }
         }
         let queued = self

@@ -89,6 +89,51 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
                 }
             }
         }
+        Some("m.direct_to_device") => {
+            let sender = content.get("sender").and_then(Value::as_str).and_then(|u| OwnedUserId::try_from(u).ok());
+            let (Some(sender), Some(kind), Some(message_id), Some(Value::Object(users))) = (
+                sender,
+                content.get("type").and_then(Value::as_str),
+                content.get("message_id").and_then(Value::as_str),
+                content.get("messages"),
+            ) else {
+                return;
+            };
+            if sender.server_name() != origin {
+                return;
+            }
+            let own = &state.config.server.server_name;
+            let mut messages = Vec::new();
+            for (user, devices) in users {
+                let Ok(user) = OwnedUserId::try_from(user.as_str()) else { continue };
+                let Value::Object(devices) = devices else { continue };
+                if user.server_name() != own {
+                    continue;
+                }
+                for (device, body) in devices {
+                    if body.is_object() {
+                        messages.push((user.to_string(), device.clone(), kind.to_owned(), body.to_string()));
+                    }
+                }
+            }
+            // The message id is the transaction: a retried EDU is queued once.
+            let message_id = format!("{origin}:{message_id}");
+            if let Err(e) = state.e2ee.receive_remote_to_device(&sender, &message_id, messages).await {
+                tracing::info!(%origin, error = %e, "dropped a to-device EDU");
+            }
+        }
+        Some("m.device_list_update" | "m.signing_key_update") => {
+            let user = content
+                .get("user_id")
+                .or_else(|| content.pointer("/master_key/user_id"))
+                .or_else(|| content.pointer("/self_signing_key/user_id"))
+                .and_then(Value::as_str)
+                .and_then(|u| OwnedUserId::try_from(u).ok());
+            let Some(user) = user.filter(|u| u.server_name() == origin) else { return };
+            if let Err(e) = state.e2ee.remote_device_change(&user).await {
+                tracing::info!(%origin, error = %e, "dropped a device list update");
+            }
+        }
         Some(other) => tracing::debug!(%origin, edu_type = other, "ignored an EDU type"),
         None => {}
     }

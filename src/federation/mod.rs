@@ -5,6 +5,7 @@
 //! federation endpoints (`server`). Nothing a remote server sends reaches
 //! the room server before its signatures and hashes are checked.
 
+mod e2ee;
 mod edus;
 mod inbound;
 pub mod keys;

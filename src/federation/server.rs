@@ -21,13 +21,15 @@ use ruma::{
             authentication::{ServerSignatures, XMatrix},
             authorization::get_event_authorization,
             backfill::get_backfill,
+            device::get_devices,
             discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
             event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+            keys::{claim_keys, get_keys},
             membership::{
                 RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
                 prepare_leave_event,
             },
-            query::get_room_information,
+            query::{get_profile_information, get_room_information},
             transactions::send_transaction_message,
         },
     },
@@ -186,6 +188,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, missing_events);
     let router = mount(router, backfill);
     let router = mount(router, query_directory);
+    let router = mount(router, query_profile);
+    let router = mount(router, user_keys_query);
+    let router = mount(router, user_keys_claim);
+    let router = mount(router, user_devices);
     // The legacy `/_matrix/key/v2/server/{keyId}` answers like the plain path.
     router.route(
         "/_matrix/key/v2/server/{key_id}",
@@ -610,4 +616,118 @@ async fn query_directory(
     let mut servers = vec![state.federation.server_name().to_owned()];
     servers.extend(state.federation.room_servers(&room_id).await?);
     Ok(get_room_information::v1::Response::new(room_id, servers))
+}
+
+/// A local user named in a request from another server.
+fn local_user(state: &AppState, user: &ruma::UserId) -> Result<(), ApiError> {
+    if user.server_name() != state.federation.server_name() {
+        return Err(ApiError::not_found("the user is not on this server"));
+    }
+    Ok(())
+}
+
+async fn query_profile(
+    state: AppState,
+    req: Fed<get_profile_information::v1::Request>,
+) -> Result<get_profile_information::v1::Response, ApiError> {
+    local_user(&state, &req.body.user_id)?;
+    if state.db.get_user(req.body.user_id.clone()).await.map_err(FedError::from)?.is_none() {
+        return Err(ApiError::not_found("no such user"));
+    }
+    let profile = state.db.get_profile(req.body.user_id.clone()).await.map_err(FedError::from)?;
+    let wanted = req.body.field.as_ref().map(|f| f.as_str().to_owned());
+    Ok(profile.into_iter().filter(|(k, _)| wanted.as_deref().is_none_or(|w| w == k)).collect())
+}
+
+fn raw_json<T>(value: Value) -> Result<ruma::serde::Raw<T>, ApiError> {
+    serde_json::value::to_raw_value(&value).map(ruma::serde::Raw::from_json).map_err(|_| ApiError::internal())
+}
+
+async fn user_keys_query(state: AppState, req: Fed<get_keys::v1::Request>) -> Result<get_keys::v1::Response, ApiError> {
+    let own = state.federation.server_name().to_owned();
+    // The requester is on another server: it never sees user-signing keys.
+    let requester = ruma::UserId::parse(format!("@_:{}", req.origin())).map_err(|_| ApiError::internal())?;
+    let wanted = req.body.device_keys.into_iter().filter(|(u, _)| u.server_name() == own).collect();
+    let result = state.e2ee.query_keys(&requester, wanted).await?;
+    let mut response = get_keys::v1::Response::new(BTreeMap::new());
+    for (user, devices) in result.device_keys {
+        let user = ruma::OwnedUserId::try_from(user).map_err(|_| ApiError::internal())?;
+        let mut map = BTreeMap::new();
+        for (device, keys) in devices {
+            map.insert(ruma::OwnedDeviceId::from(device), raw_json(keys)?);
+        }
+        response.device_keys.insert(user, map);
+    }
+    for (user, key) in result.master_keys {
+        response
+            .master_keys
+            .insert(ruma::OwnedUserId::try_from(user).map_err(|_| ApiError::internal())?, raw_json(key)?);
+    }
+    for (user, key) in result.self_signing_keys {
+        response
+            .self_signing_keys
+            .insert(ruma::OwnedUserId::try_from(user).map_err(|_| ApiError::internal())?, raw_json(key)?);
+    }
+    Ok(response)
+}
+
+async fn user_keys_claim(
+    state: AppState,
+    req: Fed<claim_keys::v1::Request>,
+) -> Result<claim_keys::v1::Response, ApiError> {
+    let own = state.federation.server_name().to_owned();
+    let wanted = req
+        .body
+        .one_time_keys
+        .into_iter()
+        .filter(|(u, _)| u.server_name() == own)
+        .map(|(u, devices)| (u, devices.into_iter().map(|(d, alg)| (d, alg.to_string())).collect()))
+        .collect();
+    let (claimed, _) = state.e2ee.claim_keys(wanted).await?;
+    let mut keys = BTreeMap::new();
+    for (user, devices) in claimed {
+        let mut by_device = BTreeMap::new();
+        for (device, ids) in devices {
+            let mut by_id = BTreeMap::new();
+            for (id, key) in ids {
+                let id = ruma::OwnedOneTimeKeyId::try_from(id).map_err(|_| ApiError::internal())?;
+                by_id.insert(id, raw_json(key)?);
+            }
+            by_device.insert(ruma::OwnedDeviceId::from(device), by_id);
+        }
+        keys.insert(ruma::OwnedUserId::try_from(user).map_err(|_| ApiError::internal())?, by_device);
+    }
+    Ok(claim_keys::v1::Response::new(keys))
+}
+
+async fn user_devices(
+    state: AppState,
+    req: Fed<get_devices::v1::Request>,
+) -> Result<get_devices::v1::Response, ApiError> {
+    let user = req.body.user_id.clone();
+    local_user(&state, &user)?;
+    let requester = ruma::UserId::parse(format!("@_:{}", req.origin())).map_err(|_| ApiError::internal())?;
+    let result = state.e2ee.query_keys(&requester, BTreeMap::from([(user.clone(), Vec::new())])).await?;
+    let stream_id = ruma::UInt::try_from(crate::storage::now_ms().max(0) as u64).unwrap_or_default();
+    let mut response = get_devices::v1::Response::new(user.clone(), stream_id);
+    let names: BTreeMap<String, Option<String>> = state
+        .db
+        .list_devices(user.clone())
+        .await
+        .map_err(FedError::from)?
+        .into_iter()
+        .map(|d| (d.device_id.to_string(), d.display_name))
+        .collect();
+    for (device, keys) in result.device_keys.get(user.as_str()).cloned().unwrap_or_default() {
+        let mut entry = get_devices::v1::UserDevice::new(ruma::OwnedDeviceId::from(device.clone()), raw_json(keys)?);
+        entry.device_display_name = names.get(&device).cloned().flatten();
+        response.devices.push(entry);
+    }
+    if let Some(key) = result.master_keys.get(user.as_str()) {
+        response.master_key = Some(raw_json(key.clone())?);
+    }
+    if let Some(key) = result.self_signing_keys.get(user.as_str()) {
+        response.self_signing_key = Some(raw_json(key.clone())?);
+    }
+    Ok(response)
 }

@@ -181,7 +181,8 @@ impl Rooms {
             self.append_local(&room_id, creator, EventDraft::state(StateEventType::RoomTopic, "", content), None)
                 .await?;
         }
-        for invitee in &req.invite {
+        // Users of other servers are invited through federation by the caller.
+        for invitee in req.invite.iter().filter(|u| u.server_name() == self.config.server.server_name) {
             self.invite(&room_id, creator, invitee, None, req.is_direct).await?;
         }
         if req.public {

@@ -349,7 +349,8 @@ mod tests {
         assert_eq!(PaginationToken::parse("s42_7_9"), Some(PaginationToken(42)));
         assert_eq!(PaginationToken(7).to_string(), "s7");
         assert_eq!(PaginationToken::parse("t42"), None);
-        assert_eq!(PaginationToken::parse("s-1"), None);
+        // Backfilled history sits below position 0.
+        assert_eq!(PaginationToken::parse("s-1"), Some(PaginationToken(-1)));
         assert_eq!(PaginationToken::parse("sx"), None);
     }
 

@@ -304,6 +304,11 @@ impl Db {
         .await
     }
 
+    /// Records that a remote user's device list changed; returns the position.
+    pub async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64> {
+        self.write(move |c| mark_device_list_change(c, &user_id)).await
+    }
+
     /// Users, among `(users sharing a room with viewer) + viewer`, whose
     /// device lists changed in `(since, until]`.
     pub async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>> {

@@ -1,0 +1,157 @@
+//! End-to-end encryption across servers: key queries and one-time key
+//! claims for users of other servers, to-device messages and device list
+//! updates as EDUs, and the federation endpoints other servers use for the
+//! same about users here.
+
+use std::collections::{BTreeMap, HashSet};
+
+use ruma::{
+    OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
+    api::federation::keys::{claim_keys, get_keys},
+};
+use serde_json::{Map, Value, json};
+
+use super::Federation;
+use crate::e2ee::KeysQueryResult;
+
+fn failure(e: &super::FedError) -> Value {
+    json!({"status": 503, "message": e.to_string()})
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+impl Federation {
+    /// Asks each server for the keys of its users and merges the answers
+    /// into `result`; a server that cannot answer goes into `failures`.
+    pub async fn query_keys_remote(
+        &self,
+        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+        result: &mut KeysQueryResult,
+    ) {
+        let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
+        for (user, devices) in wanted {
+            by_server.entry(user.server_name().to_owned()).or_default().insert(user, devices);
+        }
+        for (server, users) in by_server {
+            let asked: HashSet<OwnedUserId> = users.keys().cloned().collect();
+            match self.request(&server, get_keys::v1::Request::new(users)).await {
+                Ok(answer) => {
+                    // Only what the server may speak for: its own users.
+                    for (user, devices) in answer.device_keys.into_iter().filter(|(u, _)| asked.contains(u)) {
+                        let devices = devices.into_iter().map(|(d, k)| (d.to_string(), to_value(&k))).collect();
+                        result.device_keys.insert(user.to_string(), devices);
+                    }
+                    for (user, key) in answer.master_keys.into_iter().filter(|(u, _)| asked.contains(u)) {
+                        result.master_keys.insert(user.to_string(), to_value(&key));
+                    }
+                    for (user, key) in answer.self_signing_keys.into_iter().filter(|(u, _)| asked.contains(u)) {
+                        result.self_signing_keys.insert(user.to_string(), to_value(&key));
+                    }
+                }
+                Err(e) => {
+                    result.failures.insert(server.to_string(), failure(&e));
+                }
+            }
+        }
+    }
+
+    /// Claims one-time keys of users of other servers.
+    pub async fn claim_keys_remote(
+        &self,
+        wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+        claimed: &mut BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+        failures: &mut BTreeMap<String, Value>,
+    ) {
+        let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, _>>> =
+            BTreeMap::new();
+        for (user, devices) in wanted {
+            let devices = devices.into_iter().map(|(d, alg)| (d, ruma::OneTimeKeyAlgorithm::from(alg))).collect();
+            by_server.entry(user.server_name().to_owned()).or_default().insert(user, devices);
+        }
+        for (server, users) in by_server {
+            let asked: HashSet<OwnedUserId> = users.keys().cloned().collect();
+            match self.request(&server, claim_keys::v1::Request::new(users)).await {
+                Ok(answer) => {
+                    for (user, devices) in answer.one_time_keys.into_iter().filter(|(u, _)| asked.contains(u)) {
+                        let mut by_device = BTreeMap::new();
+                        for (device, keys) in devices {
+                            let keys: Map<String, Value> =
+                                keys.into_iter().map(|(id, k)| (id.to_string(), to_value(&k))).collect();
+                            by_device.insert(device.to_string(), keys);
+                        }
+                        claimed.insert(user.to_string(), by_device);
+                    }
+                }
+                Err(e) => {
+                    failures.insert(server.to_string(), failure(&e));
+                }
+            }
+        }
+    }
+
+    /// Sends to-device messages for users of other servers as
+    /// `m.direct_to_device` EDUs, one per destination.
+    pub async fn send_to_device_remote(
+        &self,
+        sender: &UserId,
+        kind: &str,
+        message_id: &str,
+        messages: Vec<(OwnedUserId, String, Value)>,
+    ) {
+        let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        for (user, device, content) in messages {
+            let entry = by_server.entry(user.server_name().to_owned()).or_default();
+            let devices = entry.entry(user.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            if let Some(devices) = devices.as_object_mut() {
+                devices.insert(device, content);
+            }
+        }
+        let edus = by_server
+            .into_iter()
+            .map(|(server, messages)| {
+                let edu = json!({
+                    "edu_type": "m.direct_to_device",
+                    "content": {"sender": sender, "type": kind, "message_id": message_id, "messages": messages},
+                });
+                (server, edu.to_string())
+            })
+            .collect();
+        self.sender.send_edus(edus).await;
+    }
+
+    /// Tells the servers sharing a room with a local user that their device
+    /// list changed (`m.device_list_update`).
+    pub async fn send_device_list_update(&self, user: &UserId) {
+        if !self.enabled() {
+            return;
+        }
+        let sharing = match self.db.users_sharing_rooms(user.to_string()).await {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "cannot find who shares rooms with a user");
+                return;
+            }
+        };
+        let mut servers: Vec<OwnedServerName> = sharing
+            .iter()
+            .filter_map(|u| UserId::parse(u.as_str()).ok())
+            .map(|u| u.server_name().to_owned())
+            .filter(|s| s != self.server_name())
+            .collect();
+        servers.sort();
+        servers.dedup();
+        let edu = json!({
+            "edu_type": "m.device_list_update",
+            "content": {
+                "user_id": user,
+                "device_id": "",
+                "stream_id": ruma::MilliSecondsSinceUnixEpoch::now(),
+                "prev_id": [],
+            },
+        })
+        .to_string();
+        self.sender.send_edus(servers.into_iter().map(|s| (s, edu.clone())).collect()).await;
+    }
+}
