@@ -196,6 +196,19 @@ async fn two_servers_share_a_room() {
     })
     .await;
 
+    // Profiles of users on the other server are asked of their server.
+    let (status, _) =
+        p.a.put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id)),
+            Some(&alice.access_token),
+            json!({"displayname": "Alice of A"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, profile) =
+        p.b.get(&format!("/_matrix/client/v3/profile/{}", enc(&alice.user_id)), Some(&bob.access_token)).await;
+    assert_eq!((status, profile["displayname"].as_str()), (200, Some("Alice of A")), "{profile}");
+
     // A state change on A is state on B.
     let (status, _) =
         p.a.put_state(&alice.access_token, &room, "m.room.topic", "", json!({"topic": "federated"})).await;

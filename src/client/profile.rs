@@ -13,8 +13,21 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma(get_all).ruma(get_field).ruma(set_field).ruma(delete_field)
 }
 
+/// A profile, asked of the user's own server when it is another one.
+async fn profile_of(
+    state: &AppState,
+    user: &ruma::OwnedUserId,
+) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ApiError> {
+    if user.server_name() == state.config.server.server_name || !state.federation.enabled() {
+        return Ok(state.users.get_profile(user).await?);
+    }
+    let request = ruma::api::federation::query::get_profile_information::v1::Request::new(user.clone());
+    let answer = state.federation.request(user.server_name(), request).await?;
+    Ok(answer.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
 async fn get_all(state: AppState, req: Ruma<get_profile::v3::Request>) -> Result<get_profile::v3::Response, ApiError> {
-    let profile = state.users.get_profile(&req.body.user_id).await?;
+    let profile = profile_of(&state, &req.body.user_id).await?;
     Ok(profile.into_iter().collect())
 }
 
@@ -22,7 +35,7 @@ async fn get_field(
     state: AppState,
     req: Ruma<get_profile_field::v3::Request>,
 ) -> Result<get_profile_field::v3::Response, ApiError> {
-    let profile = state.users.get_profile(&req.body.user_id).await?;
+    let profile = profile_of(&state, &req.body.user_id).await?;
     let field = req.body.field;
     let value = profile.get(field.as_str()).cloned().ok_or_else(|| ApiError::not_found("profile field not set"))?;
     let value = ruma::profile::ProfileFieldValue::new(field.as_str(), value)

@@ -113,14 +113,19 @@ impl Db {
                 let _ = tx.send(commit.and(outcome));
             })
         });
-        let sender = self
-            .inner
-            .writer
-            .lock()
-            .expect("writer mutex is never poisoned")
-            .clone()
-            .ok_or(StorageError::WriterGone)?;
-        sender.send(job).map_err(|_| StorageError::WriterGone)?;
+        {
+            // The clone of the sender must not live across the await: the
+            // writer stops only once every sender is gone, and `close`
+            // waits for it (possibly on the thread that would resume us).
+            let sender = self
+                .inner
+                .writer
+                .lock()
+                .expect("writer mutex is never poisoned")
+                .clone()
+                .ok_or(StorageError::WriterGone)?;
+            sender.send(job).map_err(|_| StorageError::WriterGone)?;
+        }
         rx.await.map_err(|_| StorageError::WriterGone)?
     }
 
