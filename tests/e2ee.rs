@@ -5,6 +5,8 @@
 #![recursion_limit = "256"]
 
 mod common;
+#[path = "common/sdk.rs"]
+mod sdk_support;
 
 use std::{
     collections::HashSet,
@@ -12,9 +14,8 @@ use std::{
     time::Duration,
 };
 
-use common::{PASSWORD, TestServer, TestUser};
+use common::{PASSWORD, TestServer, TestUser, wait_until};
 use matrix_sdk::{
-    Client,
     config::SyncSettings,
     room::MessagesOptions,
     ruma::{
@@ -33,36 +34,16 @@ use plexus::ruma::{
     serde::{Base64, base64::Standard},
     signatures::{Ed25519KeyPair, sign_json},
 };
+use sdk_support::spawn_sync;
 use serde_json::{Value, json};
-
-async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn logged_in(server: &TestServer, name: &str) -> Client {
-    let client = server.sdk_client().await;
-    client.matrix_auth().login_username(name, PASSWORD).await.expect("login");
-    client
-}
-
-fn spawn_sync(client: &Client) -> tokio::task::JoinHandle<()> {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let _ = client.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await;
-    })
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn encrypted_messages_decrypt_and_history_restores_from_backup() {
     let server = TestServer::start().await;
     server.register("alice").await;
     server.register("bob").await;
-    let alice = logged_in(&server, "alice").await;
-    let bob = logged_in(&server, "bob").await;
+    let alice = server.sdk_logged_in("alice").await;
+    let bob = server.sdk_logged_in("bob").await;
 
     let received = Arc::new(Mutex::new(Vec::<String>::new()));
     {
@@ -126,7 +107,7 @@ async fn encrypted_messages_decrypt_and_history_restores_from_backup() {
     assert!(backup["count"].as_u64().unwrap() >= 1, "room keys were backed up: {backup}");
 
     // A new device of bob restores the keys and reads the history.
-    let bob2 = logged_in(&server, "bob").await;
+    let bob2 = server.sdk_logged_in("bob").await;
     bob2.sync_once(SyncSettings::default().timeout(Duration::ZERO)).await.expect("first sync");
     bob2.encryption().recovery().recover(&recovery_key).await.expect("recovered from the recovery key");
     bob2.encryption().backups().download_room_keys_for_room(&room_id).await.expect("keys downloaded");

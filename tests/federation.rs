@@ -5,33 +5,13 @@
 #![recursion_limit = "256"]
 
 mod common;
+#[path = "common/sdk.rs"]
+mod sdk_support;
 
-use std::{path::Path, time::Duration};
+use std::time::Duration;
 
-use common::{TestServer, TestUser, assert_error, enc};
+use common::{TestServer, TestUser, assert_error, enc, free_port, make_test_certs};
 use serde_json::{Value, json};
-
-/// A CA and a certificate for `localhost` signed by it, as PEM files in `dir`.
-fn make_certs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Plexus test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("fed.crt"), dir.join("fed.key"));
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, cert, key)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Pair {
     a: TestServer,
@@ -65,7 +45,7 @@ async fn pair() -> Pair {
 /// `n` federating servers and their names, sharing one test CA.
 async fn servers(n: usize) -> (Vec<(TestServer, String)>, tempfile::TempDir) {
     let certs_dir = tempfile::tempdir().unwrap();
-    let certs = make_certs(certs_dir.path());
+    let certs = make_test_certs(certs_dir.path());
     let mut out = Vec::new();
     for _ in 0..n {
         let port = free_port();
@@ -704,7 +684,6 @@ mod sdk {
 
     use matrix_sdk::{
         Client,
-        config::SyncSettings,
         ruma::{
             api::client::room::create_room,
             events::{
@@ -718,27 +697,7 @@ mod sdk {
     };
 
     use super::*;
-
-    async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while !check().await {
-            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn logged_in(server: &TestServer, name: &str) -> Client {
-        let client = server.sdk_client().await;
-        client.matrix_auth().login_username(name, common::PASSWORD).await.expect("login");
-        client
-    }
-
-    fn spawn_sync(client: &Client) -> tokio::task::JoinHandle<()> {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let _ = client.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await;
-        })
-    }
+    use crate::{common::wait_until, sdk_support::spawn_sync};
 
     fn collect_messages(client: &Client) -> Arc<Mutex<Vec<String>>> {
         let received = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -755,8 +714,8 @@ mod sdk {
         let p = pair().await;
         p.a.register("alice").await;
         p.b.register("bob").await;
-        let alice = logged_in(&p.a, "alice").await;
-        let bob = logged_in(&p.b, "bob").await;
+        let alice = p.a.sdk_logged_in("alice").await;
+        let bob = p.b.sdk_logged_in("bob").await;
         let alice_got = collect_messages(&alice);
         let bob_got = collect_messages(&bob);
         let syncs = [spawn_sync(&alice), spawn_sync(&bob)];

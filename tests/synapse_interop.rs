@@ -13,38 +13,11 @@ mod common;
 #[path = "common/synapse.rs"]
 mod synapse;
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{TestServer, TestUser, enc};
+use common::{TestServer, TestUser, enc, free_port};
 use serde_json::{Value, json};
 use synapse::{Synapse, SynapseUser};
-
-/// A CA and a certificate for `localhost` signed by it, as PEM files in `dir`
-/// (one certificate serves both servers: both are named `localhost:PORT`).
-fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Plexus test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf_params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("fed.crt"), dir.join("fed.key"));
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    (ca, cert, key)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// Who is syncing, and where: the two servers' clients look alike here.
 struct Account<'a> {
@@ -159,7 +132,7 @@ async fn plexus_and_synapse_federate_both_ways() {
     };
 
     let certs_dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = make_certs(certs_dir.path());
+    let (ca, cert, key) = common::make_test_certs(certs_dir.path());
     let plexus_port = free_port();
     let plexus_name = format!("localhost:{plexus_port}");
     let plexus = {

@@ -50,11 +50,7 @@ impl Federation {
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.clone());
         request.ver = versions::FOLLOWED.to_vec();
         let template = self.request(server, request).await?;
-        let version = template.room_version.unwrap_or(RoomVersionId::V1);
-        let rules = version
-            .rules()
-            .filter(|_| versions::can_follow(&version))
-            .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
+        let (version, rules) = followed_rules(template.room_version)?;
         let mut obj: CanonicalJsonObject = serde_json::from_str(template.event.get())
             .map_err(|e| FedError::BadResponse(format!("make_join template: {e}")))?;
         // The template must be the join this server asked for.
@@ -237,11 +233,7 @@ impl Federation {
     ) -> Result<(), FedError> {
         let template =
             self.request(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.clone())).await?;
-        let version = template.room_version.unwrap_or(RoomVersionId::V1);
-        let rules = version
-            .rules()
-            .filter(|_| versions::can_follow(&version))
-            .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
+        let (_, rules) = followed_rules(template.room_version)?;
         let content = serde_json::json!({ "membership": "leave" });
         let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
         let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
@@ -258,4 +250,17 @@ impl Federation {
             _ => Vec::new(),
         }
     }
+}
+
+/// The room version a template names (version 1 when it names none) and
+/// its rules, when this server can follow rooms of that version.
+fn followed_rules(
+    version: Option<RoomVersionId>,
+) -> Result<(RoomVersionId, ruma::room_version_rules::RoomVersionRules), FedError> {
+    let version = version.unwrap_or(RoomVersionId::V1);
+    let rules = version
+        .rules()
+        .filter(|_| versions::can_follow(&version))
+        .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
+    Ok((version, rules))
 }

@@ -314,19 +314,30 @@ async fn require_server_in_room(state: &AppState, room_id: &ruma::RoomId, server
     Err(ApiError::forbidden("your server has no member in this room"))
 }
 
+/// A `make_join`/`make_leave` template for a user of the requesting server.
+async fn membership_template(
+    state: &AppState,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    user_id: &ruma::UserId,
+    membership: &str,
+) -> Result<(ruma::RoomVersionId, ruma::CanonicalJsonObject), ApiError> {
+    if user_id.server_name() != origin {
+        return Err(ApiError::forbidden("the user does not belong to the requesting server"));
+    }
+    if !state.rooms.knows_room(room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    Ok(state.rooms.make_membership_template(room_id, user_id, membership).await?)
+}
+
 async fn make_join(
     state: AppState,
     req: Fed<prepare_join_event::v1::Request>,
 ) -> Result<prepare_join_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    if body.user_id.server_name() != origin {
-        return Err(ApiError::forbidden("the user does not belong to the requesting server"));
-    }
-    if !state.rooms.knows_room(&body.room_id).await? {
-        return Err(ApiError::not_found("this server does not know the room"));
-    }
-    let (version, template) = state.rooms.make_membership_template(&body.room_id, &body.user_id, "join").await?;
+    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "join").await?;
     if !body.ver.contains(&version) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -391,13 +402,7 @@ async fn make_leave(
 ) -> Result<prepare_leave_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    if body.user_id.server_name() != origin {
-        return Err(ApiError::forbidden("the user does not belong to the requesting server"));
-    }
-    if !state.rooms.knows_room(&body.room_id).await? {
-        return Err(ApiError::not_found("this server does not know the room"));
-    }
-    let (version, template) = state.rooms.make_membership_template(&body.room_id, &body.user_id, "leave").await?;
+    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "leave").await?;
     let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), raw))
 }

@@ -48,6 +48,33 @@ impl VerifiedPdu {
         Ok(Self { pdu, json })
     }
 
+    /// The event as a timeline append, with nothing but its own fields
+    /// and the given state changes set.
+    fn new_event(&self, state: StateWrite, current_state: CurrentStateWrite) -> NewEvent {
+        let pdu = &self.pdu;
+        NewEvent {
+            event_id: pdu.event_id.to_string(),
+            room_id: pdu.room.to_string(),
+            kind: pdu.kind().to_string(),
+            state_key: pdu.state_key().map(str::to_owned),
+            sender: pdu.sender().to_string(),
+            origin_server_ts: i64::from(pdu.fields.origin_server_ts.0),
+            depth: i64::try_from(u64::from(pdu.fields.depth)).unwrap_or(i64::MAX),
+            json: self.json.clone(),
+            prev_events: pdu.fields.prev_events.iter().map(|id| id.to_string()).collect(),
+            auth_events: pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
+            state,
+            replaces_state: None,
+            forward_extremities: Vec::new(),
+            membership: None,
+            txn: None,
+            new_room: None,
+            redaction: None,
+            current_state,
+            send_to: Vec::new(),
+        }
+    }
+
     fn outlier(&self, rejected: bool) -> Outlier {
         Outlier {
             event_id: self.pdu.event_id.to_string(),
@@ -299,25 +326,11 @@ impl Rooms {
         let is_full = matches!(state, StateWrite::Full { .. });
         let is_delta = matches!(state, StateWrite::Delta { .. });
         let new_event = NewEvent {
-            event_id: pdu.event_id.to_string(),
-            room_id: room_id.to_string(),
-            kind: pdu.kind().to_string(),
-            state_key: pdu.state_key().map(str::to_owned),
-            sender: pdu.sender().to_string(),
-            origin_server_ts: i64::from(pdu.fields.origin_server_ts.0),
-            depth: i64::try_from(u64::from(pdu.fields.depth)).unwrap_or(i64::MAX),
-            json: event.json.clone(),
-            prev_events: pdu.fields.prev_events.iter().map(|id| id.to_string()).collect(),
-            auth_events: pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
-            state,
             replaces_state: own_key.as_ref().and_then(|k| head.state.get(k)).map(|id| id.to_string()),
             forward_extremities: extremities.iter().map(|id| id.to_string()).collect(),
             membership,
-            txn: None,
-            new_room: None,
-            redaction: None,
-            current_state,
             send_to: send_to.iter().map(|s| s.to_string()).collect(),
+            ..event.new_event(state, current_state)
         };
         let redaction = match pdu.redacts_target() {
             Some(target) if *pdu.kind() == TimelineEventType::RoomRedaction => {
@@ -540,25 +553,9 @@ impl Rooms {
         let appended = self
             .db
             .append_event(NewEvent {
-                event_id: pdu.event_id.to_string(),
-                room_id: room_id.to_string(),
-                kind: pdu.kind().to_string(),
-                state_key: pdu.state_key().map(str::to_owned),
-                sender: pdu.sender().to_string(),
-                origin_server_ts: i64::from(pdu.fields.origin_server_ts.0),
-                depth: i64::try_from(u64::from(pdu.fields.depth)).unwrap_or(i64::MAX),
-                json: join.json.clone(),
-                prev_events: pdu.fields.prev_events.iter().map(|id| id.to_string()).collect(),
-                auth_events: pdu.fields.auth_events.iter().map(|id| id.to_string()).collect(),
-                state: StateWrite::Full { state: full.clone() },
-                replaces_state: None,
                 forward_extremities: vec![pdu.event_id.to_string()],
-                membership: None,
-                txn: None,
                 new_room: Some((version.to_string(), creator)),
-                redaction: None,
-                current_state: CurrentStateWrite::Replace(full),
-                send_to: Vec::new(),
+                ..join.new_event(StateWrite::Full { state: full.clone() }, CurrentStateWrite::Replace(full))
             })
             .await?;
         *guard = self.load_head(&room_id).await?;

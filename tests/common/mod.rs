@@ -94,19 +94,14 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request is sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body is read");
-        let json =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, json)
+        json_request(&self.http, method, &self.url(path), token, body).await
+    }
+
+    /// A matrix-sdk client logged in as `name` (registered with `PASSWORD`).
+    pub async fn sdk_logged_in(&self, name: &str) -> matrix_sdk::Client {
+        let client = self.sdk_client().await;
+        client.matrix_auth().login_username(name, PASSWORD).await.expect("login");
+        client
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -177,6 +172,62 @@ impl Drop for TestServer {
             server.services.db.close();
         }
     }
+}
+
+/// Sends a JSON request to any server; returns the status and JSON body
+/// (Null if none, the text as a string if it is not JSON).
+pub async fn json_request(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http.request(method, url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.expect("request is sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body is read");
+    let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    (status, json)
+}
+
+/// Polls `check` every 50 ms until it holds, for at most a minute.
+pub async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free loopback port (for listeners whose port must be known first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A test CA and a certificate for `localhost` signed by it, as PEM files
+/// in `dir`: `(ca, cert, key)`. Servers named `localhost:PORT` share it.
+pub fn make_test_certs(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Plexus test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().signed_by(&leaf_key, &issuer).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("fed.crt"), dir.join("fed.key"));
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    (ca, cert, key)
 }
 
 /// Asserts a Matrix error: status and errcode.

@@ -173,19 +173,7 @@ impl Synapse {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut req = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("request to synapse is sent");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.expect("body is read");
-        let json =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, json)
+        crate::common::json_request(&self.http, method, &self.url(path), token, body).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
