@@ -210,6 +210,15 @@ async fn join_by_remote_alias() {
     let carol = p.b.register("carol").await;
     let room = p.a.create_room(&alice.access_token, json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
     let alias = format!("#lobby:{}", p.a_name);
+    // B resolves A's alias by asking A.
+    let (status, resolved) =
+        p.b.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&alias)), Some(&carol.access_token)).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["room_id"], room.as_str());
+    assert!(resolved["servers"].as_array().unwrap().contains(&json!(p.a_name)), "{resolved}");
+    let missing = format!("#nowhere:{}", p.a_name);
+    let got = p.b.get(&format!("/_matrix/client/v3/directory/room/{}", enc(&missing)), Some(&carol.access_token)).await;
+    assert_error(&got, 404, "M_NOT_FOUND");
     let (status, body) =
         p.b.post(&format!("/_matrix/client/v3/join/{}", enc(&alias)), Some(&carol.access_token), json!({})).await;
     assert_eq!(status, 200, "{body}");

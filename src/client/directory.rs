@@ -39,7 +39,14 @@ async fn create(state: AppState, req: Ruma<create_alias::v3::Request>) -> Result
 }
 
 async fn resolve(state: AppState, req: Ruma<get_alias::v3::Request>) -> Result<get_alias::v3::Response, ApiError> {
-    let room_id = state.rooms.resolve_alias(&req.body.room_alias).await?;
+    let alias = req.body.room_alias;
+    // An alias of another server is that server's to answer.
+    if alias.server_name() != state.config.server.server_name && state.federation.enabled() {
+        let request = ruma::api::federation::query::get_room_information::v1::Request::new(alias.clone());
+        let answer = state.federation.request(alias.server_name(), request).await?;
+        return Ok(get_alias::v3::Response::new(answer.room_id, answer.servers));
+    }
+    let room_id = state.rooms.resolve_alias(&alias).await?;
     Ok(get_alias::v3::Response::new(room_id, vec![state.config.server.server_name.clone()]))
 }
 
