@@ -21,18 +21,29 @@ struct Pair {
     _certs: tempfile::TempDir,
 }
 
-async fn start_server(port: u16, certs: &(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)) -> TestServer {
-    let (ca, cert, key) = certs.clone();
-    TestServer::start_with(move |c| {
-        c.server.server_name = format!("localhost:{port}").try_into().unwrap();
-        c.federation.enabled = true;
-        c.federation.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
-        c.federation.tls_cert = Some(cert);
-        c.federation.tls_key = Some(key);
-        c.federation.extra_ca_files = vec![ca];
-        c.federation.allow_loopback = true;
-    })
-    .await
+/// A federating server named `localhost:PORT` on a free port; returns it
+/// and its name. A port taken between choosing and binding it is retried.
+async fn start_server(certs: &(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)) -> (TestServer, String) {
+    for _ in 0..20 {
+        let port = free_port();
+        let (ca, cert, key) = certs.clone();
+        let started = TestServer::try_start_with(move |c| {
+            c.server.server_name = format!("localhost:{port}").try_into().unwrap();
+            c.federation.enabled = true;
+            c.federation.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+            c.federation.tls_cert = Some(cert);
+            c.federation.tls_key = Some(key);
+            c.federation.extra_ca_files = vec![ca];
+            c.federation.allow_loopback = true;
+        })
+        .await;
+        match started {
+            Ok(server) => return (server, format!("localhost:{port}")),
+            Err(plexus::StartError::Listen { .. }) => continue,
+            Err(e) => panic!("server starts: {e}"),
+        }
+    }
+    panic!("no free port for a federation listener");
 }
 
 async fn pair() -> Pair {
@@ -48,8 +59,7 @@ async fn servers(n: usize) -> (Vec<(TestServer, String)>, tempfile::TempDir) {
     let certs = make_test_certs(certs_dir.path());
     let mut out = Vec::new();
     for _ in 0..n {
-        let port = free_port();
-        out.push((start_server(port, &certs).await, format!("localhost:{port}")));
+        out.push(start_server(&certs).await);
     }
     (out, certs_dir)
 }
@@ -226,6 +236,29 @@ async fn join_by_remote_alias() {
     let (status, _) = p.b.send_text(&carol.access_token, &room, "hi lobby").await;
     assert_eq!(status, 200);
     sync_until(&p.a, &alice, "carol's message", |b| timeline_has(b, &room, "hi lobby")).await;
+}
+
+#[tokio::test]
+async fn public_room_directory_of_another_server() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let listed = p.a.create_room(&alice.access_token, json!({"visibility": "public", "name": "Listed on A"})).await;
+    p.a.create_room(&alice.access_token, json!({"visibility": "private", "name": "Unlisted"})).await;
+    let (status, page) =
+        p.b.get(&format!("/_matrix/client/v3/publicRooms?server={}", enc(&p.a_name)), Some(&bob.access_token)).await;
+    assert_eq!(status, 200, "{page}");
+    let rooms = page["chunk"].as_array().unwrap();
+    assert_eq!(rooms.len(), 1, "{page}");
+    assert_eq!((rooms[0]["room_id"].as_str(), rooms[0]["name"].as_str()), (Some(listed.as_str()), Some("Listed on A")));
+    let (status, found) =
+        p.b.post(
+            &format!("/_matrix/client/v3/publicRooms?server={}", enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({"filter": {"generic_search_term": "nothing like it"}}),
+        )
+        .await;
+    assert_eq!((status, found["chunk"].as_array().map(Vec::len)), (200, Some(0)), "{found}");
 }
 
 #[tokio::test]

@@ -79,7 +79,8 @@ fn chunk(room: PublicRoom) -> PublicRoomsChunk {
 }
 
 /// Pages through the directory: `since` is the offset as a decimal string.
-async fn page(
+/// Other servers read it through federation too.
+pub(crate) async fn page(
     state: &AppState,
     search: Option<&str>,
     limit: Option<UInt>,
@@ -99,10 +100,26 @@ async fn page(
     Ok((chunk, next, prev, total))
 }
 
+/// The other server whose directory a client asks for, if any.
+fn remote_directory(state: &AppState, server: Option<&ruma::OwnedServerName>) -> Option<ruma::OwnedServerName> {
+    server.filter(|s| **s != state.config.server.server_name && state.federation.enabled()).cloned()
+}
+
 async fn public_rooms(
     state: AppState,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> Result<get_public_rooms::v3::Response, ApiError> {
+    if let Some(server) = remote_directory(&state, req.body.server.as_ref()) {
+        let mut request = ruma::api::federation::directory::get_public_rooms::v1::Request::new();
+        request.limit = req.body.limit;
+        request.since = req.body.since;
+        let answer = state.federation.request(&server, request).await?;
+        let mut response = get_public_rooms::v3::Response::new(answer.chunk);
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(response);
+    }
     let (chunk, next, prev, total) = page(&state, None, req.body.limit, req.body.since.as_deref()).await?;
     let mut response = get_public_rooms::v3::Response::new(chunk);
     response.next_batch = next;
@@ -116,6 +133,19 @@ async fn public_rooms_filtered(
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> Result<get_public_rooms_filtered::v3::Response, ApiError> {
     let body = req.body;
+    if let Some(server) = remote_directory(&state, body.server.as_ref()) {
+        let mut request = ruma::api::federation::directory::get_public_rooms_filtered::v1::Request::new();
+        request.limit = body.limit;
+        request.since = body.since;
+        request.filter = body.filter;
+        let answer = state.federation.request(&server, request).await?;
+        let mut response = get_public_rooms_filtered::v3::Response::new();
+        response.chunk = answer.chunk;
+        response.next_batch = answer.next_batch;
+        response.prev_batch = answer.prev_batch;
+        response.total_room_count_estimate = answer.total_room_count_estimate;
+        return Ok(response);
+    }
     let search = body.filter.generic_search_term.as_deref();
     let (chunk, next, prev, total) = page(&state, search, body.limit, body.since.as_deref()).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();

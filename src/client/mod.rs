@@ -5,7 +5,7 @@ mod account;
 mod account_data;
 mod backup;
 mod device;
-mod directory;
+pub(crate) mod directory;
 mod discovery;
 pub mod events;
 mod filter;

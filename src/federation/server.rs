@@ -22,6 +22,7 @@ use ruma::{
             authorization::get_event_authorization,
             backfill::get_backfill,
             device::get_devices,
+            directory::{get_public_rooms, get_public_rooms_filtered},
             discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
             event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
             keys::{claim_keys, get_keys},
@@ -189,6 +190,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, backfill);
     let router = mount(router, query_directory);
     let router = mount(router, query_profile);
+    let router = mount(router, public_rooms);
+    let router = mount(router, public_rooms_filtered);
     let router = mount(router, user_keys_query);
     let router = mount(router, user_keys_claim);
     let router = mount(router, user_devices);
@@ -734,5 +737,35 @@ async fn user_devices(
     if let Some(key) = result.self_signing_keys.get(user.as_str()) {
         response.self_signing_key = Some(raw_json(key.clone())?);
     }
+    Ok(response)
+}
+
+async fn public_rooms(
+    state: AppState,
+    req: Fed<get_public_rooms::v1::Request>,
+) -> Result<get_public_rooms::v1::Response, ApiError> {
+    let (chunk, next, prev, total) =
+        crate::client::directory::page(&state, None, req.body.limit, req.body.since.as_deref()).await?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = chunk;
+    response.next_batch = next;
+    response.prev_batch = prev;
+    response.total_room_count_estimate = Some(total);
+    Ok(response)
+}
+
+async fn public_rooms_filtered(
+    state: AppState,
+    req: Fed<get_public_rooms_filtered::v1::Request>,
+) -> Result<get_public_rooms_filtered::v1::Response, ApiError> {
+    let body = req.body;
+    let search = body.filter.generic_search_term.as_deref();
+    let (chunk, next, prev, total) =
+        crate::client::directory::page(&state, search, body.limit, body.since.as_deref()).await?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = chunk;
+    response.next_batch = next;
+    response.prev_batch = prev;
+    response.total_room_count_estimate = Some(total);
     Ok(response)
 }

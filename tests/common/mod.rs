@@ -40,6 +40,12 @@ impl TestServer {
 
     /// Starts with the test defaults, then `adjust` applied.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::try_start_with(adjust).await.expect("server starts")
+    }
+
+    /// Like `start_with`, returning the error when the server cannot start
+    /// (a port chosen in advance may have been taken meanwhile).
+    pub async fn try_start_with(adjust: impl FnOnce(&mut Config)) -> Result<Self, plexus::StartError> {
         // Server logs for a failing test: PLEXUS_TEST_LOG=debug cargo test ...
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("PLEXUS_TEST_LOG"))
@@ -55,9 +61,9 @@ impl TestServer {
         config.logging.level = "warn".into();
         adjust(&mut config);
         config.validate().expect("test config is valid");
-        let server = Server::start(config.clone()).await.expect("server starts");
+        let server = Server::start(config.clone()).await?;
         let base_url = format!("http://{}", server.addrs[0]);
-        Self { server: Some(server), dir, config, base_url, http: reqwest::Client::new() }
+        Ok(Self { server: Some(server), dir, config, base_url, http: reqwest::Client::new() })
     }
 
     /// Stops the server and starts it again on the same data dir.
