@@ -354,34 +354,62 @@ async fn make_join(
     Ok(response)
 }
 
+/// The membership event of a `send_join`/`send_leave`: verified, in the
+/// room, and a `membership` of a user of the sending server.
+async fn verified_membership(
+    state: &AppState,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    event_id: &ruma::EventId,
+    raw: &serde_json::value::RawValue,
+    membership: &str,
+) -> Result<crate::rooms::VerifiedPdu, ApiError> {
+    if !state.rooms.knows_room(room_id).await? {
+        return Err(ApiError::not_found("this server does not know the room"));
+    }
+    let version = state.rooms.room_version(room_id).await?;
+    let event = state.federation.verify_pdu(&version, room_id, raw).await?;
+    let pdu: &Pdu = &event.pdu;
+    if pdu.event_id != event_id || pdu.room != room_id {
+        return Err(ApiError::bad_json("the event does not match the request"));
+    }
+    let is_membership = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
+        && pdu.state_key() == Some(pdu.sender().as_str())
+        && pdu.content_value().get("membership").and_then(Value::as_str) == Some(membership);
+    if !is_membership || pdu.sender().server_name() != origin {
+        return Err(ApiError::bad_json(format!("expected a {membership} of a user of the sending server")));
+    }
+    Ok(event)
+}
+
+/// Appends a verified membership event, sending it on to the room's other
+/// servers.
+async fn accept_membership(
+    state: &AppState,
+    origin: &ServerName,
+    event: crate::rooms::VerifiedPdu,
+    membership: &str,
+) -> Result<(), ApiError> {
+    match state.rooms.append_remote(event, Some(origin)).await? {
+        RemoteOutcome::Accepted(_) | RemoteOutcome::Known => Ok(()),
+        RemoteOutcome::SoftFailed => {
+            Err(ApiError::forbidden(format!("the {membership} is not allowed by the current state")))
+        }
+        RemoteOutcome::Rejected(reason) => Err(ApiError::forbidden(format!("the {membership} is refused: {reason}"))),
+    }
+}
+
 async fn send_join(
     state: AppState,
     req: Fed<create_join_event::v2::Request>,
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    if !state.rooms.knows_room(&body.room_id).await? {
-        return Err(ApiError::not_found("this server does not know the room"));
-    }
-    let version = state.rooms.room_version(&body.room_id).await?;
-    let event = state.federation.verify_pdu(&version, &body.room_id, &body.pdu).await?;
-    let pdu: &Pdu = &event.pdu;
-    if pdu.event_id != body.event_id || pdu.room != body.room_id {
-        return Err(ApiError::bad_json("the event does not match the request"));
-    }
-    let is_join = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
-        && pdu.state_key() == Some(pdu.sender().as_str())
-        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("join");
-    if !is_join || pdu.sender().server_name() != origin {
-        return Err(ApiError::bad_json("send_join takes a join of a user of the sending server"));
-    }
-    let (state_before, _) = state.rooms.state_and_auth_chain_at(&body.room_id, None).await?;
+    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "join").await?;
+    // The state the joining server needs is the state before the join.
+    let state_before: Vec<OwnedEventId> = state.rooms.current_state(&body.room_id).await?.values().cloned().collect();
     let event_json = event.json.clone();
-    match state.rooms.append_remote(event, Some(&origin)).await? {
-        RemoteOutcome::Accepted(_) | RemoteOutcome::Known => {}
-        RemoteOutcome::SoftFailed => return Err(ApiError::forbidden("the join is not allowed by the current state")),
-        RemoteOutcome::Rejected(reason) => return Err(ApiError::forbidden(format!("the join is refused: {reason}"))),
-    }
+    accept_membership(&state, &origin, event, "join").await?;
     let chain = state
         .db
         .auth_chain(state_before.iter().map(|id| id.to_string()).chain([body.event_id.to_string()]).collect())
@@ -416,23 +444,9 @@ async fn send_leave(
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    if !state.rooms.knows_room(&body.room_id).await? {
-        return Err(ApiError::not_found("this server does not know the room"));
-    }
-    let version = state.rooms.room_version(&body.room_id).await?;
-    let event = state.federation.verify_pdu(&version, &body.room_id, &body.pdu).await?;
-    let pdu: &Pdu = &event.pdu;
-    let is_leave = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
-        && pdu.state_key() == Some(pdu.sender().as_str())
-        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("leave");
-    if pdu.event_id != body.event_id || !is_leave || pdu.sender().server_name() != origin {
-        return Err(ApiError::bad_json("send_leave takes a leave of a user of the sending server"));
-    }
-    match state.rooms.append_remote(event, Some(&origin)).await? {
-        RemoteOutcome::Accepted(_) | RemoteOutcome::Known => Ok(create_leave_event::v2::Response::new()),
-        RemoteOutcome::SoftFailed => Err(ApiError::forbidden("the leave is not allowed by the current state")),
-        RemoteOutcome::Rejected(reason) => Err(ApiError::forbidden(format!("the leave is refused: {reason}"))),
-    }
+    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "leave").await?;
+    accept_membership(&state, &origin, event, "leave").await?;
+    Ok(create_leave_event::v2::Response::new())
 }
 
 async fn invite(

@@ -68,25 +68,7 @@ impl Db {
         via: String,
     ) -> Result<i64> {
         self.write(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-                                               json, state_group, outlier)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1)",
-                params![
-                    invite.event_id,
-                    invite.room_id,
-                    invite.kind,
-                    invite.state_key,
-                    invite.sender,
-                    invite.origin_server_ts,
-                    invite.depth,
-                    invite.json
-                ],
-            )?;
-            let pos: i64 =
-                c.query_row("SELECT stream_ordering FROM events WHERE event_id = ?1", [&invite.event_id], |r| {
-                    r.get(0)
-                })?;
+            let pos = super::rooms::insert_outlier(c, &invite)?;
             c.execute(
                 "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
                  VALUES (?1, ?2, 'invite', ?3, ?4, 0)
@@ -131,23 +113,7 @@ impl Db {
     /// stream position (taken from `leave_event`, stored as an outlier).
     pub async fn decline_remote_invite(&self, leave: super::rooms::Outlier, user_id: String) -> Result<i64> {
         self.write(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-                                               json, state_group, outlier)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1)",
-                params![
-                    leave.event_id,
-                    leave.room_id,
-                    leave.kind,
-                    leave.state_key,
-                    leave.sender,
-                    leave.origin_server_ts,
-                    leave.depth,
-                    leave.json
-                ],
-            )?;
-            let pos: i64 =
-                c.query_row("SELECT stream_ordering FROM events WHERE event_id = ?1", [&leave.event_id], |r| r.get(0))?;
+            let pos = super::rooms::insert_outlier(c, &leave)?;
             c.execute(
                 "UPDATE room_memberships SET membership = 'leave', event_id = ?3, stream_ordering = ?4
                  WHERE room_id = ?1 AND user_id = ?2",

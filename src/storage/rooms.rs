@@ -303,33 +303,40 @@ fn replace_current_state(c: &Connection, room_id: &str, state: &StoredState, str
     Ok(())
 }
 
+/// Stores an outlier (unless the event is stored already) with its auth
+/// edges; returns its stream position.
+pub(super) fn insert_outlier(c: &Connection, e: &Outlier) -> Result<i64> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
+                                       json, state_group, outlier, rejected)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1, ?9)",
+    )?
+    .execute(params![
+        e.event_id,
+        e.room_id,
+        e.kind,
+        e.state_key,
+        e.sender,
+        e.origin_server_ts,
+        e.depth,
+        e.json,
+        e.rejected
+    ])?;
+    let mut auth = c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
+    for id in &e.auth_events {
+        auth.execute(params![e.event_id, id])?;
+    }
+    Ok(c.prepare_cached("SELECT stream_ordering FROM events WHERE event_id = ?1")?
+        .query_row([&e.event_id], |r| r.get(0))?)
+}
+
 impl Db {
     /// Stores events that are not part of the timeline (see `Outlier`).
     /// Events already stored are left as they are.
     pub async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()> {
         self.write(move |c| {
-            let mut insert = c.prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-                                               json, state_group, outlier, rejected)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1, ?9)",
-            )?;
-            let mut auth =
-                c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
             for e in &events {
-                insert.execute(params![
-                    e.event_id,
-                    e.room_id,
-                    e.kind,
-                    e.state_key,
-                    e.sender,
-                    e.origin_server_ts,
-                    e.depth,
-                    e.json,
-                    e.rejected
-                ])?;
-                for id in &e.auth_events {
-                    auth.execute(params![e.event_id, id])?;
-                }
+                insert_outlier(c, e)?;
             }
             Ok(())
         })
