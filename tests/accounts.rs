@@ -126,6 +126,7 @@ async fn devices_can_be_renamed_and_deleted_with_password_uia() {
     let (_, login) = server.login("alice", PASSWORD).await;
     let phone = login["device_id"].as_str().unwrap().to_owned();
     let phone_token = login["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&phone_token)).await.0, 200);
     let token = Some(alice.access_token.as_str());
 
     let (status, _) =
@@ -287,6 +288,8 @@ async fn refresh_tokens_rotate() {
     assert_eq!(login["expires_in_ms"], 300_000);
     let refresh = login["refresh_token"].as_str().expect("a refresh token").to_owned();
     let old_access = login["access_token"].as_str().unwrap().to_owned();
+    // Used once, so the server has it cached when the refresh retires it.
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&old_access)).await.0, 200);
 
     let (status, fresh) = server.post("/_matrix/client/v3/refresh", None, json!({"refresh_token": refresh})).await;
     assert_eq!(status, 200, "{fresh}");

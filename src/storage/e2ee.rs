@@ -3,6 +3,7 @@
 //! to-device messages and server-side key backup. Writes that other users
 //! must learn about take a `misc` stream position.
 
+use super::CachedSql;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, Result, streams::next_misc_position};
@@ -65,7 +66,7 @@ pub enum BackupError {
 
 pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i64> {
     let pos = next_misc_position(c)?;
-    c.execute(
+    c.exec(
         "INSERT INTO device_list_changes (user_id, stream_id) VALUES (?1, ?2)
          ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
         params![user_id, pos],
@@ -81,21 +82,21 @@ pub(super) fn delete_device_keys(c: &Connection, user_id: &str, device_id: &str)
         "DELETE FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2",
         "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2",
     ] {
-        c.execute(sql, params![user_id, device_id])?;
+        c.exec(sql, params![user_id, device_id])?;
     }
     mark_device_list_change(c, user_id)?;
     Ok(())
 }
 
 fn current_backup_version(c: &Connection, user_id: &str) -> Result<Option<i64>> {
-    Ok(c.query_row("SELECT MAX(version) FROM backup_versions WHERE user_id = ?1 AND deleted = 0", [user_id], |r| {
+    Ok(c.one("SELECT MAX(version) FROM backup_versions WHERE user_id = ?1 AND deleted = 0", [user_id], |r| {
         r.get::<_, Option<i64>>(0)
     })?)
 }
 
 /// `(etag, number of keys)` of a backup version.
 fn etag_and_count(c: &Connection, user_id: &str, version: i64) -> Result<(i64, i64)> {
-    let etag: i64 = c.query_row(
+    let etag: i64 = c.one(
         "SELECT etag FROM backup_versions WHERE user_id = ?1 AND version = ?2",
         params![user_id, version],
         |r| r.get(0),
@@ -104,11 +105,9 @@ fn etag_and_count(c: &Connection, user_id: &str, version: i64) -> Result<(i64, i
 }
 
 fn backup_count(c: &Connection, user_id: &str, version: i64) -> Result<i64> {
-    Ok(c.query_row(
-        "SELECT COUNT(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2",
-        params![user_id, version],
-        |r| r.get(0),
-    )?)
+    Ok(c.one("SELECT COUNT(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![user_id, version], |r| {
+        r.get(0)
+    })?)
 }
 
 impl Db {
@@ -123,7 +122,7 @@ impl Db {
     ) -> Result<DeviceKeysOutcome> {
         self.write(move |c| {
             let existing: Option<String> = c
-                .query_row(
+                .one(
                     "SELECT json FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id, device_id],
                     |r| r.get(0),
@@ -137,7 +136,7 @@ impl Db {
                     return Ok(DeviceKeysOutcome::Conflict);
                 }
             }
-            c.execute(
+            c.exec(
                 "INSERT INTO device_keys (user_id, device_id, json) VALUES (?1, ?2, ?3)
                  ON CONFLICT (user_id, device_id) DO UPDATE SET json = excluded.json",
                 params![user_id, device_id, json],
@@ -151,7 +150,7 @@ impl Db {
     /// device list change.
     pub async fn replace_device_keys(&self, user_id: String, device_id: String, json: String) -> Result<i64> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "UPDATE device_keys SET json = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id, device_id, json],
             )?;
@@ -171,7 +170,7 @@ impl Db {
         self.write(move |c| {
             for (algorithm, key_id, json) in &keys {
                 let existing: Option<String> = c
-                    .query_row(
+                    .one(
                         "SELECT json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
                         params![user_id, device_id, key_id],
                         |r| r.get(0),
@@ -182,7 +181,7 @@ impl Db {
                     Some(_) => return Err(super::StorageError::Conflict(key_id.clone())),
                     None => {}
                 }
-                c.execute(
+                c.exec(
                     "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, json) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![user_id, device_id, algorithm, key_id, json],
                 )?;
@@ -205,7 +204,7 @@ impl Db {
     ) -> Result<()> {
         self.write(move |c| {
             for (algorithm, key_id, json) in &keys {
-                c.execute(
+                c.exec(
                     "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, json, used) VALUES (?1, ?2, ?3, ?4, ?5, 0)
                      ON CONFLICT (user_id, device_id, algorithm) DO UPDATE
                      SET key_id = excluded.key_id, json = excluded.json, used = 0",
@@ -235,7 +234,7 @@ impl Db {
     pub async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>> {
         self.write(move |c| {
             let otk: Option<(String, String)> = c
-                .query_row(
+                .one(
                     "SELECT key_id, json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3
                      ORDER BY key_id LIMIT 1",
                     params![user_id, device_id, algorithm],
@@ -243,21 +242,21 @@ impl Db {
                 )
                 .optional()?;
             if let Some((key_id, json)) = otk {
-                c.execute(
+                c.exec(
                     "DELETE FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
                     params![user_id, device_id, key_id],
                 )?;
                 return Ok(Some(ClaimedKey { key_id, json }));
             }
             let fallback: Option<(String, String)> = c
-                .query_row(
+                .one(
                     "SELECT key_id, json FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
                     params![user_id, device_id, algorithm],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
             if let Some((key_id, json)) = fallback {
-                c.execute(
+                c.exec(
                     "UPDATE fallback_keys SET used = 1 WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
                     params![user_id, device_id, algorithm],
                 )?;
@@ -293,7 +292,7 @@ impl Db {
     pub async fn set_cross_signing_keys(&self, user_id: String, keys: Vec<(String, String)>) -> Result<i64> {
         self.write(move |c| {
             for (kind, json) in &keys {
-                c.execute(
+                c.exec(
                     "INSERT INTO cross_signing_keys (user_id, key_type, json) VALUES (?1, ?2, ?3)
                      ON CONFLICT (user_id, key_type) DO UPDATE SET json = excluded.json",
                     params![user_id, kind, json],
@@ -336,7 +335,7 @@ impl Db {
         messages: Vec<OutgoingToDevice>,
     ) -> Result<Option<(i64, Vec<String>)>> {
         self.write(move |c| {
-            let fresh = c.execute(
+            let fresh = c.exec(
                 "INSERT OR IGNORE INTO to_device_txns (sender, sender_device, txn_id) VALUES (?1, ?2, ?3)",
                 params![sender, sender_device, txn_id],
             )?;
@@ -353,7 +352,7 @@ impl Db {
                     vec![device.clone()]
                 };
                 for d in devices {
-                    c.execute(
+                    c.exec(
                         "INSERT INTO to_device_messages (user_id, device_id, sender, type, content, stream_id)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                         params![user, d, sender, kind, content, pos],
@@ -369,7 +368,7 @@ impl Db {
     /// Deletes messages the device acknowledged by syncing past `through`.
     pub async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3",
                 params![user_id, device_id, through],
             )?;
@@ -380,12 +379,12 @@ impl Db {
 
     pub async fn create_backup_version(&self, user_id: String, algorithm: String) -> Result<i64> {
         self.write(move |c| {
-            let next: i64 = c.query_row(
+            let next: i64 = c.one(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM backup_versions WHERE user_id = ?1",
                 [&user_id],
                 |r| r.get(0),
             )?;
-            c.execute(
+            c.exec(
                 "INSERT INTO backup_versions (user_id, version, algorithm) VALUES (?1, ?2, ?3)",
                 params![user_id, next, algorithm],
             )?;
@@ -405,7 +404,7 @@ impl Db {
                 },
             };
             let row: Option<(String, i64)> = c
-                .query_row(
+                .one(
                     "SELECT algorithm, etag FROM backup_versions WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                     params![user_id, version],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -420,7 +419,7 @@ impl Db {
     /// Replaces a version's auth data; false when there is no such version.
     pub async fn update_backup_version(&self, user_id: String, version: i64, algorithm: String) -> Result<bool> {
         self.write(move |c| {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE backup_versions SET algorithm = ?3 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                 params![user_id, version, algorithm],
             )?;
@@ -431,11 +430,11 @@ impl Db {
 
     pub async fn delete_backup_version(&self, user_id: String, version: i64) -> Result<bool> {
         self.write(move |c| {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE backup_versions SET deleted = 1 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                 params![user_id, version],
             )?;
-            c.execute("DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![user_id, version])?;
+            c.exec("DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![user_id, version])?;
             Ok(n > 0)
         })
         .await
@@ -459,7 +458,7 @@ impl Db {
             let mut changed = false;
             for k in &keys {
                 let existing: Option<(i64, i64, bool)> = c
-                    .query_row(
+                    .one(
                         "SELECT first_message_index, forwarded_count, is_verified FROM backup_keys
                          WHERE user_id = ?1 AND version = ?2 AND room_id = ?3 AND session_id = ?4",
                         params![user_id, version, k.room_id, k.session_id],
@@ -473,7 +472,7 @@ impl Db {
                     }
                 };
                 if better {
-                    c.execute(
+                    c.exec(
                         "INSERT INTO backup_keys (user_id, version, room_id, session_id, json, first_message_index,
                                                   forwarded_count, is_verified)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
@@ -495,7 +494,7 @@ impl Db {
                 }
             }
             if changed {
-                c.execute(
+                c.exec(
                     "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
                     params![user_id, version],
                 )?;
@@ -547,12 +546,12 @@ impl Db {
             if current != Some(version) {
                 return Ok(Err(BackupError::WrongVersion(current)));
             }
-            c.execute(
+            c.exec(
                 "DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2
                  AND (?3 IS NULL OR room_id = ?3) AND (?4 IS NULL OR session_id = ?4)",
                 params![user_id, version, room_id, session_id],
             )?;
-            c.execute(
+            c.exec(
                 "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
                 params![user_id, version],
             )?;

@@ -2,6 +2,7 @@
 //! queue with the transaction in flight per destination, and the ids of
 //! transactions received.
 
+use super::CachedSql;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Db, Result, now_ms};
@@ -69,14 +70,14 @@ impl Db {
     ) -> Result<i64> {
         self.write(move |c| {
             let pos = super::rooms::insert_outlier(c, &invite)?;
-            c.execute(
+            c.exec(
                 "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
                  VALUES (?1, ?2, 'invite', ?3, ?4, 0)
                  ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', event_id = excluded.event_id,
                      stream_ordering = excluded.stream_ordering, forgotten = 0",
                 params![invite.room_id, user_id, invite.event_id, pos],
             )?;
-            c.execute(
+            c.exec(
                 "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped_state, via)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = excluded.event_id,
@@ -91,7 +92,7 @@ impl Db {
 
     pub async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT event_id, room_version, stripped_state, via FROM remote_invites
                  WHERE room_id = ?1 AND user_id = ?2",
                 params![room_id, user_id],
@@ -114,15 +115,12 @@ impl Db {
     pub async fn decline_remote_invite(&self, leave: super::rooms::Outlier, user_id: String) -> Result<i64> {
         self.write(move |c| {
             let pos = super::rooms::insert_outlier(c, &leave)?;
-            c.execute(
+            c.exec(
                 "UPDATE room_memberships SET membership = 'leave', event_id = ?3, stream_ordering = ?4
                  WHERE room_id = ?1 AND user_id = ?2",
                 params![leave.room_id, user_id, leave.event_id, pos],
             )?;
-            c.execute(
-                "DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2",
-                params![leave.room_id, user_id],
-            )?;
+            c.exec("DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2", params![leave.room_id, user_id])?;
             Ok(pos)
         })
         .await
@@ -204,11 +202,9 @@ impl Db {
     ) -> Result<Option<OutgoingTxn>> {
         self.write(move |c| {
             let in_flight: Option<(String, i64)> = c
-                .query_row(
-                    "SELECT txn_id, last_id FROM federation_txn_out WHERE destination = ?1",
-                    [&destination],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+                .one("SELECT txn_id, last_id FROM federation_txn_out WHERE destination = ?1", [&destination], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             let mut stmt = c.prepare_cached(
                 "SELECT id, kind, json FROM federation_queue WHERE destination = ?1 AND id <= ?2 ORDER BY id",
@@ -243,7 +239,7 @@ impl Db {
             }
             let Some(last_id) = last_id else { return Ok(None) };
             let txn_id = format!("{}-{last_id}", now_ms());
-            c.execute(
+            c.exec(
                 "INSERT INTO federation_txn_out (destination, txn_id, last_id) VALUES (?1, ?2, ?3)",
                 params![destination, txn_id, last_id],
             )?;
@@ -255,11 +251,8 @@ impl Db {
     /// A transaction was accepted: drop its items.
     pub async fn federation_txn_done(&self, destination: String, last_id: i64) -> Result<()> {
         self.write(move |c| {
-            c.execute(
-                "DELETE FROM federation_queue WHERE destination = ?1 AND id <= ?2",
-                params![destination, last_id],
-            )?;
-            c.execute("DELETE FROM federation_txn_out WHERE destination = ?1", [&destination])?;
+            c.exec("DELETE FROM federation_queue WHERE destination = ?1 AND id <= ?2", params![destination, last_id])?;
+            c.exec("DELETE FROM federation_txn_out WHERE destination = ?1", [&destination])?;
             Ok(())
         })
         .await
@@ -268,7 +261,7 @@ impl Db {
     /// Whether a transaction from `origin` was already applied.
     pub async fn federation_txn_seen(&self, origin: String, txn_id: String) -> Result<bool> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT EXISTS (SELECT 1 FROM federation_txn_in WHERE origin = ?1 AND txn_id = ?2)",
                 params![origin, txn_id],
                 |r| r.get(0),
@@ -279,7 +272,7 @@ impl Db {
 
     pub async fn mark_federation_txn(&self, origin: String, txn_id: String) -> Result<()> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT OR IGNORE INTO federation_txn_in (origin, txn_id, received_ts) VALUES (?1, ?2, ?3)",
                 params![origin, txn_id, now_ms()],
             )?;

@@ -1,6 +1,7 @@
 //! Media metadata. The bytes live on disk under the media directory,
 //! named by their SHA-256; this table maps media ids to them.
 
+use super::CachedSql;
 use rusqlite::{OptionalExtension, params};
 
 use super::{Db, Result, now_ms};
@@ -39,7 +40,7 @@ pub enum CompleteOutcome {
 impl Db {
     pub async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT INTO media (media_id, user_id, content_type, filename, size, sha256, created_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
@@ -60,7 +61,7 @@ impl Db {
     /// Reserves a media id for an asynchronous upload.
     pub async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT INTO media (media_id, user_id, created_ts, expires_ts) VALUES (?1, ?2, ?3, ?4)",
                 params![media_id, user_id, now_ms(), expires_ts],
             )?;
@@ -72,7 +73,7 @@ impl Db {
     /// Unused reservations a user holds (to bound them).
     pub async fn pending_media_count(&self, user_id: String) -> Result<i64> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT COUNT(*) FROM media WHERE user_id = ?1 AND sha256 IS NULL AND expires_ts > ?2",
                 params![user_id, now_ms()],
                 |r| r.get(0),
@@ -90,7 +91,7 @@ impl Db {
     ) -> Result<CompleteOutcome> {
         self.write(move |c| {
             let row: Option<(String, Option<String>, Option<i64>)> = c
-                .query_row("SELECT user_id, sha256, expires_ts FROM media WHERE media_id = ?1", [&media_id], |r| {
+                .one("SELECT user_id, sha256, expires_ts FROM media WHERE media_id = ?1", [&media_id], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .optional()?;
@@ -104,7 +105,7 @@ impl Db {
             if expires.is_some_and(|e| e <= now_ms()) {
                 return Ok(CompleteOutcome::Expired);
             }
-            c.execute(
+            c.exec(
                 "UPDATE media SET content_type = ?2, filename = ?3, size = ?4, sha256 = ?5, expires_ts = NULL
                  WHERE media_id = ?1",
                 params![media_id, content.content_type, content.filename, content.size, content.sha256],
@@ -116,7 +117,7 @@ impl Db {
 
     pub async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT media_id, user_id, content_type, filename, size, sha256, created_ts, expires_ts
                  FROM media WHERE media_id = ?1",
                 [&media_id],

@@ -1,6 +1,7 @@
 //! Schema migrations, embedded in the binary and applied in order at start.
 //! `PRAGMA user_version` records how many have run.
 
+use super::CachedSql;
 use rusqlite::Connection;
 
 use super::Result;
@@ -16,7 +17,7 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
-    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let done: usize = conn.one("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if done > MIGRATIONS.len() {
         return Err(super::StorageError::Corrupt(format!(
             "database schema version {done} is newer than this binary knows ({})",

@@ -22,7 +22,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, Params, Row};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{StorageConfig, Synchronous};
@@ -63,6 +63,7 @@ struct DbInner {
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     reader_permits: Semaphore,
+    tokens: users::TokenCache,
 }
 
 impl Db {
@@ -77,6 +78,7 @@ impl Db {
             let reader =
                 Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
             reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(reader);
         }
 
@@ -92,6 +94,7 @@ impl Db {
                 writer_thread: Mutex::new(Some(handle)),
                 reader_permits: Semaphore::new(readers.len()),
                 readers: Mutex::new(readers),
+                tokens: users::TokenCache::default(),
             }),
         })
     }
@@ -173,20 +176,54 @@ fn configure(conn: &Connection, synchronous: Synchronous) -> Result<()> {
     conn.pragma_update(None, "synchronous", sync)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
 fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.exec("SAVEPOINT job", [])?;
     match f(conn) {
         Ok(r) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.exec("RELEASE job", [])?;
             Ok(r)
         }
         Err(e) => {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
         }
+    }
+}
+
+/// How many prepared statements each connection keeps: more than the
+/// distinct statements of any hot path, so none is parsed twice.
+const STATEMENT_CACHE: usize = 256;
+
+/// Single statements through the connection's prepared-statement cache
+/// (rusqlite's `execute` and `query_row` parse their SQL on every call).
+pub(crate) trait CachedSql {
+    /// Runs one statement, returning how many rows it changed.
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    /// Runs a query and maps its first row (`QueryReturnedNoRows` if none).
+    fn one<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T>;
+}
+
+impl CachedSql for Connection {
+    fn exec<P: Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T, P: Params, F: FnOnce(&Row<'_>) -> rusqlite::Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 }
 
@@ -202,7 +239,7 @@ fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
             }
         }
         let mut replies = Vec::with_capacity(jobs.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = conn.exec("BEGIN IMMEDIATE", []) {
             tracing::error!(error = %e, "cannot begin a write transaction");
             for job in jobs {
                 job(None)(Ok(()));
@@ -212,7 +249,7 @@ fn run_writer(conn: Connection, rx: crossbeam_channel::Receiver<WriteJob>) {
         for job in jobs {
             replies.push(job(Some(&conn)));
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        let commit = conn.exec("COMMIT", []).map(drop).map_err(|e| {
             tracing::error!(error = %e, "group commit failed");
             let _ = conn.execute_batch("ROLLBACK");
             e.to_string()

@@ -2,6 +2,7 @@
 //! transaction ids and aliases. Callers hand over fully built, verified
 //! events; this module only stores and finds them.
 
+use super::CachedSql;
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -235,7 +236,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
                      ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
                 )?
                 .execute(params![e.room_id, e.kind, key, e.event_id])?;
-                c.execute(
+                c.exec(
                     "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
                     params![e.room_id, state_group],
                 )?;
@@ -243,7 +244,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
         }
         CurrentStateWrite::Replace(state) => {
             replace_current_state(c, &e.room_id, state, stream_ordering)?;
-            c.execute("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
+            c.exec("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
         }
         CurrentStateWrite::Unchanged => {}
     }
@@ -285,7 +286,7 @@ fn replace_current_state(c: &Connection, room_id: &str, state: &StoredState, str
             old.insert(key, id);
         }
     }
-    c.execute("DELETE FROM current_state WHERE room_id = ?1", [room_id])?;
+    c.exec("DELETE FROM current_state WHERE room_id = ?1", [room_id])?;
     let mut insert =
         c.prepare_cached("INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")?;
     let mut member = c.prepare_cached(
@@ -346,7 +347,7 @@ impl Db {
     /// The oldest event of a room's timeline.
     pub async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 &format!(
                     "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND outlier = 0
                      ORDER BY stream_ordering ASC LIMIT 1"
@@ -365,19 +366,19 @@ impl Db {
     /// already in the timeline are skipped; outliers join the timeline.
     pub async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize> {
         self.write(move |c| {
-            let lowest: i64 = c.query_row("SELECT COALESCE(MIN(stream_ordering), 0) FROM events", [], |r| r.get(0))?;
+            let lowest: i64 = c.one("SELECT COALESCE(MIN(stream_ordering), 0) FROM events", [], |r| r.get(0))?;
             let mut next = lowest.min(0) - 1;
             let mut stored = 0;
             // Newest first, so older events get lower positions.
             for (e, prev_events) in events.iter().rev() {
                 let in_timeline: Option<bool> = c
-                    .query_row("SELECT outlier = 0 FROM events WHERE event_id = ?1", [&e.event_id], |r| r.get(0))
+                    .one("SELECT outlier = 0 FROM events WHERE event_id = ?1", [&e.event_id], |r| r.get(0))
                     .optional()?;
                 if in_timeline == Some(true) {
                     continue;
                 }
-                c.execute("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
-                c.execute(
+                c.exec("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
+                c.exec(
                     "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,
                                          origin_server_ts, depth, json, state_group)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -415,7 +416,7 @@ impl Db {
     /// Whether an event is stored, and if so whether only as an outlier.
     pub async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
         self.read(move |c| {
-            Ok(c.query_row("SELECT outlier FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).optional()?)
+            Ok(c.one("SELECT outlier FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).optional()?)
         })
         .await
     }
@@ -475,7 +476,7 @@ impl Db {
     pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
         self.read(move |c| {
             let row: Option<(String, Option<i64>)> = c
-                .query_row("SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1", [&room_id], |r| {
+                .one("SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1", [&room_id], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
@@ -486,7 +487,7 @@ impl Db {
             let forward_extremities =
                 stmt.query_map([&room_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
             let max_depth: i64 =
-                c.query_row("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
+                c.one("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
             Ok(Some(RoomHeadRecord {
                 room_version,
                 current_state_group: group.unwrap_or(0),
@@ -504,12 +505,8 @@ impl Db {
 
     pub async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>> {
         self.read(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"),
-                [&event_id],
-                event_from_row,
-            )
-            .optional()?)
+            Ok(c.one(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"), [&event_id], event_from_row)
+                .optional()?)
         })
         .await
     }
@@ -565,11 +562,9 @@ impl Db {
     /// The highest stream position of a room (0 when empty).
     pub async fn room_max_stream(&self, room_id: String) -> Result<i64> {
         self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1",
-                [&room_id],
-                |r| r.get(0),
-            )?)
+            Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1", [&room_id], |r| {
+                r.get(0)
+            })?)
         })
         .await
     }
@@ -592,7 +587,7 @@ impl Db {
                      ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1"
                 ),
             };
-            Ok(c.query_row(&sql, params![room_id, ts], event_from_row).optional()?)
+            Ok(c.one(&sql, params![room_id, ts], event_from_row).optional()?)
         })
         .await
     }
@@ -610,7 +605,7 @@ impl Db {
 
     pub async fn room_version(&self, room_id: String) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(c.query_row("SELECT room_version FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0)).optional()?)
+            Ok(c.one("SELECT room_version FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0)).optional()?)
         })
         .await
     }
@@ -619,7 +614,7 @@ impl Db {
     /// the membership event.
     pub async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
                 params![room_id, user_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -632,7 +627,7 @@ impl Db {
     /// Whether the user was ever joined to the room after stream position `after`.
     pub async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member'
                     AND state_key = ?2 AND stream_ordering > ?3
                     AND json_extract(json, '$.content.membership') = 'join')",
@@ -672,7 +667,7 @@ impl Db {
     /// user is still in (or invited to) the room.
     pub async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool> {
         self.write(move |c| {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE room_memberships SET forgotten = 1
                  WHERE room_id = ?1 AND user_id = ?2 AND membership IN ('leave', 'ban')",
                 params![room_id, user_id],
@@ -684,7 +679,7 @@ impl Db {
 
     pub async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
                 params![user_id, device_id, txn_id],
                 |r| r.get(0),
@@ -697,7 +692,7 @@ impl Db {
     /// Creates an alias; false when it exists already.
     pub async fn create_alias(&self, alias: String, room_id: String, creator: String) -> Result<bool> {
         self.write(move |c| {
-            let n = c.execute(
+            let n = c.exec(
                 "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
                 params![alias, room_id, creator],
             )?;
@@ -709,7 +704,7 @@ impl Db {
     /// `(room_id, creator)` of an alias.
     pub async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
         self.read(move |c| {
-            Ok(c.query_row("SELECT room_id, creator FROM room_aliases WHERE alias = ?1", [&alias], |r| {
+            Ok(c.one("SELECT room_id, creator FROM room_aliases WHERE alias = ?1", [&alias], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()?)
@@ -718,7 +713,7 @@ impl Db {
     }
 
     pub async fn delete_alias(&self, alias: String) -> Result<bool> {
-        self.write(move |c| Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)).await
+        self.write(move |c| Ok(c.exec("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)).await
     }
 
     pub async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
@@ -732,7 +727,7 @@ impl Db {
 
     pub async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
         self.write(move |c| {
-            c.execute("UPDATE rooms SET is_public = ?2 WHERE room_id = ?1", params![room_id, public])?;
+            c.exec("UPDATE rooms SET is_public = ?2 WHERE room_id = ?1", params![room_id, public])?;
             Ok(())
         })
         .await
@@ -740,7 +735,7 @@ impl Db {
 
     pub async fn room_is_public(&self, room_id: String) -> Result<bool> {
         self.read(move |c| {
-            Ok(c.query_row("SELECT is_public FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0))
+            Ok(c.one("SELECT is_public FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0))
                 .optional()?
                 .unwrap_or(false))
         })
@@ -766,8 +761,8 @@ impl Db {
     /// Row counts used by tests and diagnostics: `(state_groups, state_group_entries)`.
     pub async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)> {
         self.read(move |c| {
-            let groups: i64 = c.query_row("SELECT COUNT(*) FROM state_groups WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
-            let entries: i64 = c.query_row(
+            let groups: i64 = c.one("SELECT COUNT(*) FROM state_groups WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
+            let entries: i64 = c.one(
                 "SELECT COUNT(*) FROM state_group_entries e JOIN state_groups g ON g.id = e.group_id WHERE g.room_id = ?1",
                 [&room_id],
                 |r| r.get(0),

@@ -2,12 +2,13 @@
 //! reads. Every change takes the next position of the shared `misc`
 //! stream inside the same transaction, so positions are committed in order.
 
+use super::CachedSql;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Db, Result, now_ms};
 
 pub(super) fn next_misc_position(c: &Connection) -> Result<i64> {
-    Ok(c.query_row("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
+    Ok(c.one("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
 }
 
 /// One account data entry.
@@ -41,12 +42,12 @@ pub struct PresenceRow {
 impl Db {
     /// The highest committed `misc` position.
     pub async fn misc_position(&self) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT pos FROM stream_positions WHERE name = 'misc'", [], |r| r.get(0))?)).await
+        self.read(|c| Ok(c.one("SELECT pos FROM stream_positions WHERE name = 'misc'", [], |r| r.get(0))?)).await
     }
 
     /// The highest committed event stream position.
     pub async fn events_position(&self) -> Result<i64> {
-        self.read(|c| Ok(c.query_row("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)).await
+        self.read(|c| Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)).await
     }
 
     /// Sets account data (`room_id` empty for global); returns its position.
@@ -59,7 +60,7 @@ impl Db {
     ) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
-            c.execute(
+            c.exec(
                 "INSERT INTO account_data (user_id, room_id, type, content, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_id = excluded.stream_id",
                 params![user_id, room_id, kind, content, pos],
@@ -71,7 +72,7 @@ impl Db {
 
     pub async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
                 params![user_id, room_id, kind],
                 |r| r.get(0),
@@ -86,7 +87,7 @@ impl Db {
     pub async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
-            c.execute(
+            c.exec(
                 "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE
@@ -109,7 +110,7 @@ impl Db {
     pub async fn set_presence(&self, row: PresenceRow) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
-            c.execute(
+            c.exec(
                 "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
                      last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id",
@@ -122,7 +123,7 @@ impl Db {
 
     pub async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id = ?1",
                 [&user_id],
                 presence_from_row,
@@ -149,15 +150,11 @@ impl Db {
     /// Stores a filter and returns its id.
     pub async fn create_filter(&self, user_id: String, json: String) -> Result<i64> {
         self.write(move |c| {
-            let id: i64 = c.query_row(
-                "SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
-                [&user_id],
-                |r| r.get(0),
-            )?;
-            c.execute(
-                "INSERT INTO filters (user_id, filter_id, json) VALUES (?1, ?2, ?3)",
-                params![user_id, id, json],
-            )?;
+            let id: i64 =
+                c.one("SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1", [&user_id], |r| {
+                    r.get(0)
+                })?;
+            c.exec("INSERT INTO filters (user_id, filter_id, json) VALUES (?1, ?2, ?3)", params![user_id, id, json])?;
             Ok(id)
         })
         .await
@@ -165,7 +162,7 @@ impl Db {
 
     pub async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
                 params![user_id, filter_id],
                 |r| r.get(0),

@@ -4,6 +4,7 @@
 //! A sync of a user in 50 rooms used to cost over a thousand round trips
 //! to the blocking pool; it now costs a handful.
 
+use super::CachedSql;
 use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -234,7 +235,7 @@ fn device_rows(
             .collect::<rusqlite::Result<_>>()?;
     }
     if q.since.is_some() {
-        out.to_device_to_ack = c.query_row(
+        out.to_device_to_ack = c.one(
             "SELECT EXISTS (SELECT 1 FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3)",
             params![user, device, since_misc],
             |r| r.get(0),
@@ -357,13 +358,13 @@ fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<R
 /// for the same receipt is carried on: nothing before its end can change
 /// except by a redaction, which is itself a new event after that end.
 fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<UnreadCount>) -> Result<UnreadCount> {
-    let read_up_to: i64 = c.query_row(
+    let read_up_to: i64 = c.one(
         "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
          WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
         params![room_id, user_id],
         |r| r.get(0),
     )?;
-    let newest: i64 = c.query_row(
+    let newest: i64 = c.one(
         "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1 AND outlier = 0",
         [room_id],
         |r| r.get(0),
@@ -373,7 +374,7 @@ fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<Un
          AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
     )?;
     if let Some(earlier) = earlier.filter(|e| e.read_up_to == read_up_to && e.counted_until <= newest) {
-        let redacted: bool = c.query_row(
+        let redacted: bool = c.one(
             "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND stream_ordering > ?2
              AND type = 'm.room.redaction')",
             params![room_id, earlier.counted_until],

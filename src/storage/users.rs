@@ -1,6 +1,7 @@
 //! Accounts, devices, access and refresh tokens, registration tokens and
 //! profile fields. Tokens arrive here already hashed.
 
+use super::CachedSql;
 use std::collections::BTreeMap;
 
 use ruma::{OwnedDeviceId, OwnedUserId};
@@ -33,6 +34,40 @@ pub struct TokenOwner {
     pub device_id: OwnedDeviceId,
     pub expires_ts: Option<i64>,
     pub is_admin: bool,
+}
+
+/// Recently used access tokens, so that authenticating a request does not
+/// read SQLite. Every write that can remove a token or deactivate an account
+/// moves the epoch on, which retires all entries from before it: an entry is
+/// used only while the epoch it was read under is still current.
+pub(super) struct TokenCache {
+    owners: quick_cache::sync::Cache<Vec<u8>, (u64, TokenOwner)>,
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self { owners: quick_cache::sync::Cache::new(TOKEN_CACHE_ENTRIES), epoch: Default::default() }
+    }
+}
+
+const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+impl TokenCache {
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, hash: &[u8]) -> Option<TokenOwner> {
+        let (epoch, owner) = self.owners.get(hash)?;
+        (epoch == self.epoch()).then_some(owner)
+    }
+
+    /// Called after a write that removed tokens has committed.
+    fn retire_all(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.owners.clear();
+    }
 }
 
 /// The tokens handed out when a device logs in.
@@ -73,11 +108,9 @@ fn parse_device_id(s: String) -> OwnedDeviceId {
 
 fn registration_token_usable(c: &Connection, hash: &[u8], now: i64) -> Result<bool> {
     let row: Option<(Option<i64>, i64, Option<i64>)> = c
-        .query_row(
-            "SELECT uses_allowed, completed, expiry_ts FROM registration_tokens WHERE token_hash = ?1",
-            [hash],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .one("SELECT uses_allowed, completed, expiry_ts FROM registration_tokens WHERE token_hash = ?1", [hash], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     Ok(match row {
         None => false,
@@ -86,13 +119,13 @@ fn registration_token_usable(c: &Connection, hash: &[u8], now: i64) -> Result<bo
 }
 
 fn insert_tokens(c: &Connection, user: &str, device: &str, tokens: &NewTokens, now: i64) -> Result<()> {
-    c.execute(
+    c.exec(
         "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts, created_ts)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![tokens.access_hash, user, device, tokens.access_expires_ts, now],
     )?;
     if let Some(refresh) = &tokens.refresh_hash {
-        c.execute(
+        c.exec(
             "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts)
              VALUES (?1, ?2, ?3, ?4)",
             params![refresh, user, device, now],
@@ -108,9 +141,7 @@ impl Db {
         self.write(move |c| {
             let now = now_ms();
             let exists: bool =
-                c.query_row("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1)", [new.user_id.as_str()], |r| {
-                    r.get(0)
-                })?;
+                c.one("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = ?1)", [new.user_id.as_str()], |r| r.get(0))?;
             if exists {
                 return Ok(CreateUserOutcome::UserInUse);
             }
@@ -118,14 +149,14 @@ impl Db {
                 if !registration_token_usable(c, hash, now)? {
                     return Ok(CreateUserOutcome::TokenInvalid);
                 }
-                c.execute("UPDATE registration_tokens SET completed = completed + 1 WHERE token_hash = ?1", [hash])?;
+                c.exec("UPDATE registration_tokens SET completed = completed + 1 WHERE token_hash = ?1", [hash])?;
             }
-            c.execute(
+            c.exec(
                 "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?1, ?2, ?3, ?4)",
                 params![new.user_id.as_str(), new.password_hash, new.is_admin, now],
             )?;
             if let Some(name) = &new.displayname {
-                c.execute(
+                c.exec(
                     "INSERT INTO profile_fields (user_id, field, value) VALUES (?1, 'displayname', ?2)",
                     params![new.user_id.as_str(), serde_json::Value::from(name.as_str()).to_string()],
                 )?;
@@ -137,7 +168,7 @@ impl Db {
 
     pub async fn get_user(&self, user_id: OwnedUserId) -> Result<Option<UserRecord>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = ?1",
                 [user_id.as_str()],
                 |r| {
@@ -156,7 +187,7 @@ impl Db {
 
     pub async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()> {
         self.write(move |c| {
-            c.execute("UPDATE users SET password_hash = ?2 WHERE user_id = ?1", params![user_id.as_str(), hash])?;
+            c.exec("UPDATE users SET password_hash = ?2 WHERE user_id = ?1", params![user_id.as_str(), hash])?;
             Ok(())
         })
         .await
@@ -164,20 +195,26 @@ impl Db {
 
     /// Marks the account deactivated and removes every device and token.
     pub async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
-        self.write(move |c| {
-            c.execute("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id.as_str()])?;
-            let devices: Vec<String> = {
-                let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
-                stmt.query_map([user_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            for device in &devices {
-                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
-            }
-            c.execute("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
-            c.execute("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
-            Ok(())
-        })
-        .await
+        let outcome = self
+            .write(move |c| {
+                c.exec(
+                    "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
+                    [user_id.as_str()],
+                )?;
+                let devices: Vec<String> = {
+                    let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
+                    stmt.query_map([user_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                for device in &devices {
+                    super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+                }
+                c.exec("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
+                c.exec("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
+                Ok(())
+            })
+            .await;
+        self.inner.tokens.retire_all();
+        outcome
     }
 
     /// Creates the device if it is new (or renames nothing if it exists),
@@ -190,46 +227,60 @@ impl Db {
         ip: Option<String>,
         tokens: NewTokens,
     ) -> Result<()> {
-        self.write(move |c| {
-            let now = now_ms();
-            let (user, device) = (user_id.as_str(), device_id.as_str());
-            c.execute(
-                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
+        let outcome = self
+            .write(move |c| {
+                let now = now_ms();
+                let (user, device) = (user_id.as_str(), device_id.as_str());
+                c.exec(
+                    "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?4)
                  ON CONFLICT (user_id, device_id) DO UPDATE
                  SET last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
-                params![user, device, display_name, now, ip],
-            )?;
-            // Spec: logging in with a known device id invalidates the
-            // device's previous access tokens.
-            c.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-            c.execute("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-            insert_tokens(c, user, device, &tokens, now)
-        })
-        .await
+                    params![user, device, display_name, now, ip],
+                )?;
+                // Spec: logging in with a known device id invalidates the
+                // device's previous access tokens.
+                c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+                c.exec("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+                insert_tokens(c, user, device, &tokens, now)
+            })
+            .await;
+        self.inner.tokens.retire_all();
+        outcome
     }
 
     /// Finds the owner of a hashed access token, if the token exists and the
     /// account is active.
     pub async fn find_access_token(&self, hash: Vec<u8>) -> Result<Option<TokenOwner>> {
-        self.read(move |c| {
-            Ok(c.query_row(
-                "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin
+        let cache = &self.inner.tokens;
+        if let Some(owner) = cache.get(&hash) {
+            return Ok(Some(owner));
+        }
+        let epoch = cache.epoch();
+        let key = hash.clone();
+        let owner = self
+            .read(move |c| {
+                Ok(c.one(
+                    "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin
                  FROM access_tokens t JOIN users u ON u.user_id = t.user_id
                  WHERE t.token_hash = ?1 AND u.deactivated = 0",
-                [hash],
-                |r| {
-                    Ok(TokenOwner {
-                        user_id: parse_user_id(r.get(0)?)?,
-                        device_id: parse_device_id(r.get(1)?),
-                        expires_ts: r.get(2)?,
-                        is_admin: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
+                    [hash],
+                    |r| {
+                        Ok(TokenOwner {
+                            user_id: parse_user_id(r.get(0)?)?,
+                            device_id: parse_device_id(r.get(1)?),
+                            expires_ts: r.get(2)?,
+                            is_admin: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await?;
+        if let Some(owner) = &owner {
+            cache.owners.insert(key, (epoch, owner.clone()));
+        }
+        Ok(owner)
     }
 
     /// Swaps a refresh token for new tokens on the same device. Returns the
@@ -239,23 +290,24 @@ impl Db {
         refresh_hash: Vec<u8>,
         tokens: NewTokens,
     ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
-        self.write(move |c| {
-            let owner: Option<(String, String)> = c
-                .query_row(
-                    "SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?1",
-                    [&refresh_hash],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((user, device)) = owner else {
-                return Ok(None);
-            };
-            c.execute("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash])?;
-            c.execute("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-            insert_tokens(c, &user, &device, &tokens, now_ms())?;
-            Ok(Some((parse_user_id(user)?, parse_device_id(device))))
-        })
-        .await
+        let outcome = self
+            .write(move |c| {
+                let owner: Option<(String, String)> = c
+                    .one("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                let Some((user, device)) = owner else {
+                    return Ok(None);
+                };
+                c.exec("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash])?;
+                c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+                insert_tokens(c, &user, &device, &tokens, now_ms())?;
+                Ok(Some((parse_user_id(user)?, parse_device_id(device))))
+            })
+            .await;
+        self.inner.tokens.retire_all();
+        outcome
     }
 
     pub async fn list_devices(&self, user_id: OwnedUserId) -> Result<Vec<DeviceRecord>> {
@@ -272,7 +324,7 @@ impl Db {
 
     pub async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>> {
         self.read(move |c| {
-            Ok(c.query_row(
+            Ok(c.one(
                 "SELECT device_id, display_name, last_seen_ts, last_seen_ip
                  FROM devices WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id.as_str(), device_id.as_str()],
@@ -291,7 +343,7 @@ impl Db {
         display_name: Option<String>,
     ) -> Result<bool> {
         self.write(move |c| {
-            let n = c.execute(
+            let n = c.exec(
                 "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id.as_str(), device_id.as_str(), display_name],
             )?;
@@ -302,38 +354,44 @@ impl Db {
 
     /// Deletes devices (and, by cascade, their tokens). Returns how many went.
     pub async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
-        self.write(move |c| {
-            let mut n = 0;
-            for device in &device_ids {
-                super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
-                n += c.execute(
-                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id.as_str(), device.as_str()],
-                )?;
-            }
-            Ok(n)
-        })
-        .await
+        let outcome = self
+            .write(move |c| {
+                let mut n = 0;
+                for device in &device_ids {
+                    super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
+                    n += c.exec(
+                        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                        params![user_id.as_str(), device.as_str()],
+                    )?;
+                }
+                Ok(n)
+            })
+            .await;
+        self.inner.tokens.retire_all();
+        outcome
     }
 
     /// Deletes every device of the user except `keep`.
     pub async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
-        self.write(move |c| {
-            let doomed: Vec<String> = {
-                let mut stmt =
-                    c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")?;
-                stmt.query_map(params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            for device in &doomed {
-                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
-            }
-            Ok(c.execute(
-                "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
-                params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())],
-            )?)
-        })
-        .await
+        let outcome = self
+            .write(move |c| {
+                let doomed: Vec<String> = {
+                    let mut stmt =
+                        c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")?;
+                    stmt.query_map(params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())], |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()?
+                };
+                for device in &doomed {
+                    super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+                }
+                Ok(c.exec(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
+                    params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())],
+                )?)
+            })
+            .await;
+        self.inner.tokens.retire_all();
+        outcome
     }
 
     pub async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
@@ -361,12 +419,12 @@ impl Db {
     ) -> Result<()> {
         self.write(move |c| {
             match value {
-                Some(v) => c.execute(
+                Some(v) => c.exec(
                     "INSERT INTO profile_fields (user_id, field, value) VALUES (?1, ?2, ?3)
                      ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value",
                     params![user_id.as_str(), field, v.to_string()],
                 )?,
-                None => c.execute(
+                None => c.exec(
                     "DELETE FROM profile_fields WHERE user_id = ?1 AND field = ?2",
                     params![user_id.as_str(), field],
                 )?,
@@ -383,7 +441,7 @@ impl Db {
         expiry_ts: Option<i64>,
     ) -> Result<()> {
         self.write(move |c| {
-            c.execute(
+            c.exec(
                 "INSERT OR IGNORE INTO registration_tokens (token_hash, uses_allowed, expiry_ts, created_ts)
                  VALUES (?1, ?2, ?3, ?4)",
                 params![hash, uses_allowed, expiry_ts, now_ms()],
