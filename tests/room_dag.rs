@@ -35,34 +35,61 @@ async fn concurrent_sends_keep_one_consistent_dag() {
         assert_eq!(server.join(&u.access_token, &room).await.0, 200);
     }
 
+    // Every message is sent twice under its transaction id (a client
+    // retrying), and topic changes are interleaved: a send that is not
+    // stored forces the messages queued behind it to be built again.
     let mut tasks = tokio::task::JoinSet::new();
     for (i, user) in users.iter().enumerate() {
         for n in 0..40 {
-            let http = server.http.clone();
-            let url = server.url(&format!("/_matrix/client/v3/rooms/{}/send/m.room.message/c{n}", enc(&room)));
-            let token = user.access_token.clone();
-            tasks.spawn(async move {
-                let resp = http
-                    .put(url)
-                    .bearer_auth(token)
-                    .json(&json!({"msgtype": "m.text", "body": format!("user {i} message {n}")}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(resp.status().as_u16(), 200);
-            });
+            for _copy in 0..2 {
+                let http = server.http.clone();
+                let url = server.url(&format!("/_matrix/client/v3/rooms/{}/send/m.room.message/c{n}", enc(&room)));
+                let token = user.access_token.clone();
+                tasks.spawn(async move {
+                    let resp = http
+                        .put(url)
+                        .bearer_auth(token)
+                        .json(&json!({"msgtype": "m.text", "body": format!("user {i} message {n}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status().as_u16(), 200);
+                    let body: Value = resp.json().await.unwrap();
+                    (format!("{i}/{n}"), body["event_id"].as_str().unwrap().to_owned())
+                });
+            }
         }
     }
+    let topics = {
+        let http = server.http.clone();
+        let url = server.url(&format!("/_matrix/client/v3/rooms/{}/state/m.room.topic/", enc(&room)));
+        let token = users[0].access_token.clone();
+        tokio::spawn(async move {
+            for t in 0..10 {
+                let resp = http.put(&url).bearer_auth(&token).json(&json!({"topic": format!("t{t}")})).send().await;
+                assert_eq!(resp.unwrap().status().as_u16(), 200);
+            }
+        })
+    };
+    let mut sent: HashMap<String, String> = HashMap::new();
     while let Some(r) = tasks.join_next().await {
-        r.unwrap();
+        let (key, event_id) = r.unwrap();
+        if let Some(first) = sent.insert(key.clone(), event_id.clone()) {
+            assert_eq!(first, event_id, "both sends of {key} answer with the same event");
+        }
     }
+    topics.await.unwrap();
+    assert_eq!(sent.len(), 200);
 
     let head = server.services().db.room_head(room.clone()).await.unwrap().unwrap();
     assert_eq!(head.forward_extremities.len(), 1, "one forward extremity after 200 concurrent sends");
 
     let events = all_events(&server, &room).await;
     let messages = events.iter().filter(|(_, e)| e["type"] == "m.room.message").count();
-    assert_eq!(messages, 200);
+    assert_eq!(messages, 200, "each message is stored once");
+    let stored: std::collections::HashSet<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    assert!(sent.values().all(|id| stored.contains(id.as_str())), "every answered event id is stored");
+    assert_eq!(events.iter().filter(|(_, e)| e["type"] == "m.room.topic").count(), 10);
     let depth: HashMap<&str, u64> = events.iter().map(|(id, e)| (id.as_str(), e["depth"].as_u64().unwrap())).collect();
     for (id, event) in &events {
         for prev in event["prev_events"].as_array().unwrap() {

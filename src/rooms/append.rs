@@ -16,7 +16,9 @@ use ruma::{
 };
 use serde_json::{Value, value::to_raw_value};
 
-use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
+use futures_util::FutureExt;
+
+use super::{Pipeline, RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
 use crate::storage::rooms::{AppendOutcome, CurrentStateWrite, NewEvent, StateWrite, StoredState};
 
 /// The largest PDU, as canonical JSON (spec: "Size limits").
@@ -24,6 +26,10 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 
 /// At most this many forward extremities become one event's prev_events.
 const MAX_PREV_EVENTS: usize = 20;
+
+/// How often `append_local` builds an event again when what it was built
+/// on was not stored.
+const MAX_APPEND_ATTEMPTS: usize = 4;
 
 /// What a local user wants to send.
 #[derive(Debug, Clone)]
@@ -57,7 +63,15 @@ fn to_canonical(value: Value) -> Result<CanonicalJsonValue, RoomsError> {
 
 impl Rooms {
     /// Builds, authorises, signs and stores a local event in an existing
-    /// room. Returns the stored PDU.
+    /// room. Returns the stored PDU once it is committed.
+    ///
+    /// A message (no state key, no redaction) leaves the room's lock as
+    /// soon as it is queued for storage, so the next message can be built
+    /// on it while it is being committed: concurrent sends to one room
+    /// share group commits instead of waiting for each other's. Queued
+    /// events are stored in order; if one is not stored, those built on it
+    /// are not either (storage checks prev events) and are built again on
+    /// the head as stored.
     pub async fn append_local(
         &self,
         room_id: &RoomId,
@@ -65,23 +79,40 @@ impl Rooms {
         draft: EventDraft,
         txn: Option<TxnRef>,
     ) -> Result<Arc<Pdu>, RoomsError> {
-        let slot = self.head_slot(room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load_head(room_id).await?;
+        let message = draft.state_key.is_none() && draft.redacts.is_none();
+        for attempt in 0..MAX_APPEND_ATTEMPTS {
+            // A retry waits for everything queued before it.
+            let pipelined = message && attempt == 0;
+            if let Some(pdu) = self.try_append_local(room_id, sender, &draft, txn.clone(), pipelined).await? {
+                return Ok(pdu);
+            }
         }
+        Err(RoomsError::Internal("the room changed under every attempt to append".into()))
+    }
+
+    /// One attempt of `append_local`; `None` when the event was built on a
+    /// head that turned out not to be stored.
+    async fn try_append_local(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        draft: &EventDraft,
+        txn: Option<TxnRef>,
+        pipelined: bool,
+    ) -> Result<Option<Arc<Pdu>>, RoomsError> {
+        let mut guard = self.lock_head(room_id, !pipelined).await?;
         let Some(head) = guard.as_mut() else {
             return Err(RoomsError::NotFound("unknown room".into()));
         };
         let device_txn = txn.as_ref().map(|t| (t.device_id.as_str().into(), t.txn_id.clone()));
         let txn_key = txn.as_ref().map(|t| (t.device_id.clone(), t.txn_id.clone()));
-        let (pdu, mut new_event) = match self.build_event(room_id, sender, &draft, head, txn).await {
+        let (pdu, mut new_event) = match self.build_event(room_id, sender, draft, head, txn).await {
             Ok(built) => built,
             // A retried transaction answers with its event even if the same
             // event could not be sent now.
             Err(e) => match txn_key {
                 Some((device, txn)) => match self.db.find_txn(sender.to_string(), device, txn).await? {
-                    Some(existing) => return self.sent_event(existing).await,
+                    Some(existing) => return self.sent_event(existing).await.map(Some),
                     None => return Err(e),
                 },
                 None => return Err(e),
@@ -99,32 +130,55 @@ impl Rooms {
             send_to.push(target.server_name().to_owned());
         }
         new_event.send_to = send_to.iter().map(|s| s.to_string()).collect();
-        let appended = match self.db.append_unless_sent(new_event).await? {
-            AppendOutcome::Stored(appended) => appended,
-            AppendOutcome::AlreadySent(existing) => return self.sent_event(existing).await,
-        };
-        self.advance_head(head, &pdu);
+        let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+        let queued = self.db.queue_local_append(new_event, move |stored| {
+            let _ = stored_tx.send(stored);
+        })?;
         // Wake the members after the event, the target of a membership
         // change (an invitee, a kicked user) and the sender.
+        let joined = head.joined.clone();
+        let outcome = if pipelined {
+            self.advance_head(head, &pdu);
+            head.pipeline = Some(Pipeline(stored_rx.shared()));
+            drop(guard);
+            queued.await?
+        } else {
+            let outcome = queued.await?;
+            if let AppendOutcome::Stored(appended) = &outcome {
+                self.advance_head(head, &pdu);
+                head.state_group = appended.state_group;
+                self.remember_state_group(appended.state_group, &head.state);
+            } else {
+                // Nothing is stored; the head may be stale: reload it.
+                *guard = None;
+            }
+            outcome
+        };
+        let appended = match outcome {
+            AppendOutcome::Stored(appended) => appended,
+            AppendOutcome::AlreadySent(existing) => return self.sent_event(existing).await.map(Some),
+            AppendOutcome::StaleHead => {
+                tracing::debug!(%room_id, "event built on a head that was not stored; building it again");
+                return Ok(None);
+            }
+        };
         let target = pdu
             .state_key()
             .filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
             .and_then(|k| UserId::parse(k).ok());
-        let wake = head.joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]);
+        let wake = joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]);
         self.notifier.events_committed(appended.stream_ordering, wake);
         self.wake_outbound(&send_to);
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
         pdu.txn = device_txn;
-        head.state_group = appended.state_group;
-        self.remember_state_group(appended.state_group, &head.state);
         let pdu = Arc::new(pdu);
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         if let Some(target) = pdu.redacts_target() {
             self.events.remove(&target);
         }
-        Ok(pdu)
+        Ok(Some(pdu))
     }
 
     /// The event a device sent earlier under a transaction id.
@@ -210,6 +264,7 @@ impl Rooms {
             delta_depth: 0,
             state,
             joined: Arc::default(),
+            pipeline: None,
         });
         self.notifier.events_committed(appended.stream_ordering, [sender]);
         let pdu = Arc::new(pdu);

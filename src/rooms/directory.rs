@@ -97,11 +97,7 @@ impl Rooms {
         if self.membership(room_id, user).await?.as_deref() != Some("join") {
             return Ok(false);
         }
-        let slot = self.head_slot(room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load_head(room_id).await?;
-        }
+        let guard = self.lock_head(room_id, true).await?;
         let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?.clone();
         drop(guard);
         Ok(self.power_levels_of(&head).await?.user_can_send_state(user, kind))

@@ -81,9 +81,23 @@ struct RoomHead {
     state: Arc<StateMap>,
     /// Local and remote users whose membership is `join`: whom to wake.
     joined: Arc<HashSet<OwnedUserId>>,
+    /// Whether the last message sent ahead on this head (see
+    /// `append_local`) was stored; `None` once that is known to be so.
+    pipeline: Option<Pipeline>,
+}
+
+/// Resolves to whether an event queued for storage was stored.
+#[derive(Clone)]
+struct Pipeline(futures_util::future::Shared<tokio::sync::oneshot::Receiver<bool>>);
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipeline")
+    }
 }
 
 type HeadSlot = Arc<tokio::sync::Mutex<Option<RoomHead>>>;
+type HeadGuard = tokio::sync::OwnedMutexGuard<Option<RoomHead>>;
 
 pub struct Rooms {
     db: Db,
@@ -140,6 +154,33 @@ impl Rooms {
         heads.entry(room_id.to_owned()).or_default().clone()
     }
 
+    /// Locks the room's head, loading it from storage if needed. Messages
+    /// may still be on their way to storage when the lock is free again
+    /// (`append_local`); unless `wait` is false, this waits for them, and
+    /// when the last was not stored (so neither was anything built on it),
+    /// the head is loaded again from storage.
+    async fn lock_head(&self, room_id: &RoomId, wait: bool) -> Result<HeadGuard> {
+        let mut guard = self.head_slot(room_id).lock_owned().await;
+        if let Some(head) = guard.as_mut()
+            && let Some(Pipeline(pipeline)) = head.pipeline.clone()
+        {
+            let stored = if wait {
+                Some(pipeline.await.unwrap_or(false))
+            } else {
+                pipeline.peek().map(|stored| stored.clone().unwrap_or(false))
+            };
+            match stored {
+                Some(true) => head.pipeline = None,
+                Some(false) => *guard = None,
+                None => {}
+            }
+        }
+        if guard.is_none() {
+            *guard = self.load_head(room_id).await?;
+        }
+        Ok(guard)
+    }
+
     /// Loads a room's head from storage.
     async fn load_head(&self, room_id: &RoomId) -> Result<Option<RoomHead>> {
         let Some(record) = self.db.room_head(room_id.to_string()).await? else {
@@ -166,6 +207,7 @@ impl Rooms {
             delta_depth: versions::MAX_DELTA_CHAIN,
             state,
             joined: Arc::new(joined),
+            pipeline: None,
         }))
     }
 
@@ -256,21 +298,13 @@ impl Rooms {
 
     /// The room's current state (from the head when loaded).
     pub async fn current_state(&self, room_id: &RoomId) -> Result<Arc<StateMap>> {
-        let slot = self.head_slot(room_id);
-        let mut head = slot.lock().await;
-        if head.is_none() {
-            *head = self.load_head(room_id).await?;
-        }
+        let head = self.lock_head(room_id, true).await?;
         head.as_ref().map(|h| h.state.clone()).ok_or_else(|| RoomsError::NotFound("unknown room".into()))
     }
 
     /// The room's forward extremities.
     pub async fn forward_extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
-        let slot = self.head_slot(room_id);
-        let mut head = slot.lock().await;
-        if head.is_none() {
-            *head = self.load_head(room_id).await?;
-        }
+        let head = self.lock_head(room_id, true).await?;
         head.as_ref().map(|h| h.extremities.clone()).ok_or_else(|| RoomsError::NotFound("unknown room".into()))
     }
 

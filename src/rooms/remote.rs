@@ -166,11 +166,7 @@ impl Rooms {
         user_id: &UserId,
         membership: &str,
     ) -> Result<(RoomVersionId, CanonicalJsonObject), RoomsError> {
-        let slot = self.head_slot(room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load_head(room_id).await?;
-        }
+        let guard = self.lock_head(room_id, true).await?;
         let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
         let version = self.room_version(room_id).await?;
         let content = serde_json::json!({ "membership": membership });
@@ -225,11 +221,7 @@ impl Rooms {
         forward_from: Option<&ServerName>,
     ) -> Result<RemoteOutcome, RoomsError> {
         let room_id = event.pdu.room.clone();
-        let slot = self.head_slot(&room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load_head(&room_id).await?;
-        }
+        let mut guard = self.lock_head(&room_id, true).await?;
         let Some(head) = guard.as_mut() else {
             return Err(RoomsError::NotFound("unknown room".into()));
         };
@@ -674,11 +666,7 @@ impl Rooms {
         sender: &UserId,
         draft: super::EventDraft,
     ) -> Result<(RoomVersionId, CanonicalJsonObject, OwnedEventId), RoomsError> {
-        let slot = self.head_slot(room_id);
-        let mut guard = slot.lock().await;
-        if guard.is_none() {
-            *guard = self.load_head(room_id).await?;
-        }
+        let guard = self.lock_head(room_id, true).await?;
         let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
         let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, None).await?;
         let obj: CanonicalJsonObject =

@@ -106,6 +106,20 @@ impl Db {
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
+        self.write_queued(f, |_| {})?.await
+    }
+
+    /// Queues `f` for the next group transaction now (jobs run in the order
+    /// they are queued) and returns what resolves to its result once that
+    /// transaction has committed. `then` runs on the writer thread with the
+    /// final result (commit included) before the caller hears of it, even
+    /// if the caller has stopped waiting.
+    pub fn write_queued<R, F, T>(&self, f: F, then: T) -> Result<impl Future<Output = Result<R>> + use<R, F, T>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+        T: FnOnce(&Result<R>) + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<R>>();
         let job: WriteJob = Box::new(move |conn: Option<&Connection>| {
             let outcome = match conn {
@@ -113,23 +127,24 @@ impl Db {
                 None => Err(StorageError::Corrupt("cannot begin a write transaction".into())),
             };
             Box::new(move |commit: Result<()>| {
-                let _ = tx.send(commit.and(outcome));
+                let result = commit.and(outcome);
+                then(&result);
+                let _ = tx.send(result);
             })
         });
-        {
-            // The clone of the sender must not live across the await: the
-            // writer stops only once every sender is gone, and `close`
-            // waits for it (possibly on the thread that would resume us).
-            let sender = self
-                .inner
-                .writer
-                .lock()
-                .expect("writer mutex is never poisoned")
-                .clone()
-                .ok_or(StorageError::WriterGone)?;
-            sender.send(job).map_err(|_| StorageError::WriterGone)?;
-        }
-        rx.await.map_err(|_| StorageError::WriterGone)?
+        // The clone of the sender must not outlive this call: the writer
+        // stops only once every sender is gone, and `close` waits for it
+        // (possibly on the thread that would resume the caller).
+        let sender = self
+            .inner
+            .writer
+            .lock()
+            .expect("writer mutex is never poisoned")
+            .clone()
+            .ok_or(StorageError::WriterGone)?;
+        sender.send(job).map_err(|_| StorageError::WriterGone)?;
+        drop(sender);
+        Ok(async move { rx.await.map_err(|_| StorageError::WriterGone)? })
     }
 
     /// Runs `f` on a read-only connection on the blocking pool.

@@ -115,6 +115,9 @@ pub enum AppendOutcome {
     /// The device already sent an event under this transaction id (its
     /// id); nothing was stored.
     AlreadySent(String),
+    /// A prev event is not stored (an event it was built on failed):
+    /// nothing was stored, and the event must be built again.
+    StaleHead,
 }
 
 /// Facts about a room needed to append to it.
@@ -453,24 +456,41 @@ impl Db {
         self.write(move |c| append(c, &event)).await
     }
 
-    /// Stores one event like `append_event`, unless its transaction id was
-    /// used already: checked in the writer, so the check and the insert
-    /// are one step and a send costs no separate read.
-    pub async fn append_unless_sent(&self, event: NewEvent) -> Result<AppendOutcome> {
-        self.write(move |c| {
-            if let Some((user, device, txn)) = &event.txn
-                && let Some(existing) = c
-                    .prepare_cached(
-                        "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
-                    )?
-                    .query_row(params![user, device, txn], |r| r.get(0))
-                    .optional()?
-            {
-                return Ok(AppendOutcome::AlreadySent(existing));
-            }
-            Ok(AppendOutcome::Stored(append(c, &event)?))
-        })
-        .await
+    /// Queues one event to be stored like `append_event`, unless its
+    /// transaction id was used already (checked in the writer, so the check
+    /// and the insert are one step and a send costs no separate read) or one
+    /// of its prev events is missing. Queued events are stored in order,
+    /// so an event may be built on one still queued. `then` is told, on
+    /// the writer thread, whether the event was stored and committed.
+    pub fn queue_local_append<T: FnOnce(bool) + Send + 'static>(
+        &self,
+        event: NewEvent,
+        then: T,
+    ) -> Result<impl Future<Output = Result<AppendOutcome>> + use<T>> {
+        self.write_queued(
+            move |c| {
+                if let Some((user, device, txn)) = &event.txn
+                    && let Some(existing) = c
+                        .one(
+                            "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                            params![user, device, txn],
+                            |r| r.get(0),
+                        )
+                        .optional()?
+                {
+                    return Ok(AppendOutcome::AlreadySent(existing));
+                }
+                for prev in &event.prev_events {
+                    let stored: bool =
+                        c.one("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)", [prev], |r| r.get(0))?;
+                    if !stored {
+                        return Ok(AppendOutcome::StaleHead);
+                    }
+                }
+                Ok(AppendOutcome::Stored(append(c, &event)?))
+            },
+            move |result| then(matches!(result, Ok(AppendOutcome::Stored(_)))),
+        )
     }
 
     pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
