@@ -271,6 +271,41 @@ async fn lazy_loading_sends_only_the_members_who_spoke() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_member_summary_comes_when_membership_changes() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    server.join(&bob.access_token, &room).await;
+    let first = sync(&server, &alice, "timeout=0").await;
+    let summary = &first["rooms"]["join"][&room]["summary"];
+    assert_eq!(
+        (summary["m.joined_member_count"].as_u64(), summary["m.invited_member_count"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert_eq!(summary["m.heroes"], json!([bob.user_id]));
+
+    // A message changes no member: the summary is left out, the unread
+    // count is not.
+    server.send_text(&bob.access_token, &room, "hello").await;
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let next = sync(&server, &alice, &format!("since={since}&timeout=0")).await;
+    let joined = &next["rooms"]["join"][&room];
+    assert_eq!(timeline_bodies(&next, &room), vec!["hello"]);
+    assert!(joined["summary"].get("m.joined_member_count").is_none(), "{}", joined["summary"]);
+    assert_eq!(joined["unread_notifications"]["notification_count"], 1);
+
+    // A join does.
+    server.join(&carol.access_token, &room).await;
+    let since = next["next_batch"].as_str().unwrap().to_owned();
+    let after_join = sync(&server, &alice, &format!("since={since}&timeout=0")).await;
+    let summary = &after_join["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 3);
+    assert_eq!(summary["m.heroes"], json!([bob.user_id, carol.user_id]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn invites_and_leaves_appear_in_their_sections() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;

@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_e2ee.sql"),
     include_str!("migrations/0005_media.sql"),
     include_str!("migrations/0006_federation.sql"),
+    include_str!("migrations/0007_membership_counts.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

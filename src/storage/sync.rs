@@ -65,9 +65,11 @@ pub struct SyncRoomQuery {
     pub timeline: Option<(i64, i64, usize)>,
     /// Receipts changed in `(since, until]`.
     pub receipts: (i64, i64),
-    /// Read the summary and unread count too (for a room the sync will
-    /// almost surely return), counting on from this earlier count.
-    pub summary: Option<Option<UnreadCount>>,
+    /// Read the unread count too (for a room the sync will almost surely
+    /// return), counting on from this earlier count.
+    pub unread: Option<Option<UnreadCount>>,
+    /// Read the member summary too (a room new to the client).
+    pub members: bool,
 }
 
 /// The first pass over one room.
@@ -85,9 +87,10 @@ pub struct RoomDetailsQuery {
     pub room_id: String,
     /// Stream positions whose state group is wanted.
     pub state_at: Vec<i64>,
-    pub summary: bool,
-    /// The unread count of an earlier sync, to count on from.
-    pub unread_from: Option<UnreadCount>,
+    /// Read the unread count, counting on from an earlier sync's count.
+    pub unread: Option<Option<UnreadCount>>,
+    /// Read the member summary.
+    pub members: bool,
 }
 
 /// Messages from others after the user's read receipt, and up to where
@@ -104,11 +107,17 @@ pub struct UnreadCount {
 pub struct RoomDetails {
     /// The state group after the last event at or before each `state_at`.
     pub state_groups: Vec<Option<i64>>,
+    pub members: Option<MemberSummary>,
+    pub unread: Option<UnreadCount>,
+}
+
+/// Who is in a room, as a sync's room summary tells it.
+#[derive(Debug, Clone, Default)]
+pub struct MemberSummary {
     pub joined_count: i64,
     pub invited_count: i64,
     /// The first joined and then invited members by user id (at most 6 of each).
     pub heroes: Vec<String>,
-    pub unread: UnreadCount,
 }
 
 /// Runs `f` in one read transaction.
@@ -319,8 +328,9 @@ fn room_rows(c: &Connection, user_id: &str, q: &SyncRoomQuery) -> Result<SyncRoo
             })?
             .collect::<rusqlite::Result<_>>()?;
     }
-    if let Some(unread_from) = q.summary {
-        let query = RoomDetailsQuery { room_id: q.room_id.clone(), state_at: vec![], summary: true, unread_from };
+    if q.unread.is_some() || q.members {
+        let query =
+            RoomDetailsQuery { room_id: q.room_id.clone(), state_at: vec![], unread: q.unread, members: q.members };
         out.details = Some(room_details(c, user_id, &query)?);
     }
     Ok(out)
@@ -335,21 +345,25 @@ fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<R
     for position in &q.state_at {
         out.state_groups.push(stmt.query_row(params![q.room_id, position], |r| r.get(0)).optional()?);
     }
-    if !q.summary {
-        return Ok(out);
-    }
-    let mut count = c.prepare_cached("SELECT COUNT(*) FROM room_memberships WHERE room_id = ?1 AND membership = ?2")?;
-    out.joined_count = count.query_row(params![q.room_id, "join"], |r| r.get(0))?;
-    out.invited_count = count.query_row(params![q.room_id, "invite"], |r| r.get(0))?;
-    let mut first = c.prepare_cached(
-        "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id LIMIT 6",
-    )?;
-    for membership in ["join", "invite"] {
-        for user in first.query_map(params![q.room_id, membership], |r| r.get::<_, String>(0))? {
-            out.heroes.push(user?);
+    if q.members {
+        let mut members = MemberSummary::default();
+        let mut count =
+            c.prepare_cached("SELECT COUNT(*) FROM room_memberships WHERE room_id = ?1 AND membership = ?2")?;
+        members.joined_count = count.query_row(params![q.room_id, "join"], |r| r.get(0))?;
+        members.invited_count = count.query_row(params![q.room_id, "invite"], |r| r.get(0))?;
+        let mut first = c.prepare_cached(
+            "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id LIMIT 6",
+        )?;
+        for membership in ["join", "invite"] {
+            for user in first.query_map(params![q.room_id, membership], |r| r.get::<_, String>(0))? {
+                members.heroes.push(user?);
+            }
         }
+        out.members = Some(members);
     }
-    out.unread = unread_count(c, &q.room_id, user_id, q.unread_from)?;
+    if let Some(earlier) = q.unread {
+        out.unread = Some(unread_count(c, &q.room_id, user_id, earlier)?);
+    }
     Ok(out)
 }
 

@@ -28,7 +28,7 @@ use super::{SyncError, SyncRequest, SyncToken};
 use crate::{
     Services,
     rooms::{EventFilter, StateMap, pdu::Pdu, visibility::VisibilityCheck},
-    storage::sync::{RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery},
+    storage::sync::{MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery, UnreadCount},
     streams::presence_info,
 };
 
@@ -79,8 +79,11 @@ struct RoomPlan {
     receipt_rows: Vec<crate::storage::streams::ReceiptRow>,
     ephemeral: Vec<Value>,
     state: StateMap,
-    /// Summary and unread count, once read.
+    /// Member summary and unread count, as far as read.
     details: Option<RoomDetails>,
+    /// Whether the events read have a membership change (so the client's
+    /// member summary is out of date).
+    member_change: bool,
     /// The state groups at the positions asked for (`RoomDetailsQuery::state_at`).
     state_groups: Vec<Option<i64>>,
 }
@@ -284,8 +287,24 @@ impl RoomPlan {
             ephemeral: vec![],
             state: StateMap::new(),
             details: None,
+            member_change: false,
             state_groups: vec![],
         }
+    }
+
+    /// Whether the response carries the room's member summary: the spec
+    /// requires it only when it changed, and counting members of a large
+    /// room for every message would make fan-out cost grow with its size.
+    fn needs_member_summary(&self) -> bool {
+        self.kind == PlanKind::Join && (self.initial || self.slice.limited || self.member_change)
+    }
+
+    fn lacks_unread(&self) -> bool {
+        self.kind == PlanKind::Join && self.details.as_ref().is_none_or(|d| d.unread.is_none())
+    }
+
+    fn lacks_member_summary(&self) -> bool {
+        self.needs_member_summary() && self.details.as_ref().is_none_or(|d| d.members.is_none())
     }
 
     /// Whether an incremental sync has nothing for this joined room (once
@@ -311,16 +330,20 @@ impl RoomPlan {
 async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
     let services = ctx.services;
     let user = &ctx.req.user_id;
-    // A joined room with new events is almost surely returned: its summary
-    // and unread count are read in the same pass.
+    // A joined room with new events is almost surely returned: its unread
+    // count (and for a room new to the client, its member summary) is read
+    // in the same pass.
     let queries = plans
         .iter()
-        .map(|p| SyncRoomQuery {
-            room_id: p.room_id.to_string(),
-            timeline: p.timeline.map(|(after, until)| (after, until, ctx.timeline_limit + 1)),
-            receipts: p.receipts,
-            summary: (p.kind == PlanKind::Join && p.timeline.is_some())
-                .then(|| services.rooms.last_unread_count(&p.room_id, user)),
+        .map(|p| {
+            let joined_with_news = p.kind == PlanKind::Join && p.timeline.is_some();
+            SyncRoomQuery {
+                room_id: p.room_id.to_string(),
+                timeline: p.timeline.map(|(after, until)| (after, until, ctx.timeline_limit + 1)),
+                receipts: p.receipts,
+                unread: joined_with_news.then(|| services.rooms.last_unread_count(&p.room_id, user)),
+                members: joined_with_news && p.initial,
+            }
         })
         .collect();
     let room_rows = services.db.sync_room_rows(user.to_string(), queries).await?;
@@ -328,11 +351,14 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
     for (plan, rows) in plans.iter_mut().zip(room_rows) {
         plan.receipt_rows = rows.receipts;
         if let Some(details) = rows.details {
-            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
+            if let Some(unread) = details.unread {
+                services.rooms.remember_unread_count(&plan.room_id, user, unread);
+            }
             plan.details = Some(details);
         }
         let events =
             rows.events.into_iter().map(|e| services.rooms.pdu_from_stored(e)).collect::<Result<Vec<_>, _>>()?;
+        plan.member_change = events.iter().any(|e| *e.kind() == TimelineEventType::RoomMember);
         stored.push(events);
     }
     // The state groups the visibility rules look at, in one read.
@@ -354,9 +380,8 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
     let kept: Vec<usize> = (0..plans.len())
         .filter(|i| {
             let p = &plans[*i];
-            let needs_summary = p.kind == PlanKind::Join && p.details.is_none();
             let needs_groups = p.needs_state_groups() && (p.slice.before_group.is_none() || !p.initial);
-            !p.nothing_new() && (needs_summary || needs_groups)
+            !p.nothing_new() && (p.lacks_unread() || p.lacks_member_summary() || needs_groups)
         })
         .collect();
     let details = kept
@@ -372,18 +397,27 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
                     state_at.push(ctx.since.map(|s| s.events).unwrap_or(0));
                 }
             }
-            let summary = p.kind == PlanKind::Join && p.details.is_none();
-            let unread_from = summary.then(|| services.rooms.last_unread_count(&p.room_id, user)).flatten();
-            RoomDetailsQuery { room_id: p.room_id.to_string(), state_at, summary, unread_from }
+            RoomDetailsQuery {
+                room_id: p.room_id.to_string(),
+                state_at,
+                unread: p.lacks_unread().then(|| services.rooms.last_unread_count(&p.room_id, user)),
+                members: p.lacks_member_summary(),
+            }
         })
         .collect();
     let details = services.db.sync_room_details(user.to_string(), details).await?;
     for (i, details) in kept.into_iter().zip(details) {
         let plan = &mut plans[i];
-        plan.state_groups = details.state_groups.clone();
-        if plan.kind == PlanKind::Join && plan.details.is_none() {
-            services.rooms.remember_unread_count(&plan.room_id, user, details.unread);
-            plan.details = Some(details);
+        plan.state_groups = details.state_groups;
+        if plan.kind == PlanKind::Join {
+            let known = plan.details.get_or_insert_with(RoomDetails::default);
+            if let Some(unread) = details.unread {
+                services.rooms.remember_unread_count(&plan.room_id, user, unread);
+                known.unread = Some(unread);
+            }
+            if details.members.is_some() {
+                known.members = details.members;
+            }
         }
     }
     let mut groups = Vec::new();
@@ -665,15 +699,17 @@ async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomI
         e
     };
     joined.account_data.events = account_data.into_iter().map(raw).collect();
-    // Every joined room the response carries had its details read.
-    debug_assert!(details.is_some(), "a returned room has a summary");
+    // Every joined room the response carries had its unread count read.
+    debug_assert!(details.as_ref().is_some_and(|d| d.unread.is_some()), "a returned room has its unread count");
     let details = details.unwrap_or_default();
-    joined.summary = summary(ctx, &details);
-    joined.unread_notifications = unread(&details);
+    if let Some(members) = &details.members {
+        joined.summary = summary(ctx, members);
+    }
+    joined.unread_notifications = unread(details.unread.unwrap_or_default());
     Ok(Some((room_id, joined)))
 }
 
-fn summary(ctx: &Ctx<'_>, details: &RoomDetails) -> RoomSummary {
+fn summary(ctx: &Ctx<'_>, details: &MemberSummary) -> RoomSummary {
     let mut summary = RoomSummary::new();
     summary.joined_member_count = Some(UInt::try_from(details.joined_count.max(0) as u64).unwrap_or_default());
     summary.invited_member_count = Some(UInt::try_from(details.invited_count.max(0) as u64).unwrap_or_default());
@@ -687,9 +723,9 @@ fn summary(ctx: &Ctx<'_>, details: &RoomDetails) -> RoomSummary {
     summary
 }
 
-fn unread(details: &RoomDetails) -> UnreadNotificationsCount {
+fn unread(count: UnreadCount) -> UnreadNotificationsCount {
     let mut unread = UnreadNotificationsCount::new();
-    unread.notification_count = Some(UInt::try_from(details.unread.count.max(0) as u64).unwrap_or_default());
+    unread.notification_count = Some(UInt::try_from(count.count.max(0) as u64).unwrap_or_default());
     unread.highlight_count = Some(UInt::from(0u32));
     unread
 }

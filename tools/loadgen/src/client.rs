@@ -126,7 +126,10 @@ impl User {
         transport: Transport,
         deadline: Instant,
     ) -> anyhow::Result<mpsc::UnboundedReceiver<(String, Instant)>> {
-        let first = self.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1}}}"#)).await?;
+        // As clients do, members are loaded lazily: the first sync of a member
+        // of a large room is not a copy of its member list.
+        let first =
+            self.sync(None, 0, Some(r#"{"room":{"timeline":{"limit":1},"state":{"lazy_load_members":true}}}"#)).await?;
         let since = first["next_batch"].as_str().context("next_batch")?.to_owned();
         let (tx, rx) = mpsc::unbounded_channel();
         let me = self.clone();
@@ -134,7 +137,7 @@ impl User {
             Transport::Longpoll => {
                 tokio::spawn(async move {
                     let mut since = since;
-                    while Instant::now() < deadline {
+                    while Instant::now() < deadline && !tx.is_closed() {
                         let Ok(resp) = me.sync(Some(&since), 30_000, None).await else { break };
                         let now = Instant::now();
                         report(&resp, now, &tx);
@@ -152,7 +155,7 @@ impl User {
                 );
                 let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
                 tokio::spawn(async move {
-                    while Instant::now() < deadline {
+                    while Instant::now() < deadline && !tx.is_closed() {
                         let Ok(Some(Ok(message))) = tokio::time::timeout_at(deadline.into(), socket.next()).await
                         else {
                             break;

@@ -86,11 +86,20 @@ pub async fn fanout(cli: &Cli, members: usize, rate: f64, messages: usize) -> an
     for u in &users[1..] {
         u.join(&room).await?;
     }
-    let deadline = Instant::now() + WAIT_LIMIT + Duration::from_secs_f64(messages as f64 / rate);
+    eprintln!("DEBUG joined");
+    let sending = Duration::from_secs_f64(messages as f64 / rate);
+    // Starting a member's sync loop takes a first sync; the delivery
+    // deadline counts from when all of them run.
+    let watch_until = Instant::now() + 2 * WAIT_LIMIT + sending + Duration::from_millis(100) * members as u32;
+    let mut receivers = Vec::new();
+    for u in &users[1..] {
+        receivers.push(u.watch(cli.transport, watch_until).await?);
+    }
+    let deadline = Instant::now() + WAIT_LIMIT + sending;
+    eprintln!("DEBUG watchers up");
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut collectors = Vec::new();
-    for u in &users[1..] {
-        let mut rx = u.watch(cli.transport, deadline).await?;
+    for mut rx in receivers {
         let sent = sent.clone();
         collectors.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
