@@ -404,19 +404,30 @@ fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<Un
     Ok(UnreadCount { read_up_to, counted_until: newest, count })
 }
 
+/// At most this many rooms make an incremental sync's room reads quick.
+const QUICK_ROOMS: usize = 8;
+
 impl Db {
-    /// The user-level reads of one sync, in one snapshot.
+    /// The user-level reads of one sync, in one snapshot (on the calling
+    /// thread for an incremental sync: see `read_quick`).
     pub async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows> {
-        self.read(move |c| snapshot(c, |c| user_rows(c, &query))).await
+        if query.since.is_some() {
+            self.read_quick(move |c| snapshot(c, |c| user_rows(c, &query))).await
+        } else {
+            self.read(move |c| snapshot(c, |c| user_rows(c, &query))).await
+        }
     }
 
     /// The first pass over the rooms of one sync (timelines, receipts), in
-    /// one snapshot; one result per query, in order.
+    /// one snapshot; one result per query, in order. When every timeline
+    /// asked for continues an earlier sync, the read is a quick one.
     pub async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
         if queries.is_empty() {
             return Ok(vec![]);
         }
-        self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_rows(c, &user_id, q)).collect())).await
+        let quick = queries.len() <= QUICK_ROOMS && queries.iter().all(|q| !q.members);
+        let read = move |c: &Connection| snapshot(c, |c| queries.iter().map(|q| room_rows(c, &user_id, q)).collect());
+        if quick { self.read_quick(read).await } else { self.read(read).await }
     }
 
     /// The second pass over the rooms a sync includes (state groups,

@@ -86,7 +86,7 @@ pub async fn fanout(cli: &Cli, members: usize, rate: f64, messages: usize) -> an
     for u in &users[1..] {
         u.join(&room).await?;
     }
-    eprintln!("DEBUG joined");
+    eprintln!("fanout: {members} members joined; starting their sync loops");
     let sending = Duration::from_secs_f64(messages as f64 / rate);
     // Starting a member's sync loop takes a first sync; the delivery
     // deadline counts from when all of them run.
@@ -96,7 +96,7 @@ pub async fn fanout(cli: &Cli, members: usize, rate: f64, messages: usize) -> an
         receivers.push(u.watch(cli.transport, watch_until).await?);
     }
     let deadline = Instant::now() + WAIT_LIMIT + sending;
-    eprintln!("DEBUG watchers up");
+    eprintln!("fanout: every sync loop runs; sending");
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut collectors = Vec::new();
     for mut rx in receivers {
