@@ -214,6 +214,89 @@ async fn two_servers_share_a_room() {
 }
 
 #[tokio::test]
+async fn rooms_of_versions_1_and_2_are_shared() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let (_, caps) = p.a.get("/_matrix/client/v3/capabilities", Some(&alice.access_token)).await;
+    for version in ["1", "2"] {
+        assert_eq!(caps["capabilities"]["m.room_versions"]["available"][version], "stable", "{caps}");
+        let room =
+            p.a.create_room(
+                &alice.access_token,
+                json!({
+                    "room_version": version, "preset": "public_chat", "name": "Old",
+                    "power_level_content_override": {"users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50}},
+                }),
+            )
+            .await;
+        let (status, body) =
+            p.b.post(
+                &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+                Some(&bob.access_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "v{version}: {body}");
+        let (status, create) = p.b.get_state(&bob.access_token, &room, "m.room.create", "").await;
+        assert_eq!((status, create["room_version"].as_str()), (200, Some(version)), "{create}");
+        let (_, name) = p.b.get_state(&bob.access_token, &room, "m.room.name", "").await;
+        assert_eq!(name["name"], "Old");
+        sync_until(&p.a, &alice, "bob's join", |b| {
+            b["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|ev| {
+                ev.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+            })
+        })
+        .await;
+
+        // Event ids are `$localpart:server` of the server that made them.
+        let text_a = format!("v{version} from A");
+        let (status, sent_a) = p.a.send_text(&alice.access_token, &room, &text_a).await;
+        assert_eq!(status, 200, "{sent_a}");
+        assert!(sent_a["event_id"].as_str().unwrap().ends_with(&format!(":{}", p.a_name)), "{sent_a}");
+        sync_until(&p.b, &bob, "alice's message", |b| timeline_has(b, &room, &text_a)).await;
+        let text_b = format!("v{version} from B");
+        let (status, sent_b) = p.b.send_text(&bob.access_token, &room, &text_b).await;
+        assert_eq!(status, 200, "{sent_b}");
+        let id_b = sent_b["event_id"].as_str().unwrap();
+        assert!(id_b.ends_with(&format!(":{}", p.b_name)), "{sent_b}");
+        let body = sync_until(&p.a, &alice, "bob's message", |b| timeline_has(b, &room, &text_b)).await;
+        let event = body["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["content"]["body"] == text_b.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!((event["sender"].as_str(), event["event_id"].as_str()), (Some(bob.user_id.as_str()), Some(id_b)));
+        // As A stored it: the id inside, prev and auth events as [id, hashes] pairs.
+        let id = plexus::ruma::OwnedEventId::try_from(id_b).unwrap();
+        let stored = p.a.services().rooms.pdu_jsons(&[id]).await.unwrap();
+        let pdu: Value = serde_json::from_str(stored[0].get()).unwrap();
+        assert_eq!(pdu["event_id"], id_b);
+        for refs in [&pdu["prev_events"], &pdu["auth_events"]] {
+            let pairs = refs.as_array().unwrap();
+            assert!(!pairs.is_empty(), "{pdu}");
+            assert!(pairs.iter().all(|r| r[0].is_string() && r[1]["sha256"].is_string()), "{pdu}");
+        }
+
+        // State from B becomes state on A.
+        let (status, _) =
+            p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": format!("v{version}")})).await;
+        assert_eq!(status, 200);
+        let mut topic = Value::Null;
+        for _ in 0..50 {
+            topic = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await.1;
+            if topic["topic"] == format!("v{version}").as_str() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(topic["topic"], format!("v{version}").as_str(), "the topic set on B reached A");
+    }
+}
+
+#[tokio::test]
 async fn join_by_remote_alias() {
     let p = pair().await;
     let alice = p.a.register("alice").await;

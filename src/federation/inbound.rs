@@ -44,17 +44,7 @@ impl Federation {
         let mut obj: CanonicalJsonObject =
             serde_json::from_str(raw.get()).map_err(|e| FedError::BadRequest(format!("the PDU is not JSON: {e}")))?;
         ruma::state_res::check_pdu_format(&obj, &rules.event_format).map_err(FedError::BadRequest)?;
-        let event_id = match obj.get("event_id") {
-            // Room versions 1 and 2 carry their event id.
-            Some(CanonicalJsonValue::String(id)) if rules.event_format.require_event_id => {
-                OwnedEventId::try_from(id.as_str()).map_err(|e| FedError::BadRequest(e.to_string()))?
-            }
-            _ => {
-                let hash = ruma::signatures::reference_hash(&obj, &rules)
-                    .map_err(|e| FedError::BadRequest(format!("cannot hash the PDU: {e}")))?;
-                OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::BadRequest(e.to_string()))?
-            }
-        };
+        let event_id = crate::rooms::event_format::event_id_of(&obj, &rules).map_err(FedError::BadRequest)?;
         match obj.get("room_id") {
             Some(CanonicalJsonValue::String(id)) if id == room_id.as_str() => {}
             None if matches!(obj.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create") => {}

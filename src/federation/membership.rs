@@ -10,12 +10,12 @@ use ruma::{
         create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
     },
     canonical_json::{RedactedBecause, redact},
-    signatures::{hash_and_sign_event, reference_hash},
+    signatures::hash_and_sign_event,
 };
 use serde_json::Value;
 
 use super::{FedError, Federation};
-use crate::rooms::{VerifiedPdu, versions};
+use crate::rooms::{VerifiedPdu, event_format, versions};
 
 impl Federation {
     /// Joins `user` to `room_id` through the first of `via` that can help.
@@ -51,32 +51,13 @@ impl Federation {
         request.ver = versions::FOLLOWED.to_vec();
         let template = self.request(server, request).await?;
         let (version, rules) = followed_rules(template.room_version)?;
-        let mut obj: CanonicalJsonObject = serde_json::from_str(template.event.get())
-            .map_err(|e| FedError::BadResponse(format!("make_join template: {e}")))?;
-        // The template must be the join this server asked for.
-        let is = |key: &str, want: &str| matches!(obj.get(key), Some(CanonicalJsonValue::String(v)) if v == want);
-        if !is("type", "m.room.member") || !is("sender", user.as_str()) || !is("state_key", user.as_str()) {
-            return Err(FedError::BadResponse("the join template is not a join of this user".into()));
-        }
-        if !is("room_id", room_id.as_str()) {
-            return Err(FedError::BadResponse("the join template is for another room".into()));
-        }
         let mut content = serde_json::json!({ "membership": "join" });
         if let Ok(Value::Object(profile)) = self.rooms.member_profile(user).await
             && let Some(map) = content.as_object_mut()
         {
             map.extend(profile);
         }
-        obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical content"));
-        obj.insert("origin".into(), CanonicalJsonValue::String(self.server_name().to_string()));
-        obj.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().0.into()));
-        obj.remove("signatures");
-        obj.remove("hashes");
-        obj.remove("unsigned");
-        hash_and_sign_event(self.server_name().as_str(), &self.key.keypair, &mut obj, &rules.redaction)
-            .map_err(|e| FedError::Internal(format!("cannot sign the join: {e}")))?;
-        let hash = reference_hash(&obj, &rules).map_err(|e| FedError::Internal(e.to_string()))?;
-        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::Internal(e.to_string()))?;
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
         let pdu_raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
 
         let response = self
@@ -138,10 +119,12 @@ impl Federation {
         obj.remove("signatures");
         obj.remove("hashes");
         obj.remove("unsigned");
+        // Room versions 1 and 2: the id is this server's to choose.
+        obj.remove("event_id");
+        event_format::assign_event_id(&mut obj, rules, self.server_name());
         hash_and_sign_event(self.server_name().as_str(), &self.key.keypair, &mut obj, &rules.redaction)
             .map_err(|e| FedError::Internal(format!("cannot sign the event: {e}")))?;
-        let hash = reference_hash(&obj, rules).map_err(|e| FedError::Internal(e.to_string()))?;
-        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::Internal(e.to_string()))?;
+        let event_id = event_format::event_id_of(&obj, rules).map_err(FedError::Internal)?;
         Ok((event_id, obj))
     }
 

@@ -292,8 +292,7 @@ async fn event_id_of(raw: &serde_json::value::RawValue, state: &AppState) -> Opt
     let version = state.rooms.room_version(&room).await.ok()?;
     let rules = version.rules()?;
     let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-    let hash = ruma::signatures::reference_hash(&obj, &rules).ok()?;
-    OwnedEventId::try_from(format!("${hash}")).ok()
+    crate::rooms::event_format::event_id_of(&obj, &rules).ok()
 }
 
 /// Whether `server` may see the room: it has a joined member, or the room

@@ -7,9 +7,11 @@
 mod append;
 mod create;
 pub mod directory;
+pub mod event_format;
 mod membership;
 pub mod pdu;
 mod remote;
+mod state_res_v1;
 mod timeline;
 mod upgrade;
 pub mod versions;

@@ -187,11 +187,9 @@ impl Rooms {
         auth_events.sort();
         auth_events.dedup();
         let mut obj = CanonicalJsonObject::new();
-        let ids = |ids: &[OwnedEventId]| {
-            CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
-        };
-        obj.insert("auth_events".into(), ids(&auth_events));
-        obj.insert("prev_events".into(), ids(&head.extremities.iter().take(20).cloned().collect::<Vec<_>>()));
+        let prev_events: Vec<OwnedEventId> = head.extremities.iter().take(20).cloned().collect();
+        obj.insert("auth_events".into(), self.event_references(&auth_events, &head.rules).await?);
+        obj.insert("prev_events".into(), self.event_references(&prev_events, &head.rules).await?);
         obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical"));
         obj.insert("depth".into(), CanonicalJsonValue::Integer((head.max_depth + 1).try_into().unwrap_or_default()));
         obj.insert(
@@ -479,7 +477,13 @@ impl Rooms {
         incoming: Option<&Pdu>,
     ) -> Result<StateMap, RoomsError> {
         let Some(v2) = rules.state_res.v2_rules() else {
-            return Err(RoomsError::Internal("only state resolution v2 is supported".into()));
+            // Room version 1.
+            let ids: HashSet<OwnedEventId> = states.iter().flat_map(|s| s.values().cloned()).collect();
+            let mut events = self.get_pdus(ids.iter()).await?;
+            if let Some(pdu) = incoming {
+                events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
+            }
+            return Ok(super::state_res_v1::resolve(&rules.authorization, states, &events));
         };
         // Auth chains of each state set, and every event involved, loaded.
         let mut chains = Vec::with_capacity(states.len());
