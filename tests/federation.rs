@@ -21,14 +21,24 @@ struct Pair {
     _certs: tempfile::TempDir,
 }
 
+type Certs = (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf);
+
 /// A federating server named `localhost:PORT` on a free port; returns it
-/// and its name. A port taken between choosing and binding it is retried.
-async fn start_server(certs: &(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)) -> (TestServer, String) {
+/// and its name.
+async fn start_server(certs: &Certs) -> (TestServer, String) {
+    start_server_named(certs, "localhost").await
+}
+
+/// A federating server named `HOST:PORT` (HOST is `localhost` or
+/// `127.0.0.1`) on a free port. A port taken between choosing and binding
+/// it is retried.
+async fn start_server_named(certs: &Certs, host: &str) -> (TestServer, String) {
     for _ in 0..20 {
         let port = free_port();
         let (ca, cert, key) = certs.clone();
+        let name = format!("{host}:{port}");
         let started = TestServer::try_start_with(move |c| {
-            c.server.server_name = format!("localhost:{port}").try_into().unwrap();
+            c.server.server_name = name.try_into().unwrap();
             c.federation.enabled = true;
             c.federation.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
             c.federation.tls_cert = Some(cert);
@@ -38,7 +48,7 @@ async fn start_server(certs: &(std::path::PathBuf, std::path::PathBuf, std::path
         })
         .await;
         match started {
-            Ok(server) => return (server, format!("localhost:{port}")),
+            Ok(server) => return (server, format!("{host}:{port}")),
             Err(plexus::StartError::Listen { .. }) => continue,
             Err(e) => panic!("server starts: {e}"),
         }
@@ -619,6 +629,71 @@ async fn concurrent_topic_changes_resolve_to_the_same_state() {
     let (status, _) = p.b.send_text(&bob.access_token, &room, "after the split").await;
     assert_eq!(status, 200);
     sync_until(&p.a, &alice, "the message after the split", |s| timeline_has(s, &room, "after the split")).await;
+}
+
+#[tokio::test]
+async fn server_acls_shut_a_denied_server_out() {
+    // B is named by its IP address so that an ACL can tell it from A
+    // (ACLs match hosts without ports, and both would be `localhost`).
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let (a, a_name) = start_server(&certs).await;
+    let (b, b_name) = start_server_named(&certs, "127.0.0.1").await;
+    let p = Pair { a, b, a_name, b_name, _certs: certs_dir };
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let carol = p.b.register("carol").await;
+    let room = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+    let b_server: plexus::ruma::OwnedServerName = p.b_name.as_str().try_into().unwrap();
+    let room_id = plexus::ruma::OwnedRoomId::try_from(room.as_str()).unwrap();
+    assert_eq!(p.a.services().federation.room_servers(&room_id).await.unwrap(), vec![b_server.clone()]);
+
+    let acl = json!({"allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": true});
+    let (status, body) = p.a.put_state(&alice.access_token, &room, "m.room.server_acl", "", acl).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Nothing of the room goes to B any more.
+    assert!(p.a.services().federation.room_servers(&room_id).await.unwrap().is_empty());
+
+    // A PDU from B is refused for that room.
+    let as_b = forged::AsB::new(&p);
+    let (_, state) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&alice.access_token)).await;
+    let id_of = |kind: &str, key: &str| {
+        state.as_array().unwrap().iter().find(|e| e["type"] == kind && e["state_key"] == key).unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let auth = vec![id_of("m.room.power_levels", ""), id_of("m.room.member", &bob.user_id)];
+    let prev = id_of("m.room.server_acl", "");
+    let pdu = as_b.message(&room, &bob.user_id, auth, prev, "denied");
+    let pdu_id = forged::AsB::event_id(&pdu);
+    let (status, body) = as_b.send(vec![pdu], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pdus"][&pdu_id]["error"].as_str().is_some_and(|e| e.contains("ACL")), "{body}");
+    let got =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&pdu_id)), Some(&alice.access_token))
+            .await;
+    assert_error(&got, 404, "M_NOT_FOUND");
+
+    // A room whose ACL denies B from the start: B's join is refused by
+    // A's make_join with 403 M_FORBIDDEN, and B stays out.
+    let acl = json!({"type": "m.room.server_acl", "state_key": "", "content": {"allow": ["*"], "deny": ["127.0.0.1"]}});
+    let closed = p.a.create_room(&alice.access_token, json!({"preset": "public_chat", "initial_state": [acl]})).await;
+    let got =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&closed), enc(&p.a_name)),
+            Some(&carol.access_token),
+            json!({}),
+        )
+        .await;
+    assert_error(&got, 403, "M_FORBIDDEN");
+    assert!(got.1["error"].as_str().unwrap().contains("ACL"), "{:?}", got.1);
+    let (_, members) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&closed)), Some(&alice.access_token)).await;
+    assert_eq!(members["joined"].as_object().map(|m| m.len()), Some(1), "{members}");
 }
 
 mod forged {

@@ -77,6 +77,10 @@ impl Federation {
         if !self.rooms.knows_room(&room_id).await? {
             return Err(FedError::NotFound(format!("this server is not in {room_id}")));
         }
+        // Spec: server-server API, "Server ACLs" (checked per PDU of /send).
+        if !self.rooms.server_allowed(&room_id, origin).await? {
+            return Err(FedError::Forbidden(format!("the server ACL of {room_id} denies {origin}")));
+        }
         let version = self.rooms.room_version(&room_id).await?;
         let event = self.verify_pdu(&version, &room_id, raw).await?;
         let event_id = event.pdu.event_id.clone();

@@ -179,7 +179,8 @@ impl Federation {
         })
     }
 
-    /// Servers with joined users in a room, this one excepted.
+    /// Servers with joined users in a room, this one and those the room's
+    /// server ACL denies excepted.
     pub async fn room_servers(&self, room_id: &ruma::RoomId) -> Result<Vec<OwnedServerName>, FedError> {
         let mut servers: Vec<OwnedServerName> = self
             .rooms
@@ -191,6 +192,12 @@ impl Federation {
             .collect();
         servers.sort();
         servers.dedup();
-        Ok(servers)
+        let mut allowed = Vec::with_capacity(servers.len());
+        for server in servers {
+            if self.rooms.server_allowed(room_id, &server).await? {
+                allowed.push(server);
+            }
+        }
+        Ok(allowed)
     }
 }

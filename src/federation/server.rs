@@ -295,12 +295,22 @@ async fn event_id_of(raw: &serde_json::value::RawValue, state: &AppState) -> Opt
     crate::rooms::event_format::event_id_of(&obj, &rules).ok()
 }
 
-/// Whether `server` may see the room: it has a joined member, or the room
-/// is world-readable.
+/// Refuses a server the room's server ACL denies (server-server API,
+/// "Server ACLs": 403 `M_FORBIDDEN`).
+async fn require_acl_allows(state: &AppState, room_id: &ruma::RoomId, server: &ServerName) -> Result<(), ApiError> {
+    if state.rooms.knows_room(room_id).await? && !state.rooms.server_allowed(room_id, server).await? {
+        return Err(ApiError::forbidden("the room's server ACL denies your server"));
+    }
+    Ok(())
+}
+
+/// Whether `server` may see the room: the room's server ACL allows it, and
+/// it has a joined member or the room is world-readable.
 async fn require_server_in_room(state: &AppState, room_id: &ruma::RoomId, server: &ServerName) -> Result<(), ApiError> {
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
+    require_acl_allows(state, room_id, server).await?;
     let members = state.rooms.joined_members(room_id).await?;
     if members.iter().any(|u| u.server_name() == server) {
         return Ok(());
@@ -330,6 +340,7 @@ async fn membership_template(
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
+    require_acl_allows(state, room_id, origin).await?;
     Ok(state.rooms.make_membership_template(room_id, user_id, membership).await?)
 }
 
@@ -366,6 +377,7 @@ async fn verified_membership(
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
+    require_acl_allows(state, room_id, origin).await?;
     let version = state.rooms.room_version(room_id).await?;
     let event = state.federation.verify_pdu(&version, room_id, raw).await?;
     let pdu: &Pdu = &event.pdu;
@@ -463,6 +475,7 @@ async fn invite(
             "this server does not support the room's version",
         ));
     }
+    require_acl_allows(&state, &body.room_id, &origin).await?;
     let fed = &state.federation;
     let event = fed.verify_pdu(&body.room_version, &body.room_id, &body.event).await?;
     let pdu: &Pdu = &event.pdu;

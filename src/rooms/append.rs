@@ -89,7 +89,7 @@ impl Rooms {
         };
         // Every server with a member in the room gets the event, and the
         // server of a remote user whose membership changes.
-        let mut send_to = self.remote_servers(head);
+        let mut send_to = self.remote_servers(head).await?;
         if let Some(target) = pdu.state_key().filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
             && let Ok(target) = UserId::parse(target)
             && self.config.federation.enabled

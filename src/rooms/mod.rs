@@ -11,6 +11,7 @@ pub mod event_format;
 mod membership;
 pub mod pdu;
 mod remote;
+mod server_acl;
 mod state_res_v1;
 mod timeline;
 mod upgrade;

@@ -111,17 +111,21 @@ fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
 }
 
 impl Rooms {
-    /// The servers with joined users in the room, without this one.
-    pub(super) fn remote_servers(&self, head: &RoomHead) -> Vec<OwnedServerName> {
+    /// The servers with joined users in the room, without this one and
+    /// those the room's server ACL denies.
+    pub(super) async fn remote_servers(&self, head: &RoomHead) -> Result<Vec<OwnedServerName>, RoomsError> {
         if !self.config.federation.enabled {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let own = &self.config.server.server_name;
         let mut servers: Vec<OwnedServerName> =
             head.joined.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
         servers.sort();
         servers.dedup();
-        servers
+        if let Some(acl) = self.acl_in(&head.state).await? {
+            servers.retain(|s| acl.is_allowed(s));
+        }
+        Ok(servers)
     }
 
     /// Wakes the federation sender for destinations that got PDUs queued.
@@ -315,7 +319,7 @@ impl Rooms {
         extremities.push(pdu.event_id.clone());
         let send_to: Vec<OwnedServerName> = match forward_from {
             Some(origin) => {
-                let mut servers = self.remote_servers(head);
+                let mut servers = self.remote_servers(head).await?;
                 servers.retain(|s| s != origin);
                 servers
             }
