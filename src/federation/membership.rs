@@ -64,22 +64,20 @@ impl Federation {
             .request(server, create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), pdu_raw))
             .await?;
         let room_state = response.room_state;
-        // Every event of the state and auth chain must verify.
+        // Events of the state and auth chain that do not verify are dropped;
+        // the room server then checks each against its auth events.
         let mut state = Vec::with_capacity(room_state.state.len());
-        for raw in &room_state.state {
-            let event = self.verify_pdu(&version, room_id, raw).await?;
-            if event.pdu.room != room_id {
-                return Err(FedError::BadResponse("send_join returned an event of another room".into()));
-            }
-            state.push(event);
-        }
         let mut auth_chain = Vec::with_capacity(room_state.auth_chain.len());
-        for raw in &room_state.auth_chain {
-            let event = self.verify_pdu(&version, room_id, raw).await?;
-            if event.pdu.room != room_id {
-                return Err(FedError::BadResponse("send_join returned an event of another room".into()));
+        for (raws, out) in [(&room_state.state, &mut state), (&room_state.auth_chain, &mut auth_chain)] {
+            for raw in raws {
+                match self.verify_pdu(&version, room_id, raw).await {
+                    Ok(event) if event.pdu.room == room_id => out.push(event),
+                    Ok(_) => return Err(FedError::BadResponse("send_join returned an event of another room".into())),
+                    Err(e) => {
+                        tracing::info!(%room_id, %server, error = %e, "dropped a send_join event that does not verify")
+                    }
+                }
             }
-            auth_chain.push(event);
         }
         // The resident server may have countersigned the join (restricted rooms).
         let signed_join = match &room_state.event {

@@ -8,6 +8,7 @@ mod append;
 mod create;
 pub mod directory;
 pub mod event_format;
+mod joined;
 mod membership;
 pub mod pdu;
 mod remote;

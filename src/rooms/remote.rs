@@ -50,7 +50,7 @@ impl VerifiedPdu {
 
     /// The event as a timeline append, with nothing but its own fields
     /// and the given state changes set.
-    fn new_event(&self, state: StateWrite, current_state: CurrentStateWrite) -> NewEvent {
+    pub(super) fn new_event(&self, state: StateWrite, current_state: CurrentStateWrite) -> NewEvent {
         let pdu = &self.pdu;
         NewEvent {
             event_id: pdu.event_id.to_string(),
@@ -75,7 +75,7 @@ impl VerifiedPdu {
         }
     }
 
-    fn outlier(&self, rejected: bool) -> Outlier {
+    pub(super) fn outlier(&self, rejected: bool) -> Outlier {
         Outlier {
             event_id: self.pdu.event_id.to_string(),
             room_id: self.pdu.room.to_string(),
@@ -106,8 +106,22 @@ pub enum RemoteOutcome {
     Rejected(String),
 }
 
-fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
+pub(super) fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
     pdu.state_key().map(|k| (StateEventType::from(pdu.kind().to_string()), k.to_owned()))
+}
+
+/// The auth rules with the event's own auth events as the state.
+pub(super) fn auth_with_events(
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+    auth: &HashMap<OwnedEventId, Arc<Pdu>>,
+) -> Result<(), String> {
+    let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
+    state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event).map_err(|e| e.to_string())?;
+    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
+        auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
+    let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
+    state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
 }
 
 impl Rooms {
@@ -253,7 +267,7 @@ impl Rooms {
         {
             auth.insert(create.clone(), event);
         }
-        if let Err(reason) = self.auth_with_events(pdu, &rules, &auth) {
+        if let Err(reason) = auth_with_events(pdu, &rules, &auth) {
             return Ok(RemoteOutcome::Rejected(reason));
         }
 
@@ -411,24 +425,13 @@ impl Rooms {
         Some((target.to_string(), serde_json::to_string(&redacted).ok()?))
     }
 
-    /// The auth rules with the event's own auth events as the state.
-    fn auth_with_events(
+    /// The auth rules against a state map.
+    pub(super) async fn auth_with_state(
         &self,
         pdu: &Pdu,
         rules: &RoomVersionRules,
-        auth: &HashMap<OwnedEventId, Arc<Pdu>>,
+        state: &StateMap,
     ) -> Result<(), String> {
-        let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
-        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
-            .map_err(|e| e.to_string())?;
-        let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
-            auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
-        let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
-        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
-    }
-
-    /// The auth rules against a state map.
-    async fn auth_with_state(&self, pdu: &Pdu, rules: &RoomVersionRules, state: &StateMap) -> Result<(), String> {
         let content = pdu.fields.content.clone();
         let keys =
             state_res::auth_types_for_event(pdu.kind(), pdu.sender(), pdu.state_key(), &content, &rules.authorization)
@@ -519,61 +522,6 @@ impl Rooms {
             .map_err(|e| RoomsError::Internal(format!("state resolution failed: {e}")))?;
         tracing::debug!(sets = states.len(), keys = resolved.len(), ?resolved, "resolved state");
         Ok(resolved)
-    }
-
-    /// Joins a room over federation: stores its state and auth chain
-    /// (checked by the caller) and the join event, which becomes the room's
-    /// only forward extremity.
-    pub async fn import_joined_room(
-        &self,
-        version: &RoomVersionId,
-        state: Vec<VerifiedPdu>,
-        auth_chain: Vec<VerifiedPdu>,
-        join: VerifiedPdu,
-    ) -> Result<Arc<Pdu>, RoomsError> {
-        let room_id = join.pdu.room.clone();
-        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
-        let slot = self.head_slot(&room_id);
-        let mut guard = slot.lock().await;
-        let mut outliers: Vec<Outlier> = auth_chain.iter().map(|e| e.outlier(false)).collect();
-        outliers.extend(state.iter().map(|e| e.outlier(false)));
-        self.db.store_outliers(outliers).await?;
-
-        let mut map = StateMap::new();
-        for event in &state {
-            if let Some(key) = state_key_of(&event.pdu) {
-                map.insert(key, event.pdu.event_id.clone());
-            }
-        }
-        let create = map
-            .get(&(StateEventType::RoomCreate, String::new()))
-            .and_then(|id| state.iter().find(|e| &e.pdu.event_id == id))
-            .ok_or_else(|| RoomsError::BadJson("the room state has no create event".into()))?;
-        let creator = create.pdu.sender().to_string();
-        // The join must pass the auth rules against the state it joins.
-        let mut auth = self.get_pdus(join.pdu.fields.auth_events.iter()).await?;
-        auth.insert(create.pdu.event_id.clone(), Arc::new(create.pdu.clone()));
-        self.auth_with_events(&join.pdu, &rules, &auth).map_err(RoomsError::Forbidden)?;
-        self.auth_with_state(&join.pdu, &rules, &map).await.map_err(RoomsError::Forbidden)?;
-        map.insert(state_key_of(&join.pdu).expect("a join is a state event"), join.pdu.event_id.clone());
-        let full: StoredState = map.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
-        let pdu = &join.pdu;
-        let appended = self
-            .db
-            .append_event(NewEvent {
-                forward_extremities: vec![pdu.event_id.to_string()],
-                new_room: Some((version.to_string(), creator)),
-                ..join.new_event(StateWrite::Full { state: full.clone() }, CurrentStateWrite::Replace(full))
-            })
-            .await?;
-        *guard = self.load_head(&room_id).await?;
-        let mut stored = pdu.clone();
-        stored.stream_ordering = Some(appended.stream_ordering);
-        stored.state_group = Some(appended.state_group);
-        let stored = Arc::new(stored);
-        self.events.insert(stored.event_id.clone(), stored.clone());
-        self.notifier.events_committed(appended.stream_ordering, [pdu.sender()]);
-        Ok(stored)
     }
 
     /// The state of the room at an event (after it), and the auth chain of
@@ -767,7 +715,7 @@ impl Rooms {
             if auth.len() < event.pdu.fields.auth_events.len() {
                 continue;
             }
-            if let Err(reason) = self.auth_with_events(&event.pdu, &rules, &auth) {
+            if let Err(reason) = auth_with_events(&event.pdu, &rules, &auth) {
                 tracing::info!(event_id = %event.pdu.event_id, %reason, "dropped a backfilled event");
                 continue;
             }
