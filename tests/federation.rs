@@ -696,6 +696,43 @@ async fn server_acls_shut_a_denied_server_out() {
     assert_eq!(members["joined"].as_object().map(|m| m.len()), Some(1), "{members}");
 }
 
+#[tokio::test]
+async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let levels = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
+    let room = shared_room(&p, &alice, &bob, levels).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+
+    // B's events for A are lost: a topic change and then more messages than
+    // one get_missing_events request brings back.
+    let b = p.b.services();
+    b.federation.sender.set_paused(true);
+    let (status, _) =
+        p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": "set in the gap"})).await;
+    assert_eq!(status, 200);
+    for i in 0..25 {
+        let (status, _) = p.b.send_text(&bob.access_token, &room, &format!("lost {i}")).await;
+        assert_eq!(status, 200);
+    }
+    let txn = b.db.next_federation_txn(p.a_name.clone(), 1000, 1000).await.unwrap().expect("queued for A");
+    b.db.federation_txn_done(p.a_name.clone(), txn.last_id).await.unwrap();
+    let (status, _) = p.b.send_text(&bob.access_token, &room, "after the gap").await;
+    assert_eq!(status, 200);
+    b.federation.sender.set_paused(false);
+
+    // A fetches the last 20 missing messages; the oldest of them still has
+    // an unknown prev event, so its state comes from B's /state_ids, which
+    // includes the topic A never received.
+    sync_until(&p.a, &alice, "the message after the gap", |s| timeline_has(s, &room, "after the gap")).await;
+    let (status, topic) = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await;
+    assert_eq!((status, topic["topic"].as_str()), (200, Some("set in the gap")), "{topic}");
+    let bodies = all_bodies(&p.a, &alice, &room).await;
+    let expected: Vec<String> = (5..25).map(|i| format!("lost {i}")).chain(["after the gap".to_owned()]).collect();
+    assert_eq!(bodies, expected);
+}
+
 mod forged {
     //! Requests and PDUs made by the test as if it were server B (it signs
     //! with B's key from B's data dir), some of them forged.

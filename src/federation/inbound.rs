@@ -7,17 +7,24 @@
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName,
     UInt,
-    api::federation::{authorization::get_event_authorization, event::get_missing_events},
+    api::federation::{
+        authorization::get_event_authorization,
+        event::{get_event, get_missing_events, get_room_state_ids},
+    },
     canonical_json::{RedactedBecause, redact},
+    events::StateEventType,
     signatures::{Verified, required_server_signatures_to_verify_event, verify_event},
 };
 use serde_json::value::RawValue;
 
 use super::{FedError, Federation};
-use crate::rooms::{RemoteOutcome, VerifiedPdu};
+use crate::rooms::{RemoteOutcome, StateMap, VerifiedPdu};
 
 /// How many missing prev events are fetched for one incoming event.
 const MISSING_EVENTS_LIMIT: u32 = 20;
+
+/// How many unknown events of a `/state_ids` answer are fetched one by one.
+const MAX_STATE_FETCH: usize = 500;
 
 /// The room id of a raw PDU.
 pub fn room_of(raw: &RawValue) -> Result<OwnedRoomId, FedError> {
@@ -101,14 +108,73 @@ impl Federation {
             self.fetch_auth_chain(origin, version, &room_id, &event.pdu.event_id).await?;
         }
         // Missing prev events: fill the gap with get_missing_events.
-        let missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
+        let mut missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
         if !missing_prev.is_empty() && depth == 0 {
             self.fill_gap(origin, version, &room_id, &event).await;
+            missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
         }
-        match self.rooms.append_remote(event, None).await? {
+        // Still missing: the state before the event comes from its server
+        // (spec: server-server API, "Checks performed on receipt of a PDU").
+        let outcome = if missing_prev.is_empty() {
+            self.rooms.append_remote(event, None).await?
+        } else {
+            match self.fetch_state_before(origin, version, &room_id, &event.pdu.event_id).await {
+                Ok(state) => self.rooms.append_remote_with_state_before(event, state).await?,
+                Err(e) => {
+                    tracing::info!(event_id = %event.pdu.event_id, error = %e, "no state from /state_ids; using the state this server has");
+                    self.rooms.append_remote(event, None).await?
+                }
+            }
+        };
+        match outcome {
             RemoteOutcome::Accepted(_) | RemoteOutcome::Known | RemoteOutcome::SoftFailed => Ok(()),
             RemoteOutcome::Rejected(reason) => Err(FedError::Forbidden(format!("refused by the auth rules: {reason}"))),
         }
+    }
+
+    /// The state before `event_id` as `origin` reports it (`/state_ids`);
+    /// events of it this server lacks are fetched (`/event`), verified and
+    /// stored as outliers.
+    async fn fetch_state_before(
+        &self,
+        origin: &ServerName,
+        version: &RoomVersionId,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<StateMap, FedError> {
+        let response =
+            self.request(origin, get_room_state_ids::v1::Request::new(event_id.to_owned(), room_id.to_owned())).await?;
+        let mut wanted = response.pdu_ids.clone();
+        wanted.extend(response.auth_chain_ids.iter().cloned());
+        let missing = self.rooms.missing_events(&wanted).await?;
+        if missing.len() > MAX_STATE_FETCH {
+            return Err(FedError::BadResponse(format!(
+                "{} unknown state events is more than this server fetches",
+                missing.len()
+            )));
+        }
+        let mut fetched = Vec::with_capacity(missing.len());
+        for id in missing {
+            let pdu = self.request(origin, get_event::v1::Request::new(id.clone())).await?.pdu;
+            let event = self.verify_pdu(version, room_id, &pdu).await?;
+            if event.pdu.event_id != id || event.pdu.room != room_id {
+                return Err(FedError::BadResponse(format!("/event/{id} returned another event")));
+            }
+            fetched.push(event);
+        }
+        fetched.sort_by_key(|e| u64::from(e.pdu.fields.depth));
+        self.rooms.store_outliers(&fetched).await?;
+        let events = self.rooms.get_pdus(response.pdu_ids.iter()).await?;
+        let mut state = StateMap::new();
+        for id in &response.pdu_ids {
+            let pdu = events.get(id).ok_or_else(|| FedError::BadResponse(format!("state event {id} is missing")))?;
+            let key = pdu.state_key().ok_or_else(|| FedError::BadResponse(format!("{id} is not a state event")))?;
+            if pdu.room != room_id {
+                return Err(FedError::BadResponse(format!("state event {id} is of another room")));
+            }
+            state.insert((StateEventType::from(pdu.kind().to_string()), key.to_owned()), id.clone());
+        }
+        Ok(state)
     }
 
     /// Fetches and stores (as outliers) the auth chain of `event_id`.

@@ -240,6 +240,26 @@ impl Rooms {
         event: VerifiedPdu,
         forward_from: Option<&ServerName>,
     ) -> Result<RemoteOutcome, RoomsError> {
+        self.append_remote_at(event, forward_from, None).await
+    }
+
+    /// Appends an event from another server whose prev events this server
+    /// could not fetch, with the state before it that its server reported
+    /// (`/state_ids`) in place of the state after its prev events.
+    pub async fn append_remote_with_state_before(
+        &self,
+        event: VerifiedPdu,
+        state_before: StateMap,
+    ) -> Result<RemoteOutcome, RoomsError> {
+        self.append_remote_at(event, None, Some(state_before)).await
+    }
+
+    async fn append_remote_at(
+        &self,
+        event: VerifiedPdu,
+        forward_from: Option<&ServerName>,
+        state_before: Option<StateMap>,
+    ) -> Result<RemoteOutcome, RoomsError> {
         let room_id = event.pdu.room.clone();
         let slot = self.head_slot(&room_id);
         let mut guard = slot.lock().await;
@@ -272,7 +292,10 @@ impl Rooms {
         }
 
         // 2. Against the state before it.
-        let before = self.state_before(pdu, head).await?;
+        let before = match state_before {
+            Some(state) => state,
+            None => self.state_before(pdu, head).await?,
+        };
         if let Err(reason) = self.auth_with_state(pdu, &rules, &before).await {
             return Ok(RemoteOutcome::Rejected(reason));
         }
@@ -524,8 +547,10 @@ impl Rooms {
         Ok(resolved)
     }
 
-    /// The state of the room at an event (after it), and the auth chain of
-    /// that state, for `/state`, `/state_ids` and `send_join`.
+    /// The state of the room at an event (before it, as other servers
+    /// expect: they add the event themselves), and the auth chain of that
+    /// state, for `/state` and `/state_ids`; the current state without an
+    /// event.
     pub async fn state_and_auth_chain_at(
         &self,
         room_id: &RoomId,
@@ -541,7 +566,19 @@ impl Rooms {
                     .state_group
                     .filter(|g| *g > 0)
                     .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
-                (*self.state_at_group(group).await?).clone()
+                let mut state = (*self.state_at_group(group).await?).clone();
+                // The group is the state after the event: undo the event's own entry.
+                if let Some(key) = state_key_of(&pdu)
+                    && state.get(&key) == Some(&pdu.event_id)
+                {
+                    // Read from storage: cached events may lack `replaces_state`.
+                    let stored = self.db.get_event(pdu.event_id.to_string()).await?;
+                    match stored.and_then(|e| e.replaces_state).and_then(|id| OwnedEventId::try_from(id).ok()) {
+                        Some(previous) => state.insert(key, previous),
+                        None => state.remove(&key),
+                    };
+                }
+                state
             }
             None => (*self.current_state(room_id).await?).clone(),
         };
