@@ -733,6 +733,77 @@ async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
     assert_eq!(bodies, expected);
 }
 
+#[tokio::test]
+async fn knocking_on_a_room_of_another_server() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let knock_rule = json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}});
+    let room =
+        p.a.create_room(
+            &alice.access_token,
+            json!({"preset": "private_chat", "name": "Knock first", "initial_state": [knock_rule]}),
+        )
+        .await;
+
+    // bob knocks from B, through A.
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!((status, body["room_id"].as_str()), (200, Some(room.as_str())), "{body}");
+
+    // ruma 0.16's `Rooms::is_empty` forgets knocked rooms, so a response
+    // whose only room is a knocked one would lose its `rooms`: give bob a
+    // room of his own.
+    p.b.create_room(&bob.access_token, json!({})).await;
+    // B shows bob the room he knocked on, with the stripped state A sent.
+    let sync = sync_until(&p.b, &bob, "the knock", |s| s["rooms"]["knock"][&room].is_object()).await;
+    let events = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().unwrap().clone();
+    assert!(events.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock first"), "{sync}");
+    assert!(
+        events.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.user_id.as_str()
+            && e["content"]["membership"] == "knock"),
+        "{sync}"
+    );
+
+    // A has the knock in the room's state, with its reason.
+    let (status, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!((member["membership"].as_str(), member["reason"].as_str()), (Some("knock"), Some("let me in")));
+
+    // alice lets bob in: an invite, then his join over federation.
+    let (status, body) =
+        p.a.post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sync_until(&p.b, &bob, "the invite", |s| s["rooms"]["invite"][&room].is_object()).await;
+    let (status, body) =
+        p.b.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(member["membership"], "join", "{member}");
+
+    // A room that does not take knocks refuses one: 403 M_FORBIDDEN.
+    let closed = p.a.create_room(&alice.access_token, json!({"preset": "private_chat"})).await;
+    let got =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&closed), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_error(&got, 403, "M_FORBIDDEN");
+}
+
 mod forged {
     //! Requests and PDUs made by the test as if it were server B (it signs
     //! with B's key from B's data dir), some of them forged.

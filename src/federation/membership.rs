@@ -7,7 +7,8 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, OwnedUserId,
     RoomId, RoomVersionId,
     api::federation::membership::{
-        create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+        create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+        prepare_knock_event, prepare_leave_event,
     },
     canonical_json::{RedactedBecause, redact},
     signatures::hash_and_sign_event,
@@ -224,6 +225,63 @@ impl Federation {
         Ok(())
     }
 
+    /// Knocks on a room this server is not in (server-server API,
+    /// "Knocking upon a room"): `make_knock` and `send_knock` through the
+    /// first of `via` that can help; the stripped state the resident
+    /// server answers with is shown to the user like an invite's.
+    pub async fn knock_remote(
+        &self,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        reason: Option<String>,
+        via: &[OwnedServerName],
+    ) -> Result<(), FedError> {
+        if !self.enabled() {
+            return Err(FedError::NotFound("this server is not in the room and does not federate".into()));
+        }
+        let mut last_error = FedError::NotFound("no server to knock through".into());
+        for server in via.iter().filter(|s| *s != self.server_name()) {
+            match self.knock_through(room_id, user, reason.clone(), server).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e, "cannot knock through this server");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn knock_through(
+        &self,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        reason: Option<String>,
+        server: &OwnedServerName,
+    ) -> Result<(), FedError> {
+        let mut request = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.clone());
+        request.ver = versions::FOLLOWED.to_vec();
+        let template = self.request(server, request).await?;
+        let (version, rules) = followed_rules(Some(template.room_version))?;
+        if !rules.authorization.knocking {
+            return Err(FedError::BadRequest(format!("rooms of version {version} cannot be knocked on")));
+        }
+        let mut content = serde_json::json!({ "membership": "knock" });
+        if let Some(reason) = reason {
+            content["reason"] = Value::String(reason);
+        }
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
+        let response = self
+            .request(server, create_knock_event::v1::Request::new(room_id.to_owned(), event_id.clone(), raw))
+            .await?;
+        let stripped = stripped_events(&response.knock_room_state);
+        let knock = VerifiedPdu::new(event_id, room_id, &obj)?;
+        self.rooms.store_remote_invite(&knock, user, &version, stripped, vec![server.clone()]).await?;
+        tracing::info!(%room_id, %user, %server, "knocked on a room over federation");
+        Ok(())
+    }
+
     /// The servers a remote invite suggests joining through.
     pub async fn invite_servers(&self, room_id: &RoomId, user: &OwnedUserId) -> Vec<OwnedServerName> {
         match self.db.remote_invite(room_id.to_string(), user.to_string()).await {
@@ -244,4 +302,28 @@ fn followed_rules(
         .filter(|_| versions::can_follow(&version))
         .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
     Ok((version, rules))
+}
+
+/// The client-visible stripped form (type, state key, sender, content) of
+/// the state another server sent with an invite or a knock.
+pub(super) fn stripped_events(state: &[ruma::api::federation::membership::RawStrippedState]) -> Vec<Value> {
+    use ruma::api::federation::membership::RawStrippedState;
+    state
+        .iter()
+        .filter_map(|s| {
+            #[allow(deprecated)]
+            let json = match s {
+                RawStrippedState::Pdu(raw) => raw.get(),
+                RawStrippedState::Stripped(raw) => raw.json().get(),
+                _ => return None,
+            };
+            let v: Value = serde_json::from_str(json).ok()?;
+            Some(serde_json::json!({
+                "type": v.get("type")?,
+                "state_key": v.get("state_key")?,
+                "sender": v.get("sender")?,
+                "content": v.get("content")?,
+            }))
+        })
+        .collect()
 }

@@ -27,8 +27,8 @@ use ruma::{
             event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
             keys::{claim_keys, get_keys},
             membership::{
-                RawStrippedState, create_invite, create_join_event, create_leave_event, prepare_join_event,
-                prepare_leave_event,
+                RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event,
+                prepare_join_event, prepare_knock_event, prepare_leave_event,
             },
             query::{get_profile_information, get_room_information},
             transactions::send_transaction_message,
@@ -181,6 +181,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, send_join);
     let router = mount(router, make_leave);
     let router = mount(router, send_leave);
+    let router = mount(router, make_knock);
+    let router = mount(router, send_knock);
     let router = mount(router, invite);
     let router = mount(router, event);
     let router = mount(router, state_ids);
@@ -460,6 +462,43 @@ async fn send_leave(
     Ok(create_leave_event::v2::Response::new())
 }
 
+/// Spec: server-server API, "Knocking upon a room" (resident side).
+async fn make_knock(
+    state: AppState,
+    req: Fed<prepare_knock_event::v1::Request>,
+) -> Result<prepare_knock_event::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    if state.rooms.knows_room(&body.room_id).await? {
+        let version = state.rooms.room_version(&body.room_id).await?;
+        let knocking = version.rules().is_some_and(|r| r.authorization.knocking);
+        if !knocking || !body.ver.contains(&version) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(version)),
+                "the room's version does not support knocking, or your server does not support the room's version",
+            ));
+        }
+    }
+    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "knock").await?;
+    let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
+    Ok(prepare_knock_event::v1::Response::new(version, raw))
+}
+
+async fn send_knock(
+    state: AppState,
+    req: Fed<create_knock_event::v1::Request>,
+) -> Result<create_knock_event::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "knock").await?;
+    let knocker = event.pdu.sender().to_owned();
+    accept_membership(&state, &origin, event, "knock").await?;
+    // The knocker is shown the room's stripped state.
+    let stripped = state.rooms.invite_state_pdus(&body.room_id, &knocker).await?;
+    Ok(create_knock_event::v1::Response::new(stripped.into_iter().map(RawStrippedState::Pdu).collect()))
+}
+
 async fn invite(
     state: AppState,
     req: Fed<create_invite::v2::Request>,
@@ -502,25 +541,7 @@ async fn invite(
     let resident = state.rooms.knows_room(&body.room_id).await?
         && state.rooms.joined_members(&body.room_id).await?.iter().any(|u| u.server_name() == own);
     if !resident {
-        let stripped: Vec<Value> = body
-            .invite_room_state
-            .iter()
-            .filter_map(|s| {
-                #[allow(deprecated)]
-                let json = match s {
-                    RawStrippedState::Pdu(raw) => raw.get(),
-                    RawStrippedState::Stripped(raw) => raw.json().get(),
-                    _ => return None,
-                };
-                let v: Value = serde_json::from_str(json).ok()?;
-                Some(serde_json::json!({
-                    "type": v.get("type")?,
-                    "state_key": v.get("state_key")?,
-                    "sender": v.get("sender")?,
-                    "content": v.get("content")?,
-                }))
-            })
-            .collect();
+        let stripped = super::membership::stripped_events(&body.invite_room_state);
         let stored = crate::rooms::VerifiedPdu::new(event.pdu.event_id.clone(), &body.room_id, &signed)?;
         state.rooms.store_remote_invite(&stored, &invitee, &body.room_version, stripped, vec![origin]).await?;
     }

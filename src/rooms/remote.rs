@@ -696,8 +696,9 @@ impl Rooms {
         self.pdu_jsons(&ids).await
     }
 
-    /// Records an invite of a local user to a room this server is not in,
-    /// and wakes the user.
+    /// Records an invite of a local user to a room this server is not in
+    /// (or the user's knock on one, with the stripped state its server
+    /// answered), and wakes the user.
     pub async fn store_remote_invite(
         &self,
         invite: &VerifiedPdu,
@@ -708,9 +709,20 @@ impl Rooms {
     ) -> Result<(), RoomsError> {
         let stripped = serde_json::to_string(&stripped_state).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let via = serde_json::to_string(&via).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let membership = match invite.pdu.content_value().get("membership").and_then(Value::as_str) {
+            Some("knock") => "knock",
+            _ => "invite",
+        };
         let pos = self
             .db
-            .store_remote_invite(invite.outlier(false), user.to_string(), version.to_string(), stripped, via)
+            .store_remote_invite(
+                invite.outlier(false),
+                user.to_string(),
+                membership,
+                version.to_string(),
+                stripped,
+                via,
+            )
             .await?;
         self.notifier.events_committed(pos, [user]);
         Ok(())
