@@ -776,6 +776,23 @@ async fn knocking_on_a_room_of_another_server() {
     assert_eq!(status, 200, "{member}");
     assert_eq!((member["membership"].as_str(), member["reason"].as_str()), (Some("knock"), Some("let me in")));
 
+    // carol knocks too, then thinks better of it: her leave goes through A
+    // (make_leave/send_leave, as B is not in the room yet).
+    let carol = p.b.register("carol").await;
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&room), enc(&p.a_name)),
+            Some(&carol.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        p.b.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &carol.user_id).await;
+    assert_eq!(member["membership"], "leave", "{member}");
+
     // alice lets bob in: an invite, then his join over federation.
     let (status, body) =
         p.a.post(

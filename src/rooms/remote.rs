@@ -364,8 +364,9 @@ impl Rooms {
         };
         let is_full = matches!(state, StateWrite::Full { .. });
         let is_delta = matches!(state, StateWrite::Delta { .. });
+        let replaces_state = own_key.as_ref().and_then(|k| head.state.get(k)).cloned();
         let new_event = NewEvent {
-            replaces_state: own_key.as_ref().and_then(|k| head.state.get(k)).map(|id| id.to_string()),
+            replaces_state: replaces_state.as_ref().map(|id| id.to_string()),
             forward_extremities: extremities.iter().map(|id| id.to_string()).collect(),
             membership,
             send_to: send_to.iter().map(|s| s.to_string()).collect(),
@@ -399,6 +400,8 @@ impl Rooms {
         let mut stored = event.pdu.clone();
         stored.stream_ordering = Some(appended.stream_ordering);
         stored.state_group = Some(appended.state_group);
+        // Cached as stored, so clients get `prev_content` from the cache too.
+        stored.replaces_state = replaces_state;
         let stored = Arc::new(stored);
         self.events.insert(stored.event_id.clone(), stored.clone());
         if let Some(target) = stored.redacts_target() {
