@@ -163,7 +163,7 @@ impl Federation {
             fetched.push(event);
         }
         fetched.sort_by_key(|e| u64::from(e.pdu.fields.depth));
-        self.rooms.store_outliers(&fetched).await?;
+        self.rooms.store_outliers(version, &fetched).await?;
         let events = self.rooms.get_pdus(response.pdu_ids.iter()).await?;
         let mut state = StateMap::new();
         for id in &response.pdu_ids {
@@ -197,7 +197,7 @@ impl Federation {
             }
         }
         verified.sort_by_key(|e| u64::from(e.pdu.fields.depth));
-        self.rooms.store_outliers(&verified).await?;
+        self.rooms.store_outliers(version, &verified).await?;
         Ok(())
     }
 

@@ -1,7 +1,9 @@
-//! The joining side of a join over federation (server-server API,
-//! "Joining Rooms"): the state and auth chain `send_join` returned are
-//! checked event by event against their own auth events, and what passes
-//! is stored as outliers under the join, which becomes the room's head.
+//! Events fetched from other servers that only matter for their content:
+//! the joining side of a join over federation (server-server API,
+//! "Joining Rooms": the state and auth chain `send_join` returned, stored
+//! under the join, which becomes the room's head), and auth chains and
+//! state fetched for an incoming event. Each is checked against its own
+//! auth events before it is stored as an outlier.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,7 +36,7 @@ impl Rooms {
         // Every event of the state and the auth chain must pass the auth
         // rules against its own auth events; those that do not are dropped,
         // and so are those that depend on them.
-        let accepted = authorise_each(&rules, state.iter().chain(&auth_chain));
+        let accepted = authorise_each(&rules, state.iter().chain(&auth_chain), HashMap::new());
         if let Some(missing) = join.pdu.fields.auth_events.iter().find(|id| !accepted.contains(*id)) {
             return Err(RoomsError::Forbidden(format!(
                 "cannot join: the join's auth event {missing} is missing from the room state the resident \
@@ -91,13 +93,47 @@ impl Rooms {
     }
 }
 
+impl Rooms {
+    /// Stores events fetched from another server (auth chains, state) as
+    /// outliers, each only if it passes the auth rules against its own auth
+    /// events, stored already or among `events`; returns the ids stored.
+    pub async fn store_outliers(
+        &self,
+        version: &RoomVersionId,
+        events: &[VerifiedPdu],
+    ) -> Result<HashSet<OwnedEventId>, RoomsError> {
+        let Some(first) = events.first() else { return Ok(HashSet::new()) };
+        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
+        let fetched: HashSet<&OwnedEventId> = events.iter().map(|e| &e.pdu.event_id).collect();
+        let mut wanted: Vec<OwnedEventId> = events
+            .iter()
+            .flat_map(|e| e.pdu.fields.auth_events.iter())
+            .filter(|id| !fetched.contains(id))
+            .cloned()
+            .collect();
+        if self.knows_room(&first.pdu.room).await?
+            && let Some(create) =
+                self.current_state(&first.pdu.room).await?.get(&(StateEventType::RoomCreate, String::new()))
+        {
+            wanted.push(create.clone());
+        }
+        let known = self.get_pdus(wanted.iter()).await?;
+        let passed = authorise_each(&rules, events.iter(), known);
+        let outliers = events.iter().filter(|e| passed.contains(&e.pdu.event_id)).map(|e| e.outlier(false)).collect();
+        self.db.store_outliers(outliers).await?;
+        Ok(passed)
+    }
+}
+
 /// The ids of the events that pass the auth rules against their own
-/// auth events (all of which must be among `events` and pass too).
+/// auth events (each of which must be among `known`, stored events, or
+/// among `events` and pass too).
 /// Events are taken in depth order, with further passes for any whose
 /// auth events came later.
 fn authorise_each<'a>(
     rules: &RoomVersionRules,
     events: impl Iterator<Item = &'a VerifiedPdu>,
+    known: HashMap<OwnedEventId, Arc<Pdu>>,
 ) -> HashSet<OwnedEventId> {
     let mut pending: Vec<&VerifiedPdu> = Vec::new();
     let mut ids = HashSet::new();
@@ -109,9 +145,11 @@ fn authorise_each<'a>(
     pending.sort_by(|a, b| {
         u64::from(a.pdu.fields.depth).cmp(&u64::from(b.pdu.fields.depth)).then(a.pdu.event_id.cmp(&b.pdu.event_id))
     });
-    let mut accepted: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
     // Room version 12 leaves the create event out of auth events.
-    let mut create: Option<Arc<Pdu>> = None;
+    let mut create: Option<Arc<Pdu>> =
+        known.values().find(|e| *e.kind() == ruma::events::TimelineEventType::RoomCreate).cloned();
+    let mut accepted: HashMap<OwnedEventId, Arc<Pdu>> = known.into_iter().filter(|(_, e)| !e.rejected).collect();
+    let mut passed = HashSet::new();
     loop {
         let before = pending.len();
         let mut waiting = Vec::new();
@@ -133,6 +171,7 @@ fn authorise_each<'a>(
                         create = Some(parsed.clone());
                     }
                     accepted.insert(pdu.event_id.clone(), parsed);
+                    passed.insert(pdu.event_id.clone());
                 }
                 Err(reason) => {
                     tracing::info!(event_id = %pdu.event_id, %reason, "dropped a joined room's event that fails auth")
@@ -147,7 +186,7 @@ fn authorise_each<'a>(
     for event in pending {
         tracing::info!(event_id = %event.pdu.event_id, "dropped a joined room's event whose auth events are missing");
     }
-    accepted.into_keys().collect()
+    passed
 }
 
 #[cfg(test)]
@@ -211,9 +250,15 @@ mod tests {
             event("$orphan", "m.room.name", "", alice, 7, &["$create", "$pl", "$nowhere"], json!({"name": "x"})),
         ];
         // Order does not matter: auth events may come after what they authorise.
-        let accepted = authorise_each(&rules, events.iter().rev());
+        let accepted = authorise_each(&rules, events.iter().rev(), HashMap::new());
         let mut accepted: Vec<&str> = accepted.iter().map(|id| id.as_str()).collect();
         accepted.sort();
         assert_eq!(accepted, vec!["$create", "$join", "$pl", "$rules"]);
+
+        // Auth events stored already count, and are not returned.
+        let known: HashMap<OwnedEventId, Arc<Pdu>> =
+            events[..3].iter().map(|e| (e.pdu.event_id.clone(), Arc::new(e.pdu.clone()))).collect();
+        let accepted = authorise_each(&rules, events[3..5].iter(), known);
+        assert_eq!(accepted, HashSet::from([OwnedEventId::try_from("$rules").unwrap()]));
     }
 }

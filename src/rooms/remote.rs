@@ -162,13 +162,6 @@ impl Rooms {
         Ok(self.db.room_version(room_id.to_string()).await?.is_some())
     }
 
-    /// Stores checked events that are only needed for their content (a
-    /// room's state and auth chain).
-    pub async fn store_outliers(&self, events: &[VerifiedPdu]) -> Result<(), RoomsError> {
-        self.db.store_outliers(events.iter().map(|e| e.outlier(false)).collect()).await?;
-        Ok(())
-    }
-
     /// Which of `ids` are not stored at all.
     pub async fn missing_events(&self, ids: &[OwnedEventId]) -> Result<Vec<OwnedEventId>, RoomsError> {
         let found = self.get_pdus(ids.iter()).await?;
