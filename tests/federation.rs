@@ -698,6 +698,19 @@ async fn server_acls_shut_a_denied_server_out() {
 
 #[tokio::test]
 async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
+    gap_filled_from_the_state_before(0).await;
+}
+
+#[tokio::test]
+async fn a_gap_with_much_unknown_state_takes_it_from_state() {
+    // More unknown state events than are fetched one by one: /state.
+    gap_filled_from_the_state_before(60).await;
+}
+
+/// B's events for A are lost: a topic change, `extra_state` other state
+/// events, then more messages than one get_missing_events request brings
+/// back. A must learn the state in the gap from B.
+async fn gap_filled_from_the_state_before(extra_state: usize) {
     let p = pair().await;
     let alice = p.a.register("alice").await;
     let bob = p.b.register("bob").await;
@@ -705,13 +718,16 @@ async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
     let room = shared_room(&p, &alice, &bob, levels).await;
     sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
 
-    // B's events for A are lost: a topic change and then more messages than
-    // one get_missing_events request brings back.
     let b = p.b.services();
     b.federation.sender.set_paused(true);
     let (status, _) =
         p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": "set in the gap"})).await;
     assert_eq!(status, 200);
+    for i in 0..extra_state {
+        let (status, _) =
+            p.b.put_state(&bob.access_token, &room, "org.example.gap", &i.to_string(), json!({"i": i})).await;
+        assert_eq!(status, 200);
+    }
     for i in 0..25 {
         let (status, _) = p.b.send_text(&bob.access_token, &room, &format!("lost {i}")).await;
         assert_eq!(status, 200);
@@ -728,6 +744,11 @@ async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
     sync_until(&p.a, &alice, "the message after the gap", |s| timeline_has(s, &room, "after the gap")).await;
     let (status, topic) = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await;
     assert_eq!((status, topic["topic"].as_str()), (200, Some("set in the gap")), "{topic}");
+    if extra_state > 0 {
+        let last = (extra_state - 1).to_string();
+        let (status, gap) = p.a.get_state(&alice.access_token, &room, "org.example.gap", &last).await;
+        assert_eq!((status, gap["i"].as_u64()), (200, Some(extra_state as u64 - 1)), "{gap}");
+    }
     let bodies = all_bodies(&p.a, &alice, &room).await;
     let expected: Vec<String> = (5..25).map(|i| format!("lost {i}")).chain(["after the gap".to_owned()]).collect();
     assert_eq!(bodies, expected);

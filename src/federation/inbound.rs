@@ -4,12 +4,14 @@
 //! missing auth and prev events fetched from the sender, and the room
 //! server's authorisation.
 
+use std::collections::HashSet;
+
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName,
     UInt,
     api::federation::{
         authorization::get_event_authorization,
-        event::{get_event, get_missing_events, get_room_state_ids},
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
     },
     canonical_json::{RedactedBecause, redact},
     events::StateEventType,
@@ -23,8 +25,9 @@ use crate::rooms::{RemoteOutcome, StateMap, VerifiedPdu};
 /// How many missing prev events are fetched for one incoming event.
 const MISSING_EVENTS_LIMIT: u32 = 20;
 
-/// How many unknown events of a `/state_ids` answer are fetched one by one.
-const MAX_STATE_FETCH: usize = 500;
+/// Up to this many unknown events of a `/state_ids` answer are fetched one
+/// by one (`/event`); more, and the whole state comes with `/state`.
+const STATE_FETCH_ONE_BY_ONE: usize = 50;
 
 /// The room id of a raw PDU.
 pub fn room_of(raw: &RawValue) -> Result<OwnedRoomId, FedError> {
@@ -133,8 +136,9 @@ impl Federation {
     }
 
     /// The state before `event_id` as `origin` reports it (`/state_ids`);
-    /// events of it this server lacks are fetched (`/event`), verified and
-    /// stored as outliers.
+    /// events of it this server lacks are fetched (`/event`, or `/state`
+    /// when there are many), verified, checked against their auth events
+    /// and stored as outliers.
     async fn fetch_state_before(
         &self,
         origin: &ServerName,
@@ -147,20 +151,30 @@ impl Federation {
         let mut wanted = response.pdu_ids.clone();
         wanted.extend(response.auth_chain_ids.iter().cloned());
         let missing = self.rooms.missing_events(&wanted).await?;
-        if missing.len() > MAX_STATE_FETCH {
-            return Err(FedError::BadResponse(format!(
-                "{} unknown state events is more than this server fetches",
-                missing.len()
-            )));
-        }
         let mut fetched = Vec::with_capacity(missing.len());
-        for id in missing {
-            let pdu = self.request(origin, get_event::v1::Request::new(id.clone())).await?.pdu;
-            let event = self.verify_pdu(version, room_id, &pdu).await?;
-            if event.pdu.event_id != id || event.pdu.room != room_id {
-                return Err(FedError::BadResponse(format!("/event/{id} returned another event")));
+        if missing.len() > STATE_FETCH_ONE_BY_ONE {
+            // Many unknown events: the whole state and auth chain at once.
+            let response =
+                self.request(origin, get_room_state::v1::Request::new(event_id.to_owned(), room_id.to_owned())).await?;
+            let missing: HashSet<OwnedEventId> = missing.into_iter().collect();
+            for raw in response.pdus.iter().chain(&response.auth_chain) {
+                match self.verify_pdu(version, room_id, raw).await {
+                    Ok(event) if event.pdu.room == room_id && missing.contains(&event.pdu.event_id) => {
+                        fetched.push(event)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::info!(%origin, error = %e, "dropped a state event that does not verify"),
+                }
             }
-            fetched.push(event);
+        } else {
+            for id in missing {
+                let pdu = self.request(origin, get_event::v1::Request::new(id.clone())).await?.pdu;
+                let event = self.verify_pdu(version, room_id, &pdu).await?;
+                if event.pdu.event_id != id || event.pdu.room != room_id {
+                    return Err(FedError::BadResponse(format!("/event/{id} returned another event")));
+                }
+                fetched.push(event);
+            }
         }
         fetched.sort_by_key(|e| u64::from(e.pdu.fields.depth));
         self.rooms.store_outliers(version, &fetched).await?;
