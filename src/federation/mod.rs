@@ -192,12 +192,9 @@ impl Federation {
             .collect();
         servers.sort();
         servers.dedup();
-        let mut allowed = Vec::with_capacity(servers.len());
-        for server in servers {
-            if self.rooms.server_allowed(room_id, &server).await? {
-                allowed.push(server);
-            }
+        if let Some(acl) = self.rooms.server_acl(room_id).await? {
+            servers.retain(|s| acl.is_allowed(s));
         }
-        Ok(allowed)
+        Ok(servers)
     }
 }

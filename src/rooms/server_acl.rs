@@ -14,10 +14,15 @@ impl Rooms {
         Ok(self.get_pdu(id).await?.and_then(|pdu| pdu.content::<RoomServerAclEventContent>()))
     }
 
+    /// The room's current server ACL, if it has one.
+    pub async fn server_acl(&self, room_id: &RoomId) -> Result<Option<RoomServerAclEventContent>> {
+        let state = self.current_state(room_id).await?;
+        self.acl_in(&state).await
+    }
+
     /// Whether the room's current server ACL allows `server` (a room
     /// without one allows every server).
     pub async fn server_allowed(&self, room_id: &RoomId, server: &ServerName) -> Result<bool> {
-        let state = self.current_state(room_id).await?;
-        Ok(self.acl_in(&state).await?.is_none_or(|acl| acl.is_allowed(server)))
+        Ok(self.server_acl(room_id).await?.is_none_or(|acl| acl.is_allowed(server)))
     }
 }
