@@ -678,6 +678,32 @@ async fn server_acls_shut_a_denied_server_out() {
             .await;
     assert_error(&got, 404, "M_NOT_FOUND");
 
+    // B's typing notices about the room are dropped by A. A second room
+    // without an ACL serves as the marker: EDUs are applied in order.
+    let open = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join of the open room", |s| s["rooms"]["join"][&open].is_object()).await;
+    for r in [&room, &open] {
+        let (status, _) =
+            p.b.put(
+                &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(r), enc(&bob.user_id)),
+                Some(&bob.access_token),
+                json!({"typing": true, "timeout": 20000}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let typing_in = |s: &Value, r: &str| {
+        s["rooms"]["join"][r]["ephemeral"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| {
+                e["type"] == "m.typing"
+                    && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob.user_id)))
+            })
+        })
+    };
+    sync_until(&p.a, &alice, "bob typing in the open room", |s| typing_in(s, &open)).await;
+    let (_, full) = p.a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice.access_token)).await;
+    assert!(typing_in(&full, &open) && !typing_in(&full, &room), "{full}");
+
     // A room whose ACL denies B from the start: B's join is refused by
     // A's make_join with 403 M_FORBIDDEN, and B stays out.
     let acl = json!({"type": "m.room.server_acl", "state_key": "", "content": {"allow": ["*"], "deny": ["127.0.0.1"]}});
