@@ -582,11 +582,27 @@ async fn messages_sent_while_a_server_is_down_arrive_once_in_order() {
 
 #[tokio::test]
 async fn concurrent_topic_changes_resolve_to_the_same_state() {
+    concurrent_topic_changes(None).await;
+}
+
+#[tokio::test]
+async fn concurrent_topic_changes_in_a_version_1_room_resolve_to_the_same_state() {
+    // Room version 1 has its own state resolution.
+    concurrent_topic_changes(Some("1")).await;
+}
+
+async fn concurrent_topic_changes(version: Option<&str>) {
     let p = pair().await;
     let alice = p.a.register("alice").await;
     let bob = p.b.register("bob").await;
-    let levels = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
-    let room = shared_room(&p, &alice, &bob, levels).await;
+    // Version 12 creators are privileged by the create event; earlier
+    // versions need them in `users`.
+    let mut extra = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
+    if let Some(v) = version {
+        extra["room_version"] = json!(v);
+        extra["power_level_content_override"]["users"][&alice.user_id] = json!(100);
+    }
+    let room = shared_room(&p, &alice, &bob, extra).await;
     sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
 
     // Cut the servers off from each other, change the topic on both sides.
