@@ -10,6 +10,7 @@ mod edus;
 mod inbound;
 pub mod keys;
 mod membership;
+mod resident;
 pub mod resolve;
 pub mod sender;
 pub mod server;
