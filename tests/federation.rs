@@ -21,14 +21,24 @@ struct Pair {
     _certs: tempfile::TempDir,
 }
 
+type Certs = (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf);
+
 /// A federating server named `localhost:PORT` on a free port; returns it
-/// and its name. A port taken between choosing and binding it is retried.
-async fn start_server(certs: &(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)) -> (TestServer, String) {
+/// and its name.
+async fn start_server(certs: &Certs) -> (TestServer, String) {
+    start_server_named(certs, "localhost").await
+}
+
+/// A federating server named `HOST:PORT` (HOST is `localhost` or
+/// `127.0.0.1`) on a free port. A port taken between choosing and binding
+/// it is retried.
+async fn start_server_named(certs: &Certs, host: &str) -> (TestServer, String) {
     for _ in 0..20 {
         let port = free_port();
         let (ca, cert, key) = certs.clone();
+        let name = format!("{host}:{port}");
         let started = TestServer::try_start_with(move |c| {
-            c.server.server_name = format!("localhost:{port}").try_into().unwrap();
+            c.server.server_name = name.try_into().unwrap();
             c.federation.enabled = true;
             c.federation.listen = vec![format!("127.0.0.1:{port}").parse().unwrap()];
             c.federation.tls_cert = Some(cert);
@@ -38,7 +48,7 @@ async fn start_server(certs: &(std::path::PathBuf, std::path::PathBuf, std::path
         })
         .await;
         match started {
-            Ok(server) => return (server, format!("localhost:{port}")),
+            Ok(server) => return (server, format!("{host}:{port}")),
             Err(plexus::StartError::Listen { .. }) => continue,
             Err(e) => panic!("server starts: {e}"),
         }
@@ -211,6 +221,89 @@ async fn two_servers_share_a_room() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the topic never reached B");
+}
+
+#[tokio::test]
+async fn rooms_of_versions_1_and_2_are_shared() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let (_, caps) = p.a.get("/_matrix/client/v3/capabilities", Some(&alice.access_token)).await;
+    for version in ["1", "2"] {
+        assert_eq!(caps["capabilities"]["m.room_versions"]["available"][version], "stable", "{caps}");
+        let room =
+            p.a.create_room(
+                &alice.access_token,
+                json!({
+                    "room_version": version, "preset": "public_chat", "name": "Old",
+                    "power_level_content_override": {"users": {alice.user_id.clone(): 100, bob.user_id.clone(): 50}},
+                }),
+            )
+            .await;
+        let (status, body) =
+            p.b.post(
+                &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+                Some(&bob.access_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "v{version}: {body}");
+        let (status, create) = p.b.get_state(&bob.access_token, &room, "m.room.create", "").await;
+        assert_eq!((status, create["room_version"].as_str()), (200, Some(version)), "{create}");
+        let (_, name) = p.b.get_state(&bob.access_token, &room, "m.room.name", "").await;
+        assert_eq!(name["name"], "Old");
+        sync_until(&p.a, &alice, "bob's join", |b| {
+            b["rooms"]["join"][&room]["timeline"]["events"].as_array().is_some_and(|ev| {
+                ev.iter().any(|e| e["type"] == "m.room.member" && e["state_key"] == bob.user_id.as_str())
+            })
+        })
+        .await;
+
+        // Event ids are `$localpart:server` of the server that made them.
+        let text_a = format!("v{version} from A");
+        let (status, sent_a) = p.a.send_text(&alice.access_token, &room, &text_a).await;
+        assert_eq!(status, 200, "{sent_a}");
+        assert!(sent_a["event_id"].as_str().unwrap().ends_with(&format!(":{}", p.a_name)), "{sent_a}");
+        sync_until(&p.b, &bob, "alice's message", |b| timeline_has(b, &room, &text_a)).await;
+        let text_b = format!("v{version} from B");
+        let (status, sent_b) = p.b.send_text(&bob.access_token, &room, &text_b).await;
+        assert_eq!(status, 200, "{sent_b}");
+        let id_b = sent_b["event_id"].as_str().unwrap();
+        assert!(id_b.ends_with(&format!(":{}", p.b_name)), "{sent_b}");
+        let body = sync_until(&p.a, &alice, "bob's message", |b| timeline_has(b, &room, &text_b)).await;
+        let event = body["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["content"]["body"] == text_b.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!((event["sender"].as_str(), event["event_id"].as_str()), (Some(bob.user_id.as_str()), Some(id_b)));
+        // As A stored it: the id inside, prev and auth events as [id, hashes] pairs.
+        let id = plexus::ruma::OwnedEventId::try_from(id_b).unwrap();
+        let stored = p.a.services().rooms.pdu_jsons(&[id]).await.unwrap();
+        let pdu: Value = serde_json::from_str(stored[0].get()).unwrap();
+        assert_eq!(pdu["event_id"], id_b);
+        for refs in [&pdu["prev_events"], &pdu["auth_events"]] {
+            let pairs = refs.as_array().unwrap();
+            assert!(!pairs.is_empty(), "{pdu}");
+            assert!(pairs.iter().all(|r| r[0].is_string() && r[1]["sha256"].is_string()), "{pdu}");
+        }
+
+        // State from B becomes state on A.
+        let (status, _) =
+            p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": format!("v{version}")})).await;
+        assert_eq!(status, 200);
+        let mut topic = Value::Null;
+        for _ in 0..50 {
+            topic = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await.1;
+            if topic["topic"] == format!("v{version}").as_str() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(topic["topic"], format!("v{version}").as_str(), "the topic set on B reached A");
+    }
 }
 
 #[tokio::test]
@@ -489,11 +582,27 @@ async fn messages_sent_while_a_server_is_down_arrive_once_in_order() {
 
 #[tokio::test]
 async fn concurrent_topic_changes_resolve_to_the_same_state() {
+    concurrent_topic_changes(None).await;
+}
+
+#[tokio::test]
+async fn concurrent_topic_changes_in_a_version_1_room_resolve_to_the_same_state() {
+    // Room version 1 has its own state resolution.
+    concurrent_topic_changes(Some("1")).await;
+}
+
+async fn concurrent_topic_changes(version: Option<&str>) {
     let p = pair().await;
     let alice = p.a.register("alice").await;
     let bob = p.b.register("bob").await;
-    let levels = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
-    let room = shared_room(&p, &alice, &bob, levels).await;
+    // Version 12 creators are privileged by the create event; earlier
+    // versions need them in `users`.
+    let mut extra = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
+    if let Some(v) = version {
+        extra["room_version"] = json!(v);
+        extra["power_level_content_override"]["users"][&alice.user_id] = json!(100);
+    }
+    let room = shared_room(&p, &alice, &bob, extra).await;
     sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
 
     // Cut the servers off from each other, change the topic on both sides.
@@ -536,6 +645,243 @@ async fn concurrent_topic_changes_resolve_to_the_same_state() {
     let (status, _) = p.b.send_text(&bob.access_token, &room, "after the split").await;
     assert_eq!(status, 200);
     sync_until(&p.a, &alice, "the message after the split", |s| timeline_has(s, &room, "after the split")).await;
+}
+
+#[tokio::test]
+async fn server_acls_shut_a_denied_server_out() {
+    // B is named by its IP address so that an ACL can tell it from A
+    // (ACLs match hosts without ports, and both would be `localhost`).
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let (a, a_name) = start_server(&certs).await;
+    let (b, b_name) = start_server_named(&certs, "127.0.0.1").await;
+    let p = Pair { a, b, a_name, b_name, _certs: certs_dir };
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let carol = p.b.register("carol").await;
+    let room = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+    let b_server: plexus::ruma::OwnedServerName = p.b_name.as_str().try_into().unwrap();
+    let room_id = plexus::ruma::OwnedRoomId::try_from(room.as_str()).unwrap();
+    assert_eq!(p.a.services().federation.room_servers(&room_id).await.unwrap(), vec![b_server.clone()]);
+
+    let acl = json!({"allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": true});
+    let (status, body) = p.a.put_state(&alice.access_token, &room, "m.room.server_acl", "", acl).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Nothing of the room goes to B any more.
+    assert!(p.a.services().federation.room_servers(&room_id).await.unwrap().is_empty());
+
+    // A PDU from B is refused for that room.
+    let as_b = forged::AsB::new(&p);
+    let (_, state) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/state", enc(&room)), Some(&alice.access_token)).await;
+    let id_of = |kind: &str, key: &str| {
+        state.as_array().unwrap().iter().find(|e| e["type"] == kind && e["state_key"] == key).unwrap()["event_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let auth = vec![id_of("m.room.power_levels", ""), id_of("m.room.member", &bob.user_id)];
+    let prev = id_of("m.room.server_acl", "");
+    let pdu = as_b.message(&room, &bob.user_id, auth, prev, "denied");
+    let pdu_id = forged::AsB::event_id(&pdu);
+    let (status, body) = as_b.send(vec![pdu], None, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["pdus"][&pdu_id]["error"].as_str().is_some_and(|e| e.contains("ACL")), "{body}");
+    let got =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/event/{}", enc(&room), enc(&pdu_id)), Some(&alice.access_token))
+            .await;
+    assert_error(&got, 404, "M_NOT_FOUND");
+
+    // B's typing notices about the room are dropped by A. A second room
+    // without an ACL serves as the marker: EDUs are applied in order.
+    let open = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join of the open room", |s| s["rooms"]["join"][&open].is_object()).await;
+    for r in [&room, &open] {
+        let (status, _) =
+            p.b.put(
+                &format!("/_matrix/client/v3/rooms/{}/typing/{}", enc(r), enc(&bob.user_id)),
+                Some(&bob.access_token),
+                json!({"typing": true, "timeout": 20000}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let typing_in = |s: &Value, r: &str| {
+        s["rooms"]["join"][r]["ephemeral"]["events"].as_array().is_some_and(|ev| {
+            ev.iter().any(|e| {
+                e["type"] == "m.typing"
+                    && e["content"]["user_ids"].as_array().is_some_and(|u| u.contains(&json!(bob.user_id)))
+            })
+        })
+    };
+    sync_until(&p.a, &alice, "bob typing in the open room", |s| typing_in(s, &open)).await;
+    let (_, full) = p.a.get("/_matrix/client/v3/sync?timeout=0", Some(&alice.access_token)).await;
+    assert!(typing_in(&full, &open) && !typing_in(&full, &room), "{full}");
+
+    // A room whose ACL denies B from the start: B's join is refused by
+    // A's make_join with 403 M_FORBIDDEN, and B stays out.
+    let acl = json!({"type": "m.room.server_acl", "state_key": "", "content": {"allow": ["*"], "deny": ["127.0.0.1"]}});
+    let closed = p.a.create_room(&alice.access_token, json!({"preset": "public_chat", "initial_state": [acl]})).await;
+    let got =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&closed), enc(&p.a_name)),
+            Some(&carol.access_token),
+            json!({}),
+        )
+        .await;
+    assert_error(&got, 403, "M_FORBIDDEN");
+    assert!(got.1["error"].as_str().unwrap().contains("ACL"), "{:?}", got.1);
+    let (_, members) =
+        p.a.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&closed)), Some(&alice.access_token)).await;
+    assert_eq!(members["joined"].as_object().map(|m| m.len()), Some(1), "{members}");
+}
+
+#[tokio::test]
+async fn a_gap_too_long_to_fill_takes_its_state_from_state_ids() {
+    gap_filled_from_the_state_before(0).await;
+}
+
+#[tokio::test]
+async fn a_gap_with_much_unknown_state_takes_it_from_state() {
+    // More unknown state events than are fetched one by one: /state.
+    gap_filled_from_the_state_before(60).await;
+}
+
+/// B's events for A are lost: a topic change, `extra_state` other state
+/// events, then more messages than one get_missing_events request brings
+/// back. A must learn the state in the gap from B.
+async fn gap_filled_from_the_state_before(extra_state: usize) {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let levels = json!({"power_level_content_override": {"users": {bob.user_id.clone(): 50}}});
+    let room = shared_room(&p, &alice, &bob, levels).await;
+    sync_until(&p.a, &alice, "bob's join", |s| s["rooms"]["join"][&room].is_object()).await;
+
+    let b = p.b.services();
+    b.federation.sender.set_paused(true);
+    let (status, _) =
+        p.b.put_state(&bob.access_token, &room, "m.room.topic", "", json!({"topic": "set in the gap"})).await;
+    assert_eq!(status, 200);
+    for i in 0..extra_state {
+        let (status, _) =
+            p.b.put_state(&bob.access_token, &room, "org.example.gap", &i.to_string(), json!({"i": i})).await;
+        assert_eq!(status, 200);
+    }
+    for i in 0..25 {
+        let (status, _) = p.b.send_text(&bob.access_token, &room, &format!("lost {i}")).await;
+        assert_eq!(status, 200);
+    }
+    let txn = b.db.next_federation_txn(p.a_name.clone(), 1000, 1000).await.unwrap().expect("queued for A");
+    b.db.federation_txn_done(p.a_name.clone(), txn.last_id).await.unwrap();
+    let (status, _) = p.b.send_text(&bob.access_token, &room, "after the gap").await;
+    assert_eq!(status, 200);
+    b.federation.sender.set_paused(false);
+
+    // A fetches the last 20 missing messages; the oldest of them still has
+    // an unknown prev event, so its state comes from B's /state_ids, which
+    // includes the topic A never received.
+    sync_until(&p.a, &alice, "the message after the gap", |s| timeline_has(s, &room, "after the gap")).await;
+    let (status, topic) = p.a.get_state(&alice.access_token, &room, "m.room.topic", "").await;
+    assert_eq!((status, topic["topic"].as_str()), (200, Some("set in the gap")), "{topic}");
+    if extra_state > 0 {
+        let last = (extra_state - 1).to_string();
+        let (status, gap) = p.a.get_state(&alice.access_token, &room, "org.example.gap", &last).await;
+        assert_eq!((status, gap["i"].as_u64()), (200, Some(extra_state as u64 - 1)), "{gap}");
+    }
+    let bodies = all_bodies(&p.a, &alice, &room).await;
+    let expected: Vec<String> = (5..25).map(|i| format!("lost {i}")).chain(["after the gap".to_owned()]).collect();
+    assert_eq!(bodies, expected);
+}
+
+#[tokio::test]
+async fn knocking_on_a_room_of_another_server() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let knock_rule = json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}});
+    let room =
+        p.a.create_room(
+            &alice.access_token,
+            json!({"preset": "private_chat", "name": "Knock first", "initial_state": [knock_rule]}),
+        )
+        .await;
+
+    // bob knocks from B, through A.
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({"reason": "let me in"}),
+        )
+        .await;
+    assert_eq!((status, body["room_id"].as_str()), (200, Some(room.as_str())), "{body}");
+
+    // ruma 0.16's `Rooms::is_empty` forgets knocked rooms, so a response
+    // whose only room is a knocked one would lose its `rooms`: give bob a
+    // room of his own.
+    p.b.create_room(&bob.access_token, json!({})).await;
+    // B shows bob the room he knocked on, with the stripped state A sent.
+    let sync = sync_until(&p.b, &bob, "the knock", |s| s["rooms"]["knock"][&room].is_object()).await;
+    let events = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().unwrap().clone();
+    assert!(events.iter().any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Knock first"), "{sync}");
+    assert!(
+        events.iter().any(|e| e["type"] == "m.room.member"
+            && e["state_key"] == bob.user_id.as_str()
+            && e["content"]["membership"] == "knock"),
+        "{sync}"
+    );
+
+    // A has the knock in the room's state, with its reason.
+    let (status, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(status, 200, "{member}");
+    assert_eq!((member["membership"].as_str(), member["reason"].as_str()), (Some("knock"), Some("let me in")));
+
+    // carol knocks too, then thinks better of it: her leave goes through A
+    // (make_leave/send_leave, as B is not in the room yet).
+    let carol = p.b.register("carol").await;
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&room), enc(&p.a_name)),
+            Some(&carol.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        p.b.post(&format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)), Some(&carol.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &carol.user_id).await;
+    assert_eq!(member["membership"], "leave", "{member}");
+
+    // alice lets bob in: an invite, then his join over federation.
+    let (status, body) =
+        p.a.post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room)),
+            Some(&alice.access_token),
+            json!({"user_id": bob.user_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    sync_until(&p.b, &bob, "the invite", |s| s["rooms"]["invite"][&room].is_object()).await;
+    let (status, body) =
+        p.b.post(&format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, member) = p.a.get_state(&alice.access_token, &room, "m.room.member", &bob.user_id).await;
+    assert_eq!(member["membership"], "join", "{member}");
+
+    // A room that does not take knocks refuses one: 403 M_FORBIDDEN.
+    let closed = p.a.create_room(&alice.access_token, json!({"preset": "private_chat"})).await;
+    let got =
+        p.b.post(
+            &format!("/_matrix/client/v3/knock/{}?via={}", enc(&closed), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_error(&got, 403, "M_FORBIDDEN");
 }
 
 mod forged {

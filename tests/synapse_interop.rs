@@ -158,71 +158,88 @@ async fn plexus_and_synapse_federate_both_ways() {
     let sue_c = Account::synapse(&synapse, &sue);
     let pat_c = Account::plexus(&plexus, &pat);
 
-    // --- A room on Synapse, joined from Plexus. ---
-    let (status, created) = synapse
-        .post(
-            "/_matrix/client/v3/createRoom",
-            Some(&sue.access_token),
-            json!({"preset": "public_chat", "name": "Synapse side"}),
-        )
-        .await;
-    assert_eq!(status, 200, "synapse createRoom: {created}");
-    let room_s = created["room_id"].as_str().unwrap().to_owned();
+    // Rooms of the default version, then of version 1 (event ids in the
+    // events, prev and auth events as [id, hashes] pairs).
+    for version in [None, Some("1")] {
+        let tag = version.map(|v| format!(" (v{v})")).unwrap_or_default();
+        let with_version = |mut body: Value| {
+            if let Some(v) = version {
+                body["room_version"] = json!(v);
+            }
+            body
+        };
+        // --- A room on Synapse, joined from Plexus. ---
+        let (status, created) = synapse
+            .post(
+                "/_matrix/client/v3/createRoom",
+                Some(&sue.access_token),
+                with_version(json!({"preset": "public_chat", "name": "Synapse side"})),
+            )
+            .await;
+        assert_eq!(status, 200, "synapse createRoom: {created}");
+        let room_s = created["room_id"].as_str().unwrap().to_owned();
 
-    let (status, joined) = plexus
-        .post(
-            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_s), enc(&synapse_name)),
-            Some(&pat.access_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "Plexus user joining the Synapse room {room_s}: {joined}");
-    assert_eq!(joined["room_id"], room_s.as_str());
+        let (status, joined) = plexus
+            .post(
+                &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_s), enc(&synapse_name)),
+                Some(&pat.access_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "Plexus user joining the Synapse room {room_s}: {joined}");
+        assert_eq!(joined["room_id"], room_s.as_str());
 
-    // Plexus has the room's state: its name and both members.
-    let (status, name) = plexus.get_state(&pat.access_token, &room_s, "m.room.name", "").await;
-    assert_eq!((status, name["name"].as_str()), (200, Some("Synapse side")), "{name}");
-    let members = pat_c.joined_members(&room_s).await;
-    assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
-    // Synapse learned of the join.
-    sue_c.sees_join(&room_s, &pat.user_id).await;
+        if let Some(v) = version {
+            let (_, create) = plexus.get_state(&pat.access_token, &room_s, "m.room.create", "").await;
+            assert_eq!(create["room_version"], v, "{create}");
+        }
+        // Plexus has the room's state: its name and both members.
+        let (status, name) = plexus.get_state(&pat.access_token, &room_s, "m.room.name", "").await;
+        assert_eq!((status, name["name"].as_str()), (200, Some("Synapse side")), "{name}");
+        let members = pat_c.joined_members(&room_s).await;
+        assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
+        // Synapse learned of the join.
+        sue_c.sees_join(&room_s, &pat.user_id).await;
 
-    // Messages both ways.
-    let sent = sue_c.send_text(&room_s, "hello from synapse", "s1").await;
-    let got = pat_c.sees_message(&room_s, "hello from synapse").await;
-    assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
-    assert_eq!(got["event_id"], sent.as_str(), "{got}");
-    let sent = pat_c.send_text(&room_s, "hello from plexus", "p1").await;
-    let got = sue_c.sees_message(&room_s, "hello from plexus").await;
-    assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
-    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+        // Messages both ways.
+        let sent = sue_c.send_text(&room_s, &format!("hello from synapse{tag}"), &format!("s1{tag}")).await;
+        let got = pat_c.sees_message(&room_s, &format!("hello from synapse{tag}")).await;
+        assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
+        assert_eq!(got["event_id"], sent.as_str(), "{got}");
+        let sent = pat_c.send_text(&room_s, &format!("hello from plexus{tag}"), &format!("p1{tag}")).await;
+        let got = sue_c.sees_message(&room_s, &format!("hello from plexus{tag}")).await;
+        assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
+        assert_eq!(got["event_id"], sent.as_str(), "{got}");
 
-    // --- A room on Plexus, joined from Synapse. ---
-    let room_p = plexus.create_room(&pat.access_token, json!({"preset": "public_chat", "name": "Plexus side"})).await;
-    let (status, joined) = synapse
-        .post(
-            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_p), enc(&plexus_name)),
-            Some(&sue.access_token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "Synapse user joining the Plexus room {room_p}: {joined}");
-    assert_eq!(joined["room_id"], room_p.as_str());
+        // --- A room on Plexus, joined from Synapse. ---
+        let room_p = plexus
+            .create_room(&pat.access_token, with_version(json!({"preset": "public_chat", "name": "Plexus side"})))
+            .await;
+        let (status, joined) = synapse
+            .post(
+                &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room_p), enc(&plexus_name)),
+                Some(&sue.access_token),
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "Synapse user joining the Plexus room {room_p}: {joined}");
+        assert_eq!(joined["room_id"], room_p.as_str());
 
-    let (status, name) = synapse
-        .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room_p)), Some(&sue.access_token))
-        .await;
-    assert_eq!((status, name["name"].as_str()), (200, Some("Plexus side")), "{name}");
-    let members = sue_c.joined_members(&room_p).await;
-    assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
-    pat_c.sees_join(&room_p, &sue.user_id).await;
+        let (status, name) = synapse
+            .get(&format!("/_matrix/client/v3/rooms/{}/state/m.room.name/", enc(&room_p)), Some(&sue.access_token))
+            .await;
+        assert_eq!((status, name["name"].as_str()), (200, Some("Plexus side")), "{name}");
+        let members = sue_c.joined_members(&room_p).await;
+        assert!(members[&sue.user_id].is_object() && members[&pat.user_id].is_object(), "{members}");
+        pat_c.sees_join(&room_p, &sue.user_id).await;
 
-    let sent = pat_c.send_text(&room_p, "welcome from plexus", "p2").await;
-    let got = sue_c.sees_message(&room_p, "welcome from plexus").await;
-    assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
-    assert_eq!(got["event_id"], sent.as_str(), "{got}");
-    let sent = sue_c.send_text(&room_p, "thanks from synapse", "s2").await;
-    let got = pat_c.sees_message(&room_p, "thanks from synapse").await;
-    assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
-    assert_eq!(got["event_id"], sent.as_str(), "{got}");
+        let sent = pat_c.send_text(&room_p, &format!("welcome from plexus{tag}"), &format!("p2{tag}")).await;
+        let got = sue_c.sees_message(&room_p, &format!("welcome from plexus{tag}")).await;
+        assert_eq!(got["sender"], pat.user_id.as_str(), "{got}");
+        assert_eq!(got["event_id"], sent.as_str(), "{got}");
+        let sent = sue_c.send_text(&room_p, &format!("thanks from synapse{tag}"), &format!("s2{tag}")).await;
+        let got = pat_c.sees_message(&room_p, &format!("thanks from synapse{tag}")).await;
+        assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
+        assert_eq!(got["event_id"], sent.as_str(), "{got}");
+    }
 }

@@ -43,10 +43,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(joined_rooms_list)
 }
 
-async fn resolve(state: &AppState, target: &RoomOrAliasId) -> Result<OwnedRoomId, ApiError> {
-    Ok(resolve_with_servers(state, target).await?.0)
-}
-
 /// A room id, and for a remote alias the servers its server suggests.
 async fn resolve_with_servers(
     state: &AppState,
@@ -172,8 +168,24 @@ async fn unban(state: AppState, req: Ruma<unban_user::v3::Request>) -> Result<un
 async fn knock(state: AppState, req: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    let room_id = resolve(&state, &req.body.room_id_or_alias).await?;
-    state.rooms.knock(&room_id, &user, req.body.reason).await?;
+    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
+    let own = &state.config.server.server_name;
+    let resident = state.rooms.knows_room(&room_id).await?
+        && state.rooms.joined_members(&room_id).await?.iter().any(|u| u.server_name() == own);
+    if resident || !state.federation.enabled() {
+        state.rooms.knock(&room_id, &user, req.body.reason).await?;
+    } else {
+        // A room on other servers: knock through `via`, the alias's
+        // servers and the room id's server.
+        let mut via = req.body.via;
+        via.append(&mut servers);
+        if let Some(server) = room_id.server_name() {
+            via.push(server.to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        via.retain(|s| seen.insert(s.clone()));
+        state.federation.knock_remote(&room_id, &user, req.body.reason, &via).await?;
+    }
     Ok(knock_room::v3::Response::new(room_id))
 }
 

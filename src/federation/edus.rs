@@ -51,6 +51,13 @@ impl Federation {
     }
 }
 
+/// Whether the room's server ACL lets `origin` send EDUs about it
+/// (server-server API, "Server ACLs": typing and receipts of denied
+/// servers are dropped).
+async fn acl_allows(state: &AppState, room: &RoomId, origin: &ServerName) -> bool {
+    state.rooms.server_allowed(room, origin).await.unwrap_or(false)
+}
+
 /// Applies one EDU from `origin`. EDUs are best effort: what does not
 /// check out is dropped.
 pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
@@ -60,7 +67,7 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
             let room = content.get("room_id").and_then(Value::as_str).and_then(|r| OwnedRoomId::try_from(r).ok());
             let user = content.get("user_id").and_then(Value::as_str).and_then(|u| OwnedUserId::try_from(u).ok());
             let (Some(room), Some(user)) = (room, user) else { return };
-            if user.server_name() != origin {
+            if user.server_name() != origin || !acl_allows(state, &room, origin).await {
                 return;
             }
             let typing = content.get("typing").and_then(Value::as_bool).unwrap_or(false);
@@ -73,6 +80,9 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
             let Value::Object(rooms) = content else { return };
             for (room, receipts) in rooms {
                 let Ok(room) = OwnedRoomId::try_from(room.as_str()) else { continue };
+                if !acl_allows(state, &room, origin).await {
+                    continue;
+                }
                 let Some(Value::Object(users)) = receipts.get("m.read") else { continue };
                 for (user, receipt) in users {
                     let Ok(user) = OwnedUserId::try_from(user.as_str()) else { continue };

@@ -4,20 +4,30 @@
 //! missing auth and prev events fetched from the sender, and the room
 //! server's authorisation.
 
+use std::collections::HashSet;
+
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName,
     UInt,
-    api::federation::{authorization::get_event_authorization, event::get_missing_events},
+    api::federation::{
+        authorization::get_event_authorization,
+        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    },
     canonical_json::{RedactedBecause, redact},
+    events::StateEventType,
     signatures::{Verified, required_server_signatures_to_verify_event, verify_event},
 };
 use serde_json::value::RawValue;
 
 use super::{FedError, Federation};
-use crate::rooms::{RemoteOutcome, VerifiedPdu};
+use crate::rooms::{RemoteOutcome, StateMap, VerifiedPdu};
 
 /// How many missing prev events are fetched for one incoming event.
 const MISSING_EVENTS_LIMIT: u32 = 20;
+
+/// Up to this many unknown events of a `/state_ids` answer are fetched one
+/// by one (`/event`); more, and the whole state comes with `/state`.
+const STATE_FETCH_ONE_BY_ONE: usize = 50;
 
 /// The room id of a raw PDU.
 pub fn room_of(raw: &RawValue) -> Result<OwnedRoomId, FedError> {
@@ -44,17 +54,7 @@ impl Federation {
         let mut obj: CanonicalJsonObject =
             serde_json::from_str(raw.get()).map_err(|e| FedError::BadRequest(format!("the PDU is not JSON: {e}")))?;
         ruma::state_res::check_pdu_format(&obj, &rules.event_format).map_err(FedError::BadRequest)?;
-        let event_id = match obj.get("event_id") {
-            // Room versions 1 and 2 carry their event id.
-            Some(CanonicalJsonValue::String(id)) if rules.event_format.require_event_id => {
-                OwnedEventId::try_from(id.as_str()).map_err(|e| FedError::BadRequest(e.to_string()))?
-            }
-            _ => {
-                let hash = ruma::signatures::reference_hash(&obj, &rules)
-                    .map_err(|e| FedError::BadRequest(format!("cannot hash the PDU: {e}")))?;
-                OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::BadRequest(e.to_string()))?
-            }
-        };
+        let event_id = crate::rooms::event_format::event_id_of(&obj, &rules).map_err(FedError::BadRequest)?;
         match obj.get("room_id") {
             Some(CanonicalJsonValue::String(id)) if id == room_id.as_str() => {}
             None if matches!(obj.get("type"), Some(CanonicalJsonValue::String(t)) if t == "m.room.create") => {}
@@ -87,6 +87,10 @@ impl Federation {
         if !self.rooms.knows_room(&room_id).await? {
             return Err(FedError::NotFound(format!("this server is not in {room_id}")));
         }
+        // Spec: server-server API, "Server ACLs" (checked per PDU of /send).
+        if !self.rooms.server_allowed(&room_id, origin).await? {
+            return Err(FedError::Forbidden(format!("the server ACL of {room_id} denies {origin}")));
+        }
         let version = self.rooms.room_version(&room_id).await?;
         let event = self.verify_pdu(&version, &room_id, raw).await?;
         let event_id = event.pdu.event_id.clone();
@@ -107,14 +111,84 @@ impl Federation {
             self.fetch_auth_chain(origin, version, &room_id, &event.pdu.event_id).await?;
         }
         // Missing prev events: fill the gap with get_missing_events.
-        let missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
+        let mut missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
         if !missing_prev.is_empty() && depth == 0 {
             self.fill_gap(origin, version, &room_id, &event).await;
+            missing_prev = self.rooms.missing_events(&event.pdu.fields.prev_events).await?;
         }
-        match self.rooms.append_remote(event, None).await? {
+        // Still missing: the state before the event comes from its server
+        // (spec: server-server API, "Checks performed on receipt of a PDU").
+        let outcome = if missing_prev.is_empty() {
+            self.rooms.append_remote(event, None).await?
+        } else {
+            match self.fetch_state_before(origin, version, &room_id, &event.pdu.event_id).await {
+                Ok(state) => self.rooms.append_remote_with_state_before(event, state).await?,
+                Err(e) => {
+                    tracing::info!(event_id = %event.pdu.event_id, error = %e, "no state from /state_ids; using the state this server has");
+                    self.rooms.append_remote(event, None).await?
+                }
+            }
+        };
+        match outcome {
             RemoteOutcome::Accepted(_) | RemoteOutcome::Known | RemoteOutcome::SoftFailed => Ok(()),
             RemoteOutcome::Rejected(reason) => Err(FedError::Forbidden(format!("refused by the auth rules: {reason}"))),
         }
+    }
+
+    /// The state before `event_id` as `origin` reports it (`/state_ids`);
+    /// events of it this server lacks are fetched (`/event`, or `/state`
+    /// when there are many), verified, checked against their auth events
+    /// and stored as outliers.
+    async fn fetch_state_before(
+        &self,
+        origin: &ServerName,
+        version: &RoomVersionId,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<StateMap, FedError> {
+        let response =
+            self.request(origin, get_room_state_ids::v1::Request::new(event_id.to_owned(), room_id.to_owned())).await?;
+        let mut wanted = response.pdu_ids.clone();
+        wanted.extend(response.auth_chain_ids.iter().cloned());
+        let missing = self.rooms.missing_events(&wanted).await?;
+        let mut fetched = Vec::with_capacity(missing.len());
+        if missing.len() > STATE_FETCH_ONE_BY_ONE {
+            // Many unknown events: the whole state and auth chain at once.
+            let response =
+                self.request(origin, get_room_state::v1::Request::new(event_id.to_owned(), room_id.to_owned())).await?;
+            let missing: HashSet<OwnedEventId> = missing.into_iter().collect();
+            for raw in response.pdus.iter().chain(&response.auth_chain) {
+                match self.verify_pdu(version, room_id, raw).await {
+                    Ok(event) if event.pdu.room == room_id && missing.contains(&event.pdu.event_id) => {
+                        fetched.push(event)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::info!(%origin, error = %e, "dropped a state event that does not verify"),
+                }
+            }
+        } else {
+            for id in missing {
+                let pdu = self.request(origin, get_event::v1::Request::new(id.clone())).await?.pdu;
+                let event = self.verify_pdu(version, room_id, &pdu).await?;
+                if event.pdu.event_id != id || event.pdu.room != room_id {
+                    return Err(FedError::BadResponse(format!("/event/{id} returned another event")));
+                }
+                fetched.push(event);
+            }
+        }
+        fetched.sort_by_key(|e| u64::from(e.pdu.fields.depth));
+        self.rooms.store_outliers(version, &fetched).await?;
+        let events = self.rooms.get_pdus(response.pdu_ids.iter()).await?;
+        let mut state = StateMap::new();
+        for id in &response.pdu_ids {
+            let pdu = events.get(id).ok_or_else(|| FedError::BadResponse(format!("state event {id} is missing")))?;
+            let key = pdu.state_key().ok_or_else(|| FedError::BadResponse(format!("{id} is not a state event")))?;
+            if pdu.room != room_id {
+                return Err(FedError::BadResponse(format!("state event {id} is of another room")));
+            }
+            state.insert((StateEventType::from(pdu.kind().to_string()), key.to_owned()), id.clone());
+        }
+        Ok(state)
     }
 
     /// Fetches and stores (as outliers) the auth chain of `event_id`.
@@ -137,7 +211,7 @@ impl Federation {
             }
         }
         verified.sort_by_key(|e| u64::from(e.pdu.fields.depth));
-        self.rooms.store_outliers(&verified).await?;
+        self.rooms.store_outliers(version, &verified).await?;
         Ok(())
     }
 

@@ -7,15 +7,16 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, OwnedUserId,
     RoomId, RoomVersionId,
     api::federation::membership::{
-        create_invite, create_join_event, create_leave_event, prepare_join_event, prepare_leave_event,
+        create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+        prepare_knock_event, prepare_leave_event,
     },
     canonical_json::{RedactedBecause, redact},
-    signatures::{hash_and_sign_event, reference_hash},
+    signatures::hash_and_sign_event,
 };
 use serde_json::Value;
 
 use super::{FedError, Federation};
-use crate::rooms::{VerifiedPdu, versions};
+use crate::rooms::{VerifiedPdu, event_format, versions};
 
 impl Federation {
     /// Joins `user` to `room_id` through the first of `via` that can help.
@@ -51,54 +52,33 @@ impl Federation {
         request.ver = versions::FOLLOWED.to_vec();
         let template = self.request(server, request).await?;
         let (version, rules) = followed_rules(template.room_version)?;
-        let mut obj: CanonicalJsonObject = serde_json::from_str(template.event.get())
-            .map_err(|e| FedError::BadResponse(format!("make_join template: {e}")))?;
-        // The template must be the join this server asked for.
-        let is = |key: &str, want: &str| matches!(obj.get(key), Some(CanonicalJsonValue::String(v)) if v == want);
-        if !is("type", "m.room.member") || !is("sender", user.as_str()) || !is("state_key", user.as_str()) {
-            return Err(FedError::BadResponse("the join template is not a join of this user".into()));
-        }
-        if !is("room_id", room_id.as_str()) {
-            return Err(FedError::BadResponse("the join template is for another room".into()));
-        }
         let mut content = serde_json::json!({ "membership": "join" });
         if let Ok(Value::Object(profile)) = self.rooms.member_profile(user).await
             && let Some(map) = content.as_object_mut()
         {
             map.extend(profile);
         }
-        obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical content"));
-        obj.insert("origin".into(), CanonicalJsonValue::String(self.server_name().to_string()));
-        obj.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().0.into()));
-        obj.remove("signatures");
-        obj.remove("hashes");
-        obj.remove("unsigned");
-        hash_and_sign_event(self.server_name().as_str(), &self.key.keypair, &mut obj, &rules.redaction)
-            .map_err(|e| FedError::Internal(format!("cannot sign the join: {e}")))?;
-        let hash = reference_hash(&obj, &rules).map_err(|e| FedError::Internal(e.to_string()))?;
-        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::Internal(e.to_string()))?;
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
         let pdu_raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
 
         let response = self
             .request(server, create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), pdu_raw))
             .await?;
         let room_state = response.room_state;
-        // Every event of the state and auth chain must verify.
+        // Events of the state and auth chain that do not verify are dropped;
+        // the room server then checks each against its auth events.
         let mut state = Vec::with_capacity(room_state.state.len());
-        for raw in &room_state.state {
-            let event = self.verify_pdu(&version, room_id, raw).await?;
-            if event.pdu.room != room_id {
-                return Err(FedError::BadResponse("send_join returned an event of another room".into()));
-            }
-            state.push(event);
-        }
         let mut auth_chain = Vec::with_capacity(room_state.auth_chain.len());
-        for raw in &room_state.auth_chain {
-            let event = self.verify_pdu(&version, room_id, raw).await?;
-            if event.pdu.room != room_id {
-                return Err(FedError::BadResponse("send_join returned an event of another room".into()));
+        for (raws, out) in [(&room_state.state, &mut state), (&room_state.auth_chain, &mut auth_chain)] {
+            for raw in raws {
+                match self.verify_pdu(&version, room_id, raw).await {
+                    Ok(event) if event.pdu.room == room_id => out.push(event),
+                    Ok(_) => return Err(FedError::BadResponse("send_join returned an event of another room".into())),
+                    Err(e) => {
+                        tracing::info!(%room_id, %server, error = %e, "dropped a send_join event that does not verify")
+                    }
+                }
             }
-            auth_chain.push(event);
         }
         // The resident server may have countersigned the join (restricted rooms).
         let signed_join = match &room_state.event {
@@ -138,10 +118,12 @@ impl Federation {
         obj.remove("signatures");
         obj.remove("hashes");
         obj.remove("unsigned");
+        // Room versions 1 and 2: the id is this server's to choose.
+        obj.remove("event_id");
+        event_format::assign_event_id(&mut obj, rules, self.server_name());
         hash_and_sign_event(self.server_name().as_str(), &self.key.keypair, &mut obj, &rules.redaction)
             .map_err(|e| FedError::Internal(format!("cannot sign the event: {e}")))?;
-        let hash = reference_hash(&obj, rules).map_err(|e| FedError::Internal(e.to_string()))?;
-        let event_id = OwnedEventId::try_from(format!("${hash}")).map_err(|e| FedError::Internal(e.to_string()))?;
+        let event_id = event_format::event_id_of(&obj, rules).map_err(FedError::Internal)?;
         Ok((event_id, obj))
     }
 
@@ -243,6 +225,63 @@ impl Federation {
         Ok(())
     }
 
+    /// Knocks on a room this server is not in (server-server API,
+    /// "Knocking upon a room"): `make_knock` and `send_knock` through the
+    /// first of `via` that can help; the stripped state the resident
+    /// server answers with is shown to the user like an invite's.
+    pub async fn knock_remote(
+        &self,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        reason: Option<String>,
+        via: &[OwnedServerName],
+    ) -> Result<(), FedError> {
+        if !self.enabled() {
+            return Err(FedError::NotFound("this server is not in the room and does not federate".into()));
+        }
+        let mut last_error = FedError::NotFound("no server to knock through".into());
+        for server in via.iter().filter(|s| *s != self.server_name()) {
+            match self.knock_through(room_id, user, reason.clone(), server).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e, "cannot knock through this server");
+                    last_error = e;
+                }
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn knock_through(
+        &self,
+        room_id: &RoomId,
+        user: &OwnedUserId,
+        reason: Option<String>,
+        server: &OwnedServerName,
+    ) -> Result<(), FedError> {
+        let mut request = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.clone());
+        request.ver = versions::FOLLOWED.to_vec();
+        let template = self.request(server, request).await?;
+        let (version, rules) = followed_rules(Some(template.room_version))?;
+        if !rules.authorization.knocking {
+            return Err(FedError::BadRequest(format!("rooms of version {version} cannot be knocked on")));
+        }
+        let mut content = serde_json::json!({ "membership": "knock" });
+        if let Some(reason) = reason {
+            content["reason"] = Value::String(reason);
+        }
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
+        let response = self
+            .request(server, create_knock_event::v1::Request::new(room_id.to_owned(), event_id.clone(), raw))
+            .await?;
+        let stripped = stripped_events(&response.knock_room_state);
+        let knock = VerifiedPdu::new(event_id, room_id, &obj)?;
+        self.rooms.store_remote_invite(&knock, user, &version, stripped, vec![server.clone()]).await?;
+        tracing::info!(%room_id, %user, %server, "knocked on a room over federation");
+        Ok(())
+    }
+
     /// The servers a remote invite suggests joining through.
     pub async fn invite_servers(&self, room_id: &RoomId, user: &OwnedUserId) -> Vec<OwnedServerName> {
         match self.db.remote_invite(room_id.to_string(), user.to_string()).await {
@@ -263,4 +302,28 @@ fn followed_rules(
         .filter(|_| versions::can_follow(&version))
         .ok_or_else(|| FedError::BadRequest(format!("room version {version} is not supported here")))?;
     Ok((version, rules))
+}
+
+/// The client-visible stripped form (type, state key, sender, content) of
+/// the state another server sent with an invite or a knock.
+pub(super) fn stripped_events(state: &[ruma::api::federation::membership::RawStrippedState]) -> Vec<Value> {
+    use ruma::api::federation::membership::RawStrippedState;
+    state
+        .iter()
+        .filter_map(|s| {
+            #[allow(deprecated)]
+            let json = match s {
+                RawStrippedState::Pdu(raw) => raw.get(),
+                RawStrippedState::Stripped(raw) => raw.json().get(),
+                _ => return None,
+            };
+            let v: Value = serde_json::from_str(json).ok()?;
+            Some(serde_json::json!({
+                "type": v.get("type")?,
+                "state_key": v.get("state_key")?,
+                "sender": v.get("sender")?,
+                "content": v.get("content")?,
+            }))
+        })
+        .collect()
 }

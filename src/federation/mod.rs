@@ -10,6 +10,7 @@ mod edus;
 mod inbound;
 pub mod keys;
 mod membership;
+mod resident;
 pub mod resolve;
 pub mod sender;
 pub mod server;
@@ -179,7 +180,8 @@ impl Federation {
         })
     }
 
-    /// Servers with joined users in a room, this one excepted.
+    /// Servers with joined users in a room, this one and those the room's
+    /// server ACL denies excepted.
     pub async fn room_servers(&self, room_id: &ruma::RoomId) -> Result<Vec<OwnedServerName>, FedError> {
         let mut servers: Vec<OwnedServerName> = self
             .rooms
@@ -191,6 +193,9 @@ impl Federation {
             .collect();
         servers.sort();
         servers.dedup();
+        if let Some(acl) = self.rooms.server_acl(room_id).await? {
+            servers.retain(|s| acl.is_allowed(s));
+        }
         Ok(servers)
     }
 }

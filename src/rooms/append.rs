@@ -11,7 +11,7 @@ use ruma::{
     canonical_json::{RedactedBecause, redact},
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    signatures::{hash_and_sign_event, reference_hash},
+    signatures::hash_and_sign_event,
     state_res,
 };
 use serde_json::{Value, value::to_raw_value};
@@ -120,7 +120,7 @@ impl Rooms {
         };
         // Every server with a member in the room gets the event, and the
         // server of a remote user whose membership changes.
-        let mut send_to = self.remote_servers(head);
+        let mut send_to = self.remote_servers(head).await?;
         if let Some(target) = pdu.state_key().filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
             && let Ok(target) = UserId::parse(target)
             && self.config.federation.enabled
@@ -279,14 +279,13 @@ impl Rooms {
         obj: &mut CanonicalJsonObject,
         rules: &RoomVersionRules,
     ) -> Result<(OwnedEventId, String), RoomsError> {
+        super::event_format::assign_event_id(obj, rules, &self.config.server.server_name);
         hash_and_sign_event(self.config.server.server_name.as_str(), &self.key.keypair, obj, &rules.redaction)
             .map_err(|e| match e {
                 ruma::signatures::JsonError::PduTooLarge => RoomsError::TooLarge,
                 e => RoomsError::Internal(format!("cannot sign event: {e}")),
             })?;
-        let hash = reference_hash(obj, rules).map_err(|e| RoomsError::Internal(format!("cannot hash event: {e}")))?;
-        let event_id =
-            super::pdu::event_id_from_reference_hash(&hash).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let event_id = super::event_format::event_id_of(obj, rules).map_err(RoomsError::Internal)?;
         let json = serde_json::to_string(obj).map_err(|e| RoomsError::Internal(e.to_string()))?;
         if json.len() > MAX_PDU_BYTES {
             return Err(RoomsError::TooLarge);
@@ -332,8 +331,8 @@ impl Rooms {
                 obj.insert("redacts".into(), CanonicalJsonValue::String(target.to_string()));
             }
         }
-        obj.insert("auth_events".into(), ids_value(&auth_events));
-        obj.insert("prev_events".into(), ids_value(&prev_events));
+        obj.insert("auth_events".into(), self.event_references(&auth_events, rules).await?);
+        obj.insert("prev_events".into(), self.event_references(&prev_events, rules).await?);
         obj.insert("content".into(), to_canonical(content)?);
         obj.insert(
             "depth".into(),
@@ -532,10 +531,6 @@ impl Rooms {
             head.joined = Arc::new(joined);
         }
     }
-}
-
-fn ids_value(ids: &[OwnedEventId]) -> CanonicalJsonValue {
-    CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
 }
 
 fn now_ts() -> CanonicalJsonValue {

@@ -7,9 +7,13 @@
 mod append;
 mod create;
 pub mod directory;
+pub mod event_format;
+mod joined;
 mod membership;
 pub mod pdu;
 mod remote;
+mod server_acl;
+mod state_res_v1;
 mod timeline;
 mod upgrade;
 pub mod versions;

@@ -3,8 +3,8 @@
 //! (client-server API, "Room Events"; server-server API, "PDUs").
 
 use ruma::{
-    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId,
-    RoomId, UInt, UserId, events::TimelineEventType,
+    CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
+    UInt, UserId, events::TimelineEventType,
 };
 use serde::Deserialize;
 use serde_json::{Value, value::RawValue};
@@ -38,9 +38,9 @@ pub struct PduFields {
     pub kind: TimelineEventType,
     pub content: Box<RawValue>,
     pub state_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::event_format::deserialize_references")]
     pub prev_events: Vec<OwnedEventId>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::event_format::deserialize_references")]
     pub auth_events: Vec<OwnedEventId>,
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
@@ -190,10 +190,4 @@ impl ruma::state_res::Event for Pdu {
     fn rejected(&self) -> bool {
         self.rejected
     }
-}
-
-/// Event ids are `$` + the unpadded URL-safe base64 reference hash
-/// (room versions 4 and later).
-pub fn event_id_from_reference_hash(hash: &str) -> Result<OwnedEventId, PduError> {
-    EventId::parse(format!("${hash}")).map_err(|e| PduError(e.to_string()))
 }

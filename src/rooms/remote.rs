@@ -50,7 +50,7 @@ impl VerifiedPdu {
 
     /// The event as a timeline append, with nothing but its own fields
     /// and the given state changes set.
-    fn new_event(&self, state: StateWrite, current_state: CurrentStateWrite) -> NewEvent {
+    pub(super) fn new_event(&self, state: StateWrite, current_state: CurrentStateWrite) -> NewEvent {
         let pdu = &self.pdu;
         NewEvent {
             event_id: pdu.event_id.to_string(),
@@ -75,7 +75,7 @@ impl VerifiedPdu {
         }
     }
 
-    fn outlier(&self, rejected: bool) -> Outlier {
+    pub(super) fn outlier(&self, rejected: bool) -> Outlier {
         Outlier {
             event_id: self.pdu.event_id.to_string(),
             room_id: self.pdu.room.to_string(),
@@ -106,22 +106,40 @@ pub enum RemoteOutcome {
     Rejected(String),
 }
 
-fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
+pub(super) fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
     pdu.state_key().map(|k| (StateEventType::from(pdu.kind().to_string()), k.to_owned()))
 }
 
+/// The auth rules with the event's own auth events as the state.
+pub(super) fn auth_with_events(
+    pdu: &Pdu,
+    rules: &RoomVersionRules,
+    auth: &HashMap<OwnedEventId, Arc<Pdu>>,
+) -> Result<(), String> {
+    let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
+    state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event).map_err(|e| e.to_string())?;
+    let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
+        auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
+    let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
+    state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
+}
+
 impl Rooms {
-    /// The servers with joined users in the room, without this one.
-    pub(super) fn remote_servers(&self, head: &RoomHead) -> Vec<OwnedServerName> {
+    /// The servers with joined users in the room, without this one and
+    /// those the room's server ACL denies.
+    pub(super) async fn remote_servers(&self, head: &RoomHead) -> Result<Vec<OwnedServerName>, RoomsError> {
         if !self.config.federation.enabled {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let own = &self.config.server.server_name;
         let mut servers: Vec<OwnedServerName> =
             head.joined.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
         servers.sort();
         servers.dedup();
-        servers
+        if let Some(acl) = self.acl_in(&head.state).await? {
+            servers.retain(|s| acl.is_allowed(s));
+        }
+        Ok(servers)
     }
 
     /// Wakes the federation sender for destinations that got PDUs queued.
@@ -142,13 +160,6 @@ impl Rooms {
     /// Whether this server knows the room (has its state).
     pub async fn knows_room(&self, room_id: &RoomId) -> Result<bool, RoomsError> {
         Ok(self.db.room_version(room_id.to_string()).await?.is_some())
-    }
-
-    /// Stores checked events that are only needed for their content (a
-    /// room's state and auth chain).
-    pub async fn store_outliers(&self, events: &[VerifiedPdu]) -> Result<(), RoomsError> {
-        self.db.store_outliers(events.iter().map(|e| e.outlier(false)).collect()).await?;
-        Ok(())
     }
 
     /// Which of `ids` are not stored at all.
@@ -183,11 +194,9 @@ impl Rooms {
         auth_events.sort();
         auth_events.dedup();
         let mut obj = CanonicalJsonObject::new();
-        let ids = |ids: &[OwnedEventId]| {
-            CanonicalJsonValue::Array(ids.iter().map(|id| CanonicalJsonValue::String(id.to_string())).collect())
-        };
-        obj.insert("auth_events".into(), ids(&auth_events));
-        obj.insert("prev_events".into(), ids(&head.extremities.iter().take(20).cloned().collect::<Vec<_>>()));
+        let prev_events: Vec<OwnedEventId> = head.extremities.iter().take(20).cloned().collect();
+        obj.insert("auth_events".into(), self.event_references(&auth_events, &head.rules).await?);
+        obj.insert("prev_events".into(), self.event_references(&prev_events, &head.rules).await?);
         obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical"));
         obj.insert("depth".into(), CanonicalJsonValue::Integer((head.max_depth + 1).try_into().unwrap_or_default()));
         obj.insert(
@@ -220,6 +229,26 @@ impl Rooms {
         event: VerifiedPdu,
         forward_from: Option<&ServerName>,
     ) -> Result<RemoteOutcome, RoomsError> {
+        self.append_remote_at(event, forward_from, None).await
+    }
+
+    /// Appends an event from another server whose prev events this server
+    /// could not fetch, with the state before it that its server reported
+    /// (`/state_ids`) in place of the state after its prev events.
+    pub async fn append_remote_with_state_before(
+        &self,
+        event: VerifiedPdu,
+        state_before: StateMap,
+    ) -> Result<RemoteOutcome, RoomsError> {
+        self.append_remote_at(event, None, Some(state_before)).await
+    }
+
+    async fn append_remote_at(
+        &self,
+        event: VerifiedPdu,
+        forward_from: Option<&ServerName>,
+        state_before: Option<StateMap>,
+    ) -> Result<RemoteOutcome, RoomsError> {
         let room_id = event.pdu.room.clone();
         let mut guard = self.lock_head(&room_id, true).await?;
         let Some(head) = guard.as_mut() else {
@@ -243,12 +272,15 @@ impl Rooms {
         {
             auth.insert(create.clone(), event);
         }
-        if let Err(reason) = self.auth_with_events(pdu, &rules, &auth) {
+        if let Err(reason) = auth_with_events(pdu, &rules, &auth) {
             return Ok(RemoteOutcome::Rejected(reason));
         }
 
         // 2. Against the state before it.
-        let before = self.state_before(pdu, head).await?;
+        let before = match state_before {
+            Some(state) => state,
+            None => self.state_before(pdu, head).await?,
+        };
         if let Err(reason) = self.auth_with_state(pdu, &rules, &before).await {
             return Ok(RemoteOutcome::Rejected(reason));
         }
@@ -309,7 +341,7 @@ impl Rooms {
         extremities.push(pdu.event_id.clone());
         let send_to: Vec<OwnedServerName> = match forward_from {
             Some(origin) => {
-                let mut servers = self.remote_servers(head);
+                let mut servers = self.remote_servers(head).await?;
                 servers.retain(|s| s != origin);
                 servers
             }
@@ -317,8 +349,9 @@ impl Rooms {
         };
         let is_full = matches!(state, StateWrite::Full { .. });
         let is_delta = matches!(state, StateWrite::Delta { .. });
+        let replaces_state = own_key.as_ref().and_then(|k| head.state.get(k)).cloned();
         let new_event = NewEvent {
-            replaces_state: own_key.as_ref().and_then(|k| head.state.get(k)).map(|id| id.to_string()),
+            replaces_state: replaces_state.as_ref().map(|id| id.to_string()),
             forward_extremities: extremities.iter().map(|id| id.to_string()).collect(),
             membership,
             send_to: send_to.iter().map(|s| s.to_string()).collect(),
@@ -352,6 +385,8 @@ impl Rooms {
         let mut stored = event.pdu.clone();
         stored.stream_ordering = Some(appended.stream_ordering);
         stored.state_group = Some(appended.state_group);
+        // Cached as stored, so clients get `prev_content` from the cache too.
+        stored.replaces_state = replaces_state;
         let stored = Arc::new(stored);
         self.events.insert(stored.event_id.clone(), stored.clone());
         if let Some(target) = stored.redacts_target() {
@@ -401,24 +436,13 @@ impl Rooms {
         Some((target.to_string(), serde_json::to_string(&redacted).ok()?))
     }
 
-    /// The auth rules with the event's own auth events as the state.
-    fn auth_with_events(
+    /// The auth rules against a state map.
+    pub(super) async fn auth_with_state(
         &self,
         pdu: &Pdu,
         rules: &RoomVersionRules,
-        auth: &HashMap<OwnedEventId, Arc<Pdu>>,
+        state: &StateMap,
     ) -> Result<(), String> {
-        let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
-        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event)
-            .map_err(|e| e.to_string())?;
-        let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
-            auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
-        let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
-        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
-    }
-
-    /// The auth rules against a state map.
-    async fn auth_with_state(&self, pdu: &Pdu, rules: &RoomVersionRules, state: &StateMap) -> Result<(), String> {
         let content = pdu.fields.content.clone();
         let keys =
             state_res::auth_types_for_event(pdu.kind(), pdu.sender(), pdu.state_key(), &content, &rules.authorization)
@@ -471,7 +495,13 @@ impl Rooms {
         incoming: Option<&Pdu>,
     ) -> Result<StateMap, RoomsError> {
         let Some(v2) = rules.state_res.v2_rules() else {
-            return Err(RoomsError::Internal("only state resolution v2 is supported".into()));
+            // Room version 1.
+            let ids: HashSet<OwnedEventId> = states.iter().flat_map(|s| s.values().cloned()).collect();
+            let mut events = self.get_pdus(ids.iter()).await?;
+            if let Some(pdu) = incoming {
+                events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
+            }
+            return Ok(super::state_res_v1::resolve(&rules.authorization, states, &events));
         };
         // Auth chains of each state set, and every event involved, loaded.
         let mut chains = Vec::with_capacity(states.len());
@@ -505,63 +535,10 @@ impl Rooms {
         Ok(resolved)
     }
 
-    /// Joins a room over federation: stores its state and auth chain
-    /// (checked by the caller) and the join event, which becomes the room's
-    /// only forward extremity.
-    pub async fn import_joined_room(
-        &self,
-        version: &RoomVersionId,
-        state: Vec<VerifiedPdu>,
-        auth_chain: Vec<VerifiedPdu>,
-        join: VerifiedPdu,
-    ) -> Result<Arc<Pdu>, RoomsError> {
-        let room_id = join.pdu.room.clone();
-        let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
-        let slot = self.head_slot(&room_id);
-        let mut guard = slot.lock().await;
-        let mut outliers: Vec<Outlier> = auth_chain.iter().map(|e| e.outlier(false)).collect();
-        outliers.extend(state.iter().map(|e| e.outlier(false)));
-        self.db.store_outliers(outliers).await?;
-
-        let mut map = StateMap::new();
-        for event in &state {
-            if let Some(key) = state_key_of(&event.pdu) {
-                map.insert(key, event.pdu.event_id.clone());
-            }
-        }
-        let create = map
-            .get(&(StateEventType::RoomCreate, String::new()))
-            .and_then(|id| state.iter().find(|e| &e.pdu.event_id == id))
-            .ok_or_else(|| RoomsError::BadJson("the room state has no create event".into()))?;
-        let creator = create.pdu.sender().to_string();
-        // The join must pass the auth rules against the state it joins.
-        let mut auth = self.get_pdus(join.pdu.fields.auth_events.iter()).await?;
-        auth.insert(create.pdu.event_id.clone(), Arc::new(create.pdu.clone()));
-        self.auth_with_events(&join.pdu, &rules, &auth).map_err(RoomsError::Forbidden)?;
-        self.auth_with_state(&join.pdu, &rules, &map).await.map_err(RoomsError::Forbidden)?;
-        map.insert(state_key_of(&join.pdu).expect("a join is a state event"), join.pdu.event_id.clone());
-        let full: StoredState = map.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
-        let pdu = &join.pdu;
-        let appended = self
-            .db
-            .append_event(NewEvent {
-                forward_extremities: vec![pdu.event_id.to_string()],
-                new_room: Some((version.to_string(), creator)),
-                ..join.new_event(StateWrite::Full { state: full.clone() }, CurrentStateWrite::Replace(full))
-            })
-            .await?;
-        *guard = self.load_head(&room_id).await?;
-        let mut stored = pdu.clone();
-        stored.stream_ordering = Some(appended.stream_ordering);
-        stored.state_group = Some(appended.state_group);
-        let stored = Arc::new(stored);
-        self.events.insert(stored.event_id.clone(), stored.clone());
-        self.notifier.events_committed(appended.stream_ordering, [pdu.sender()]);
-        Ok(stored)
-    }
-
-    /// The state of the room at an event (after it), and the auth chain of
-    /// that state, for `/state`, `/state_ids` and `send_join`.
+    /// The state of the room at an event (before it, as other servers
+    /// expect: they add the event themselves), and the auth chain of that
+    /// state, for `/state` and `/state_ids`; the current state without an
+    /// event.
     pub async fn state_and_auth_chain_at(
         &self,
         room_id: &RoomId,
@@ -577,7 +554,19 @@ impl Rooms {
                     .state_group
                     .filter(|g| *g > 0)
                     .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
-                (*self.state_at_group(group).await?).clone()
+                let mut state = (*self.state_at_group(group).await?).clone();
+                // The group is the state after the event: undo the event's own entry.
+                if let Some(key) = state_key_of(&pdu)
+                    && state.get(&key) == Some(&pdu.event_id)
+                {
+                    // Read from storage: cached events may lack `replaces_state`.
+                    let stored = self.db.get_event(pdu.event_id.to_string()).await?;
+                    match stored.and_then(|e| e.replaces_state).and_then(|id| OwnedEventId::try_from(id).ok()) {
+                        Some(previous) => state.insert(key, previous),
+                        None => state.remove(&key),
+                    };
+                }
+                state
             }
             None => (*self.current_state(room_id).await?).clone(),
         };
@@ -691,8 +680,9 @@ impl Rooms {
         self.pdu_jsons(&ids).await
     }
 
-    /// Records an invite of a local user to a room this server is not in,
-    /// and wakes the user.
+    /// Records an invite of a local user to a room this server is not in
+    /// (or the user's knock on one, with the stripped state its server
+    /// answered), and wakes the user.
     pub async fn store_remote_invite(
         &self,
         invite: &VerifiedPdu,
@@ -703,9 +693,20 @@ impl Rooms {
     ) -> Result<(), RoomsError> {
         let stripped = serde_json::to_string(&stripped_state).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let via = serde_json::to_string(&via).map_err(|e| RoomsError::Internal(e.to_string()))?;
+        let membership = match invite.pdu.content_value().get("membership").and_then(Value::as_str) {
+            Some("knock") => "knock",
+            _ => "invite",
+        };
         let pos = self
             .db
-            .store_remote_invite(invite.outlier(false), user.to_string(), version.to_string(), stripped, via)
+            .store_remote_invite(
+                invite.outlier(false),
+                user.to_string(),
+                membership,
+                version.to_string(),
+                stripped,
+                via,
+            )
             .await?;
         self.notifier.events_committed(pos, [user]);
         Ok(())
@@ -747,7 +748,7 @@ impl Rooms {
             if auth.len() < event.pdu.fields.auth_events.len() {
                 continue;
             }
-            if let Err(reason) = self.auth_with_events(&event.pdu, &rules, &auth) {
+            if let Err(reason) = auth_with_events(&event.pdu, &rules, &auth) {
                 tracing::info!(event_id = %event.pdu.event_id, %reason, "dropped a backfilled event");
                 continue;
             }

@@ -8,9 +8,25 @@ use ruma::{
     api::client::discovery::get_capabilities::v3::{RoomVersionStability, RoomVersionsCapability},
 };
 
-/// Room versions that work end to end on this server. Only versions listed
-/// here are advertised, so clients never pick one that would fail.
-pub const SUPPORTED: &[RoomVersionId] = &[RoomVersionId::V10, RoomVersionId::V11, RoomVersionId::V12];
+/// Room versions that work end to end on this server: every stable
+/// version (1 and 2 with their own event id and reference formats, see
+/// `event_format`; 1 with its own state resolution, `state_res_v1`). Only
+/// versions listed here are advertised, so clients never pick one that
+/// would fail.
+pub const SUPPORTED: &[RoomVersionId] = &[
+    RoomVersionId::V1,
+    RoomVersionId::V2,
+    RoomVersionId::V3,
+    RoomVersionId::V4,
+    RoomVersionId::V5,
+    RoomVersionId::V6,
+    RoomVersionId::V7,
+    RoomVersionId::V8,
+    RoomVersionId::V9,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];
 
 /// The version new rooms get when the client does not ask for one: the
 /// newest version ruma fully supports.
@@ -31,20 +47,8 @@ pub fn capability() -> RoomVersionsCapability {
 }
 
 /// Room versions whose rooms on other servers can be joined and followed:
-/// those with state resolution v2 and event ids from reference hashes,
-/// which ruma's rule sets cover.
-pub const FOLLOWED: &[RoomVersionId] = &[
-    RoomVersionId::V3,
-    RoomVersionId::V4,
-    RoomVersionId::V5,
-    RoomVersionId::V6,
-    RoomVersionId::V7,
-    RoomVersionId::V8,
-    RoomVersionId::V9,
-    RoomVersionId::V10,
-    RoomVersionId::V11,
-    RoomVersionId::V12,
-];
+/// the same as those this server creates.
+pub const FOLLOWED: &[RoomVersionId] = SUPPORTED;
 
 /// Whether rooms of this version created elsewhere can be followed.
 pub fn can_follow(version: &RoomVersionId) -> bool {

@@ -47,7 +47,7 @@ pub struct OutgoingTxn {
     pub last_id: i64,
 }
 
-/// A local user's invite to a room this server is not in.
+/// A local user's invite to (or knock on) a room this server is not in.
 #[derive(Debug, Clone)]
 pub struct RemoteInvite {
     pub event_id: String,
@@ -57,13 +57,15 @@ pub struct RemoteInvite {
 }
 
 impl Db {
-    /// Stores an invite of a local user to a room on another server: the
-    /// invite event (as an outlier), the user's membership and the stripped
-    /// state. Returns the membership's stream position.
+    /// Stores an invite of a local user to a room on another server, or
+    /// the user's knock on one (`membership` is `invite` or `knock`): the
+    /// membership event (as an outlier), the user's membership and the
+    /// stripped state. Returns the membership's stream position.
     pub async fn store_remote_invite(
         &self,
         invite: super::rooms::Outlier,
         user_id: String,
+        membership: &'static str,
         room_version: String,
         stripped_state: String,
         via: String,
@@ -72,10 +74,10 @@ impl Db {
             let pos = super::rooms::insert_outlier(c, &invite)?;
             c.exec(
                 "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                 VALUES (?1, ?2, 'invite', ?3, ?4, 0)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = 'invite', event_id = excluded.event_id,
-                     stream_ordering = excluded.stream_ordering, forgotten = 0",
-                params![invite.room_id, user_id, invite.event_id, pos],
+                 VALUES (?1, ?2, ?5, ?3, ?4, 0)
+                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
+                     event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
+                params![invite.room_id, user_id, invite.event_id, pos, membership],
             )?;
             c.exec(
                 "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped_state, via)
