@@ -44,7 +44,13 @@ pub struct Streams {
     notifier: Arc<Notifier>,
     rooms: Arc<Rooms>,
     pub typing: Typing,
+    /// Each local user's presence as last stored (every change goes
+    /// through `set_presence`), so a sync's `set_presence` costs no read.
+    presence: quick_cache::sync::Cache<OwnedUserId, PresenceRow>,
 }
+
+/// How many users' stored presence is kept in memory.
+const PRESENCE_CACHE_ENTRIES: usize = 20_000;
 
 /// A user's presence as served to clients.
 #[derive(Debug, Clone)]
@@ -64,7 +70,8 @@ const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
 impl Streams {
     pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
         let typing = Typing::new(notifier.clone(), rooms.clone());
-        Self { db, config, notifier, rooms, typing }
+        let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
+        Self { db, config, notifier, rooms, typing, presence }
     }
 
     /// Sets global (`room` = None) or room account data and wakes the user.
@@ -206,15 +213,11 @@ impl Streams {
         if !self.presence_enabled() {
             return Ok(());
         }
-        let pos = self
-            .db
-            .set_presence(PresenceRow {
-                user_id: user.to_string(),
-                state: state.to_owned(),
-                status_msg,
-                last_active_ts: timestamp(),
-            })
-            .await?;
+        let row = PresenceRow { user_id: user.to_string(), state: state.to_owned(), status_msg, last_active_ts: timestamp() };
+        // Forgotten first: a concurrent touch must not keep the old row.
+        self.presence.remove(user);
+        let pos = self.db.set_presence(row.clone()).await?;
+        self.presence.insert(user.clone(), row);
         let audience = self.db.users_sharing_rooms(user.to_string()).await?;
         let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
         self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()).chain([user.as_ref()]));
@@ -227,7 +230,16 @@ impl Streams {
         if !self.presence_enabled() {
             return Ok(());
         }
-        let current = self.db.get_presence(user.to_string()).await?;
+        let current = match self.presence.get(user) {
+            Some(row) => Some(row),
+            None => {
+                let row = self.db.get_presence(user.to_string()).await?;
+                if let Some(row) = &row {
+                    self.presence.insert(user.clone(), row.clone());
+                }
+                row
+            }
+        };
         let stale = current.as_ref().is_none_or(|p| {
             p.state != state || (state == "online" && timestamp() - p.last_active_ts > CURRENTLY_ACTIVE_MS)
         });
