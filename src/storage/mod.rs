@@ -27,6 +27,10 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::{StorageConfig, Synchronous};
 
+/// WAL pages after which a commit copies them back into the database: a
+/// hot page written by many commits is copied once per checkpoint.
+const WAL_CHECKPOINT_PAGES: i64 = 8192;
+
 /// How many queued write jobs one transaction may take.
 const MAX_GROUP: usize = 256;
 
@@ -210,6 +214,7 @@ fn configure(conn: &Connection, synchronous: Synchronous) -> Result<()> {
         Synchronous::Full => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
