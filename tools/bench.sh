@@ -17,9 +17,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
-    latency_n=50; fan_members=20; fan_msgs=10; tp_secs=3; idle_conns=200; idle_big=1000; idle_secs=3; is_rooms=10; is_events=20; join_members=20
+    latency_n=50; fan_members=20; fan_msgs=10; big_fan_members=50; tp_secs=3; idle_conns=200; idle_big=1000; idle_secs=3; is_rooms=10; is_events=20; join_members=20
 else
-    latency_n=200; fan_members=100; fan_msgs=20; tp_secs=10; idle_conns=1000; idle_big=10000; idle_secs=10; is_rooms=50; is_events=100; join_members=100
+    latency_n=200; fan_members=100; fan_msgs=20; big_fan_members=1000; tp_secs=10; idle_conns=1000; idle_big=10000; idle_secs=10; is_rooms=50; is_events=100; join_members=100
 fi
 
 echo "== building"
@@ -104,6 +104,7 @@ scenarios() { # label url pid is_plexus
     run "$label" "$url" "$pid" latency --messages "$latency_n"
     [ "$plexus" = 1 ] && run "$label" "$url" "$pid" ws latency --messages "$latency_n"
     run "$label" "$url" "$pid" fanout --members "$fan_members" --rate 5 --messages "$fan_msgs"
+    run "$label" "$url" "$pid" fanout --members "$big_fan_members" --rate 10 --messages "$fan_msgs"
     run "$label" "$url" "$pid" throughput --pairs 10 --in-flight 4 --seconds "$tp_secs"
     run "$label" "$url" "$pid" idle --connections "$idle_conns" --seconds "$idle_secs"
     run "$label" "$url" "$pid" initial-sync --rooms "$is_rooms" --events "$is_events"
@@ -162,10 +163,12 @@ for metric, key in [("send p50 (ms)", ("send", "p50_ms")), ("send p99 (ms)", ("s
     row(f"latency: {metric}", get(find("synapse", "latency"), *key), get(find("plexus", "latency"), *key))
 row("latency over WebSocket: end-to-end p50 (ms)", None, get(find("plexus", "latency", "ws"), "e2e", "p50_ms"))
 row("latency over WebSocket: end-to-end p99 (ms)", None, get(find("plexus", "latency", "ws"), "e2e", "p99_ms"))
-f_s, f_p = find("synapse", "fanout"), find("plexus", "fanout")
-row(f"fan-out to {get(f_p,'members')} members at 5/s: p50 (ms)", get(f_s, "delivery", "p50_ms"), get(f_p, "delivery", "p50_ms"))
-row(f"fan-out to {get(f_p,'members')} members at 5/s: p99 (ms)", get(f_s, "delivery", "p99_ms"), get(f_p, "delivery", "p99_ms"))
-row("fan-out: missed deliveries", get(f_s, "missed"), get(f_p, "missed"))
+for rate in (5.0, 10.0):
+    f_s, f_p = find("synapse", "fanout", rate=rate), find("plexus", "fanout", rate=rate)
+    members = get(f_p, "members")
+    row(f"fan-out to {members} members at {rate:g}/s: p50 (ms)", get(f_s, "delivery", "p50_ms"), get(f_p, "delivery", "p50_ms"))
+    row(f"fan-out to {members} members at {rate:g}/s: p99 (ms)", get(f_s, "delivery", "p99_ms"), get(f_p, "delivery", "p99_ms"))
+    row(f"fan-out to {members} members: missed deliveries", get(f_s, "missed"), get(f_p, "missed"))
 row("throughput, 10 pairs x 4 in flight: accepted msg/s", get(find("synapse", "throughput"), "accepted_per_s"), get(find("plexus", "throughput"), "accepted_per_s"), lower_better=False)
 row("throughput: delivered msg/s", get(find("synapse", "throughput"), "delivered_per_s"), get(find("plexus", "throughput"), "delivered_per_s"), lower_better=False)
 i_s = find("synapse", "idle")
