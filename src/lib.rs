@@ -85,10 +85,17 @@ impl Services {
                 tokio::spawn(async move { federation.send_device_list_update(&user).await });
             }
         }));
+        let streams = Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone());
+        let weak = Arc::downgrade(&federation);
+        streams.set_presence_hook(Arc::new(move |row, servers| {
+            if let Some(federation) = weak.upgrade() {
+                tokio::spawn(async move { federation.send_presence(row, servers).await });
+            }
+        }));
         Ok(Arc::new(Self {
             federation,
             users: Users::new(db.clone(), config.clone()),
-            streams: Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()),
+            streams,
             e2ee,
             media: Media::new(db.clone(), config.clone()),
             rooms,

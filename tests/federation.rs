@@ -527,6 +527,57 @@ async fn shared_room(p: &Pair, alice: &TestUser, bob: &TestUser, extra: Value) -
     room
 }
 
+#[tokio::test]
+async fn presence_reaches_users_of_other_servers_in_shared_rooms() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = shared_room(&p, &alice, &bob, json!({})).await;
+    sync_until(&p.a, &alice, "bob's join", |s| {
+        s["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|e| e["state_key"] == bob.user_id.as_str()))
+    })
+    .await;
+
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&bob.user_id));
+    let (status, body) =
+        p.b.put(&path, Some(&bob.access_token), json!({"presence": "unavailable", "status_msg": "at lunch"})).await;
+    assert_eq!(status, 200, "{body}");
+    let sync = sync_until(&p.a, &alice, "bob's presence", |s| {
+        s["presence"]["events"].as_array().is_some_and(|events| {
+            events.iter().any(|e| e["sender"] == bob.user_id.as_str() && e["content"]["presence"] == "unavailable")
+        })
+    })
+    .await;
+    let event = sync["presence"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["sender"] == bob.user_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(event["type"], "m.presence");
+    assert_eq!(event["content"]["status_msg"], "at lunch");
+    let (status, seen) = p.a.get(&path, Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!((seen["presence"].as_str(), seen["status_msg"].as_str()), (Some("unavailable"), Some("at lunch")));
+
+    // A server speaks only for its own users: B claiming alice is away
+    // changes nothing on A.
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
+    let (status, _) = p.a.put(&path, Some(&alice.access_token), json!({"presence": "online"})).await;
+    assert_eq!(status, 200);
+    let forged = json!({"edu_type": "m.presence", "content": {"push": [
+        {"user_id": alice.user_id, "presence": "offline", "status_msg": "forged", "last_active_ago": 0}
+    ]}});
+    let (status, body) = forged::AsB::new(&p).send_edus(vec![forged]).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, seen) = p.a.get(&path, Some(&alice.access_token)).await;
+    assert_eq!(seen["presence"], "online", "{seen}");
+    assert!(seen.get("status_msg").is_none_or(Value::is_null), "{seen}");
+}
+
 /// Message bodies of a room as `user` pages back through all of it, oldest first.
 async fn all_bodies(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
     let mut bodies = Vec::new();
@@ -954,12 +1005,28 @@ mod forged {
             key: Option<&Ed25519KeyPair>,
             destination: Option<&str>,
         ) -> (u16, Value) {
+            self.send_transaction(pdus, vec![], key, destination).await
+        }
+
+        /// PUTs a transaction of EDUs to A, signed with B's key.
+        pub async fn send_edus(&self, edus: Vec<Value>) -> (u16, Value) {
+            self.send_transaction(vec![], edus, None, None).await
+        }
+
+        async fn send_transaction(
+            &self,
+            pdus: Vec<CanonicalJsonObject>,
+            edus: Vec<Value>,
+            key: Option<&Ed25519KeyPair>,
+            destination: Option<&str>,
+        ) -> (u16, Value) {
             let mut request = send_transaction_message::v1::Request::new(
                 OwnedTransactionId::from(format!("t{}", MilliSecondsSinceUnixEpoch::now().get())),
                 OwnedServerName::try_from(self.b_name.as_str()).unwrap(),
                 MilliSecondsSinceUnixEpoch::now(),
             );
             request.pdus = pdus.iter().map(|p| serde_json::value::to_raw_value(p).unwrap()).collect();
+            request.edus = edus.iter().map(|e| serde_json::from_value(e.clone()).unwrap()).collect();
             let input = ServerSignaturesInput::new(
                 self.b_name.as_str().try_into().unwrap(),
                 destination.unwrap_or(&self.a_name).try_into().unwrap(),

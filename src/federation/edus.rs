@@ -1,13 +1,13 @@
-//! Ephemeral data units between servers: typing notices and read receipts
-//! of users in shared rooms, in both directions.
+//! Ephemeral data units between servers: typing notices, read receipts and
+//! presence of users in shared rooms, in both directions.
 
 use std::time::Duration;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 
 use super::Federation;
-use crate::AppState;
+use crate::{AppState, storage::streams::PresenceRow, streams::presence_info};
 
 /// How long a remote typing notice lasts unless renewed (Synapse uses 30 s).
 const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +33,26 @@ impl Federation {
             "content": { room_id.as_str(): { "m.read": { user.as_str(): { "event_ids": [event_id], "data": data } } } },
         });
         self.send_to_room(room_id, edu).await;
+    }
+
+    /// Sends a local user's new presence to the servers sharing a room
+    /// with them.
+    pub async fn send_presence(&self, row: PresenceRow, servers: Vec<OwnedServerName>) {
+        if !self.enabled() {
+            return;
+        }
+        let info = presence_info(&row);
+        let mut update = json!({
+            "user_id": row.user_id,
+            "presence": info.state,
+            "currently_active": info.currently_active,
+            "last_active_ago": info.last_active_ago.unwrap_or(0),
+        });
+        if let Some(status) = info.status_msg {
+            update["status_msg"] = Value::String(status);
+        }
+        let json = json!({ "edu_type": "m.presence", "content": { "push": [update] } }).to_string();
+        self.sender.send_edus(servers.into_iter().map(|s| (s, json.clone())).collect()).await;
     }
 
     async fn send_to_room(&self, room_id: &RoomId, edu: Value) {
@@ -96,6 +116,23 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: Value) {
                             tracing::debug!(%room, %user, error = %e, "dropped a receipt EDU");
                         }
                     }
+                }
+            }
+        }
+        Some("m.presence") => {
+            let Some(Value::Array(updates)) = content.get("push") else { return };
+            for update in updates {
+                let user = update.get("user_id").and_then(Value::as_str).and_then(|u| OwnedUserId::try_from(u).ok());
+                let (Some(user), Some(presence)) = (user, update.get("presence").and_then(Value::as_str)) else {
+                    continue;
+                };
+                if user.server_name() != origin {
+                    continue;
+                }
+                let status = update.get("status_msg").and_then(Value::as_str).map(str::to_owned);
+                let ago = update.get("last_active_ago").and_then(Value::as_u64).unwrap_or(0);
+                if let Err(e) = state.streams.store_remote_presence(&user, presence, status, ago).await {
+                    tracing::debug!(%origin, %user, error = %e, "dropped a presence EDU");
                 }
             }
         }

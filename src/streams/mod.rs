@@ -8,7 +8,7 @@ pub mod typing;
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId};
 use serde_json::Value;
 
 pub use self::typing::Typing;
@@ -44,10 +44,16 @@ pub struct Streams {
     notifier: Arc<Notifier>,
     rooms: Arc<Rooms>,
     pub typing: Typing,
-    /// Each local user's presence as last stored (every change goes
-    /// through `set_presence`), so a sync's `set_presence` costs no read.
+    /// Each user's presence as last stored (every change goes through
+    /// `store_presence`), so a sync's `set_presence` costs no read.
     presence: quick_cache::sync::Cache<OwnedUserId, PresenceRow>,
+    /// Called when a local user's presence changed, with the other servers
+    /// that share a room with them (federation sends `m.presence`).
+    presence_hook: std::sync::OnceLock<PresenceHook>,
 }
+
+/// See `Streams::set_presence_hook`.
+pub type PresenceHook = Arc<dyn Fn(PresenceRow, Vec<OwnedServerName>) + Send + Sync>;
 
 /// How many users' stored presence is kept in memory.
 const PRESENCE_CACHE_ENTRIES: usize = 20_000;
@@ -71,7 +77,7 @@ impl Streams {
     pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
         let typing = Typing::new(notifier.clone(), rooms.clone());
         let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
-        Self { db, config, notifier, rooms, typing, presence }
+        Self { db, config, notifier, rooms, typing, presence, presence_hook: std::sync::OnceLock::new() }
     }
 
     /// Sets global (`room` = None) or room account data and wakes the user.
@@ -213,7 +219,51 @@ impl Streams {
         if !self.presence_enabled() {
             return Ok(());
         }
-        let row = PresenceRow { user_id: user.to_string(), state: state.to_owned(), status_msg, last_active_ts: timestamp() };
+        let row =
+            PresenceRow { user_id: user.to_string(), state: state.to_owned(), status_msg, last_active_ts: timestamp() };
+        let audience = self.store_presence(user, row.clone()).await?;
+        if let Some(hook) = self.presence_hook.get() {
+            let own = &self.config.server.server_name;
+            let mut servers: Vec<OwnedServerName> =
+                audience.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
+            servers.sort();
+            servers.dedup();
+            if !servers.is_empty() {
+                hook(row, servers);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the presence another server reported for one of its users
+    /// (`m.presence` EDU), if the user shares a room with this server.
+    pub async fn store_remote_presence(
+        &self,
+        user: &OwnedUserId,
+        state: &str,
+        status_msg: Option<String>,
+        last_active_ago: u64,
+    ) -> Result<()> {
+        if !PRESENCE_STATES.contains(&state) {
+            return Err(StreamsError::BadJson(format!("unknown presence state {state}")));
+        }
+        if !self.presence_enabled() || self.db.users_sharing_rooms(user.to_string()).await?.is_empty() {
+            return Ok(());
+        }
+        let ago = i64::try_from(last_active_ago).unwrap_or(i64::MAX).min(timestamp());
+        let row = PresenceRow {
+            user_id: user.to_string(),
+            state: state.to_owned(),
+            status_msg,
+            last_active_ts: timestamp() - ago,
+        };
+        self.store_presence(user, row).await?;
+        Ok(())
+    }
+
+    /// Stores a presence row and wakes whoever shares a room with its user;
+    /// returns them.
+    async fn store_presence(&self, user: &OwnedUserId, row: PresenceRow) -> Result<Vec<OwnedUserId>> {
         // Forgotten first: a concurrent touch must not keep the old row.
         self.presence.remove(user);
         let pos = self.db.set_presence(row.clone()).await?;
@@ -221,7 +271,12 @@ impl Streams {
         let audience = self.db.users_sharing_rooms(user.to_string()).await?;
         let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
         self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()).chain([user.as_ref()]));
-        Ok(())
+        Ok(audience)
+    }
+
+    /// Sets what is told of local presence changes (see `PresenceHook`).
+    pub fn set_presence_hook(&self, hook: PresenceHook) {
+        let _ = self.presence_hook.set(hook);
     }
 
     /// Called when a user syncs with `set_presence`: records activity, but
@@ -252,7 +307,9 @@ impl Streams {
 
     /// A user's presence, if the asker may see it (shares a room, or is them).
     pub async fn get_presence(&self, asker: &OwnedUserId, user: &UserId) -> Result<PresenceInfo> {
-        if self.db.get_user(user.to_owned()).await?.is_none() {
+        // Users of other servers are known by what their servers sent.
+        let local = user.server_name() == self.config.server.server_name;
+        if local && self.db.get_user(user.to_owned()).await?.is_none() {
             return Err(StreamsError::NotFound("unknown user".into()));
         }
         if asker != user {

@@ -90,7 +90,7 @@ pub async fn fanout(cli: &Cli, members: usize, rate: f64, messages: usize) -> an
     let sending = Duration::from_secs_f64(messages as f64 / rate);
     // Starting a member's sync loop takes a first sync; the delivery
     // deadline counts from when all of them run.
-    let watch_until = Instant::now() + 2 * WAIT_LIMIT + sending + Duration::from_millis(100) * members as u32;
+    let watch_until = Instant::now() + 2 * WAIT_LIMIT + sending + Duration::from_secs(1) * members as u32;
     let mut receivers = Vec::new();
     for u in &users[1..] {
         receivers.push(u.watch(cli.transport, watch_until).await?);
