@@ -141,6 +141,11 @@ async fn state_at_an_old_event_is_the_state_then() {
     let change = &page["chunk"][1];
     assert_eq!(change["type"], "m.room.name");
     assert_eq!(change["unsigned"]["prev_content"]["name"], "First name");
+    // So does it in sync, while the event is still in the server's cache.
+    let (_, sync) = server.get("/_matrix/client/v3/sync?timeout=0", Some(a)).await;
+    let timeline = sync["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap();
+    let change = timeline.iter().find(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Second name");
+    assert_eq!(change.unwrap()["unsigned"]["prev_content"]["name"], "First name", "{sync}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -130,6 +130,9 @@ impl Rooms {
             send_to.push(target.server_name().to_owned());
         }
         new_event.send_to = send_to.iter().map(|s| s.to_string()).collect();
+        // Cached with what it replaces, as a stored event is read back, so
+        // clients get `prev_content` for it.
+        let replaces_state = new_event.replaces_state.as_deref().and_then(|id| OwnedEventId::try_from(id).ok());
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
         let queued = self.db.queue_local_append(new_event, move |stored| {
             let _ = stored_tx.send(stored);
@@ -173,6 +176,7 @@ impl Rooms {
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
         pdu.txn = device_txn;
+        pdu.replaces_state = replaces_state;
         let pdu = Arc::new(pdu);
         self.events.insert(pdu.event_id.clone(), pdu.clone());
         if let Some(target) = pdu.redacts_target() {
