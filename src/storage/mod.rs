@@ -7,6 +7,7 @@
 //! them proceed while the writer commits). Each table group has its own
 //! module with typed functions; callers never see SQL.
 
+pub mod directory;
 pub mod e2ee;
 pub mod federation;
 pub mod media;
@@ -160,19 +161,9 @@ impl Db {
     {
         let permit = self.inner.reader_permits.acquire().await.map_err(|_| StorageError::WriterGone)?;
         let inner = self.inner.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let conn = inner
-                .readers
-                .lock()
-                .expect("reader mutex is never poisoned")
-                .pop()
-                .expect("a permit guarantees a free reader");
-            let result = f(&conn);
-            inner.readers.lock().expect("reader mutex is never poisoned").push(conn);
-            result
-        })
-        .await
-        .map_err(|e| StorageError::Corrupt(format!("reader task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || inner.with_reader(f))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("reader task failed: {e}")))?;
         drop(permit);
         result
     }
@@ -189,10 +180,7 @@ impl Db {
         let Ok(permit) = self.inner.reader_permits.try_acquire() else {
             return self.read(f).await;
         };
-        let conn = self.inner.readers.lock().expect("reader mutex is never poisoned").pop();
-        let conn = conn.expect("a permit guarantees a free reader");
-        let result = f(&conn);
-        self.inner.readers.lock().expect("reader mutex is never poisoned").push(conn);
+        let result = self.inner.with_reader(f);
         drop(permit);
         result
     }
@@ -203,6 +191,17 @@ impl Db {
         if let Some(handle) = self.inner.writer_thread.lock().expect("mutex").take() {
             let _ = handle.join();
         }
+    }
+}
+
+impl DbInner {
+    /// Runs `f` on a free reader connection; the caller holds a permit.
+    fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let conn = self.readers.lock().expect("reader mutex is never poisoned").pop();
+        let conn = conn.expect("a permit guarantees a free reader");
+        let result = f(&conn);
+        self.readers.lock().expect("reader mutex is never poisoned").push(conn);
+        result
     }
 }
 

@@ -1,5 +1,5 @@
-//! Rooms, events, DAG edges, state groups, current state, memberships,
-//! transaction ids and aliases. Callers hand over fully built, verified
+//! Rooms, events, DAG edges, state groups, current state, memberships and
+//! transaction ids (aliases and the public directory: `directory.rs`). Callers hand over fully built, verified
 //! events; this module only stores and finds them.
 
 use super::CachedSql;
@@ -705,75 +705,6 @@ impl Db {
                 |r| r.get(0),
             )
             .optional()?)
-        })
-        .await
-    }
-
-    /// Creates an alias; false when it exists already.
-    pub async fn create_alias(&self, alias: String, room_id: String, creator: String) -> Result<bool> {
-        self.write(move |c| {
-            let n = c.exec(
-                "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
-                params![alias, room_id, creator],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
-
-    /// `(room_id, creator)` of an alias.
-    pub async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
-        self.read(move |c| {
-            Ok(c.one("SELECT room_id, creator FROM room_aliases WHERE alias = ?1", [&alias], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?)
-        })
-        .await
-    }
-
-    pub async fn delete_alias(&self, alias: String) -> Result<bool> {
-        self.write(move |c| Ok(c.exec("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)).await
-    }
-
-    pub async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
-            let rows = stmt.query_map([&room_id], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
-
-    pub async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
-        self.write(move |c| {
-            c.exec("UPDATE rooms SET is_public = ?2 WHERE room_id = ?1", params![room_id, public])?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub async fn room_is_public(&self, room_id: String) -> Result<bool> {
-        self.read(move |c| {
-            Ok(c.one("SELECT is_public FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0))
-                .optional()?
-                .unwrap_or(false))
-        })
-        .await
-    }
-
-    /// Public rooms ordered by joined member count (then id), as
-    /// `(room_id, joined_members)`.
-    pub async fn public_rooms(&self) -> Result<Vec<(String, i64)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT r.room_id,
-                        (SELECT COUNT(*) FROM room_memberships m WHERE m.room_id = r.room_id AND m.membership = 'join')
-                            AS joined
-                 FROM rooms r WHERE r.is_public = 1 ORDER BY joined DESC, r.room_id",
-            )?;
-            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -411,11 +411,9 @@ impl Db {
     /// The user-level reads of one sync, in one snapshot (on the calling
     /// thread for an incremental sync: see `read_quick`).
     pub async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows> {
-        if query.since.is_some() {
-            self.read_quick(move |c| snapshot(c, |c| user_rows(c, &query))).await
-        } else {
-            self.read(move |c| snapshot(c, |c| user_rows(c, &query))).await
-        }
+        let quick = query.since.is_some();
+        let read = move |c: &Connection| snapshot(c, |c| user_rows(c, &query));
+        if quick { self.read_quick(read).await } else { self.read(read).await }
     }
 
     /// The first pass over the rooms of one sync (timelines, receipts), in

@@ -195,26 +195,20 @@ impl Db {
 
     /// Marks the account deactivated and removes every device and token.
     pub async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
-        let outcome = self
-            .write(move |c| {
-                c.exec(
-                    "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
-                    [user_id.as_str()],
-                )?;
-                let devices: Vec<String> = {
-                    let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
-                    stmt.query_map([user_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
-                };
-                for device in &devices {
-                    super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
-                }
-                c.exec("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
-                c.exec("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
-                Ok(())
-            })
-            .await;
-        self.inner.tokens.retire_all();
-        outcome
+        self.write_removing_tokens(move |c| {
+            c.exec("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id.as_str()])?;
+            let devices: Vec<String> = {
+                let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
+                stmt.query_map([user_id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for device in &devices {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+            }
+            c.exec("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
+            c.exec("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
+            Ok(())
+        })
+        .await
     }
 
     /// Creates the device if it is new (or renames nothing if it exists),
@@ -227,24 +221,33 @@ impl Db {
         ip: Option<String>,
         tokens: NewTokens,
     ) -> Result<()> {
-        let outcome = self
-            .write(move |c| {
-                let now = now_ms();
-                let (user, device) = (user_id.as_str(), device_id.as_str());
-                c.exec(
-                    "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
+        self.write_removing_tokens(move |c| {
+            let now = now_ms();
+            let (user, device) = (user_id.as_str(), device_id.as_str());
+            c.exec(
+                "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?4)
                  ON CONFLICT (user_id, device_id) DO UPDATE
                  SET last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
-                    params![user, device, display_name, now, ip],
-                )?;
-                // Spec: logging in with a known device id invalidates the
-                // device's previous access tokens.
-                c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-                c.exec("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-                insert_tokens(c, user, device, &tokens, now)
-            })
-            .await;
+                params![user, device, display_name, now, ip],
+            )?;
+            // Spec: logging in with a known device id invalidates the
+            // device's previous access tokens.
+            c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+            c.exec("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+            insert_tokens(c, user, device, &tokens, now)
+        })
+        .await
+    }
+
+    /// `write` for a change that may remove access tokens: once it is
+    /// done, every cached token lookup from before it is retired.
+    async fn write_removing_tokens<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let outcome = self.write(f).await;
         self.inner.tokens.retire_all();
         outcome
     }
@@ -290,24 +293,21 @@ impl Db {
         refresh_hash: Vec<u8>,
         tokens: NewTokens,
     ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
-        let outcome = self
-            .write(move |c| {
-                let owner: Option<(String, String)> = c
-                    .one("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .optional()?;
-                let Some((user, device)) = owner else {
-                    return Ok(None);
-                };
-                c.exec("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash])?;
-                c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
-                insert_tokens(c, &user, &device, &tokens, now_ms())?;
-                Ok(Some((parse_user_id(user)?, parse_device_id(device))))
-            })
-            .await;
-        self.inner.tokens.retire_all();
-        outcome
+        self.write_removing_tokens(move |c| {
+            let owner: Option<(String, String)> = c
+                .one("SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            let Some((user, device)) = owner else {
+                return Ok(None);
+            };
+            c.exec("DELETE FROM refresh_tokens WHERE token_hash = ?1", [&refresh_hash])?;
+            c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+            insert_tokens(c, &user, &device, &tokens, now_ms())?;
+            Ok(Some((parse_user_id(user)?, parse_device_id(device))))
+        })
+        .await
     }
 
     pub async fn list_devices(&self, user_id: OwnedUserId) -> Result<Vec<DeviceRecord>> {
@@ -354,44 +354,38 @@ impl Db {
 
     /// Deletes devices (and, by cascade, their tokens). Returns how many went.
     pub async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
-        let outcome = self
-            .write(move |c| {
-                let mut n = 0;
-                for device in &device_ids {
-                    super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
-                    n += c.exec(
-                        "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
-                        params![user_id.as_str(), device.as_str()],
-                    )?;
-                }
-                Ok(n)
-            })
-            .await;
-        self.inner.tokens.retire_all();
-        outcome
+        self.write_removing_tokens(move |c| {
+            let mut n = 0;
+            for device in &device_ids {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
+                n += c.exec(
+                    "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
+                    params![user_id.as_str(), device.as_str()],
+                )?;
+            }
+            Ok(n)
+        })
+        .await
     }
 
     /// Deletes every device of the user except `keep`.
     pub async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
-        let outcome = self
-            .write(move |c| {
-                let doomed: Vec<String> = {
-                    let mut stmt =
-                        c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")?;
-                    stmt.query_map(params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())], |r| r.get(0))?
-                        .collect::<rusqlite::Result<Vec<_>>>()?
-                };
-                for device in &doomed {
-                    super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
-                }
-                Ok(c.exec(
-                    "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
-                    params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())],
-                )?)
-            })
-            .await;
-        self.inner.tokens.retire_all();
-        outcome
+        self.write_removing_tokens(move |c| {
+            let doomed: Vec<String> = {
+                let mut stmt =
+                    c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2")?;
+                stmt.query_map(params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            for device in &doomed {
+                super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+            }
+            Ok(c.exec(
+                "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
+                params![user_id.as_str(), keep.as_ref().map(|d| d.as_str())],
+            )?)
+        })
+        .await
     }
 
     pub async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {

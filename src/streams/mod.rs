@@ -221,7 +221,8 @@ impl Streams {
         }
         let row =
             PresenceRow { user_id: user.to_string(), state: state.to_owned(), status_msg, last_active_ts: timestamp() };
-        let audience = self.store_presence(user, row.clone()).await?;
+        let audience = self.presence_audience(user).await?;
+        self.store_presence(user, row.clone(), &audience).await?;
         if let Some(hook) = self.presence_hook.get() {
             let own = &self.config.server.server_name;
             let mut servers: Vec<OwnedServerName> =
@@ -247,7 +248,11 @@ impl Streams {
         if !PRESENCE_STATES.contains(&state) {
             return Err(StreamsError::BadJson(format!("unknown presence state {state}")));
         }
-        if !self.presence_enabled() || self.db.users_sharing_rooms(user.to_string()).await?.is_empty() {
+        if !self.presence_enabled() {
+            return Ok(());
+        }
+        let audience = self.presence_audience(user).await?;
+        if audience.is_empty() {
             return Ok(());
         }
         let ago = i64::try_from(last_active_ago).unwrap_or(i64::MAX).min(timestamp());
@@ -257,21 +262,23 @@ impl Streams {
             status_msg,
             last_active_ts: timestamp() - ago,
         };
-        self.store_presence(user, row).await?;
-        Ok(())
+        self.store_presence(user, row, &audience).await
     }
 
-    /// Stores a presence row and wakes whoever shares a room with its user;
-    /// returns them.
-    async fn store_presence(&self, user: &OwnedUserId, row: PresenceRow) -> Result<Vec<OwnedUserId>> {
+    /// Who shares a room with `user` (and so sees their presence).
+    async fn presence_audience(&self, user: &OwnedUserId) -> Result<Vec<OwnedUserId>> {
+        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
+        Ok(audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect())
+    }
+
+    /// Stores a presence row and wakes its user and `audience`.
+    async fn store_presence(&self, user: &OwnedUserId, row: PresenceRow, audience: &[OwnedUserId]) -> Result<()> {
         // Forgotten first: a concurrent touch must not keep the old row.
         self.presence.remove(user);
         let pos = self.db.set_presence(row.clone()).await?;
         self.presence.insert(user.clone(), row);
-        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
-        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
         self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()).chain([user.as_ref()]));
-        Ok(audience)
+        Ok(())
     }
 
     /// Sets what is told of local presence changes (see `PresenceHook`).
