@@ -23,7 +23,7 @@ fn request(user: &OwnedUserId, since: Option<String>) -> SyncRequest {
         user_id: user.clone(),
         device_id: "BENCH".into(),
         since,
-        filter: FilterDefinition::default(),
+        filter: FilterDefinition::default().into(),
         full_state: false,
         set_presence: None,
         timeout: Duration::ZERO,

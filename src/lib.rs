@@ -142,19 +142,7 @@ impl Server {
             let bound = listener.local_addr().map_err(|source| StartError::Listen { addr: *addr, source })?;
             addrs.push(bound);
             let app = http::app(services.clone());
-            let mut stop = shutdown.subscribe();
-            tasks.push(tokio::spawn(async move {
-                let service =
-                    axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(app);
-                let result = axum::serve(listener, service)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "listener failed");
-                }
-            }));
+            tasks.push(tokio::spawn(http::serve(listener, app, shutdown.subscribe())));
             tracing::info!(%bound, server_name = %services.config.server.server_name, "listening for clients");
         }
         let mut federation_addrs = Vec::new();
@@ -183,7 +171,10 @@ impl Server {
                         stopper.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
                     });
                     tasks.push(tokio::spawn(async move {
-                        let service = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                        let app = tower::ServiceExt::map_request(app, |req: ::http::Request<hyper::body::Incoming>| {
+                            req.map(axum::body::Body::new)
+                        });
+                        let service = axum::ServiceExt::<::http::Request<hyper::body::Incoming>>::into_make_service_with_connect_info::<
                             SocketAddr,
                         >(app);
                         if let Err(e) = server.handle(handle).serve(service).await {

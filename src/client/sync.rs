@@ -1,7 +1,10 @@
 //! `GET /sync` (client-server API, "Syncing"): the long-poll transport of
 //! the shared sync function.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use axum::Router;
 use ruma::{
@@ -28,16 +31,18 @@ pub async fn resolve_filter(
     state: &AppState,
     session: &Session,
     filter: Option<&sync_v3::Filter>,
-) -> Result<FilterDefinition, ApiError> {
+) -> Result<Arc<FilterDefinition>, ApiError> {
     match filter {
-        None => Ok(FilterDefinition::default()),
-        Some(sync_v3::Filter::FilterDefinition(def)) => Ok(def.clone()),
-        Some(sync_v3::Filter::FilterId(id)) => {
-            let value = state.streams.get_filter(&session.user_id, id).await?;
-            serde_json::from_value(value).map_err(|e| ApiError::bad_json(format!("stored filter: {e}")))
-        }
-        Some(_) => Ok(FilterDefinition::default()),
+        Some(sync_v3::Filter::FilterDefinition(def)) => Ok(Arc::new(def.clone())),
+        Some(sync_v3::Filter::FilterId(id)) => Ok(state.streams.sync_filter(&session.user_id, id).await?),
+        _ => Ok(no_filter()),
     }
+}
+
+/// The empty filter, shared by every sync that gives none.
+pub fn no_filter() -> Arc<FilterDefinition> {
+    static EMPTY: LazyLock<Arc<FilterDefinition>> = LazyLock::new(|| Arc::new(FilterDefinition::default()));
+    EMPTY.clone()
 }
 
 /// `set_presence` as the sync layer takes it.

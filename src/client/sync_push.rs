@@ -83,14 +83,12 @@ async fn prepare(
         return Err(ApiError::invalid_param("the `since` token is not valid"));
     }
     let filter = match query.filter.as_deref() {
-        None => FilterDefinition::default(),
-        Some(f) if f.trim_start().starts_with('{') => {
-            serde_json::from_str(f).map_err(|e| ApiError::bad_json(format!("invalid filter: {e}")))?
-        }
-        Some(id) => {
-            let value = state.streams.get_filter(&session.user_id, id).await?;
-            serde_json::from_value(value).map_err(ApiError::internal_with)?
-        }
+        None => super::sync::no_filter(),
+        Some(f) if f.trim_start().starts_with('{') => Arc::new(
+            serde_json::from_str::<FilterDefinition>(f)
+                .map_err(|e| ApiError::bad_json(format!("invalid filter: {e}")))?,
+        ),
+        Some(id) => state.streams.sync_filter(&session.user_id, id).await?,
     };
     if let Some(p) = &query.set_presence
         && !crate::streams::PRESENCE_STATES.contains(&p.as_str())

@@ -5,30 +5,47 @@
 mod error;
 pub mod rate_limit;
 mod ruma;
+mod serve;
 
 use std::time::Duration;
 
 use axum::{Router, extract::Request, response::IntoResponse};
 use http::{HeaderName, Method, StatusCode, header};
-use tower::Layer;
+use tower::ServiceBuilder;
 use tower_http::{
-    cors::{Any, CorsLayer},
+    classify::{ServerErrorsAsFailures, SharedClassifier},
+    cors::{Any, Cors, CorsLayer},
     normalize_path::{NormalizePath, NormalizePathLayer},
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    trace::TraceLayer,
+    request_id::{MakeRequestUuid, PropagateRequestId, PropagateRequestIdLayer, SetRequestId, SetRequestIdLayer},
+    trace::{Trace, TraceLayer},
 };
+use tracing::Span;
 
 pub use self::{
     error::ApiError,
     ruma::{RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error},
+    serve::serve,
 };
 use crate::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The application every listener serves: the router inside the
+/// cross-cutting layers.
+///
+/// The layers wrap the router as a whole, not each route (`Router::layer`
+/// would box a future per layer per request): a held `/sync` keeps its
+/// request's future for minutes, and this one is a single allocation.
+pub type App = NormalizePath<
+    SetRequestId<
+        PropagateRequestId<Trace<Cors<Router>, SharedClassifier<ServerErrorsAsFailures>, fn(&Request) -> Span>>,
+        MakeRequestUuid,
+    >,
+>;
+
 /// The whole HTTP application: every API, with its cross-cutting layers.
 /// Trailing slashes are trimmed before routing, as Synapse tolerates them.
-pub fn app(state: AppState) -> NormalizePath<Router> {
+pub fn app(state: AppState) -> App {
     let mut router = crate::client::routes(Router::new());
     if state.config.federation.serve_on_client_listener {
         router = crate::federation::server::routes(router);
@@ -37,23 +54,24 @@ pub fn app(state: AppState) -> NormalizePath<Router> {
 }
 
 /// The federation listener's application: the server-server and key APIs.
-pub fn federation_app(state: AppState) -> NormalizePath<Router> {
+pub fn federation_app(state: AppState) -> App {
     layered(crate::federation::server::routes(Router::new()), state)
 }
 
-fn layered(router: Router<AppState>, state: AppState) -> NormalizePath<Router> {
-    let router = router
-        .fallback(unknown_endpoint)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
-        .layer(cors())
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
-        }))
+fn layered(router: Router<AppState>, state: AppState) -> App {
+    let router = router.fallback(unknown_endpoint).method_not_allowed_fallback(method_not_allowed).with_state(state);
+    ServiceBuilder::new()
+        .layer(NormalizePathLayer::trim_trailing_slash())
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid));
-    NormalizePathLayer::trim_trailing_slash().layer(router)
+        .layer(TraceLayer::new_for_http().make_span_with(request_span as fn(&Request) -> Span))
+        .layer(cors())
+        .service(router)
+}
+
+fn request_span(req: &Request) -> Span {
+    let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id = %id)
 }
 
 /// Spec: "Web Browser Clients" — servers must answer CORS preflights.

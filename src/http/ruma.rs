@@ -283,12 +283,15 @@ where
             let handler = handler.clone();
             router = router.route(
                 path,
-                // The handler's future is made here, not inside another
-                // async block, so a long wait (a held `/sync`) does not keep
-                // a second copy of the parsed request.
-                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Ruma<T>| {
-                    let response = handler(state, req);
-                    async move { response.await.map(RumaResponse) }
+                // Extraction is boxed and freed before the handler runs, so
+                // a long wait (a held `/sync`) keeps neither the parsed
+                // request nor the space its extraction took.
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
+                    let handler = handler.clone();
+                    async move {
+                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
+                        handler(state, req).await.map(RumaResponse)
+                    }
                 }),
             );
         }

@@ -8,7 +8,9 @@ pub mod typing;
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId, api::client::filter::FilterDefinition,
+};
 use serde_json::Value;
 
 pub use self::typing::Typing;
@@ -50,6 +52,9 @@ pub struct Streams {
     /// Called when a local user's presence changed, with the other servers
     /// that share a room with them (federation sends `m.presence`).
     presence_hook: std::sync::OnceLock<PresenceHook>,
+    /// Stored filters as sync uses them. A filter never changes once
+    /// created, so each is parsed once and shared by every sync using it.
+    filters: quick_cache::sync::Cache<(OwnedUserId, i64), Arc<FilterDefinition>>,
 }
 
 /// See `Streams::set_presence_hook`.
@@ -57,6 +62,9 @@ pub type PresenceHook = Arc<dyn Fn(PresenceRow, Vec<OwnedServerName>) + Send + S
 
 /// How many users' stored presence is kept in memory.
 const PRESENCE_CACHE_ENTRIES: usize = 20_000;
+
+/// How many parsed filters are kept in memory.
+const FILTER_CACHE_ENTRIES: usize = 10_000;
 
 /// A user's presence as served to clients.
 #[derive(Debug, Clone)]
@@ -77,7 +85,8 @@ impl Streams {
     pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
         let typing = Typing::new(notifier.clone(), rooms.clone());
         let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
-        Self { db, config, notifier, rooms, typing, presence, presence_hook: std::sync::OnceLock::new() }
+        let filters = quick_cache::sync::Cache::new(FILTER_CACHE_ENTRIES);
+        Self { db, config, notifier, rooms, typing, presence, presence_hook: std::sync::OnceLock::new(), filters }
     }
 
     /// Sets global (`room` = None) or room account data and wakes the user.
@@ -343,16 +352,37 @@ impl Streams {
     }
 
     pub async fn get_filter(&self, user: &OwnedUserId, filter_id: &str) -> Result<Value> {
-        let not_found = || StreamsError::NotFound("filter not found".into());
-        let id: i64 = filter_id.parse().map_err(|_| not_found())?;
-        let json = self.db.get_filter(user.to_string(), id).await?.ok_or_else(not_found)?;
+        let json = self.filter_json(user, filter_id_number(filter_id)?).await?;
         serde_json::from_str(&json).map_err(|e| StreamsError::Storage(StorageError::Corrupt(e.to_string())))
+    }
+
+    /// A stored filter, parsed, for sync.
+    pub async fn sync_filter(&self, user: &OwnedUserId, filter_id: &str) -> Result<Arc<FilterDefinition>> {
+        let key = (user.clone(), filter_id_number(filter_id)?);
+        if let Some(filter) = self.filters.get(&key) {
+            return Ok(filter);
+        }
+        let json = self.filter_json(user, key.1).await?;
+        let filter: FilterDefinition =
+            serde_json::from_str(&json).map_err(|e| StreamsError::Storage(StorageError::Corrupt(e.to_string())))?;
+        let filter = Arc::new(filter);
+        self.filters.insert(key, filter.clone());
+        Ok(filter)
+    }
+
+    async fn filter_json(&self, user: &OwnedUserId, id: i64) -> Result<String> {
+        self.db.get_filter(user.to_string(), id).await?.ok_or_else(|| StreamsError::NotFound("filter not found".into()))
     }
 
     /// Rooms that have typing changes for sync, with who is typing now.
     pub fn typing_in(&self, room: &OwnedRoomId, since: i64) -> Option<Vec<OwnedUserId>> {
         self.typing.changed_since(room, since)
     }
+}
+
+/// Filter ids are the row numbers Plexus hands out; anything else names no filter.
+fn filter_id_number(filter_id: &str) -> Result<i64> {
+    filter_id.parse().map_err(|_| StreamsError::NotFound("filter not found".into()))
 }
 
 /// Presence as clients see it, computed from a stored row.

@@ -8,7 +8,7 @@ mod build;
 pub mod notifier;
 pub mod token;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use ruma::{
     OwnedDeviceId, OwnedUserId,
@@ -37,7 +37,7 @@ pub struct SyncRequest {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub since: Option<String>,
-    pub filter: FilterDefinition,
+    pub filter: Arc<FilterDefinition>,
     pub full_state: bool,
     /// `online`, `unavailable` or `offline`; `None` leaves presence alone.
     pub set_presence: Option<String>,
@@ -72,6 +72,8 @@ pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Res
         if !nothing_new || Instant::now() >= deadline {
             return Ok(response);
         }
+        // Not kept while waiting: even empty, it holds a few allocations.
+        drop(response);
         tokio::select! {
             _ = &mut notified => {}
             _ = tokio::time::sleep_until(deadline) => {}
