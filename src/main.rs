@@ -4,43 +4,29 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-/// Rust allocations go to mimalloc. With glibc's malloc, memory freed by
-/// one connection's buffers was rarely reused exactly, and a held sync cost
-/// 11 KB of RSS; with mimalloc's size-segregated pages it costs under 5 KB
-/// (`tools/loadgen idle`, 10,000 connections).
+/// Rust allocations go to mimalloc, built without transparent huge pages
+/// (with them, a fresh server took 28 MB rather than 19). With glibc's
+/// malloc a held sync cost 11 KB of RSS; with mimalloc's size-segregated
+/// pages about 4 (`tools/loadgen idle`, 10,000 connections). Freed memory
+/// goes back to the system on the allocator's next activity in that thread,
+/// or when the thread ends (see the runtime's `thread_keep_alive`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's options, by their index in `mi_option_e` (mimalloc 3's
-/// `mimalloc.h`; libmimalloc-sys names only some of them).
-const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
-
-unsafe extern "C" {
-    fn mi_option_set(option: libc::c_int, value: libc::c_long);
-}
-
-/// Tunes both allocators for a server that should stay small when idle.
-///
-/// mimalloc: free memory goes back to the system at once rather than after
-/// a delay that only later allocations would notice (an idle server kept
-/// the 19 MiB argon2 buffer of its last login: 50 MB RSS instead of 21),
-/// and arenas are committed page by page as they are used (fresh server
-/// 28 MB → 20 MB).
-///
 /// glibc, which still serves SQLite: allocations of 1 MiB and more come
 /// straight from mmap, and at most 4 arenas.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_allocator() {
-    // SAFETY: these calls only change allocator parameters; they run once
+    // SAFETY: mallopt only changes allocator parameters; it is called once
     // at start, before any other thread exists.
     unsafe {
-        mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            libc::mallopt(libc::M_ARENA_MAX, 4);
-        }
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
 
 use plexus::{Server, Services, config::Config};
 
@@ -115,7 +101,14 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.logging.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Idle blocking threads end after a second, not ten: a thread that
+    // hashed a password holds the freed 19 MiB argon2 buffer in its
+    // allocator heap until it ends or allocates again.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -150,6 +150,20 @@ async fn websocket_pushes_sync_frames_answers_requests_and_resumes() {
     let (mut socket, _) = connect(&server, &bob, &format!("since={last_batch}")).await;
     let resumed = next_sync(&mut socket).await;
     assert_eq!(bodies(&resumed, &room), vec!["while away 1", "while away 2"]);
+
+    // A request frame much larger than the socket's 1 KiB read buffer.
+    let long_body = "long ".repeat(4_000);
+    let long = json!({"id": "req-long", "method": "send", "params": {
+        "room_id": room, "event_type": "m.room.message", "content": {"msgtype": "m.text", "body": long_body}}});
+    socket.send(long).await;
+    let long_id = reply(&mut socket, json!("req-long")).await["result"]["event_id"]
+        .as_str()
+        .expect("the long message is accepted")
+        .to_owned();
+    let (status, stored) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{long_id}"), Some(&alice.access_token)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["content"]["body"], long_body.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread")]
