@@ -40,7 +40,7 @@ pub async fn resolve_filter(
 }
 
 /// The empty filter, shared by every sync that gives none.
-pub fn no_filter() -> Arc<FilterDefinition> {
+fn no_filter() -> Arc<FilterDefinition> {
     static EMPTY: LazyLock<Arc<FilterDefinition>> = LazyLock::new(|| Arc::new(FilterDefinition::default()));
     EMPTY.clone()
 }

@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt, stream};
 use http::{StatusCode, request::Parts};
 use ruma::{
     OwnedEventId, OwnedRoomId,
-    api::client::filter::FilterDefinition,
+    api::client::sync::sync_events::v3 as sync_v3,
     events::{StateEventType, TimelineEventType},
 };
 use serde::Deserialize;
@@ -82,14 +82,13 @@ async fn prepare(
     {
         return Err(ApiError::invalid_param("the `since` token is not valid"));
     }
-    let filter = match query.filter.as_deref() {
-        None => super::sync::no_filter(),
-        Some(f) if f.trim_start().starts_with('{') => Arc::new(
-            serde_json::from_str::<FilterDefinition>(f)
-                .map_err(|e| ApiError::bad_json(format!("invalid filter: {e}")))?,
-        ),
-        Some(id) => state.streams.sync_filter(&session.user_id, id).await?,
+    let filter = match query.filter {
+        Some(f) if f.trim_start().starts_with('{') => Some(sync_v3::Filter::FilterDefinition(
+            serde_json::from_str(&f).map_err(|e| ApiError::bad_json(format!("invalid filter: {e}")))?,
+        )),
+        other => other.map(sync_v3::Filter::FilterId),
     };
+    let filter = super::sync::resolve_filter(state, &session, filter.as_ref()).await?;
     if let Some(p) = &query.set_presence
         && !crate::streams::PRESENCE_STATES.contains(&p.as_str())
     {

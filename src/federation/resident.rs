@@ -39,6 +39,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     mount(router, invite)
 }
 
+/// 400 `M_INCOMPATIBLE_ROOM_VERSION`, naming the room's version.
+fn incompatible_version(version: ruma::RoomVersionId, message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(version)),
+        message,
+    )
+}
+
 /// A `make_join`/`make_leave` template for a user of the requesting server.
 async fn membership_template(
     state: &AppState,
@@ -65,11 +74,7 @@ async fn make_join(
     let body = req.body;
     let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "join").await?;
     if !body.ver.contains(&version) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(version)),
-            "your server does not support this room's version",
-        ));
+        return Err(incompatible_version(version, "your server does not support this room's version"));
     }
     let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
     let mut response = prepare_join_event::v1::Response::new(raw);
@@ -184,9 +189,8 @@ async fn make_knock(
         let version = state.rooms.room_version(&body.room_id).await?;
         let knocking = version.rules().is_some_and(|r| r.authorization.knocking);
         if !knocking || !body.ver.contains(&version) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(version)),
+            return Err(incompatible_version(
+                version,
                 "the room's version does not support knocking, or your server does not support the room's version",
             ));
         }
@@ -217,13 +221,7 @@ async fn invite(
     let origin = req.origin().to_owned();
     let body = req.body;
     if !crate::rooms::versions::can_follow(&body.room_version) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::IncompatibleRoomVersion(ruma::api::error::IncompatibleRoomVersionErrorData::new(
-                body.room_version.clone(),
-            )),
-            "this server does not support the room's version",
-        ));
+        return Err(incompatible_version(body.room_version.clone(), "this server does not support the room's version"));
     }
     require_acl_allows(&state, &body.room_id, &origin).await?;
     let fed = &state.federation;
