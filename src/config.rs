@@ -373,10 +373,10 @@ impl Config {
                 });
             }
         }
-        if let Err(message) = crate::media::preview::parse_ranges(&self.media.url_preview_allowed_ranges) {
+        if let Err(message) = crate::address_policy::parse_ranges(&self.media.url_preview_allowed_ranges) {
             return Err(ConfigError::Invalid { key: "media.url_preview_allowed_ranges", message });
         }
-        if let Err(message) = crate::media::preview::parse_ranges(&self.federation.allowed_ranges) {
+        if let Err(message) = crate::address_policy::parse_ranges(&self.federation.allowed_ranges) {
             return Err(ConfigError::Invalid { key: "federation.allowed_ranges", message });
         }
         let fed = &self.federation;

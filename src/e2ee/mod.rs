@@ -16,12 +16,12 @@ use serde_json::{Map, Value, json};
 pub use self::backup::{BackupKey, BackupSummary};
 use self::signatures::{SignatureError, ed25519_key, verify_signature};
 use crate::{
+    commit::{Commit, CommitPipeline, RemoteToDevice},
     config::Config,
     storage::{
         Db, StorageError,
         e2ee::{DeviceKeysOutcome, OutgoingToDevice},
     },
-    sync::notifier::Notifier,
     users::{Session, Users, UsersError},
 };
 
@@ -58,14 +58,8 @@ const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25
 pub struct E2ee {
     db: Db,
     config: Arc<Config>,
-    notifier: Arc<Notifier>,
-    /// Told when a local user's devices or cross-signing keys change (the
-    /// federation sender tells the servers sharing a room with them).
-    device_change: std::sync::OnceLock<DeviceChangeHook>,
+    commits: Arc<CommitPipeline>,
 }
-
-/// Called with a local user whose device list changed.
-pub type DeviceChangeHook = Arc<dyn Fn(OwnedUserId) + Send + Sync>;
 
 /// The answer to `/keys/query`.
 #[derive(Debug, Default)]
@@ -85,22 +79,15 @@ fn parse_object(json: &str) -> Result<Map<String, Value>> {
 }
 
 impl E2ee {
-    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>) -> Self {
-        Self { db, config, notifier, device_change: std::sync::OnceLock::new() }
-    }
-
-    pub fn set_device_change_hook(&self, hook: DeviceChangeHook) {
-        let _ = self.device_change.set(hook);
+    pub fn new(db: Db, config: Arc<Config>, commits: Arc<CommitPipeline>) -> Self {
+        Self { db, config, commits }
     }
 
     /// A remote user's device list changed (told by their server): their
     /// room-mates here see it in `device_lists.changed`.
     pub async fn remote_device_change(&self, user: &UserId) -> Result<()> {
-        let pos = self.db.mark_remote_device_list_change(user.to_string()).await?;
-        let audience = self.db.users_sharing_rooms(user.to_string()).await?;
-        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
-        self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()));
-        Ok(())
+        let position = self.db.mark_remote_device_list_change(user.to_string()).await?;
+        self.device_list_committed(user, position).await
     }
 
     /// Queues to-device messages from a user of another server (a
@@ -113,24 +100,36 @@ impl E2ee {
     ) -> Result<()> {
         let queued =
             self.db.queue_to_device(sender.to_string(), String::new(), message_id.to_owned(), messages).await?;
-        if let Some((pos, recipients)) = queued {
-            let recipients: Vec<OwnedUserId> =
-                recipients.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
-            self.notifier.misc_committed(pos, recipients.iter().map(|u| u.as_ref()));
-        }
+        self.to_device_committed(sender, queued, None).await;
         Ok(())
     }
 
-    /// Wakes the user and everyone sharing a room with them: their device
-    /// list changed.
-    async fn announce_device_change(&self, user: &UserId, position: i64) -> Result<()> {
+    /// Announces a change of `user`'s device list to everyone sharing a
+    /// room with them (and, for a local user, to their servers).
+    async fn device_list_committed(&self, user: &UserId, position: i64) -> Result<()> {
         let audience = self.db.users_sharing_rooms(user.to_string()).await?;
         let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
-        self.notifier.misc_committed(position, audience.iter().map(|u| u.as_ref()).chain([user]));
-        if let Some(hook) = self.device_change.get() {
-            hook(user.to_owned());
-        }
+        self.commits.committed(Commit::DeviceList { position, user, audience: &audience }).await;
         Ok(())
+    }
+
+    /// Announces to-device messages queued for local recipients (`queued`:
+    /// the position and recipients, `None` for a retried transaction) and
+    /// those addressed to devices of other servers.
+    async fn to_device_committed(
+        &self,
+        sender: &UserId,
+        queued: Option<(i64, Vec<String>)>,
+        remote: Option<&RemoteToDevice>,
+    ) {
+        let (position, recipients) = match queued {
+            Some((position, recipients)) => (Some(position), recipients),
+            None => (None, Vec::new()),
+        };
+        let recipients: Vec<OwnedUserId> =
+            recipients.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        let wake: Vec<&UserId> = recipients.iter().map(|u| u.as_ref()).collect();
+        self.commits.committed(Commit::ToDevice { position, wake: &wake, sender, remote }).await;
     }
 
     /// `/keys/upload`: device identity keys, one-time keys, fallback keys.
@@ -160,7 +159,7 @@ impl E2ee {
                 serde_json::from_str::<Value>(old).ok().and_then(|o| o.get("keys").cloned()) == new_keys
             };
             match self.db.upload_device_keys(user.clone(), device.clone(), json, same_identity).await? {
-                DeviceKeysOutcome::Changed(pos) => self.announce_device_change(&session.user_id, pos).await?,
+                DeviceKeysOutcome::Changed(pos) => self.device_list_committed(&session.user_id, pos).await?,
                 DeviceKeysOutcome::Unchanged => {}
                 DeviceKeysOutcome::Conflict => {
                     return Err(E2eeError::InvalidKeys(
@@ -367,7 +366,7 @@ impl E2ee {
             users.authenticate(auth, flows, Some(&session.user_id)).await?;
         }
         let pos = self.db.set_cross_signing_keys(user.to_owned(), to_store).await?;
-        self.announce_device_change(&session.user_id, pos).await
+        self.device_list_committed(&session.user_id, pos).await
     }
 
     /// `/keys/signatures/upload`: merges verified signatures into stored
@@ -452,7 +451,7 @@ impl E2ee {
         for (device, json) in self.db.device_keys_of(user.to_string()).await? {
             if device == key_id {
                 let pos = self.db.replace_device_keys(user.to_string(), device, merge(&json)?).await?;
-                self.announce_device_change(user, pos).await?;
+                self.device_list_committed(user, pos).await?;
                 return Ok(true);
             }
         }
@@ -464,31 +463,51 @@ impl E2ee {
                 .is_some_and(|k| k.values().any(|v| v.as_str() == Some(key_id)));
             if matches {
                 let pos = self.db.set_cross_signing_keys(user.to_string(), vec![(kind, merge(&json)?)]).await?;
-                self.announce_device_change(user, pos).await?;
+                self.device_list_committed(user, pos).await?;
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// `/sendToDevice`: queues messages (idempotent per transaction id) and
-    /// wakes the recipients.
-    pub async fn send_to_device(&self, session: &Session, txn_id: &str, messages: Vec<OutgoingToDevice>) -> Result<()> {
-        for (user, ..) in &messages {
-            let user = UserId::parse(user.as_str()).map_err(|e| E2eeError::BadJson(e.to_string()))?;
-            if user.server_name() != self.config.server.server_name {
-                return Err(E2eeError::Forbidden("to-device messages to other servers go through federation".into()));
+    /// `/sendToDevice`: queues messages for local devices (idempotent per
+    /// transaction id), hands those for other servers' devices to
+    /// federation, and wakes the recipients. `messages` are `(user, device
+    /// or "*", content)`; contents must be objects.
+    pub async fn send_to_device(
+        &self,
+        session: &Session,
+        txn_id: &str,
+        kind: &str,
+        messages: Vec<(OwnedUserId, String, Value)>,
+    ) -> Result<()> {
+        let own = &self.config.server.server_name;
+        let mut local: Vec<OutgoingToDevice> = Vec::new();
+        let mut remote = Vec::new();
+        for (user, device, content) in messages {
+            if !content.is_object() {
+                return Err(E2eeError::BadJson("to-device content must be an object".into()));
             }
+            if user.server_name() == own {
+                local.push((user.to_string(), device, kind.to_owned(), content.to_string()));
+            } else {
+                remote.push((user, device, content));
+            }
+        }
+        if !remote.is_empty() && !self.config.federation.enabled {
+            return Err(E2eeError::Forbidden("this server does not federate".into()));
         }
         let queued = self
             .db
-            .queue_to_device(session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned(), messages)
+            .queue_to_device(session.user_id.to_string(), session.device_id.to_string(), txn_id.to_owned(), local)
             .await?;
-        if let Some((pos, recipients)) = queued {
-            let recipients: Vec<OwnedUserId> =
-                recipients.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
-            self.notifier.misc_committed(pos, recipients.iter().map(|u| u.as_ref()));
-        }
+        // The message id is unique per sender device and transaction.
+        let remote = (!remote.is_empty()).then(|| RemoteToDevice {
+            kind: kind.to_owned(),
+            message_id: format!("{}-{txn_id}", session.device_id),
+            messages: remote,
+        });
+        self.to_device_committed(&session.user_id, queued, remote.as_ref()).await;
         Ok(())
     }
 }

@@ -306,7 +306,7 @@ fn followed_rules(
 
 /// The client-visible stripped form (type, state key, sender, content) of
 /// the state another server sent with an invite or a knock.
-pub(super) fn stripped_events(state: &[ruma::api::federation::membership::RawStrippedState]) -> Vec<Value> {
+pub fn stripped_events(state: &[ruma::api::federation::membership::RawStrippedState]) -> Vec<Value> {
     use ruma::api::federation::membership::RawStrippedState;
     state
         .iter()

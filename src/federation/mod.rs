@@ -9,12 +9,13 @@ mod e2ee;
 mod edus;
 mod inbound;
 pub mod keys;
+pub mod listener;
 mod membership;
-mod resident;
 pub mod resolve;
 pub mod sender;
-pub mod server;
 pub mod tls;
+
+pub use self::{inbound::room_of, membership::stripped_events};
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -94,7 +95,7 @@ impl Federation {
     pub fn new(config: Arc<Config>, db: Db, key: Arc<ServerKey>, rooms: Arc<Rooms>) -> Result<Arc<Self>, String> {
         let fed = &config.federation;
         let policy = resolve::AddressPolicy {
-            allowed_ranges: crate::media::preview::parse_ranges(&fed.allowed_ranges)?,
+            allowed_ranges: crate::address_policy::parse_ranges(&fed.allowed_ranges)?,
             allow_loopback: fed.allow_loopback,
         };
         let dns = Arc::new(resolve::Dns::new(policy).map_err(|e| e.to_string())?);

@@ -13,8 +13,9 @@ use std::{
 };
 
 use hickory_resolver::TokioResolver;
-use ipnet::IpNet;
 use ruma::ServerName;
+
+pub use crate::address_policy::AddressPolicy;
 
 /// Where to send requests for a server name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,29 +36,6 @@ const WELL_KNOWN_OK_TTL: Duration = Duration::from_secs(24 * 3600);
 const WELL_KNOWN_MAX_TTL: Duration = Duration::from_secs(48 * 3600);
 const WELL_KNOWN_ERROR_TTL: Duration = Duration::from_secs(3600);
 const RESOLVED_TTL: Duration = Duration::from_secs(3600);
-
-/// Address policy for outbound connections.
-#[derive(Debug, Clone)]
-pub struct AddressPolicy {
-    pub allowed_ranges: Vec<IpNet>,
-    pub allow_loopback: bool,
-}
-
-impl AddressPolicy {
-    pub fn allows(&self, ip: IpAddr) -> bool {
-        if self.allowed_ranges.iter().any(|net| net.contains(&ip)) {
-            return true;
-        }
-        let loopback = match ip {
-            IpAddr::V4(v4) => v4.is_loopback(),
-            IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-        };
-        if loopback {
-            return self.allow_loopback;
-        }
-        !crate::media::preview::is_internal(ip)
-    }
-}
 
 /// The DNS side, shared by discovery and reqwest.
 pub struct Dns {
@@ -323,19 +301,6 @@ mod tests {
         assert_eq!(split_host_port("[::1]:8448"), ("[::1]".into(), Some(8448)));
         assert_eq!(split_host_port("[::1]"), ("[::1]".into(), None));
         assert_eq!(ip_literal("[::1]"), Some("::1".parse().unwrap()));
-    }
-
-    #[test]
-    fn private_ranges_are_refused_unless_allowed() {
-        let strict = AddressPolicy { allowed_ranges: vec![], allow_loopback: false };
-        assert!(!strict.allows("127.0.0.1".parse().unwrap()));
-        assert!(!strict.allows("10.1.2.3".parse().unwrap()));
-        assert!(!strict.allows("fd00::1".parse().unwrap()));
-        assert!(strict.allows("93.184.216.34".parse().unwrap()));
-        let local = AddressPolicy { allowed_ranges: vec!["10.0.0.0/8".parse().unwrap()], allow_loopback: true };
-        assert!(local.allows("127.0.0.1".parse().unwrap()));
-        assert!(local.allows("10.1.2.3".parse().unwrap()));
-        assert!(!local.allows("192.168.1.1".parse().unwrap()));
     }
 
     #[test]

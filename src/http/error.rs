@@ -214,3 +214,9 @@ impl IntoResponse for ApiError {
         }
     }
 }
+
+impl From<crate::rate_limit::RateLimited> for ApiError {
+    fn from(e: crate::rate_limit::RateLimited) -> Self {
+        ApiError::limit_exceeded(e.retry_after)
+    }
+}

@@ -1,9 +1,9 @@
-//! The HTTP edge: the axum router, the `Ruma<T>` extractor, Matrix error
-//! responses, rate limits, CORS and request tracing. Knows nothing of SQL;
-//! turns requests into domain calls and domain errors into Matrix errors.
+//! The HTTP glue under every endpoint: the `Ruma<T>` extractor, Matrix
+//! error responses, CORS, request ids and tracing, and the client
+//! listener's accept loop. Knows nothing of SQL or of the routes (`api`
+//! assembles those); turns domain errors into Matrix errors.
 
 mod error;
-pub mod rate_limit;
 mod ruma;
 mod serve;
 
@@ -26,7 +26,7 @@ pub use self::{
     ruma::{RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error},
     serve::serve,
 };
-use crate::AppState;
+use crate::services::AppState;
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -43,22 +43,10 @@ pub type App = NormalizePath<
     >,
 >;
 
-/// The whole HTTP application: every API, with its cross-cutting layers.
-/// Trailing slashes are trimmed before routing, as Synapse tolerates them.
-pub fn app(state: AppState) -> App {
-    let mut router = crate::client::routes(Router::new());
-    if state.config.federation.serve_on_client_listener {
-        router = crate::federation::server::routes(router);
-    }
-    layered(router, state)
-}
-
-/// The federation listener's application: the server-server and key APIs.
-pub fn federation_app(state: AppState) -> App {
-    layered(crate::federation::server::routes(Router::new()), state)
-}
-
-fn layered(router: Router<AppState>, state: AppState) -> App {
+/// Wraps a router in the cross-cutting layers every listener serves it
+/// with. Trailing slashes are trimmed before routing, as Synapse tolerates
+/// them; unknown paths and methods get Matrix errors.
+pub fn layered(router: Router<AppState>, state: AppState) -> App {
     let router = router.fallback(unknown_endpoint).method_not_allowed_fallback(method_not_allowed).with_state(state);
     ServiceBuilder::new()
         .layer(NormalizePathLayer::trim_trailing_slash())

@@ -24,7 +24,7 @@ use ruma::api::{
 };
 
 use super::error::ApiError;
-use crate::{AppState, users::Session};
+use crate::{services::AppState, users::Session};
 
 /// Whether an endpoint needs an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,58 +11,21 @@ use std::{
 };
 
 use futures_util::StreamExt;
-use ipnet::IpNet;
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 
 use super::{Media, MediaError, Result};
+use crate::address_policy::{AddressPolicy, parse_ranges};
 
 const MAX_REDIRECTS: usize = 3;
 const MAX_BODY: usize = 2 * 1024 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_FOR: Duration = Duration::from_secs(3600);
 
-/// Addresses no preview may reach unless explicitly allowed.
-pub fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // carrier-grade NAT
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)) // benchmarking
-                || o[0] >= 240
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_internal(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0x0db8 // documentation
-        }
-    }
-}
-
-/// Parses the configured allowed ranges (validated at start).
-pub fn parse_ranges(ranges: &[String]) -> std::result::Result<Vec<IpNet>, String> {
-    ranges.iter().map(|r| r.parse::<IpNet>().map_err(|e| format!("`{r}`: {e}"))).collect()
-}
-
 impl Media {
     fn address_allowed(&self, ip: IpAddr) -> bool {
-        let allowed = parse_ranges(&self.config.media.url_preview_allowed_ranges).unwrap_or_default();
-        !is_internal(ip) || allowed.iter().any(|net| net.contains(&ip))
+        let allowed_ranges = parse_ranges(&self.config.media.url_preview_allowed_ranges).unwrap_or_default();
+        AddressPolicy { allowed_ranges, allow_loopback: false }.allows(ip)
     }
 
     /// Previews `url` for `user`: Open Graph data of an HTML page, or an
@@ -194,28 +157,6 @@ fn open_graph(html: &str, base: &reqwest::Url) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn internal_addresses_are_recognised() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "192.168.0.1",
-            "172.16.5.4",
-            "169.254.1.1",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-            "100.64.0.1",
-            "0.0.0.0",
-        ] {
-            assert!(is_internal(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700:4700::1111"] {
-            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
-        }
-    }
 
     #[test]
     fn open_graph_reads_meta_and_falls_back_to_title() {

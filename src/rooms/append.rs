@@ -18,7 +18,7 @@ use serde_json::{Value, value::to_raw_value};
 
 use futures_util::FutureExt;
 
-use super::{Pipeline, RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
+use super::{RoomHead, Rooms, RoomsError, SentAhead, StateMap, pdu::Pdu, versions};
 use crate::storage::rooms::{AppendOutcome, CurrentStateWrite, NewEvent, StateWrite, StoredState};
 
 /// The largest PDU, as canonical JSON (spec: "Size limits").
@@ -142,7 +142,7 @@ impl Rooms {
         let joined = head.joined.clone();
         let outcome = if pipelined {
             self.advance_head(head, &pdu);
-            head.pipeline = Some(Pipeline(stored_rx.shared()));
+            head.sent_ahead = Some(SentAhead(stored_rx.shared()));
             drop(guard);
             queued.await?
         } else {
@@ -169,9 +169,6 @@ impl Rooms {
             .state_key()
             .filter(|_| *pdu.kind() == TimelineEventType::RoomMember)
             .and_then(|k| UserId::parse(k).ok());
-        let wake = joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]);
-        self.notifier.events_committed(appended.stream_ordering, wake);
-        self.wake_outbound(&send_to);
         let mut pdu = pdu;
         pdu.stream_ordering = Some(appended.stream_ordering);
         pdu.state_group = Some(appended.state_group);
@@ -182,6 +179,8 @@ impl Rooms {
         if let Some(target) = pdu.redacts_target() {
             self.events.remove(&target);
         }
+        let wake: Vec<&UserId> = joined.iter().map(|u| u.as_ref()).chain(target.as_deref()).chain([sender]).collect();
+        self.event_committed(appended.stream_ordering, &pdu, &wake, &send_to).await;
         Ok(Some(pdu))
     }
 
@@ -268,11 +267,11 @@ impl Rooms {
             delta_depth: 0,
             state,
             joined: Arc::default(),
-            pipeline: None,
+            sent_ahead: None,
         });
-        self.notifier.events_committed(appended.stream_ordering, [sender]);
         let pdu = Arc::new(pdu);
         self.events.insert(event_id, pdu.clone());
+        self.event_committed(appended.stream_ordering, &pdu, &[sender], &[]).await;
         Ok((room_id, pdu))
     }
 

@@ -12,7 +12,6 @@ use ruma::{
     room_version_rules::{EventIdFormatVersion, RoomVersionRules},
     signatures::reference_hash,
 };
-use serde::{Deserialize, Deserializer, de};
 
 use super::{Rooms, RoomsError};
 
@@ -91,43 +90,12 @@ impl Rooms {
     }
 }
 
-/// Reads `prev_events`/`auth_events` in either format: plain ids, or
-/// `[id, hashes]` pairs (room versions 1 and 2), keeping the ids.
-pub fn deserialize_references<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OwnedEventId>, D::Error> {
-    struct Reference(OwnedEventId);
-
-    impl<'de> Deserialize<'de> for Reference {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct Visitor;
-            impl<'de> de::Visitor<'de> for Visitor {
-                type Value = Reference;
-                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                    f.write_str("an event id or an [event id, hashes] pair")
-                }
-                fn visit_str<E: de::Error>(self, v: &str) -> Result<Reference, E> {
-                    OwnedEventId::try_from(v).map(Reference).map_err(E::custom)
-                }
-                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Reference, A::Error> {
-                    let id: OwnedEventId = seq
-                        .next_element()?
-                        .ok_or_else(|| de::Error::invalid_length(0, &"an [event id, hashes] pair"))?;
-                    // The hashes are not checked by anyone; skip them.
-                    while seq.next_element::<de::IgnoredAny>()?.is_some() {}
-                    Ok(Reference(id))
-                }
-            }
-            d.deserialize_any(Visitor)
-        }
-    }
-
-    let refs: Vec<Reference> = Vec::deserialize(d)?;
-    Ok(refs.into_iter().map(|r| r.0).collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pdu::deserialize_references;
     use ruma::{RoomVersionId, server_name};
+    use serde::Deserialize;
 
     #[test]
     fn references_are_read_in_both_formats() {

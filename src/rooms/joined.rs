@@ -88,7 +88,7 @@ impl Rooms {
         stored.state_group = Some(appended.state_group);
         let stored = Arc::new(stored);
         self.events.insert(stored.event_id.clone(), stored.clone());
-        self.notifier.events_committed(appended.stream_ordering, [pdu.sender()]);
+        self.event_committed(appended.stream_ordering, &stored, &[pdu.sender()], &[]).await;
         Ok(stored)
     }
 }

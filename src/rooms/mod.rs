@@ -5,13 +5,15 @@
 //! server-server API "PDUs", "Authorization rules"; room versions).
 
 mod append;
+mod backfill;
 mod create;
 pub mod directory;
 pub mod event_format;
 mod joined;
 mod membership;
-pub mod pdu;
 mod remote;
+mod remote_invite;
+mod remote_state;
 mod server_acl;
 mod state_res_v1;
 mod timeline;
@@ -29,7 +31,6 @@ use ruma::{
     room_version_rules::RoomVersionRules,
 };
 
-use self::pdu::Pdu;
 pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
@@ -37,11 +38,15 @@ pub use self::{
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };
+/// The PDU type lives below the domains (the commit pipeline carries it);
+/// `rooms::pdu` stays its familiar path.
+pub use crate::pdu;
+use crate::pdu::Pdu;
 use crate::{
+    commit::{Commit, CommitPipeline},
     config::Config,
     server_key::ServerKey,
     storage::{Db, StorageError, rooms::StoredEvent, sync::UnreadCount},
-    sync::notifier::Notifier,
 };
 
 /// Room state: `(event type, state key) -> event id`.
@@ -87,16 +92,16 @@ struct RoomHead {
     joined: Arc<HashSet<OwnedUserId>>,
     /// Whether the last message sent ahead on this head (see
     /// `append_local`) was stored; `None` once that is known to be so.
-    pipeline: Option<Pipeline>,
+    sent_ahead: Option<SentAhead>,
 }
 
 /// Resolves to whether an event queued for storage was stored.
 #[derive(Clone)]
-struct Pipeline(futures_util::future::Shared<tokio::sync::oneshot::Receiver<bool>>);
+struct SentAhead(futures_util::future::Shared<tokio::sync::oneshot::Receiver<bool>>);
 
-impl std::fmt::Debug for Pipeline {
+impl std::fmt::Debug for SentAhead {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pipeline")
+        f.write_str("SentAhead")
     }
 }
 
@@ -107,14 +112,13 @@ pub struct Rooms {
     db: Db,
     config: Arc<Config>,
     key: Arc<ServerKey>,
-    notifier: Arc<Notifier>,
+    /// Where every committed event is announced (syncs, federation, ...).
+    commits: Arc<CommitPipeline>,
     /// One append lock per room: concurrent sends keep one consistent set
     /// of forward extremities.
     heads: Mutex<HashMap<OwnedRoomId, HeadSlot>>,
     /// Parsed events by id (state events are read on every append).
     events: quick_cache::sync::Cache<OwnedEventId, Arc<Pdu>>,
-    /// Wakes the federation sender when PDUs are queued for other servers.
-    outbound: std::sync::OnceLock<OutboundWake>,
     /// Resolved state groups (immutable once written), weighed by entries:
     /// visibility checks and sync read the same few groups again and again.
     groups: quick_cache::sync::Cache<i64, Arc<StateMap>, StateWeighter>,
@@ -135,22 +139,30 @@ impl quick_cache::Weighter<i64, Arc<StateMap>> for StateWeighter {
 /// How many state entries the state group cache holds in all.
 const STATE_CACHE_ENTRIES: u64 = 100_000;
 
-/// Called with the destinations that got PDUs queued.
-pub type OutboundWake = Arc<dyn Fn(&[ruma::OwnedServerName]) + Send + Sync>;
-
 impl Rooms {
-    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, notifier: Arc<Notifier>) -> Self {
+    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, commits: Arc<CommitPipeline>) -> Self {
         Self {
             db,
             config,
             key,
-            notifier,
+            commits,
             heads: Mutex::new(HashMap::new()),
             events: quick_cache::sync::Cache::new(20_000),
-            outbound: std::sync::OnceLock::new(),
             groups: quick_cache::sync::Cache::with_weighter(4_096, STATE_CACHE_ENTRIES, StateWeighter),
             unread: quick_cache::sync::Cache::new(10_000),
         }
+    }
+
+    /// Announces an event that became part of its room at `position`:
+    /// the one way out of the room server for every stored event.
+    async fn event_committed(
+        &self,
+        position: i64,
+        event: &Pdu,
+        wake: &[&ruma::UserId],
+        destinations: &[ruma::OwnedServerName],
+    ) {
+        self.commits.committed(Commit::RoomEvent { position, event, wake, destinations }).await;
     }
 
     fn head_slot(&self, room_id: &RoomId) -> HeadSlot {
@@ -166,15 +178,15 @@ impl Rooms {
     async fn lock_head(&self, room_id: &RoomId, wait: bool) -> Result<HeadGuard> {
         let mut guard = self.head_slot(room_id).lock_owned().await;
         if let Some(head) = guard.as_mut()
-            && let Some(Pipeline(pipeline)) = head.pipeline.clone()
+            && let Some(SentAhead(sent_ahead)) = head.sent_ahead.clone()
         {
             let stored = if wait {
-                Some(pipeline.await.unwrap_or(false))
+                Some(sent_ahead.await.unwrap_or(false))
             } else {
-                pipeline.peek().map(|stored| stored.clone().unwrap_or(false))
+                sent_ahead.peek().map(|stored| stored.clone().unwrap_or(false))
             };
             match stored {
-                Some(true) => head.pipeline = None,
+                Some(true) => head.sent_ahead = None,
                 Some(false) => *guard = None,
                 None => {}
             }
@@ -211,7 +223,7 @@ impl Rooms {
             delta_depth: versions::MAX_DELTA_CHAIN,
             state,
             joined: Arc::new(joined),
-            pipeline: None,
+            sent_ahead: None,
         }))
     }
 

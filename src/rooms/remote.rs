@@ -12,15 +12,14 @@ use std::{
 };
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId,
-    ServerName, UserId,
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
     events::{StateEventType, TimelineEventType},
     room_version_rules::RoomVersionRules,
-    state_res::{self, utils::event_id_set::EventIdSet},
+    state_res::{self},
 };
 use serde_json::Value;
 
-use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, versions};
+use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, remote_state::joined_in, versions};
 use crate::storage::rooms::{CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState};
 
 /// State types shown to invitees and knockers (spec: "stripped state").
@@ -140,21 +139,6 @@ impl Rooms {
             servers.retain(|s| acl.is_allowed(s));
         }
         Ok(servers)
-    }
-
-    /// Wakes the federation sender for destinations that got PDUs queued.
-    pub(super) fn wake_outbound(&self, destinations: &[OwnedServerName]) {
-        if destinations.is_empty() {
-            return;
-        }
-        if let Some(wake) = self.outbound.get() {
-            wake(destinations);
-        }
-    }
-
-    /// Sets what is called when PDUs are queued for other servers.
-    pub fn set_outbound(&self, wake: super::OutboundWake) {
-        let _ = self.outbound.set(wake);
     }
 
     /// Whether this server knows the room (has its state).
@@ -405,8 +389,7 @@ impl Rooms {
             .chain(target.as_deref())
             .filter(|u| u.server_name() == own)
             .collect();
-        self.notifier.events_committed(appended.stream_ordering, wake);
-        self.wake_outbound(&send_to);
+        self.event_committed(appended.stream_ordering, &stored, &wake, &send_to).await;
         Ok(RemoteOutcome::Accepted(stored))
     }
 
@@ -461,302 +444,5 @@ impl Rooms {
             state.get(&(kind.clone(), key.to_owned())).and_then(|id| events.get(id).cloned())
         };
         state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
-    }
-
-    /// The room state before an event: after its one prev event, or the
-    /// resolution of the states after each. Prev events this server does
-    /// not have in its timeline count as the current state.
-    async fn state_before(&self, pdu: &Pdu, head: &RoomHead) -> Result<StateMap, RoomsError> {
-        let prevs = self.get_pdus(pdu.fields.prev_events.iter()).await?;
-        let mut groups: Vec<i64> =
-            prevs.values().filter(|p| !p.rejected).filter_map(|p| p.state_group).filter(|g| *g > 0).collect();
-        groups.sort_unstable();
-        groups.dedup();
-        if groups.is_empty() {
-            return Ok((*head.state).clone());
-        }
-        // A prev event's group is the state after it.
-        let mut states = Vec::with_capacity(groups.len());
-        for group in groups {
-            states.push((*self.state_at_group(group).await?).clone());
-        }
-        if states.len() == 1 {
-            return Ok(states.pop().expect("one"));
-        }
-        self.resolve(&head.rules, &states, None).await
-    }
-
-    /// State resolution v2 (ruma) over `states`. `incoming` is an event
-    /// not stored yet that the states may name.
-    async fn resolve(
-        &self,
-        rules: &RoomVersionRules,
-        states: &[StateMap],
-        incoming: Option<&Pdu>,
-    ) -> Result<StateMap, RoomsError> {
-        let Some(v2) = rules.state_res.v2_rules() else {
-            // Room version 1.
-            let ids: HashSet<OwnedEventId> = states.iter().flat_map(|s| s.values().cloned()).collect();
-            let mut events = self.get_pdus(ids.iter()).await?;
-            if let Some(pdu) = incoming {
-                events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
-            }
-            return Ok(super::state_res_v1::resolve(&rules.authorization, states, &events));
-        };
-        // Auth chains of each state set, and every event involved, loaded.
-        let mut chains = Vec::with_capacity(states.len());
-        let mut all: HashSet<OwnedEventId> = HashSet::new();
-        for state in states {
-            let starts: Vec<String> = state.values().map(|id| id.to_string()).collect();
-            let chain = self.db.auth_chain(starts).await?;
-            let mut chain: HashSet<OwnedEventId> =
-                chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
-            // The incoming event is not stored: add its auth events' chains.
-            if let Some(pdu) = incoming.filter(|p| state.values().any(|id| *id == p.event_id)) {
-                let extra =
-                    self.db.auth_chain(pdu.fields.auth_events.iter().map(|id| id.to_string()).collect()).await?;
-                chain.extend(extra.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()));
-                chain.extend(pdu.fields.auth_events.iter().cloned());
-            }
-            all.extend(chain.iter().cloned());
-            all.extend(state.values().cloned());
-            chains.push(chain.into_iter().collect::<EventIdSet<OwnedEventId>>());
-        }
-        let mut events = self.get_pdus(all.iter()).await?;
-        if let Some(pdu) = incoming {
-            events.insert(pdu.event_id.clone(), Arc::new(pdu.clone()));
-        }
-        let fetch_event = |id: &ruma::EventId| events.get(id).map(|p| (**p).clone());
-        let subgraph =
-            |conflicted: &state_res::StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, &events));
-        let resolved = state_res::resolve(&rules.authorization, v2, states.iter(), chains, fetch_event, subgraph)
-            .map_err(|e| RoomsError::Internal(format!("state resolution failed: {e}")))?;
-        tracing::debug!(sets = states.len(), keys = resolved.len(), ?resolved, "resolved state");
-        Ok(resolved)
-    }
-
-    /// The state of the room at an event (before it, as other servers
-    /// expect: they add the event themselves), and the auth chain of that
-    /// state, for `/state` and `/state_ids`; the current state without an
-    /// event.
-    pub async fn state_and_auth_chain_at(
-        &self,
-        room_id: &RoomId,
-        event_id: Option<&OwnedEventId>,
-    ) -> Result<(Vec<OwnedEventId>, Vec<OwnedEventId>), RoomsError> {
-        let state = match event_id {
-            Some(id) => {
-                let pdu = self.get_pdu(id).await?.ok_or_else(|| RoomsError::NotFound("unknown event".into()))?;
-                if pdu.room != room_id {
-                    return Err(RoomsError::NotFound("unknown event".into()));
-                }
-                let group = pdu
-                    .state_group
-                    .filter(|g| *g > 0)
-                    .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
-                let mut state = (*self.state_at_group(group).await?).clone();
-                // The group is the state after the event: undo the event's own entry.
-                if let Some(key) = state_key_of(&pdu)
-                    && state.get(&key) == Some(&pdu.event_id)
-                {
-                    // Read from storage: cached events may lack `replaces_state`.
-                    let stored = self.db.get_event(pdu.event_id.to_string()).await?;
-                    match stored.and_then(|e| e.replaces_state).and_then(|id| OwnedEventId::try_from(id).ok()) {
-                        Some(previous) => state.insert(key, previous),
-                        None => state.remove(&key),
-                    };
-                }
-                state
-            }
-            None => (*self.current_state(room_id).await?).clone(),
-        };
-        let ids: Vec<OwnedEventId> = state.values().cloned().collect();
-        let chain = self.db.auth_chain(ids.iter().map(|id| id.to_string()).collect()).await?;
-        let chain = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
-        Ok((ids, chain))
-    }
-
-    /// The stored JSON of events (the PDU format other servers need).
-    pub async fn pdu_jsons(&self, ids: &[OwnedEventId]) -> Result<Vec<Box<serde_json::value::RawValue>>, RoomsError> {
-        let stored = self.db.get_events(ids.iter().map(|id| id.to_string()).collect()).await?;
-        stored
-            .into_iter()
-            .map(|e| serde_json::value::RawValue::from_string(e.json).map_err(|e| RoomsError::Internal(e.to_string())))
-            .collect()
-    }
-}
-
-/// Users whose membership is `join` in a state map.
-async fn joined_in(rooms: &Rooms, state: &StateMap) -> Result<HashSet<OwnedUserId>, RoomsError> {
-    let members: Vec<OwnedEventId> =
-        state.iter().filter(|((t, _), _)| *t == StateEventType::RoomMember).map(|(_, id)| id.clone()).collect();
-    let events = rooms.get_pdus(members.iter()).await?;
-    Ok(events
-        .values()
-        .filter(|e| e.content_value().get("membership").and_then(Value::as_str) == Some("join"))
-        .filter_map(|e| UserId::parse(e.state_key()?).ok())
-        .collect())
-}
-
-/// The conflicted state subgraph (state resolution v2.1): events that are
-/// auth-descendants of one conflicted event and auth-ancestors of another.
-fn conflicted_subgraph(
-    conflicted: &state_res::StateMap<Vec<OwnedEventId>>,
-    events: &HashMap<OwnedEventId, Arc<Pdu>>,
-) -> EventIdSet<OwnedEventId> {
-    let conflicted: HashSet<&OwnedEventId> = conflicted.values().flatten().collect();
-    // Ancestors of the conflicted events through auth_events.
-    let mut ancestors: HashSet<OwnedEventId> = HashSet::new();
-    let mut stack: Vec<OwnedEventId> = conflicted.iter().map(|id| (*id).clone()).collect();
-    while let Some(id) = stack.pop() {
-        if let Some(event) = events.get(&id) {
-            for parent in &event.fields.auth_events {
-                if ancestors.insert(parent.clone()) {
-                    stack.push(parent.clone());
-                }
-            }
-        }
-    }
-    // Of those (and the conflicted events), the ones that reach a
-    // conflicted event through their own auth events.
-    let mut reaches: HashMap<OwnedEventId, bool> = HashMap::new();
-    fn reaches_conflicted(
-        id: &OwnedEventId,
-        conflicted: &HashSet<&OwnedEventId>,
-        events: &HashMap<OwnedEventId, Arc<Pdu>>,
-        memo: &mut HashMap<OwnedEventId, bool>,
-    ) -> bool {
-        if let Some(known) = memo.get(id) {
-            return *known;
-        }
-        memo.insert(id.clone(), false);
-        let result = conflicted.contains(id)
-            || events
-                .get(id)
-                .is_some_and(|e| e.fields.auth_events.iter().any(|p| reaches_conflicted(p, conflicted, events, memo)));
-        memo.insert(id.clone(), result);
-        result
-    }
-    let mut out = EventIdSet::new();
-    for id in ancestors.iter().chain(conflicted.iter().copied()) {
-        if reaches_conflicted(id, &conflicted, events, &mut reaches) {
-            out.insert(id.clone());
-        }
-    }
-    out
-}
-
-impl Rooms {
-    /// Builds, authorises and signs a local event without storing it (an
-    /// invite of a remote user, which that user's server must sign first).
-    pub async fn build_unstored(
-        &self,
-        room_id: &RoomId,
-        sender: &UserId,
-        draft: super::EventDraft,
-    ) -> Result<(RoomVersionId, CanonicalJsonObject, OwnedEventId), RoomsError> {
-        let guard = self.lock_head(room_id, true).await?;
-        let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
-        let (pdu, new_event) = self.build_event(room_id, sender, &draft, head, None).await?;
-        let obj: CanonicalJsonObject =
-            serde_json::from_str(&new_event.json).map_err(|e| RoomsError::Internal(e.to_string()))?;
-        Ok((self.room_version(room_id).await?, obj, pdu.event_id))
-    }
-
-    /// The state an invitee is shown (as full PDUs, spec v1.16): create,
-    /// join rules, name, avatar, aliases, encryption, topic, and the
-    /// inviter's membership.
-    pub async fn invite_state_pdus(
-        &self,
-        room_id: &RoomId,
-        inviter: &UserId,
-    ) -> Result<Vec<Box<serde_json::value::RawValue>>, RoomsError> {
-        let state = self.current_state(room_id).await?;
-        let mut ids: Vec<OwnedEventId> =
-            STRIPPED_STATE.iter().filter_map(|kind| state.get(&(kind.clone(), String::new())).cloned()).collect();
-        if let Some(own) = state.get(&(StateEventType::RoomMember, inviter.to_string())) {
-            ids.push(own.clone());
-        }
-        self.pdu_jsons(&ids).await
-    }
-
-    /// Records an invite of a local user to a room this server is not in
-    /// (or the user's knock on one, with the stripped state its server
-    /// answered), and wakes the user.
-    pub async fn store_remote_invite(
-        &self,
-        invite: &VerifiedPdu,
-        user: &UserId,
-        version: &RoomVersionId,
-        stripped_state: Vec<Value>,
-        via: Vec<OwnedServerName>,
-    ) -> Result<(), RoomsError> {
-        let stripped = serde_json::to_string(&stripped_state).map_err(|e| RoomsError::Internal(e.to_string()))?;
-        let via = serde_json::to_string(&via).map_err(|e| RoomsError::Internal(e.to_string()))?;
-        let membership = match invite.pdu.content_value().get("membership").and_then(Value::as_str) {
-            Some("knock") => "knock",
-            _ => "invite",
-        };
-        let pos = self
-            .db
-            .store_remote_invite(
-                invite.outlier(false),
-                user.to_string(),
-                membership,
-                version.to_string(),
-                stripped,
-                via,
-            )
-            .await?;
-        self.notifier.events_committed(pos, [user]);
-        Ok(())
-    }
-
-    /// Records that a local user declined a remote invite with `leave`.
-    pub async fn store_declined_invite(&self, leave: &VerifiedPdu, user: &UserId) -> Result<(), RoomsError> {
-        let pos = self.db.decline_remote_invite(leave.outlier(false), user.to_string()).await?;
-        self.notifier.events_committed(pos, [user]);
-        Ok(())
-    }
-}
-
-impl Rooms {
-    /// The oldest event of the room's timeline here.
-    pub async fn oldest_event(&self, room_id: &RoomId) -> Result<Option<Pdu>, RoomsError> {
-        match self.db.oldest_timeline_event(room_id.to_string()).await? {
-            Some(stored) => Ok(Some(super::parse_stored(stored)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Stores history from another server before the start of the local
-    /// timeline, each event checked against its auth events (which must be
-    /// known); returns how many were added.
-    pub async fn store_backfilled(&self, room_id: &RoomId, events: Vec<VerifiedPdu>) -> Result<usize, RoomsError> {
-        let Some(oldest) = self.oldest_event(room_id).await? else { return Ok(0) };
-        let rules = self.room_version(room_id).await?.rules().ok_or_else(|| RoomsError::Internal("rules".into()))?;
-        let state = self.current_state(room_id).await?;
-        let create = state.get(&(StateEventType::RoomCreate, String::new())).cloned();
-        let mut accepted = Vec::new();
-        for event in events {
-            let mut auth = self.get_pdus(event.pdu.fields.auth_events.iter()).await?;
-            if let Some(id) = &create
-                && let Some(pdu) = self.get_pdu(id).await?
-            {
-                auth.insert(id.clone(), pdu);
-            }
-            if auth.len() < event.pdu.fields.auth_events.len() {
-                continue;
-            }
-            if let Err(reason) = auth_with_events(&event.pdu, &rules, &auth) {
-                tracing::info!(event_id = %event.pdu.event_id, %reason, "dropped a backfilled event");
-                continue;
-            }
-            let prevs = event.pdu.fields.prev_events.iter().map(|id| id.to_string()).collect();
-            accepted.push((event.outlier(false), prevs));
-        }
-        // History before the oldest event is seen with the state at it.
-        let group = oldest.state_group.unwrap_or_default();
-        Ok(self.db.store_backfilled(accepted, group).await?)
     }
 }

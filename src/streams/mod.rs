@@ -8,20 +8,18 @@ pub mod typing;
 
 use std::sync::Arc;
 
-use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId, api::client::filter::FilterDefinition,
-};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, api::client::filter::FilterDefinition};
 use serde_json::Value;
 
 pub use self::typing::Typing;
 use crate::{
+    commit::{Commit, CommitPipeline},
     config::Config,
     rooms::{Rooms, RoomsError},
     storage::{
         Db, StorageError,
         streams::{PresenceRow, ReceiptRow, timestamp},
     },
-    sync::notifier::Notifier,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -43,22 +41,16 @@ pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
 pub struct Streams {
     db: Db,
     config: Arc<Config>,
-    notifier: Arc<Notifier>,
+    commits: Arc<CommitPipeline>,
     rooms: Arc<Rooms>,
     pub typing: Typing,
     /// Each user's presence as last stored (every change goes through
     /// `store_presence`), so a sync's `set_presence` costs no read.
     presence: quick_cache::sync::Cache<OwnedUserId, PresenceRow>,
-    /// Called when a local user's presence changed, with the other servers
-    /// that share a room with them (federation sends `m.presence`).
-    presence_hook: std::sync::OnceLock<PresenceHook>,
     /// Stored filters as sync uses them. A filter never changes once
     /// created, so each is parsed once and shared by every sync using it.
     filters: quick_cache::sync::Cache<(OwnedUserId, i64), Arc<FilterDefinition>>,
 }
-
-/// See `Streams::set_presence_hook`.
-pub type PresenceHook = Arc<dyn Fn(PresenceRow, Vec<OwnedServerName>) + Send + Sync>;
 
 /// How many users' stored presence is kept in memory.
 const PRESENCE_CACHE_ENTRIES: usize = 20_000;
@@ -82,11 +74,18 @@ pub const PRESENCE_STATES: &[&str] = &["online", "unavailable", "offline"];
 const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
 
 impl Streams {
-    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
-        let typing = Typing::new(notifier.clone(), rooms.clone());
+    /// `typing_start` is where the typing stream starts (see `Typing::new`).
+    pub fn new(
+        db: Db,
+        config: Arc<Config>,
+        commits: Arc<CommitPipeline>,
+        rooms: Arc<Rooms>,
+        typing_start: i64,
+    ) -> Self {
+        let typing = Typing::new(commits.clone(), rooms.clone(), typing_start);
         let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
         let filters = quick_cache::sync::Cache::new(FILTER_CACHE_ENTRIES);
-        Self { db, config, notifier, rooms, typing, presence, presence_hook: std::sync::OnceLock::new(), filters }
+        Self { db, config, commits, rooms, typing, presence, filters }
     }
 
     /// Sets global (`room` = None) or room account data and wakes the user.
@@ -117,8 +116,9 @@ impl Streams {
             self.rooms.current_state(room).await?;
         }
         let room_key = room.map(|r| r.to_string()).unwrap_or_default();
-        let pos = self.db.set_account_data(user.to_string(), room_key, kind.to_owned(), content.to_string()).await?;
-        self.notifier.misc_committed(pos, [user.as_ref()]);
+        let position =
+            self.db.set_account_data(user.to_string(), room_key, kind.to_owned(), content.to_string()).await?;
+        self.commits.committed(Commit::AccountData { position, user }).await;
         Ok(())
     }
 
@@ -169,24 +169,25 @@ impl Streams {
     ) -> Result<()> {
         self.rooms.require_joined(room, user).await?;
         self.rooms.event_for_user(user, room, event_id).await?;
-        let pos = self
+        let position = self
             .db
             .set_receipt(ReceiptRow {
                 room_id: room.to_string(),
                 user_id: user.to_string(),
                 receipt_type: receipt_type.to_owned(),
-                thread_id: thread_id.unwrap_or_default(),
+                thread_id: thread_id.clone().unwrap_or_default(),
                 event_id: event_id.to_string(),
                 ts: timestamp(),
             })
             .await?;
-        if receipt_type == "m.read.private" {
-            // Private receipts go to their owner only.
-            self.notifier.misc_committed(pos, [user.as_ref()]);
-        } else {
-            let members = self.rooms.joined_members(room).await?;
-            self.notifier.misc_committed(pos, members.iter().map(|u| u.as_ref()));
-        }
+        // Private receipts go to their owner only.
+        let members =
+            if receipt_type == "m.read.private" { Vec::new() } else { self.rooms.joined_members(room).await? };
+        let wake: Vec<&UserId> =
+            if members.is_empty() { vec![user.as_ref()] } else { members.iter().map(|u| u.as_ref()).collect() };
+        let thread = thread_id.as_deref().filter(|t| !t.is_empty());
+        let commit = Commit::Receipt { position, room_id: room, user, receipt_type, event_id, thread, wake: &wake };
+        self.commits.committed(commit).await;
         Ok(())
     }
 
@@ -231,18 +232,7 @@ impl Streams {
         let row =
             PresenceRow { user_id: user.to_string(), state: state.to_owned(), status_msg, last_active_ts: timestamp() };
         let audience = self.presence_audience(user).await?;
-        self.store_presence(user, row.clone(), &audience).await?;
-        if let Some(hook) = self.presence_hook.get() {
-            let own = &self.config.server.server_name;
-            let mut servers: Vec<OwnedServerName> =
-                audience.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
-            servers.sort();
-            servers.dedup();
-            if !servers.is_empty() {
-                hook(row, servers);
-            }
-        }
-        Ok(())
+        self.store_presence(user, row, &audience).await
     }
 
     /// Stores the presence another server reported for one of its users
@@ -280,19 +270,15 @@ impl Streams {
         Ok(audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect())
     }
 
-    /// Stores a presence row and wakes its user and `audience`.
+    /// Stores a presence row and announces it to its user and `audience`
+    /// (and, for a local user, to the servers they share rooms with).
     async fn store_presence(&self, user: &OwnedUserId, row: PresenceRow, audience: &[OwnedUserId]) -> Result<()> {
         // Forgotten first: a concurrent touch must not keep the old row.
         self.presence.remove(user);
-        let pos = self.db.set_presence(row.clone()).await?;
-        self.presence.insert(user.clone(), row);
-        self.notifier.misc_committed(pos, audience.iter().map(|u| u.as_ref()).chain([user.as_ref()]));
+        let position = self.db.set_presence(row.clone()).await?;
+        self.presence.insert(user.clone(), row.clone());
+        self.commits.committed(Commit::Presence { position, row: &row, user, audience }).await;
         Ok(())
-    }
-
-    /// Sets what is told of local presence changes (see `PresenceHook`).
-    pub fn set_presence_hook(&self, hook: PresenceHook) {
-        let _ = self.presence_hook.set(hook);
     }
 
     /// Called when a user syncs with `set_presence`: records activity, but

@@ -26,8 +26,8 @@ use serde_json::{Map, Value, json};
 
 use super::{SyncError, SyncRequest, SyncToken};
 use crate::{
-    Services,
     rooms::{EventFilter, StateMap, pdu::Pdu, visibility::VisibilityCheck},
+    services::Services,
     storage::sync::{MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery, UnreadCount},
     streams::presence_info,
 };

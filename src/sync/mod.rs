@@ -1,12 +1,10 @@
 //! Sync (client-server API, "Syncing"): one function computes the response
 //! for (user, device, since, filter); the long-poll `/sync`, the WebSocket
 //! extension and Server-Sent Events all call it and differ only in how
-//! they wait and deliver. `notifier` wakes waiting syncs; `token` encodes
-//! stream positions.
+//! they wait and deliver. The notifier (`commit::notifier`) wakes waiting
+//! syncs; `commit::token` encodes stream positions.
 
 mod build;
-pub mod notifier;
-pub mod token;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,8 +14,9 @@ use ruma::{
 };
 use tokio::time::Instant;
 
-pub use self::{build::is_empty, token::SyncToken};
-use crate::{Services, rooms::RoomsError, storage::StorageError, streams::StreamsError};
+pub use self::build::is_empty;
+pub use crate::commit::SyncToken;
+use crate::{rooms::RoomsError, services::Services, storage::StorageError, streams::StreamsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {

@@ -1,0 +1,27 @@
+//! Turning PDUs into what clients see (client-server API, "Room Events":
+//! the client event format with `unsigned.age`, `prev_content` and
+//! `redacted_because`).
+
+use ruma::serde::Raw;
+use serde_json::Value;
+
+use crate::{http::ApiError, rooms::pdu::Pdu, services::AppState};
+
+/// The client format of an event, with the `unsigned` extras looked up.
+pub async fn client_event(state: &AppState, pdu: &Pdu) -> Result<Value, ApiError> {
+    Ok(state.rooms.client_event(pdu, None).await?)
+}
+
+/// Many events in client format, as ruma raw values.
+pub async fn raw_events<T>(state: &AppState, pdus: &[std::sync::Arc<Pdu>]) -> Result<Vec<Raw<T>>, ApiError> {
+    let mut out = Vec::with_capacity(pdus.len());
+    for pdu in pdus {
+        out.push(to_raw(client_event(state, pdu).await?)?);
+    }
+    Ok(out)
+}
+
+pub fn to_raw<T>(value: Value) -> Result<Raw<T>, ApiError> {
+    let raw = serde_json::value::to_raw_value(&value).map_err(ApiError::internal_with)?;
+    Ok(Raw::from_json(raw))
+}

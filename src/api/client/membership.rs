@@ -1,0 +1,259 @@
+//! Room membership (client-server API, "Room membership", "Joining rooms",
+//! "Leaving rooms", "Banning users", "Knocking", "Room members").
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use ruma::{
+    OwnedRoomId, OwnedServerName, RoomOrAliasId,
+    api::{
+        client::{
+            knock::knock_room,
+            membership::{
+                ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+                joined_members, joined_rooms, kick_user, leave_room, unban_user,
+            },
+        },
+        federation::query::get_room_information,
+    },
+    events::StateEventType,
+};
+use serde_json::Value;
+
+use super::events::raw_events;
+use crate::{
+    http::{ApiError, RouterExt, Ruma},
+    rooms::PaginationToken,
+    services::AppState,
+};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma(join_by_id)
+        .ruma(join_by_id_or_alias)
+        .ruma(invite)
+        .ruma(leave)
+        .ruma(forget)
+        .ruma(kick)
+        .ruma(ban)
+        .ruma(unban)
+        .ruma(knock)
+        .ruma(members)
+        .ruma(joined_members_list)
+        .ruma(joined_rooms_list)
+}
+
+/// A room id, and for a remote alias the servers its server suggests.
+async fn resolve_with_servers(
+    state: &AppState,
+    target: &RoomOrAliasId,
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>), ApiError> {
+    match OwnedRoomId::try_from(target.as_str()) {
+        Ok(room_id) => Ok((room_id, Vec::new())),
+        Err(_) => {
+            let alias = ruma::OwnedRoomAliasId::try_from(target.as_str())
+                .map_err(|_| ApiError::invalid_param("not a room id or alias"))?;
+            if alias.server_name() != state.config.server.server_name && state.federation.enabled() {
+                let answer = state
+                    .federation
+                    .request(alias.server_name(), get_room_information::v1::Request::new(alias.clone()))
+                    .await?;
+                return Ok((answer.room_id, answer.servers));
+            }
+            Ok((state.rooms.resolve_alias(&alias).await?, Vec::new()))
+        }
+    }
+}
+
+/// Joins locally when this server is in the room, else over federation
+/// through `via`, the alias's servers and the room id's server.
+async fn join_room(
+    state: &AppState,
+    room_id: &OwnedRoomId,
+    user: &ruma::OwnedUserId,
+    reason: Option<String>,
+    via: Vec<OwnedServerName>,
+) -> Result<(), ApiError> {
+    let own = &state.config.server.server_name;
+    let resident = state.rooms.knows_room(room_id).await?
+        && state.rooms.joined_members(room_id).await?.iter().any(|u| u.server_name() == own);
+    if resident || !state.federation.enabled() {
+        state.rooms.join(room_id, user, reason).await?;
+        return Ok(());
+    }
+    let mut servers = via;
+    servers.extend(state.federation.invite_servers(room_id, user).await);
+    if let Some(server) = room_id.server_name() {
+        servers.push(server.to_owned());
+    }
+    let mut seen = std::collections::HashSet::new();
+    servers.retain(|s| seen.insert(s.clone()));
+    state.federation.join_remote(room_id, user, &servers).await?;
+    Ok(())
+}
+
+async fn join_by_id(
+    state: AppState,
+    req: Ruma<join_room_by_id::v3::Request>,
+) -> Result<join_room_by_id::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rate_limits.join.check(&user)?;
+    join_room(&state, &req.body.room_id, &user, req.body.reason, Vec::new()).await?;
+    Ok(join_room_by_id::v3::Response::new(req.body.room_id))
+}
+
+async fn join_by_id_or_alias(
+    state: AppState,
+    req: Ruma<join_room_by_id_or_alias::v3::Request>,
+) -> Result<join_room_by_id_or_alias::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rate_limits.join.check(&user)?;
+    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
+    let mut via = req.body.via;
+    via.append(&mut servers);
+    join_room(&state, &room_id, &user, req.body.reason, via).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
+}
+
+async fn invite(state: AppState, req: Ruma<invite_user::v3::Request>) -> Result<invite_user::v3::Response, ApiError> {
+    let sender = req.session().user_id.clone();
+    state.rate_limits.invite.check(&sender)?;
+    let invite_user::v3::InvitationRecipient::UserId(recipient) = req.body.recipient else {
+        return Err(ApiError::invalid_param("third-party invites are not supported"));
+    };
+    if recipient.user_id.server_name() != state.config.server.server_name {
+        state.rooms.require_joined(&req.body.room_id, &sender).await?;
+        state.federation.invite_remote(&req.body.room_id, &sender, &recipient.user_id, recipient.reason).await?;
+    } else {
+        state.rooms.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason, false).await?;
+    }
+    Ok(invite_user::v3::Response::new())
+}
+
+async fn leave(state: AppState, req: Ruma<leave_room::v3::Request>) -> Result<leave_room::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    if !state.rooms.knows_room(&req.body.room_id).await? && state.federation.enabled() {
+        // Declining an invite to a room on another server.
+        state.federation.decline_remote_invite(&req.body.room_id, &user).await?;
+    } else {
+        state.rooms.leave(&req.body.room_id, &user, req.body.reason).await?;
+    }
+    Ok(leave_room::v3::Response::new())
+}
+
+async fn forget(state: AppState, req: Ruma<forget_room::v3::Request>) -> Result<forget_room::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rooms.forget(&req.body.room_id, &user).await?;
+    Ok(forget_room::v3::Response::new())
+}
+
+async fn kick(state: AppState, req: Ruma<kick_user::v3::Request>) -> Result<kick_user::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rooms.kick(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
+    Ok(kick_user::v3::Response::new())
+}
+
+async fn ban(state: AppState, req: Ruma<ban_user::v3::Request>) -> Result<ban_user::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rooms.ban(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
+    Ok(ban_user::v3::Response::new())
+}
+
+async fn unban(state: AppState, req: Ruma<unban_user::v3::Request>) -> Result<unban_user::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rooms.unban(&req.body.room_id, &user, &req.body.user_id, req.body.reason).await?;
+    Ok(unban_user::v3::Response::new())
+}
+
+async fn knock(state: AppState, req: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    state.rate_limits.join.check(&user)?;
+    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
+    let own = &state.config.server.server_name;
+    let resident = state.rooms.knows_room(&room_id).await?
+        && state.rooms.joined_members(&room_id).await?.iter().any(|u| u.server_name() == own);
+    if resident || !state.federation.enabled() {
+        state.rooms.knock(&room_id, &user, req.body.reason).await?;
+    } else {
+        // A room on other servers: knock through `via`, the alias's
+        // servers and the room id's server.
+        let mut via = req.body.via;
+        via.append(&mut servers);
+        if let Some(server) = room_id.server_name() {
+            via.push(server.to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        via.retain(|s| seen.insert(s.clone()));
+        state.federation.knock_remote(&room_id, &user, req.body.reason, &via).await?;
+    }
+    Ok(knock_room::v3::Response::new(room_id))
+}
+
+/// `/members`: member events of the room's state (at `at`, when given),
+/// filtered by membership.
+async fn members(
+    state: AppState,
+    req: Ruma<get_member_events::v3::Request>,
+) -> Result<get_member_events::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    let body = req.body;
+    let room_state = match body.at.as_deref() {
+        Some(at) => {
+            let token = PaginationToken::parse(at).ok_or_else(|| ApiError::invalid_param("bad `at` token"))?;
+            state.rooms.state_at_position(&user, &body.room_id, token).await?
+        }
+        None => state.rooms.readable_state(&user, &body.room_id).await?,
+    };
+    let member_ids: Vec<_> = room_state
+        .iter()
+        .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let events = state.rooms.get_pdus(member_ids.iter()).await?;
+    let mut chunk: Vec<_> = events
+        .into_values()
+        .filter(|pdu| {
+            let membership = pdu.content_value().get("membership").and_then(Value::as_str).unwrap_or("").to_owned();
+            body.membership.as_ref().is_none_or(|m| m.as_str() == membership)
+                && body.not_membership.as_ref().is_none_or(|m| m.as_str() != membership)
+        })
+        .collect();
+    chunk.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
+    Ok(get_member_events::v3::Response::new(raw_events(&state, &chunk).await?))
+}
+
+async fn joined_members_list(
+    state: AppState,
+    req: Ruma<joined_members::v3::Request>,
+) -> Result<joined_members::v3::Response, ApiError> {
+    let user = req.session().user_id.clone();
+    let room_state = state.rooms.readable_state(&user, &req.body.room_id).await?;
+    let member_ids: Vec<_> = room_state
+        .iter()
+        .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
+        .map(|(_, id)| id.clone())
+        .collect();
+    let mut joined = BTreeMap::new();
+    for pdu in state.rooms.get_pdus(member_ids.iter()).await?.into_values() {
+        let content = pdu.content_value();
+        if content.get("membership").and_then(Value::as_str) != Some("join") {
+            continue;
+        }
+        let Some(member) = pdu.state_key().and_then(|k| ruma::OwnedUserId::try_from(k).ok()) else {
+            continue;
+        };
+        let mut entry = joined_members::v3::RoomMember::new();
+        entry.display_name = content.get("displayname").and_then(Value::as_str).map(str::to_owned);
+        entry.avatar_url = content.get("avatar_url").and_then(Value::as_str).map(Into::into);
+        joined.insert(member, entry);
+    }
+    Ok(joined_members::v3::Response::new(joined))
+}
+
+async fn joined_rooms_list(
+    state: AppState,
+    req: Ruma<joined_rooms::v3::Request>,
+) -> Result<joined_rooms::v3::Response, ApiError> {
+    let rooms = state.rooms.joined_rooms(&req.session().user_id).await?;
+    Ok(joined_rooms::v3::Response::new(rooms))
+}

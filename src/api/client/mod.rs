@@ -1,0 +1,54 @@
+//! Client-server API handlers, one file per chapter of the spec. Each
+//! handler is thin: a ruma request in, one domain call, a ruma response out.
+
+mod account;
+mod account_data;
+mod backup;
+mod device;
+pub(crate) mod directory;
+mod discovery;
+pub mod events;
+mod filter;
+mod keys;
+mod media;
+mod membership;
+mod message;
+mod presence;
+mod profile;
+mod receipts;
+mod room;
+mod session;
+mod state;
+pub mod sync;
+pub mod sync_push;
+mod to_device;
+mod typing;
+
+use axum::Router;
+
+use crate::services::AppState;
+
+/// Every client-server endpoint.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = discovery::routes(router);
+    let router = account::routes(router);
+    let router = session::routes(router);
+    let router = device::routes(router);
+    let router = profile::routes(router);
+    let router = room::routes(router);
+    let router = membership::routes(router);
+    let router = message::routes(router);
+    let router = state::routes(router);
+    let router = directory::routes(router);
+    let router = sync::routes(router);
+    let router = sync_push::routes(router);
+    let router = filter::routes(router);
+    let router = typing::routes(router);
+    let router = receipts::routes(router);
+    let router = presence::routes(router);
+    let router = keys::routes(router);
+    let router = to_device::routes(router);
+    let router = backup::routes(router);
+    let router = media::routes(router);
+    account_data::routes(router)
+}

@@ -1,0 +1,97 @@
+//! `Services`: every domain service of a running server, wired together
+//! once at start (storage, the commit pipeline and its listeners, the room
+//! server, federation, streams, keys, media), and shared by the handlers
+//! as axum state. A second storage backend or a broker-backed notifier
+//! plugs in here and nowhere else.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use crate::{
+    commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
+    config::Config,
+    e2ee::E2ee,
+    federation::{Federation, listener::FederationListener},
+    media::Media,
+    rate_limit::RateLimiters,
+    rooms::Rooms,
+    server_key::{self, ServerKey},
+    storage::{self, Db},
+    streams::Streams,
+    users::{self, Users},
+};
+
+/// Every service of a running server, shared by all handlers.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub server_key: Arc<ServerKey>,
+    pub users: Users,
+    pub rooms: Arc<Rooms>,
+    pub streams: Streams,
+    pub e2ee: E2ee,
+    pub media: Media,
+    pub notifier: Arc<dyn Notifier>,
+    pub rate_limits: RateLimiters,
+    pub federation: Arc<Federation>,
+}
+
+/// What handlers receive as axum state.
+pub type AppState = Arc<Services>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Key(#[from] server_key::ServerKeyError),
+    #[error("cannot open the database: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error("cannot prepare registration: {0}")]
+    Users(#[from] users::UsersError),
+    #[error("cannot set up federation: {0}")]
+    Federation(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+}
+
+impl Services {
+    /// Opens the data dir, key and database: everything but the listeners.
+    /// The CLI uses this alone to manage users without a running server.
+    pub async fn open(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
+        let server_key = Arc::new(ServerKey::load_or_create(data_dir)?);
+        let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
+        // The typing stream is not stored: it starts at the boot time in
+        // milliseconds, above any position a previous run handed out.
+        let typing_start = storage::now_ms();
+        let notifier =
+            Arc::new(LocalNotifier::new(db.events_position().await?, db.misc_position().await?, typing_start));
+        let commits = Arc::new(CommitPipeline::new());
+        let rooms = Arc::new(Rooms::new(db.clone(), config.clone(), server_key.clone(), commits.clone()));
+        let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone())
+            .map_err(StartError::Federation)?;
+        let e2ee = E2ee::new(db.clone(), config.clone(), commits.clone());
+        let streams = Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start);
+        // The listeners of every commit, in the order they run: syncs are
+        // woken first, then other servers are told.
+        let listeners: Vec<Arc<dyn CommitListener>> =
+            vec![notifier.clone(), Arc::new(FederationListener::new(&federation))];
+        commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
+        Ok(Arc::new(Self {
+            federation,
+            users: Users::new(db.clone(), config.clone()),
+            streams,
+            e2ee,
+            media: Media::new(db.clone(), config.clone()),
+            rooms,
+            notifier,
+            rate_limits: RateLimiters::new(&config.rate_limits),
+            server_key,
+            db,
+            config,
+        }))
+    }
+}
