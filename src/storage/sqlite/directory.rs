@@ -4,7 +4,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{CachedSql, Db, Result};
+use super::{CachedSql, Db};
+use crate::storage::Result;
 
 impl Db {
     /// Creates an alias; false when it exists already.

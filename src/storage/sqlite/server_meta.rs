@@ -1,10 +1,10 @@
 //! Small server-wide facts that must survive restarts (for example, that the
 //! first-run registration token has been created).
 
-use super::CachedSql;
 use rusqlite::{OptionalExtension, params};
 
-use super::{Db, Result};
+use super::{CachedSql, Db};
+use crate::storage::Result;
 
 impl Db {
     pub async fn get_meta(&self, key: &'static str) -> Result<Option<String>> {
