@@ -24,13 +24,13 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{
     config::Config, e2ee::E2ee, federation::Federation, http::rate_limit::RateLimiters, media::Media, rooms::Rooms,
-    server_key::ServerKey, storage::Db, streams::Streams, sync::notifier::Notifier, users::Users,
+    server_key::ServerKey, storage::Storage, streams::Streams, sync::notifier::Notifier, users::Users,
 };
 
 /// Every service of a running server, shared by all handlers.
 pub struct Services {
     pub config: Arc<Config>,
-    pub db: Db,
+    pub db: Arc<dyn Storage>,
     pub server_key: Arc<ServerKey>,
     pub users: Users,
     pub rooms: Arc<Rooms>,
@@ -70,7 +70,8 @@ impl Services {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let server_key = Arc::new(ServerKey::load_or_create(data_dir)?);
-        let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
+        // The one place that names a storage backend.
+        let db: Arc<dyn Storage> = Arc::new(storage::SqliteStore::open(&data_dir.join("plexus.db"), &config.storage)?);
         let notifier =
             Arc::new(Notifier::new(db.events_position().await?, db.misc_position().await?, storage::now_ms()));
         let rooms = Arc::new(Rooms::new(db.clone(), config.clone(), server_key.clone(), notifier.clone()));

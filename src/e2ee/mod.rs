@@ -18,7 +18,7 @@ use self::signatures::{SignatureError, ed25519_key, verify_signature};
 use crate::{
     config::Config,
     storage::{
-        Db, StorageError,
+        Storage, StorageError,
         e2ee::{DeviceKeysOutcome, OutgoingToDevice},
     },
     sync::notifier::Notifier,
@@ -56,7 +56,7 @@ const KNOWN_ALGORITHMS: &[&str] = &["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1
 const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25519"];
 
 pub struct E2ee {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     notifier: Arc<Notifier>,
     /// Told when a local user's devices or cross-signing keys change (the
@@ -85,7 +85,7 @@ fn parse_object(json: &str) -> Result<Map<String, Value>> {
 }
 
 impl E2ee {
-    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, notifier: Arc<Notifier>) -> Self {
         Self { db, config, notifier, device_change: std::sync::OnceLock::new() }
     }
 
@@ -159,7 +159,7 @@ impl E2ee {
             let same_identity = move |old: &str| {
                 serde_json::from_str::<Value>(old).ok().and_then(|o| o.get("keys").cloned()) == new_keys
             };
-            match self.db.upload_device_keys(user.clone(), device.clone(), json, same_identity).await? {
+            match self.db.upload_device_keys(user.clone(), device.clone(), json, Box::new(same_identity)).await? {
                 DeviceKeysOutcome::Changed(pos) => self.announce_device_change(&session.user_id, pos).await?,
                 DeviceKeysOutcome::Unchanged => {}
                 DeviceKeysOutcome::Conflict => {

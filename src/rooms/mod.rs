@@ -40,7 +40,7 @@ pub use self::{
 use crate::{
     config::Config,
     server_key::ServerKey,
-    storage::{Db, StorageError, rooms::StoredEvent, sync::UnreadCount},
+    storage::{Storage, StorageError, rooms::StoredEvent, sync::UnreadCount},
     sync::notifier::Notifier,
 };
 
@@ -104,7 +104,7 @@ type HeadSlot = Arc<tokio::sync::Mutex<Option<RoomHead>>>;
 type HeadGuard = tokio::sync::OwnedMutexGuard<Option<RoomHead>>;
 
 pub struct Rooms {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     key: Arc<ServerKey>,
     notifier: Arc<Notifier>,
@@ -139,7 +139,7 @@ const STATE_CACHE_ENTRIES: u64 = 100_000;
 pub type OutboundWake = Arc<dyn Fn(&[ruma::OwnedServerName]) + Send + Sync>;
 
 impl Rooms {
-    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, notifier: Arc<Notifier>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, key: Arc<ServerKey>, notifier: Arc<Notifier>) -> Self {
         Self {
             db,
             config,

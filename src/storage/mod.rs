@@ -1,18 +1,69 @@
-//! Storage: everything Plexus keeps, behind typed functions per domain.
-//! Each domain module names the records it stores; `sqlite/` is the
-//! backend, and the only code that writes SQL. Callers never see SQL or a
-//! connection.
+//! Storage: everything Plexus keeps, behind one trait per domain. Each
+//! domain module names the records it stores and the trait its callers
+//! use; `sqlite/` is the backend (the only code that writes SQL). Services
+//! hold an `Arc<dyn Storage>`, so another backend plugs in where
+//! `Services::open` opens the store. `tests/storage_contract/` holds the
+//! tests every backend must pass.
 
+pub mod directory;
 pub mod e2ee;
 pub mod federation;
 pub mod media;
 pub mod rooms;
+pub mod server_meta;
 mod sqlite;
 pub mod streams;
 pub mod sync;
 pub mod users;
 
-pub use sqlite::Db;
+pub use self::{
+    directory::DirectoryStore,
+    e2ee::{E2eeStore, KeyBackupStore},
+    federation::FederationStore,
+    media::MediaStore,
+    rooms::{EventStore, MembershipStore, StateStore},
+    server_meta::ServerMetaStore,
+    sqlite::SqliteStore,
+    streams::StreamStore,
+    sync::SyncStore,
+    users::AccountStore,
+};
+
+/// Every domain's store, from one backend.
+///
+/// What every backend must guarantee for every method of every domain
+/// trait (each trait adds its own):
+/// - Nothing is acknowledged before it is committed: a write returns `Ok`
+///   only once it is durable (as configured), and every read that starts
+///   after that sees it, on any task or thread.
+/// - A write is atomic: when it fails (or answers with a refusal such as
+///   `AlreadySent` or `WrongVersion`), it has changed nothing.
+/// - Writes that check and then change (a transaction id, a one-time key,
+///   a free user id, a reserved media id) do both in one step, as if no
+///   other write ran between them. The SQLite backend gets this from its
+///   single writer; a backend with several writers needs transactions (or
+///   locks) that give the same.
+/// - Stream positions are never observed out of order: a reader that
+///   sees position `N` of a stream sees everything at positions below `N`
+///   (see `EventStore` and `StreamStore`).
+pub trait Storage:
+    AccountStore
+    + EventStore
+    + StateStore
+    + MembershipStore
+    + StreamStore
+    + E2eeStore
+    + KeyBackupStore
+    + MediaStore
+    + FederationStore
+    + DirectoryStore
+    + ServerMetaStore
+    + SyncStore
+{
+    /// Lets the writes queued so far commit, then refuses new ones
+    /// (`WriterGone`); reads go on working. Called once, at shutdown.
+    fn close(&self);
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

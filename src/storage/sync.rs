@@ -4,7 +4,10 @@
 //! rooms used to cost over a thousand round trips to the blocking pool; it
 //! now costs a handful.
 
+use async_trait::async_trait;
+
 use super::{
+    Result,
     e2ee::ToDeviceRow,
     rooms::StoredEvent,
     streams::{AccountDataRow, PresenceRow, ReceiptRow},
@@ -112,4 +115,35 @@ pub struct MemberSummary {
     pub invited_count: i64,
     /// The first joined and then invited members by user id (at most 6 of each).
     pub heroes: Vec<String>,
+}
+
+/// The batched reads of one sync.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - Each call reads one consistent snapshot: everything it returns was
+///   committed as of one moment.
+/// - Reads stay within the positions the query names (`until_events`,
+///   `until_misc`, the timeline and receipt ranges), so a sync's
+///   `next_batch` covers exactly what it delivered. `sync_user_rows` raises
+///   `until_events` only to the position of a membership change it read,
+///   which (by the stream guarantee of [`super::EventStore`]) is committed
+///   with everything below it.
+/// - These run for every sync of every client: each is one round trip to
+///   the backend whatever the number of rooms, and an incremental sync's
+///   reads should cost no more than a thread hand-off (the SQLite backend
+///   runs them on the calling thread).
+#[async_trait]
+pub trait SyncStore: Send + Sync {
+    /// Everything about the user and device a sync needs before looking at
+    /// rooms: memberships, account data, presence, to-device messages,
+    /// device list changes and key counts.
+    async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows>;
+
+    /// The first pass over the rooms of one sync (timelines, receipts, and
+    /// details where asked); one result per query, in order.
+    async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>>;
+
+    /// The second pass over the rooms a sync includes (state groups,
+    /// summaries, unread counts); one result per query, in order.
+    async fn sync_room_details(&self, user_id: String, queries: Vec<RoomDetailsQuery>) -> Result<Vec<RoomDetails>>;
 }

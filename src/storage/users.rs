@@ -1,7 +1,109 @@
 //! Accounts, devices, access and refresh tokens, registration tokens and
 //! profile fields. Tokens arrive here already hashed.
 
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
 use ruma::{OwnedDeviceId, OwnedUserId};
+
+use super::Result;
+
+/// Accounts, devices, tokens, registration tokens and profiles.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - `create_user` checks that the user id is free, consumes the
+///   registration token and creates the account in one step: of two
+///   concurrent registrations of one id exactly one is `Created`, and a
+///   token allowing `n` uses admits at most `n` accounts.
+/// - Token retirement: once a write that removes access tokens has
+///   returned (`login_device` on a known device, `rotate_refresh_token`,
+///   `delete_devices`, `delete_other_devices`, `deactivate_user`),
+///   `find_access_token` never finds a token it removed, nor any token of
+///   a deactivated account. A backend that caches lookups retires its
+///   cache in the same step.
+/// - Tokens are kept and looked up only as the hashes given.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// Creates an account (with its display name, if any), consuming a
+    /// registration token if one is given; both happen or neither.
+    async fn create_user(&self, new: NewUser) -> Result<CreateUserOutcome>;
+
+    async fn get_user(&self, user_id: OwnedUserId) -> Result<Option<UserRecord>>;
+
+    async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()>;
+
+    /// Marks the account deactivated (its password gone) and removes its
+    /// cross-signing keys and every device, with the device's tokens and
+    /// end-to-end keys.
+    async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()>;
+
+    /// Creates the device if it is new (else records when and from where it
+    /// was seen; its name stays), replaces any access and refresh token it
+    /// had, and stores the new tokens.
+    async fn login_device(
+        &self,
+        user_id: OwnedUserId,
+        device_id: OwnedDeviceId,
+        display_name: Option<String>,
+        ip: Option<String>,
+        tokens: NewTokens,
+    ) -> Result<()>;
+
+    /// Finds the owner of a hashed access token, if the token exists and the
+    /// account is active.
+    async fn find_access_token(&self, hash: Vec<u8>) -> Result<Option<TokenOwner>>;
+
+    /// Swaps a refresh token for new tokens on the same device (the
+    /// device's old access token goes too). Returns the device's owner, or
+    /// `None` when the refresh token is unknown; a refresh token works once.
+    async fn rotate_refresh_token(
+        &self,
+        refresh_hash: Vec<u8>,
+        tokens: NewTokens,
+    ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>>;
+
+    /// The user's devices, oldest first.
+    async fn list_devices(&self, user_id: OwnedUserId) -> Result<Vec<DeviceRecord>>;
+
+    async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>>;
+
+    /// Returns whether the device exists.
+    async fn rename_device(
+        &self,
+        user_id: OwnedUserId,
+        device_id: OwnedDeviceId,
+        display_name: Option<String>,
+    ) -> Result<bool>;
+
+    /// Deletes devices with their tokens and end-to-end keys. Returns how
+    /// many existed.
+    async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize>;
+
+    /// Deletes every device of the user except `keep`, like `delete_devices`.
+    async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize>;
+
+    /// Every profile field of the user, by name.
+    async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>>;
+
+    /// Sets (`Some`) or removes (`None`) one profile field.
+    async fn set_profile_field(
+        &self,
+        user_id: OwnedUserId,
+        field: String,
+        value: Option<serde_json::Value>,
+    ) -> Result<()>;
+
+    /// Stores a registration token (hashed); an existing one is left as it is.
+    async fn insert_registration_token(
+        &self,
+        hash: Vec<u8>,
+        uses_allowed: Option<i64>,
+        expiry_ts: Option<i64>,
+    ) -> Result<()>;
+
+    /// Whether the token exists, has uses left and has not expired.
+    async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool>;
+}
 
 /// A stored account.
 #[derive(Debug, Clone)]

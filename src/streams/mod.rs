@@ -18,7 +18,7 @@ use crate::{
     config::Config,
     rooms::{Rooms, RoomsError},
     storage::{
-        Db, StorageError,
+        Storage, StorageError,
         streams::{PresenceRow, ReceiptRow, timestamp},
     },
     sync::notifier::Notifier,
@@ -41,7 +41,7 @@ pub enum StreamsError {
 pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
 
 pub struct Streams {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     notifier: Arc<Notifier>,
     rooms: Arc<Rooms>,
@@ -82,7 +82,7 @@ pub const PRESENCE_STATES: &[&str] = &["online", "unavailable", "offline"];
 const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
 
 impl Streams {
-    pub fn new(db: Db, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, notifier: Arc<Notifier>, rooms: Arc<Rooms>) -> Self {
         let typing = Typing::new(notifier.clone(), rooms.clone());
         let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
         let filters = quick_cache::sync::Cache::new(FILTER_CACHE_ENTRIES);

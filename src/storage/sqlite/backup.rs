@@ -1,11 +1,12 @@
 //! Server-side key backup in SQLite (client-server API, "Server-side key
 //! backups"): versions, and the session keys backed up in each.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result,
+    KeyBackupStore, Result,
     e2ee::{BackupError, BackupKeyRow, BackupVersion},
 };
 
@@ -31,8 +32,9 @@ fn backup_count(c: &Connection, user_id: &str, version: i64) -> Result<i64> {
     })?)
 }
 
-impl Db {
-    pub async fn create_backup_version(&self, user_id: String, algorithm: String) -> Result<i64> {
+#[async_trait]
+impl KeyBackupStore for SqliteStore {
+    async fn create_backup_version(&self, user_id: String, algorithm: String) -> Result<i64> {
         self.write(move |c| {
             let next: i64 = c.one(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM backup_versions WHERE user_id = ?1",
@@ -48,8 +50,7 @@ impl Db {
         .await
     }
 
-    /// A backup version (the current one when `version` is `None`).
-    pub async fn backup_version(&self, user_id: String, version: Option<i64>) -> Result<Option<BackupVersion>> {
+    async fn backup_version(&self, user_id: String, version: Option<i64>) -> Result<Option<BackupVersion>> {
         self.read(move |c| {
             let version = match version {
                 Some(v) => v,
@@ -71,8 +72,7 @@ impl Db {
         .await
     }
 
-    /// Replaces a version's auth data; false when there is no such version.
-    pub async fn update_backup_version(&self, user_id: String, version: i64, algorithm: String) -> Result<bool> {
+    async fn update_backup_version(&self, user_id: String, version: i64, algorithm: String) -> Result<bool> {
         self.write(move |c| {
             let n = c.exec(
                 "UPDATE backup_versions SET algorithm = ?3 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
@@ -83,7 +83,7 @@ impl Db {
         .await
     }
 
-    pub async fn delete_backup_version(&self, user_id: String, version: i64) -> Result<bool> {
+    async fn delete_backup_version(&self, user_id: String, version: i64) -> Result<bool> {
         self.write(move |c| {
             let n = c.exec(
                 "UPDATE backup_versions SET deleted = 1 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
@@ -95,11 +95,7 @@ impl Db {
         .await
     }
 
-    /// Stores session keys in the current backup version; an existing key
-    /// is replaced only by a better one (spec: "Server-side key backups":
-    /// verified beats unverified, then lower first_message_index, then
-    /// lower forwarded_count). Returns `(etag, count)`.
-    pub async fn put_backup_keys(
+    async fn put_backup_keys(
         &self,
         user_id: String,
         version: i64,
@@ -159,8 +155,7 @@ impl Db {
         .await
     }
 
-    /// Backed-up keys of a version, optionally of one room or session.
-    pub async fn backup_keys(
+    async fn backup_keys(
         &self,
         user_id: String,
         version: i64,
@@ -188,8 +183,7 @@ impl Db {
         .await
     }
 
-    /// Deletes backed-up keys; returns `(etag, count)`.
-    pub async fn delete_backup_keys(
+    async fn delete_backup_keys(
         &self,
         user_id: String,
         version: i64,

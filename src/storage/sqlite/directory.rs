@@ -2,14 +2,15 @@
 //! aliases" and "Listing rooms"): which alias names which room, and which
 //! rooms are listed.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{CachedSql, Db};
-use crate::storage::Result;
+use super::{CachedSql, SqliteStore};
+use crate::storage::{DirectoryStore, Result};
 
-impl Db {
-    /// Creates an alias; false when it exists already.
-    pub async fn create_alias(&self, alias: String, room_id: String, creator: String) -> Result<bool> {
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn create_alias(&self, alias: String, room_id: String, creator: String) -> Result<bool> {
         self.write(move |c| {
             let n = c.exec(
                 "INSERT OR IGNORE INTO room_aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)",
@@ -20,8 +21,7 @@ impl Db {
         .await
     }
 
-    /// `(room_id, creator)` of an alias.
-    pub async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
+    async fn resolve_alias(&self, alias: String) -> Result<Option<(String, String)>> {
         self.read(move |c| {
             Ok(c.one("SELECT room_id, creator FROM room_aliases WHERE alias = ?1", [&alias], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -31,11 +31,11 @@ impl Db {
         .await
     }
 
-    pub async fn delete_alias(&self, alias: String) -> Result<bool> {
+    async fn delete_alias(&self, alias: String) -> Result<bool> {
         self.write(move |c| Ok(c.exec("DELETE FROM room_aliases WHERE alias = ?1", [&alias])? > 0)).await
     }
 
-    pub async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
+    async fn room_aliases(&self, room_id: String) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
             let rows = stmt.query_map([&room_id], |r| r.get(0))?;
@@ -44,7 +44,7 @@ impl Db {
         .await
     }
 
-    pub async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
+    async fn set_room_public(&self, room_id: String, public: bool) -> Result<()> {
         self.write(move |c| {
             c.exec("UPDATE rooms SET is_public = ?2 WHERE room_id = ?1", params![room_id, public])?;
             Ok(())
@@ -52,7 +52,7 @@ impl Db {
         .await
     }
 
-    pub async fn room_is_public(&self, room_id: String) -> Result<bool> {
+    async fn room_is_public(&self, room_id: String) -> Result<bool> {
         self.read(move |c| {
             Ok(c.one("SELECT is_public FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0))
                 .optional()?
@@ -61,9 +61,7 @@ impl Db {
         .await
     }
 
-    /// Public rooms ordered by joined member count (then id), as
-    /// `(room_id, joined_members)`.
-    pub async fn public_rooms(&self) -> Result<Vec<(String, i64)>> {
+    async fn public_rooms(&self) -> Result<Vec<(String, i64)>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT r.room_id,

@@ -3,12 +3,13 @@
 //! messages. Writes that other users must learn about take a `misc` stream
 //! position.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, Db, streams::next_misc_position};
+use super::{CachedSql, SqliteStore, streams::next_misc_position};
 use crate::storage::{
-    Result, StorageError,
-    e2ee::{ClaimedKey, DeviceKeysOutcome, OutgoingToDevice},
+    E2eeStore, Result, StorageError,
+    e2ee::{ClaimedKey, DeviceKeysOutcome, OutgoingToDevice, SameIdentity},
 };
 
 pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i64> {
@@ -35,15 +36,14 @@ pub(super) fn delete_device_keys(c: &Connection, user_id: &str, device_id: &str)
     Ok(())
 }
 
-impl Db {
-    /// Stores a device's identity keys, refusing a change of keys already
-    /// published (a device's keys never change; a new device is needed).
-    pub async fn upload_device_keys(
+#[async_trait]
+impl E2eeStore for SqliteStore {
+    async fn upload_device_keys(
         &self,
         user_id: String,
         device_id: String,
         json: String,
-        same_identity: impl FnOnce(&str) -> bool + Send + 'static,
+        same_identity: SameIdentity,
     ) -> Result<DeviceKeysOutcome> {
         self.write(move |c| {
             let existing: Option<String> = c
@@ -71,9 +71,7 @@ impl Db {
         .await
     }
 
-    /// Replaces a device's stored key JSON (signatures added) and records a
-    /// device list change.
-    pub async fn replace_device_keys(&self, user_id: String, device_id: String, json: String) -> Result<i64> {
+    async fn replace_device_keys(&self, user_id: String, device_id: String, json: String) -> Result<i64> {
         self.write(move |c| {
             c.exec(
                 "UPDATE device_keys SET json = ?3 WHERE user_id = ?1 AND device_id = ?2",
@@ -84,9 +82,7 @@ impl Db {
         .await
     }
 
-    /// Adds one-time keys. Returns the id of a key that exists with other
-    /// content (nothing is stored then), or `None`.
-    pub async fn add_one_time_keys(
+    async fn add_one_time_keys(
         &self,
         user_id: String,
         device_id: String,
@@ -120,8 +116,7 @@ impl Db {
         })
     }
 
-    /// Replaces the fallback key of each algorithm given.
-    pub async fn set_fallback_keys(
+    async fn set_fallback_keys(
         &self,
         user_id: String,
         device_id: String,
@@ -141,8 +136,7 @@ impl Db {
         .await
     }
 
-    /// Unclaimed one-time keys per algorithm.
-    pub async fn one_time_key_counts(&self, user_id: String, device_id: String) -> Result<Vec<(String, i64)>> {
+    async fn one_time_key_counts(&self, user_id: String, device_id: String) -> Result<Vec<(String, i64)>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT algorithm, COUNT(*) FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
@@ -153,10 +147,8 @@ impl Db {
         .await
     }
 
-    /// Hands out one one-time key of `algorithm` (deleting it, in the
-    /// single writer, so no key is ever handed out twice), else the
-    /// device's fallback key.
-    pub async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>> {
+    // Read and delete in the single writer, so no key is handed out twice.
+    async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>> {
         self.write(move |c| {
             let otk: Option<(String, String)> = c
                 .one(
@@ -192,8 +184,7 @@ impl Db {
         .await
     }
 
-    /// `(device_id, json)` of every device of the user that uploaded keys.
-    pub async fn device_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
+    async fn device_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT device_id, json FROM device_keys WHERE user_id = ?1 ORDER BY device_id")?;
@@ -203,8 +194,7 @@ impl Db {
         .await
     }
 
-    /// `(key_type, json)` of the user's cross-signing keys.
-    pub async fn cross_signing_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
+    async fn cross_signing_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT key_type, json FROM cross_signing_keys WHERE user_id = ?1")?;
             let rows = stmt.query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -213,8 +203,7 @@ impl Db {
         .await
     }
 
-    /// Stores cross-signing keys `(key_type, json)` and records the change.
-    pub async fn set_cross_signing_keys(&self, user_id: String, keys: Vec<(String, String)>) -> Result<i64> {
+    async fn set_cross_signing_keys(&self, user_id: String, keys: Vec<(String, String)>) -> Result<i64> {
         self.write(move |c| {
             for (kind, json) in &keys {
                 c.exec(
@@ -228,14 +217,11 @@ impl Db {
         .await
     }
 
-    /// Records that a remote user's device list changed; returns the position.
-    pub async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64> {
+    async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64> {
         self.write(move |c| mark_device_list_change(c, &user_id)).await
     }
 
-    /// Users, among `(users sharing a room with viewer) + viewer`, whose
-    /// device lists changed in `(since, until]`.
-    pub async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>> {
+    async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.user_id FROM device_list_changes d
@@ -250,9 +236,7 @@ impl Db {
         .await
     }
 
-    /// Queues to-device messages under one client transaction. Returns the
-    /// stream position, or `None` when the transaction was seen before.
-    pub async fn queue_to_device(
+    async fn queue_to_device(
         &self,
         sender: String,
         sender_device: String,
@@ -290,8 +274,7 @@ impl Db {
         .await
     }
 
-    /// Deletes messages the device acknowledged by syncing past `through`.
-    pub async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()> {
+    async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()> {
         self.write(move |c| {
             c.exec(
                 "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3",

@@ -5,14 +5,15 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result, StorageError, now_ms,
+    EventStore, Result, StorageError, now_ms,
     rooms::{
-        AppendOutcome, Appended, CurrentStateWrite, Direction, NewEvent, Outlier, RoomHeadRecord, StateWrite,
-        StoredEvent, StoredState,
+        AppendOutcome, Appended, CurrentStateWrite, Direction, NewEvent, Outlier, QueuedAppend, RoomHeadRecord,
+        StateWrite, StoredEvent, StoredState,
     },
 };
 
@@ -214,10 +215,9 @@ pub(super) fn insert_outlier(c: &Connection, e: &Outlier) -> Result<i64> {
         .query_row([&e.event_id], |r| r.get(0))?)
 }
 
-impl Db {
-    /// Stores events that are not part of the timeline (see `Outlier`).
-    /// Events already stored are left as they are.
-    pub async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()> {
+#[async_trait]
+impl EventStore for SqliteStore {
+    async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()> {
         self.write(move |c| {
             for e in &events {
                 insert_outlier(c, e)?;
@@ -227,8 +227,7 @@ impl Db {
         .await
     }
 
-    /// The oldest event of a room's timeline.
-    pub async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>> {
+    async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>> {
         self.read(move |c| {
             Ok(c.one(
                 &format!(
@@ -243,11 +242,7 @@ impl Db {
         .await
     }
 
-    /// Stores history fetched from other servers (oldest first) before the
-    /// start of the timeline: each event gets a stream position below every
-    /// existing one, so backward pagination continues into it. Events
-    /// already in the timeline are skipped; outliers join the timeline.
-    pub async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize> {
+    async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize> {
         self.write(move |c| {
             let lowest: i64 = c.one("SELECT COALESCE(MIN(stream_ordering), 0) FROM events", [], |r| r.get(0))?;
             let mut next = lowest.min(0) - 1;
@@ -296,17 +291,14 @@ impl Db {
         .await
     }
 
-    /// Whether an event is stored, and if so whether only as an outlier.
-    pub async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
+    async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
         self.read(move |c| {
             Ok(c.one("SELECT outlier FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).optional()?)
         })
         .await
     }
 
-    /// The auth chain of events: every event reachable through auth_events,
-    /// the starting events themselves excluded.
-    pub async fn auth_chain(&self, event_ids: Vec<String>) -> Result<Vec<String>> {
+    async fn auth_chain(&self, event_ids: Vec<String>) -> Result<Vec<String>> {
         self.read(move |c| {
             let starts = serde_json::to_string(&event_ids).map_err(|e| StorageError::Corrupt(e.to_string()))?;
             let mut stmt = c.prepare_cached(
@@ -322,8 +314,7 @@ impl Db {
         .await
     }
 
-    /// The auth events of an event, as stored.
-    pub async fn auth_event_ids(&self, event_id: String) -> Result<Vec<String>> {
+    async fn auth_event_ids(&self, event_id: String) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT auth_event_id FROM event_auth WHERE event_id = ?1")?;
             Ok(stmt.query_map([&event_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -331,23 +322,14 @@ impl Db {
         .await
     }
 
-    /// Stores one event and everything it changes, atomically.
-    pub async fn append_event(&self, event: NewEvent) -> Result<Appended> {
+    async fn append_event(&self, event: NewEvent) -> Result<Appended> {
         self.write(move |c| append(c, &event)).await
     }
 
-    /// Queues one event to be stored like `append_event`, unless its
-    /// transaction id was used already (checked in the writer, so the check
-    /// and the insert are one step and a send costs no separate read) or one
-    /// of its prev events is missing. Queued events are stored in order,
-    /// so an event may be built on one still queued. `then` is told, on
-    /// the writer thread, whether the event was stored and committed.
-    pub fn queue_local_append<T: FnOnce(bool) + Send + 'static>(
-        &self,
-        event: NewEvent,
-        then: T,
-    ) -> Result<impl Future<Output = Result<AppendOutcome>> + use<T>> {
-        self.write_queued(
+    // The transaction id is checked in the writer, so the check and the
+    // insert are one step and a send costs no separate read.
+    fn queue_local_append(&self, event: NewEvent, then: Box<dyn FnOnce(bool) + Send>) -> Result<QueuedAppend> {
+        let queued = self.write_queued(
             move |c| {
                 if let Some((user, device, txn)) = &event.txn
                     && let Some(existing) = c
@@ -370,10 +352,11 @@ impl Db {
                 Ok(AppendOutcome::Stored(append(c, &event)?))
             },
             move |result| then(matches!(result, Ok(AppendOutcome::Stored(_)))),
-        )
+        )?;
+        Ok(Box::pin(queued))
     }
 
-    pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
+    async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
         self.read(move |c| {
             let row: Option<(String, Option<i64>)> = c
                 .one("SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1", [&room_id], |r| {
@@ -398,7 +381,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>> {
+    async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>> {
         self.read(move |c| {
             Ok(c.one(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"), [&event_id], event_from_row)
                 .optional()?)
@@ -406,7 +389,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>> {
+    async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"))?;
             let mut out = Vec::with_capacity(event_ids.len());
@@ -420,9 +403,7 @@ impl Db {
         .await
     }
 
-    /// Events of a room after (`Forward`) or up to and including
-    /// (`Backward`) stream position `from`, stopping at `to`.
-    pub async fn room_events(
+    async fn room_events(
         &self,
         room_id: String,
         from: i64,
@@ -454,8 +435,7 @@ impl Db {
         .await
     }
 
-    /// The highest stream position of a room (0 when empty).
-    pub async fn room_max_stream(&self, room_id: String) -> Result<i64> {
+    async fn room_max_stream(&self, room_id: String) -> Result<i64> {
         self.read(move |c| {
             Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1", [&room_id], |r| {
                 r.get(0)
@@ -464,8 +444,7 @@ impl Db {
         .await
     }
 
-    /// The event closest to `ts` in the given direction.
-    pub async fn event_near_timestamp(
+    async fn event_near_timestamp(
         &self,
         room_id: String,
         ts: i64,
@@ -487,14 +466,14 @@ impl Db {
         .await
     }
 
-    pub async fn room_version(&self, room_id: String) -> Result<Option<String>> {
+    async fn room_version(&self, room_id: String) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.one("SELECT room_version FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0)).optional()?)
         })
         .await
     }
 
-    pub async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>> {
+    async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
@@ -505,6 +484,4 @@ impl Db {
         })
         .await
     }
-
 }
-

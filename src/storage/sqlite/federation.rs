@@ -2,11 +2,12 @@
 //! outbound queue with the transaction in flight per destination, and the
 //! ids of transactions received.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result,
+    FederationStore, Result,
     federation::{OutgoingTxn, QueueKind, QueuedItem, StoredServerKey},
     now_ms,
 };
@@ -19,8 +20,9 @@ fn kind_column(kind: QueueKind) -> &'static str {
     }
 }
 
-impl Db {
-    pub async fn server_keys(&self, server: String) -> Result<Vec<StoredServerKey>> {
+#[async_trait]
+impl FederationStore for SqliteStore {
+    async fn server_keys(&self, server: String) -> Result<Vec<StoredServerKey>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT key_id, public_key, valid_until_ts, expired_ts FROM server_keys WHERE server_name = ?1",
@@ -38,8 +40,7 @@ impl Db {
         .await
     }
 
-    /// Stores verified keys of `server`, replacing older copies.
-    pub async fn store_server_keys(&self, server: String, keys: Vec<StoredServerKey>) -> Result<()> {
+    async fn store_server_keys(&self, server: String, keys: Vec<StoredServerKey>) -> Result<()> {
         self.write(move |c| {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts)
@@ -63,8 +64,7 @@ impl Db {
         .await
     }
 
-    /// Queues EDUs (or PDUs) for destinations.
-    pub async fn enqueue_federation(&self, items: Vec<(String, QueueKind, String)>) -> Result<()> {
+    async fn enqueue_federation(&self, items: Vec<(String, QueueKind, String)>) -> Result<()> {
         self.write(move |c| {
             let mut stmt =
                 c.prepare_cached("INSERT INTO federation_queue (destination, kind, json) VALUES (?1, ?2, ?3)")?;
@@ -76,8 +76,7 @@ impl Db {
         .await
     }
 
-    /// Destinations with something queued.
-    pub async fn queued_destinations(&self) -> Result<Vec<String>> {
+    async fn queued_destinations(&self) -> Result<Vec<String>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached("SELECT DISTINCT destination FROM federation_queue")?;
             Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
@@ -85,10 +84,7 @@ impl Db {
         .await
     }
 
-    /// The transaction to send next to `destination`: the one in flight if
-    /// there is one (same id, same items), else a new one of at most
-    /// `max_pdus` PDUs and `max_edus` EDUs from the head of the queue.
-    pub async fn next_federation_txn(
+    async fn next_federation_txn(
         &self,
         destination: String,
         max_pdus: usize,
@@ -142,8 +138,7 @@ impl Db {
         .await
     }
 
-    /// A transaction was accepted: drop its items.
-    pub async fn federation_txn_done(&self, destination: String, last_id: i64) -> Result<()> {
+    async fn federation_txn_done(&self, destination: String, last_id: i64) -> Result<()> {
         self.write(move |c| {
             c.exec("DELETE FROM federation_queue WHERE destination = ?1 AND id <= ?2", params![destination, last_id])?;
             c.exec("DELETE FROM federation_txn_out WHERE destination = ?1", [&destination])?;
@@ -152,8 +147,7 @@ impl Db {
         .await
     }
 
-    /// Whether a transaction from `origin` was already applied.
-    pub async fn federation_txn_seen(&self, origin: String, txn_id: String) -> Result<bool> {
+    async fn federation_txn_seen(&self, origin: String, txn_id: String) -> Result<bool> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT EXISTS (SELECT 1 FROM federation_txn_in WHERE origin = ?1 AND txn_id = ?2)",
@@ -164,7 +158,7 @@ impl Db {
         .await
     }
 
-    pub async fn mark_federation_txn(&self, origin: String, txn_id: String) -> Result<()> {
+    async fn mark_federation_txn(&self, origin: String, txn_id: String) -> Result<()> {
         self.write(move |c| {
             c.exec(
                 "INSERT OR IGNORE INTO federation_txn_in (origin, txn_id, received_ts) VALUES (?1, ?2, ?3)",

@@ -1,17 +1,19 @@
 //! Media metadata in SQLite: the `media` table maps media ids to the
 //! SHA-256 names of files on disk.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result,
+    MediaStore, Result,
     media::{CompleteOutcome, MediaContent, MediaRecord},
     now_ms,
 };
 
-impl Db {
-    pub async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()> {
+#[async_trait]
+impl MediaStore for SqliteStore {
+    async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()> {
         self.write(move |c| {
             c.exec(
                 "INSERT INTO media (media_id, user_id, content_type, filename, size, sha256, created_ts)
@@ -31,8 +33,7 @@ impl Db {
         .await
     }
 
-    /// Reserves a media id for an asynchronous upload.
-    pub async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()> {
+    async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()> {
         self.write(move |c| {
             c.exec(
                 "INSERT INTO media (media_id, user_id, created_ts, expires_ts) VALUES (?1, ?2, ?3, ?4)",
@@ -43,8 +44,7 @@ impl Db {
         .await
     }
 
-    /// Unused reservations a user holds (to bound them).
-    pub async fn pending_media_count(&self, user_id: String) -> Result<i64> {
+    async fn pending_media_count(&self, user_id: String) -> Result<i64> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT COUNT(*) FROM media WHERE user_id = ?1 AND sha256 IS NULL AND expires_ts > ?2",
@@ -55,8 +55,7 @@ impl Db {
         .await
     }
 
-    /// Fills a reserved media id, once, by its owner, before it expires.
-    pub async fn complete_media(
+    async fn complete_media(
         &self,
         media_id: String,
         user_id: String,
@@ -88,7 +87,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>> {
+    async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT media_id, user_id, content_type, filename, size, sha256, created_ts, expires_ts

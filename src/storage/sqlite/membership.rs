@@ -1,15 +1,15 @@
 //! Room memberships in SQLite (each follows the latest member event of
 //! the room), and invites to rooms on other servers.
 
+use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 
-use super::{CachedSql, Db, events::insert_outlier};
-use crate::storage::{Result, federation::RemoteInvite, rooms::Outlier};
+use super::{CachedSql, SqliteStore, events::insert_outlier};
+use crate::storage::{MembershipStore, Result, federation::RemoteInvite, rooms::Outlier};
 
-impl Db {
-    /// A user's current membership in a room, with the stream position of
-    /// the membership event.
-    pub async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
+#[async_trait]
+impl MembershipStore for SqliteStore {
+    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
@@ -21,8 +21,7 @@ impl Db {
         .await
     }
 
-    /// Whether the user was ever joined to the room after stream position `after`.
-    pub async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool> {
+    async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member'
@@ -35,8 +34,7 @@ impl Db {
         .await
     }
 
-    /// Rooms where the user's membership is `membership` (and not forgotten).
-    pub async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>> {
+    async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = ?2 AND forgotten = 0
@@ -48,8 +46,7 @@ impl Db {
         .await
     }
 
-    /// Users whose current membership in the room is `membership`.
-    pub async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>> {
+    async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
@@ -60,9 +57,7 @@ impl Db {
         .await
     }
 
-    /// Marks a left room forgotten for the user. Returns false when the
-    /// user is still in (or invited to) the room.
-    pub async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool> {
+    async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool> {
         self.write(move |c| {
             let n = c.exec(
                 "UPDATE room_memberships SET forgotten = 1
@@ -74,8 +69,7 @@ impl Db {
         .await
     }
 
-    /// Users sharing a joined room with the user (the user included).
-    pub async fn users_sharing_rooms(&self, user_id: String) -> Result<Vec<String>> {
+    async fn users_sharing_rooms(&self, user_id: String) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT DISTINCT other.user_id FROM room_memberships mine
@@ -88,11 +82,7 @@ impl Db {
         .await
     }
 
-    /// Stores an invite of a local user to a room on another server, or
-    /// the user's knock on one (`membership` is `invite` or `knock`): the
-    /// membership event (as an outlier), the user's membership and the
-    /// stripped state. Returns the membership's stream position.
-    pub async fn store_remote_invite(
+    async fn store_remote_invite(
         &self,
         invite: Outlier,
         user_id: String,
@@ -123,7 +113,7 @@ impl Db {
         .await
     }
 
-    pub async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>> {
+    async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT event_id, room_version, stripped_state, via FROM remote_invites
@@ -143,9 +133,7 @@ impl Db {
         .await
     }
 
-    /// A declined remote invite: the membership becomes `leave` at a new
-    /// stream position (taken from `leave_event`, stored as an outlier).
-    pub async fn decline_remote_invite(&self, leave: Outlier, user_id: String) -> Result<i64> {
+    async fn decline_remote_invite(&self, leave: Outlier, user_id: String) -> Result<i64> {
         self.write(move |c| {
             let pos = insert_outlier(c, &leave)?;
             c.exec(

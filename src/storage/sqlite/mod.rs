@@ -28,7 +28,7 @@ use std::{
 use rusqlite::{Connection, OpenFlags, Params, Row};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{Result, StorageError};
+use super::{Result, Storage, StorageError};
 use crate::config::{StorageConfig, Synchronous};
 
 /// WAL pages after which a commit copies them back into the database: a
@@ -51,13 +51,13 @@ type Reply = Box<dyn FnOnce(Result<()>) + Send>;
 /// given `None` when that transaction could not begin) and returns its reply.
 type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
 
-/// Handle to the database, cheap to clone.
+/// The SQLite backend: one writer thread, a pool of readers. Cheap to clone.
 #[derive(Clone)]
-pub struct Db {
-    inner: Arc<DbInner>,
+pub struct SqliteStore {
+    inner: Arc<Inner>,
 }
 
-struct DbInner {
+struct Inner {
     writer: Mutex<Option<crossbeam_channel::Sender<WriteJob>>>,
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
@@ -65,7 +65,7 @@ struct DbInner {
     tokens: users::TokenCache,
 }
 
-impl Db {
+impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub fn open(path: &Path, config: &StorageConfig) -> Result<Self> {
         let mut writer = Connection::open(path)?;
@@ -89,7 +89,7 @@ impl Db {
             .map_err(|e| StorageError::Corrupt(format!("cannot start writer thread: {e}")))?;
 
         Ok(Self {
-            inner: Arc::new(DbInner {
+            inner: Arc::new(Inner {
                 writer: Mutex::new(Some(tx)),
                 writer_thread: Mutex::new(Some(handle)),
                 reader_permits: Semaphore::new(readers.len()),
@@ -178,9 +178,11 @@ impl Db {
         drop(permit);
         result
     }
+}
 
+impl Storage for SqliteStore {
     /// Stops the writer after it has committed everything queued so far.
-    pub fn close(&self) {
+    fn close(&self) {
         self.inner.writer.lock().expect("writer mutex is never poisoned").take();
         if let Some(handle) = self.inner.writer_thread.lock().expect("mutex").take() {
             let _ = handle.join();
@@ -188,7 +190,7 @@ impl Db {
     }
 }
 
-impl DbInner {
+impl Inner {
     /// Runs `f` on a free reader connection; the caller holds a permit.
     fn with_reader<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let conn = self.readers.lock().expect("reader mutex is never poisoned").pop();

@@ -3,19 +3,19 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use rusqlite::Connection;
 
-use super::{CachedSql, Db, snapshot};
-use crate::storage::{Result, rooms::StoredState};
+use super::{CachedSql, SqliteStore, snapshot};
+use crate::storage::{Result, StateStore, rooms::StoredState};
 
-impl Db {
-    /// The full state of a group, resolved through its delta chain.
-    pub async fn state_group(&self, group: i64) -> Result<StoredState> {
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn state_group(&self, group: i64) -> Result<StoredState> {
         self.read(move |c| load_state_group(c, group)).await
     }
 
-    /// Several state groups, resolved, in one read.
-    pub async fn state_groups(&self, groups: Vec<i64>) -> Result<HashMap<i64, StoredState>> {
+    async fn state_groups(&self, groups: Vec<i64>) -> Result<HashMap<i64, StoredState>> {
         if groups.is_empty() {
             return Ok(HashMap::new());
         }
@@ -25,8 +25,7 @@ impl Db {
         .await
     }
 
-    /// The current state of a room as `(type, state_key) -> event_id`.
-    pub async fn current_state(&self, room_id: String) -> Result<StoredState> {
+    async fn current_state(&self, room_id: String) -> Result<StoredState> {
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
@@ -36,8 +35,7 @@ impl Db {
         .await
     }
 
-    /// Row counts used by tests and diagnostics: `(state_groups, state_group_entries)`.
-    pub async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)> {
+    async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)> {
         self.read(move |c| {
             let groups: i64 = c.one("SELECT COUNT(*) FROM state_groups WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
             let entries: i64 = c.one(

@@ -2,11 +2,12 @@
 //! takes the next position of the shared `misc` stream inside the same
 //! transaction, so positions are committed in order.
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result,
+    Result, StreamStore,
     streams::{PresenceRow, ReceiptRow},
 };
 
@@ -14,25 +15,17 @@ pub(super) fn next_misc_position(c: &Connection) -> Result<i64> {
     Ok(c.one("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
 }
 
-impl Db {
-    /// The highest committed `misc` position.
-    pub async fn misc_position(&self) -> Result<i64> {
+#[async_trait]
+impl StreamStore for SqliteStore {
+    async fn misc_position(&self) -> Result<i64> {
         self.read(|c| Ok(c.one("SELECT pos FROM stream_positions WHERE name = 'misc'", [], |r| r.get(0))?)).await
     }
 
-    /// The highest committed event stream position.
-    pub async fn events_position(&self) -> Result<i64> {
+    async fn events_position(&self) -> Result<i64> {
         self.read(|c| Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)).await
     }
 
-    /// Sets account data (`room_id` empty for global); returns its position.
-    pub async fn set_account_data(
-        &self,
-        user_id: String,
-        room_id: String,
-        kind: String,
-        content: String,
-    ) -> Result<i64> {
+    async fn set_account_data(&self, user_id: String, room_id: String, kind: String, content: String) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
             c.exec(
@@ -45,7 +38,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>> {
+    async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
@@ -57,9 +50,7 @@ impl Db {
         .await
     }
 
-    /// Stores a receipt, replacing the user's previous one of that type
-    /// (and thread) in the room; returns its position.
-    pub async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
+    async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
             c.exec(
@@ -82,7 +73,7 @@ impl Db {
         .await
     }
 
-    pub async fn set_presence(&self, row: PresenceRow) -> Result<i64> {
+    async fn set_presence(&self, row: PresenceRow) -> Result<i64> {
         self.write(move |c| {
             let pos = next_misc_position(c)?;
             c.exec(
@@ -96,7 +87,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>> {
+    async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id = ?1",
@@ -108,8 +99,7 @@ impl Db {
         .await
     }
 
-    /// Stores a filter and returns its id.
-    pub async fn create_filter(&self, user_id: String, json: String) -> Result<i64> {
+    async fn create_filter(&self, user_id: String, json: String) -> Result<i64> {
         self.write(move |c| {
             let id: i64 =
                 c.one("SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1", [&user_id], |r| {
@@ -121,7 +111,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>> {
+    async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",

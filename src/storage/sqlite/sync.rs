@@ -1,16 +1,17 @@
 //! The reads of one sync in SQLite, each pass inside one read transaction
 //! (one consistent snapshot, one WAL read lock). Incremental syncs read on
-//! the calling thread when a reader is free (`Db::read_quick`).
+//! the calling thread when a reader is free (`SqliteStore::read_quick`).
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CachedSql, Db,
+    CachedSql, SqliteStore,
     events::{EVENT_COLUMNS, event_from_row},
     snapshot,
 };
 use crate::storage::{
-    Result,
+    Result, SyncStore,
     e2ee::ToDeviceRow,
     streams::{AccountDataRow, PresenceRow, ReceiptRow},
     sync::{
@@ -294,19 +295,18 @@ fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<Un
 /// At most this many rooms make an incremental sync's room reads quick.
 const QUICK_ROOMS: usize = 8;
 
-impl Db {
-    /// The user-level reads of one sync, in one snapshot (on the calling
-    /// thread for an incremental sync: see `read_quick`).
-    pub async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows> {
+#[async_trait]
+impl SyncStore for SqliteStore {
+    // An incremental sync reads on the calling thread (see `read_quick`).
+    async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows> {
         let quick = query.since.is_some();
         let read = move |c: &Connection| snapshot(c, |c| user_rows(c, &query));
         if quick { self.read_quick(read).await } else { self.read(read).await }
     }
 
-    /// The first pass over the rooms of one sync (timelines, receipts), in
-    /// one snapshot; one result per query, in order. When every timeline
-    /// asked for continues an earlier sync, the read is a quick one.
-    pub async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
+    // Quick when few rooms are read and none needs its members counted
+    // (every timeline continues an earlier sync).
+    async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
         if queries.is_empty() {
             return Ok(vec![]);
         }
@@ -315,13 +315,10 @@ impl Db {
         if quick { self.read_quick(read).await } else { self.read(read).await }
     }
 
-    /// The second pass over the rooms a sync includes (state groups,
-    /// summaries, unread counts); one result per query, in order.
-    pub async fn sync_room_details(&self, user_id: String, queries: Vec<RoomDetailsQuery>) -> Result<Vec<RoomDetails>> {
+    async fn sync_room_details(&self, user_id: String, queries: Vec<RoomDetailsQuery>) -> Result<Vec<RoomDetails>> {
         if queries.is_empty() {
             return Ok(vec![]);
         }
         self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_details(c, &user_id, q)).collect())).await
     }
-
 }

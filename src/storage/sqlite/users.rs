@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
 use ruma::{OwnedDeviceId, OwnedUserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, Db};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
-    Result, StorageError, now_ms,
+    AccountStore, Result, StorageError, now_ms,
     users::{CreateUserOutcome, DeviceRecord, NewTokens, NewUser, TokenOwner, UserRecord},
 };
 
@@ -84,10 +85,23 @@ fn insert_tokens(c: &Connection, user: &str, device: &str, tokens: &NewTokens, n
     Ok(())
 }
 
-impl Db {
-    /// Creates an account, consuming a registration token if one is given;
-    /// both happen or neither.
-    pub async fn create_user(&self, new: NewUser) -> Result<CreateUserOutcome> {
+impl SqliteStore {
+    /// `write` for a change that may remove access tokens: once it is
+    /// done, every cached token lookup from before it is retired.
+    async fn write_removing_tokens<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let outcome = self.write(f).await;
+        self.inner.tokens.retire_all();
+        outcome
+    }
+}
+
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> Result<CreateUserOutcome> {
         self.write(move |c| {
             let now = now_ms();
             let exists: bool =
@@ -116,7 +130,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_user(&self, user_id: OwnedUserId) -> Result<Option<UserRecord>> {
+    async fn get_user(&self, user_id: OwnedUserId) -> Result<Option<UserRecord>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = ?1",
@@ -135,7 +149,7 @@ impl Db {
         .await
     }
 
-    pub async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()> {
+    async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()> {
         self.write(move |c| {
             c.exec("UPDATE users SET password_hash = ?2 WHERE user_id = ?1", params![user_id.as_str(), hash])?;
             Ok(())
@@ -143,8 +157,7 @@ impl Db {
         .await
     }
 
-    /// Marks the account deactivated and removes every device and token.
-    pub async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
+    async fn deactivate_user(&self, user_id: OwnedUserId) -> Result<()> {
         self.write_removing_tokens(move |c| {
             c.exec("UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1", [user_id.as_str()])?;
             let devices: Vec<String> = {
@@ -161,9 +174,7 @@ impl Db {
         .await
     }
 
-    /// Creates the device if it is new (or renames nothing if it exists),
-    /// replaces any access token it had, and stores the new tokens.
-    pub async fn login_device(
+    async fn login_device(
         &self,
         user_id: OwnedUserId,
         device_id: OwnedDeviceId,
@@ -190,21 +201,8 @@ impl Db {
         .await
     }
 
-    /// `write` for a change that may remove access tokens: once it is
-    /// done, every cached token lookup from before it is retired.
-    async fn write_removing_tokens<R, F>(&self, f: F) -> Result<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
-    {
-        let outcome = self.write(f).await;
-        self.inner.tokens.retire_all();
-        outcome
-    }
-
-    /// Finds the owner of a hashed access token, if the token exists and the
-    /// account is active.
-    pub async fn find_access_token(&self, hash: Vec<u8>) -> Result<Option<TokenOwner>> {
+    // Answered from the cache while the epoch it was read under is current.
+    async fn find_access_token(&self, hash: Vec<u8>) -> Result<Option<TokenOwner>> {
         let cache = &self.inner.tokens;
         if let Some(owner) = cache.get(&hash) {
             return Ok(Some(owner));
@@ -236,9 +234,7 @@ impl Db {
         Ok(owner)
     }
 
-    /// Swaps a refresh token for new tokens on the same device. Returns the
-    /// device's owner, or `None` when the refresh token is unknown.
-    pub async fn rotate_refresh_token(
+    async fn rotate_refresh_token(
         &self,
         refresh_hash: Vec<u8>,
         tokens: NewTokens,
@@ -260,7 +256,7 @@ impl Db {
         .await
     }
 
-    pub async fn list_devices(&self, user_id: OwnedUserId) -> Result<Vec<DeviceRecord>> {
+    async fn list_devices(&self, user_id: OwnedUserId) -> Result<Vec<DeviceRecord>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT device_id, display_name, last_seen_ts, last_seen_ip
@@ -272,7 +268,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>> {
+    async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT device_id, display_name, last_seen_ts, last_seen_ip
@@ -285,8 +281,7 @@ impl Db {
         .await
     }
 
-    /// Returns whether the device exists.
-    pub async fn rename_device(
+    async fn rename_device(
         &self,
         user_id: OwnedUserId,
         device_id: OwnedDeviceId,
@@ -302,8 +297,7 @@ impl Db {
         .await
     }
 
-    /// Deletes devices (and, by cascade, their tokens). Returns how many went.
-    pub async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
+    async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
         self.write_removing_tokens(move |c| {
             let mut n = 0;
             for device in &device_ids {
@@ -318,8 +312,7 @@ impl Db {
         .await
     }
 
-    /// Deletes every device of the user except `keep`.
-    pub async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
+    async fn delete_other_devices(&self, user_id: OwnedUserId, keep: Option<OwnedDeviceId>) -> Result<usize> {
         self.write_removing_tokens(move |c| {
             let doomed: Vec<String> = {
                 let mut stmt =
@@ -338,7 +331,7 @@ impl Db {
         .await
     }
 
-    pub async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
+    async fn get_profile(&self, user_id: OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT field, value FROM profile_fields WHERE user_id = ?1")?;
             let mut out = BTreeMap::new();
@@ -354,8 +347,7 @@ impl Db {
         .await
     }
 
-    /// Sets (`Some`) or removes (`None`) one profile field.
-    pub async fn set_profile_field(
+    async fn set_profile_field(
         &self,
         user_id: OwnedUserId,
         field: String,
@@ -378,7 +370,7 @@ impl Db {
         .await
     }
 
-    pub async fn insert_registration_token(
+    async fn insert_registration_token(
         &self,
         hash: Vec<u8>,
         uses_allowed: Option<i64>,
@@ -395,7 +387,7 @@ impl Db {
         .await
     }
 
-    pub async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool> {
+    async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool> {
         self.read(move |c| registration_token_usable(c, &hash, now_ms())).await
     }
 }
