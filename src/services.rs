@@ -15,7 +15,7 @@ use crate::{
     rate_limit::RateLimiters,
     rooms::Rooms,
     server_key::{self, ServerKey},
-    storage::{self, Db},
+    storage::{self, Storage},
     streams::Streams,
     users::{self, Users},
 };
@@ -23,7 +23,7 @@ use crate::{
 /// Every service of a running server, shared by all handlers.
 pub struct Services {
     pub config: Arc<Config>,
-    pub db: Db,
+    pub db: Arc<dyn Storage>,
     pub server_key: Arc<ServerKey>,
     pub users: Users,
     pub rooms: Arc<Rooms>,
@@ -63,7 +63,8 @@ impl Services {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| StartError::DataDir { path: data_dir.display().to_string(), source })?;
         let server_key = Arc::new(ServerKey::load_or_create(data_dir)?);
-        let db = Db::open(&data_dir.join("plexus.db"), &config.storage)?;
+        // The one place that names a storage backend.
+        let db: Arc<dyn Storage> = Arc::new(storage::SqliteStore::open(&data_dir.join("plexus.db"), &config.storage)?);
         // The typing stream is not stored: it starts at the boot time in
         // milliseconds, above any position a previous run handed out.
         let typing_start = storage::now_ms();

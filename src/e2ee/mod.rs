@@ -19,7 +19,7 @@ use crate::{
     commit::{Commit, CommitPipeline, RemoteToDevice},
     config::Config,
     storage::{
-        Db, StorageError,
+        Storage, StorageError,
         e2ee::{DeviceKeysOutcome, OutgoingToDevice},
     },
     users::{Session, Users, UsersError},
@@ -56,7 +56,7 @@ const KNOWN_ALGORITHMS: &[&str] = &["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1
 const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25519"];
 
 pub struct E2ee {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     commits: Arc<CommitPipeline>,
 }
@@ -79,7 +79,7 @@ fn parse_object(json: &str) -> Result<Map<String, Value>> {
 }
 
 impl E2ee {
-    pub fn new(db: Db, config: Arc<Config>, commits: Arc<CommitPipeline>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, commits: Arc<CommitPipeline>) -> Self {
         Self { db, config, commits }
     }
 
@@ -158,7 +158,7 @@ impl E2ee {
             let same_identity = move |old: &str| {
                 serde_json::from_str::<Value>(old).ok().and_then(|o| o.get("keys").cloned()) == new_keys
             };
-            match self.db.upload_device_keys(user.clone(), device.clone(), json, same_identity).await? {
+            match self.db.upload_device_keys(user.clone(), device.clone(), json, Box::new(same_identity)).await? {
                 DeviceKeysOutcome::Changed(pos) => self.device_list_committed(&session.user_id, pos).await?,
                 DeviceKeysOutcome::Unchanged => {}
                 DeviceKeysOutcome::Conflict => {

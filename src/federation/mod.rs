@@ -32,7 +32,7 @@ use ruma::{
     },
 };
 
-use crate::{config::Config, rooms::Rooms, server_key::ServerKey, storage::Db};
+use crate::{config::Config, rooms::Rooms, server_key::ServerKey, storage::Storage};
 
 /// The largest response body accepted from another server (a `send_join`
 /// of a big room is the largest).
@@ -82,7 +82,7 @@ impl OutboundAuth for NoAuthentication {
 /// The federation service.
 pub struct Federation {
     pub config: Arc<Config>,
-    db: Db,
+    db: Arc<dyn Storage>,
     pub(crate) key: Arc<ServerKey>,
     rooms: Arc<Rooms>,
     http: reqwest::Client,
@@ -92,7 +92,12 @@ pub struct Federation {
 }
 
 impl Federation {
-    pub fn new(config: Arc<Config>, db: Db, key: Arc<ServerKey>, rooms: Arc<Rooms>) -> Result<Arc<Self>, String> {
+    pub fn new(
+        config: Arc<Config>,
+        db: Arc<dyn Storage>,
+        key: Arc<ServerKey>,
+        rooms: Arc<Rooms>,
+    ) -> Result<Arc<Self>, String> {
         let fed = &config.federation;
         let policy = resolve::AddressPolicy {
             allowed_ranges: crate::address_policy::parse_ranges(&fed.allowed_ranges)?,

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::Federation;
 use crate::storage::{
-    Db,
+    FederationStore,
     federation::{QueueKind, QueuedItem},
 };
 
@@ -29,7 +29,7 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 pub struct Sender {
-    db: Db,
+    db: Arc<dyn FederationStore>,
     federation: OnceLock<Weak<Federation>>,
     workers: Mutex<HashMap<OwnedServerName, Arc<Notify>>>,
     /// While true, nothing is sent (items keep queueing).
@@ -37,7 +37,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Arc<dyn FederationStore>) -> Self {
         let (paused, _) = tokio::sync::watch::channel(false);
         Self { db, federation: OnceLock::new(), workers: Mutex::new(HashMap::new()), paused }
     }

@@ -22,7 +22,7 @@ pub use self::serve::{ServedHeaders, served_headers};
 use crate::{
     config::Config,
     storage::{
-        Db, StorageError,
+        MediaStore, StorageError,
         media::{CompleteOutcome, MediaContent, MediaRecord},
         now_ms,
     },
@@ -58,7 +58,7 @@ pub type Result<T, E = MediaError> = std::result::Result<T, E>;
 const PENDING_LIFETIME_MS: i64 = 24 * 60 * 60 * 1000;
 
 pub struct Media {
-    db: Db,
+    db: Arc<dyn MediaStore>,
     config: Arc<Config>,
     root: PathBuf,
     /// Recent URL previews: URL -> (when, preview).
@@ -79,7 +79,7 @@ pub fn valid_media_id(id: &str) -> bool {
 }
 
 impl Media {
-    pub fn new(db: Db, config: Arc<Config>) -> Self {
+    pub fn new(db: Arc<dyn MediaStore>, config: Arc<Config>) -> Self {
         let root = config.server.data_dir.join("media");
         Self { db, config, root, previews: quick_cache::sync::Cache::new(1000) }
     }

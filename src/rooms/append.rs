@@ -134,9 +134,12 @@ impl Rooms {
         // clients get `prev_content` for it.
         let replaces_state = new_event.replaces_state.as_deref().and_then(|id| OwnedEventId::try_from(id).ok());
         let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
-        let queued = self.db.queue_local_append(new_event, move |stored| {
-            let _ = stored_tx.send(stored);
-        })?;
+        let queued = self.db.queue_local_append(
+            new_event,
+            Box::new(move |stored| {
+                let _ = stored_tx.send(stored);
+            }),
+        )?;
         // Wake the members after the event, the target of a membership
         // change (an invitee, a kicked user) and the sender.
         let joined = head.joined.clone();

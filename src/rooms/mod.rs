@@ -46,7 +46,7 @@ use crate::{
     commit::{Commit, CommitPipeline},
     config::Config,
     server_key::ServerKey,
-    storage::{Db, StorageError, rooms::StoredEvent, sync::UnreadCount},
+    storage::{Storage, StorageError, rooms::StoredEvent, sync::UnreadCount},
 };
 
 /// Room state: `(event type, state key) -> event id`.
@@ -109,7 +109,7 @@ type HeadSlot = Arc<tokio::sync::Mutex<Option<RoomHead>>>;
 type HeadGuard = tokio::sync::OwnedMutexGuard<Option<RoomHead>>;
 
 pub struct Rooms {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     key: Arc<ServerKey>,
     /// Where every committed event is announced (syncs, federation, ...).
@@ -140,7 +140,7 @@ impl quick_cache::Weighter<i64, Arc<StateMap>> for StateWeighter {
 const STATE_CACHE_ENTRIES: u64 = 100_000;
 
 impl Rooms {
-    pub fn new(db: Db, config: Arc<Config>, key: Arc<ServerKey>, commits: Arc<CommitPipeline>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, key: Arc<ServerKey>, commits: Arc<CommitPipeline>) -> Self {
         Self {
             db,
             config,

@@ -1,12 +1,10 @@
 //! Key material and message queues for end-to-end encryption: device keys,
 //! one-time and fallback keys, cross-signing keys, device list changes,
-//! to-device messages and server-side key backup. Writes that other users
-//! must learn about take a `misc` stream position.
+//! to-device messages and server-side key backup.
 
-use super::CachedSql;
-use rusqlite::{Connection, OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result, streams::next_misc_position};
+use super::Result;
 
 /// The outcome of a device key upload.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,499 +62,151 @@ pub enum BackupError {
     WrongVersion(Option<i64>),
 }
 
-pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i64> {
-    let pos = next_misc_position(c)?;
-    c.exec(
-        "INSERT INTO device_list_changes (user_id, stream_id) VALUES (?1, ?2)
-         ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
-        params![user_id, pos],
-    )?;
-    Ok(pos)
-}
+/// Whether stored device keys (their JSON given) carry the same identity
+/// keys as an upload.
+pub type SameIdentity = Box<dyn FnOnce(&str) -> bool + Send>;
 
-/// Removes everything end-to-end about a device (called when it is deleted).
-pub(super) fn delete_device_keys(c: &Connection, user_id: &str, device_id: &str) -> Result<()> {
-    for sql in [
-        "DELETE FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
-        "DELETE FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2",
-        "DELETE FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2",
-        "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2",
-    ] {
-        c.exec(sql, params![user_id, device_id])?;
-    }
-    mark_device_list_change(c, user_id)?;
-    Ok(())
-}
-
-fn current_backup_version(c: &Connection, user_id: &str) -> Result<Option<i64>> {
-    Ok(c.one("SELECT MAX(version) FROM backup_versions WHERE user_id = ?1 AND deleted = 0", [user_id], |r| {
-        r.get::<_, Option<i64>>(0)
-    })?)
-}
-
-/// `(etag, number of keys)` of a backup version.
-fn etag_and_count(c: &Connection, user_id: &str, version: i64) -> Result<(i64, i64)> {
-    let etag: i64 = c.one(
-        "SELECT etag FROM backup_versions WHERE user_id = ?1 AND version = ?2",
-        params![user_id, version],
-        |r| r.get(0),
-    )?;
-    Ok((etag, backup_count(c, user_id, version)?))
-}
-
-fn backup_count(c: &Connection, user_id: &str, version: i64) -> Result<i64> {
-    Ok(c.one("SELECT COUNT(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![user_id, version], |r| {
-        r.get(0)
-    })?)
-}
-
-impl Db {
-    /// Stores a device's identity keys, refusing a change of keys already
-    /// published (a device's keys never change; a new device is needed).
-    pub async fn upload_device_keys(
+/// Device keys, one-time and fallback keys, cross-signing keys, device list
+/// changes and to-device messages.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - One-time key claims are atomic: a key is handed out at most once,
+///   even to concurrent claimers, and is gone once handed out. When none
+///   is left, the device's fallback key is handed out (to every claimer)
+///   and marked used.
+/// - An upload of one-time keys is stored whole or not at all.
+/// - `queue_to_device` is idempotent per `(sender, sender device, txn id)`:
+///   a transaction seen before queues nothing.
+/// - A to-device message stays until its device acknowledges it
+///   (`ack_to_device` through its position), and is then gone for good.
+/// - Changes to keys others must learn about take a `misc` position (see
+///   [`super::StreamStore`]) in the same commit.
+#[async_trait]
+pub trait E2eeStore: Send + Sync {
+    /// Stores a device's identity keys, unless keys with other identity
+    /// keys (`same_identity` says) are stored: a device's keys never
+    /// change, a new device is needed. Compared and stored in one step.
+    async fn upload_device_keys(
         &self,
         user_id: String,
         device_id: String,
         json: String,
-        same_identity: impl FnOnce(&str) -> bool + Send + 'static,
-    ) -> Result<DeviceKeysOutcome> {
-        self.write(move |c| {
-            let existing: Option<String> = c
-                .one(
-                    "SELECT json FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
-                    params![user_id, device_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(old) = &existing {
-                if *old == json {
-                    return Ok(DeviceKeysOutcome::Unchanged);
-                }
-                if !same_identity(old) {
-                    return Ok(DeviceKeysOutcome::Conflict);
-                }
-            }
-            c.exec(
-                "INSERT INTO device_keys (user_id, device_id, json) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user_id, device_id) DO UPDATE SET json = excluded.json",
-                params![user_id, device_id, json],
-            )?;
-            Ok(DeviceKeysOutcome::Changed(mark_device_list_change(c, &user_id)?))
-        })
-        .await
-    }
+        same_identity: SameIdentity,
+    ) -> Result<DeviceKeysOutcome>;
 
     /// Replaces a device's stored key JSON (signatures added) and records a
-    /// device list change.
-    pub async fn replace_device_keys(&self, user_id: String, device_id: String, json: String) -> Result<i64> {
-        self.write(move |c| {
-            c.exec(
-                "UPDATE device_keys SET json = ?3 WHERE user_id = ?1 AND device_id = ?2",
-                params![user_id, device_id, json],
-            )?;
-            mark_device_list_change(c, &user_id)
-        })
-        .await
-    }
+    /// device list change; returns its position.
+    async fn replace_device_keys(&self, user_id: String, device_id: String, json: String) -> Result<i64>;
 
-    /// Adds one-time keys. Returns the id of a key that exists with other
-    /// content (nothing is stored then), or `None`.
-    pub async fn add_one_time_keys(
+    /// Adds one-time keys `(algorithm, key_id, json)`; one stored already
+    /// with the same content is skipped. Returns the id of a key that
+    /// exists with other content (nothing is stored then), or `None`.
+    async fn add_one_time_keys(
         &self,
         user_id: String,
         device_id: String,
         keys: Vec<(String, String, String)>,
-    ) -> Result<Option<String>> {
-        self.write(move |c| {
-            for (algorithm, key_id, json) in &keys {
-                let existing: Option<String> = c
-                    .one(
-                        "SELECT json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
-                        params![user_id, device_id, key_id],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                match existing {
-                    Some(old) if old == *json => continue,
-                    Some(_) => return Err(super::StorageError::Conflict(key_id.clone())),
-                    None => {}
-                }
-                c.exec(
-                    "INSERT INTO one_time_keys (user_id, device_id, algorithm, key_id, json) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![user_id, device_id, algorithm, key_id, json],
-                )?;
-            }
-            Ok(None)
-        })
-        .await
-        .or_else(|e| match e {
-            super::StorageError::Conflict(id) => Ok(Some(id)),
-            e => Err(e),
-        })
-    }
+    ) -> Result<Option<String>>;
 
-    /// Replaces the fallback key of each algorithm given.
-    pub async fn set_fallback_keys(
+    /// Replaces the fallback key `(algorithm, key_id, json)` of each
+    /// algorithm given, unused.
+    async fn set_fallback_keys(
         &self,
         user_id: String,
         device_id: String,
         keys: Vec<(String, String, String)>,
-    ) -> Result<()> {
-        self.write(move |c| {
-            for (algorithm, key_id, json) in &keys {
-                c.exec(
-                    "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, json, used) VALUES (?1, ?2, ?3, ?4, ?5, 0)
-                     ON CONFLICT (user_id, device_id, algorithm) DO UPDATE
-                     SET key_id = excluded.key_id, json = excluded.json, used = 0",
-                    params![user_id, device_id, algorithm, key_id, json],
-                )?;
-            }
-            Ok(())
-        })
-        .await
-    }
+    ) -> Result<()>;
 
     /// Unclaimed one-time keys per algorithm.
-    pub async fn one_time_key_counts(&self, user_id: String, device_id: String) -> Result<Vec<(String, i64)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT algorithm, COUNT(*) FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
-            )?;
-            let rows = stmt.query_map(params![user_id, device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
+    async fn one_time_key_counts(&self, user_id: String, device_id: String) -> Result<Vec<(String, i64)>>;
 
-    /// Hands out one one-time key of `algorithm` (deleting it, in the
-    /// single writer, so no key is ever handed out twice), else the
-    /// device's fallback key.
-    pub async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>> {
-        self.write(move |c| {
-            let otk: Option<(String, String)> = c
-                .one(
-                    "SELECT key_id, json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3
-                     ORDER BY key_id LIMIT 1",
-                    params![user_id, device_id, algorithm],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((key_id, json)) = otk {
-                c.exec(
-                    "DELETE FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
-                    params![user_id, device_id, key_id],
-                )?;
-                return Ok(Some(ClaimedKey { key_id, json }));
-            }
-            let fallback: Option<(String, String)> = c
-                .one(
-                    "SELECT key_id, json FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
-                    params![user_id, device_id, algorithm],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((key_id, json)) = fallback {
-                c.exec(
-                    "UPDATE fallback_keys SET used = 1 WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
-                    params![user_id, device_id, algorithm],
-                )?;
-                return Ok(Some(ClaimedKey { key_id, json }));
-            }
-            Ok(None)
-        })
-        .await
-    }
+    /// Hands out one one-time key of `algorithm`, else the device's
+    /// fallback key of it, else `None`.
+    async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>>;
 
-    /// `(device_id, json)` of every device of the user that uploaded keys.
-    pub async fn device_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
-        self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT device_id, json FROM device_keys WHERE user_id = ?1 ORDER BY device_id")?;
-            let rows = stmt.query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
+    /// `(device_id, json)` of every device of the user that uploaded keys,
+    /// by device id.
+    async fn device_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>>;
 
     /// `(key_type, json)` of the user's cross-signing keys.
-    pub async fn cross_signing_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT key_type, json FROM cross_signing_keys WHERE user_id = ?1")?;
-            let rows = stmt.query_map([&user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
+    async fn cross_signing_keys_of(&self, user_id: String) -> Result<Vec<(String, String)>>;
 
-    /// Stores cross-signing keys `(key_type, json)` and records the change.
-    pub async fn set_cross_signing_keys(&self, user_id: String, keys: Vec<(String, String)>) -> Result<i64> {
-        self.write(move |c| {
-            for (kind, json) in &keys {
-                c.exec(
-                    "INSERT INTO cross_signing_keys (user_id, key_type, json) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (user_id, key_type) DO UPDATE SET json = excluded.json",
-                    params![user_id, kind, json],
-                )?;
-            }
-            mark_device_list_change(c, &user_id)
-        })
-        .await
-    }
+    /// Stores cross-signing keys `(key_type, json)` and records the change;
+    /// returns its position.
+    async fn set_cross_signing_keys(&self, user_id: String, keys: Vec<(String, String)>) -> Result<i64>;
 
     /// Records that a remote user's device list changed; returns the position.
-    pub async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64> {
-        self.write(move |c| mark_device_list_change(c, &user_id)).await
-    }
+    async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64>;
 
     /// Users, among `(users sharing a room with viewer) + viewer`, whose
     /// device lists changed in `(since, until]`.
-    pub async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT d.user_id FROM device_list_changes d
-                 WHERE d.stream_id > ?2 AND d.stream_id <= ?3 AND (d.user_id = ?1 OR d.user_id IN (
-                     SELECT other.user_id FROM room_memberships mine
-                     JOIN room_memberships other ON other.room_id = mine.room_id
-                     WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'))",
-            )?;
-            let rows = stmt.query_map(params![viewer, since, until], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>>;
 
-    /// Queues to-device messages under one client transaction. Returns the
-    /// stream position, or `None` when the transaction was seen before.
-    pub async fn queue_to_device(
+    /// Queues to-device messages under one client transaction (device `*`:
+    /// every device of the user). Returns their stream position and the
+    /// recipients, or `None` when the transaction was seen before.
+    async fn queue_to_device(
         &self,
         sender: String,
         sender_device: String,
         txn_id: String,
         messages: Vec<OutgoingToDevice>,
-    ) -> Result<Option<(i64, Vec<String>)>> {
-        self.write(move |c| {
-            let fresh = c.exec(
-                "INSERT OR IGNORE INTO to_device_txns (sender, sender_device, txn_id) VALUES (?1, ?2, ?3)",
-                params![sender, sender_device, txn_id],
-            )?;
-            if fresh == 0 {
-                return Ok(None);
-            }
-            let pos = next_misc_position(c)?;
-            let mut recipients = Vec::new();
-            for (user, device, kind, content) in &messages {
-                let devices: Vec<String> = if device == "*" {
-                    let mut stmt = c.prepare_cached("SELECT device_id FROM devices WHERE user_id = ?1")?;
-                    stmt.query_map([user], |r| r.get(0))?.collect::<rusqlite::Result<Vec<_>>>()?
-                } else {
-                    vec![device.clone()]
-                };
-                for d in devices {
-                    c.exec(
-                        "INSERT INTO to_device_messages (user_id, device_id, sender, type, content, stream_id)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![user, d, sender, kind, content, pos],
-                    )?;
-                }
-                recipients.push(user.clone());
-            }
-            Ok(Some((pos, recipients)))
-        })
-        .await
-    }
+    ) -> Result<Option<(i64, Vec<String>)>>;
 
     /// Deletes messages the device acknowledged by syncing past `through`.
-    pub async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()> {
-        self.write(move |c| {
-            c.exec(
-                "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3",
-                params![user_id, device_id, through],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+    async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()>;
+}
 
-    pub async fn create_backup_version(&self, user_id: String, algorithm: String) -> Result<i64> {
-        self.write(move |c| {
-            let next: i64 = c.one(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM backup_versions WHERE user_id = ?1",
-                [&user_id],
-                |r| r.get(0),
-            )?;
-            c.exec(
-                "INSERT INTO backup_versions (user_id, version, algorithm) VALUES (?1, ?2, ?3)",
-                params![user_id, next, algorithm],
-            )?;
-            Ok(next)
-        })
-        .await
-    }
+/// Server-side key backup (client-server API, "Server-side key backups").
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - A user's backup versions are numbered 1, 2, ... and a number is never
+///   reused, even after its version is deleted.
+/// - Writes to a version that is not the current one are refused
+///   (`WrongVersion`, naming the current one) and change nothing.
+/// - A stored session key is replaced only by a better one (spec:
+///   verified beats unverified, then the lower `first_message_index`, then
+///   the lower `forwarded_count`); each write that changes keys moves the
+///   version's etag on.
+#[async_trait]
+pub trait KeyBackupStore: Send + Sync {
+    /// Creates the next version and returns its number.
+    async fn create_backup_version(&self, user_id: String, algorithm: String) -> Result<i64>;
 
     /// A backup version (the current one when `version` is `None`).
-    pub async fn backup_version(&self, user_id: String, version: Option<i64>) -> Result<Option<BackupVersion>> {
-        self.read(move |c| {
-            let version = match version {
-                Some(v) => v,
-                None => match current_backup_version(c, &user_id)? {
-                    Some(v) => v,
-                    None => return Ok(None),
-                },
-            };
-            let row: Option<(String, i64)> = c
-                .one(
-                    "SELECT algorithm, etag FROM backup_versions WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
-                    params![user_id, version],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            let Some((algorithm, etag)) = row else { return Ok(None) };
-            Ok(Some(BackupVersion { version, algorithm, etag, count: backup_count(c, &user_id, version)? }))
-        })
-        .await
-    }
+    async fn backup_version(&self, user_id: String, version: Option<i64>) -> Result<Option<BackupVersion>>;
 
     /// Replaces a version's auth data; false when there is no such version.
-    pub async fn update_backup_version(&self, user_id: String, version: i64, algorithm: String) -> Result<bool> {
-        self.write(move |c| {
-            let n = c.exec(
-                "UPDATE backup_versions SET algorithm = ?3 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
-                params![user_id, version, algorithm],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
+    async fn update_backup_version(&self, user_id: String, version: i64, algorithm: String) -> Result<bool>;
 
-    pub async fn delete_backup_version(&self, user_id: String, version: i64) -> Result<bool> {
-        self.write(move |c| {
-            let n = c.exec(
-                "UPDATE backup_versions SET deleted = 1 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
-                params![user_id, version],
-            )?;
-            c.exec("DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![user_id, version])?;
-            Ok(n > 0)
-        })
-        .await
-    }
+    /// Deletes a version and its keys; false when there is no such version.
+    async fn delete_backup_version(&self, user_id: String, version: i64) -> Result<bool>;
 
-    /// Stores session keys in the current backup version; an existing key
-    /// is replaced only by a better one (spec: "Server-side key backups":
-    /// verified beats unverified, then lower first_message_index, then
-    /// lower forwarded_count). Returns `(etag, count)`.
-    pub async fn put_backup_keys(
+    /// Stores session keys in the current version, each unless a better
+    /// one is stored. Returns `(etag, count)`.
+    async fn put_backup_keys(
         &self,
         user_id: String,
         version: i64,
         keys: Vec<BackupKeyRow>,
-    ) -> Result<Result<(i64, i64), BackupError>> {
-        self.write(move |c| {
-            let current = current_backup_version(c, &user_id)?;
-            if current != Some(version) {
-                return Ok(Err(BackupError::WrongVersion(current)));
-            }
-            let mut changed = false;
-            for k in &keys {
-                let existing: Option<(i64, i64, bool)> = c
-                    .one(
-                        "SELECT first_message_index, forwarded_count, is_verified FROM backup_keys
-                         WHERE user_id = ?1 AND version = ?2 AND room_id = ?3 AND session_id = ?4",
-                        params![user_id, version, k.room_id, k.session_id],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                    )
-                    .optional()?;
-                let better = match existing {
-                    None => true,
-                    Some((fmi, fc, verified)) => {
-                        (k.is_verified, -k.first_message_index, -k.forwarded_count) > (verified, -fmi, -fc)
-                    }
-                };
-                if better {
-                    c.exec(
-                        "INSERT INTO backup_keys (user_id, version, room_id, session_id, json, first_message_index,
-                                                  forwarded_count, is_verified)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                         ON CONFLICT (user_id, version, room_id, session_id) DO UPDATE SET json = excluded.json,
-                             first_message_index = excluded.first_message_index,
-                             forwarded_count = excluded.forwarded_count, is_verified = excluded.is_verified",
-                        params![
-                            user_id,
-                            version,
-                            k.room_id,
-                            k.session_id,
-                            k.json,
-                            k.first_message_index,
-                            k.forwarded_count,
-                            k.is_verified
-                        ],
-                    )?;
-                    changed = true;
-                }
-            }
-            if changed {
-                c.exec(
-                    "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
-                    params![user_id, version],
-                )?;
-            }
-            Ok(Ok(etag_and_count(c, &user_id, version)?))
-        })
-        .await
-    }
+    ) -> Result<Result<(i64, i64), BackupError>>;
 
-    /// Backed-up keys of a version, optionally of one room or session.
-    pub async fn backup_keys(
+    /// Backed-up keys of a version, optionally of one room or session, by
+    /// room and session.
+    async fn backup_keys(
         &self,
         user_id: String,
         version: i64,
         room_id: Option<String>,
         session_id: Option<String>,
-    ) -> Result<Vec<BackupKeyRow>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id, session_id, json, first_message_index, forwarded_count, is_verified FROM backup_keys
-                 WHERE user_id = ?1 AND version = ?2 AND (?3 IS NULL OR room_id = ?3) AND (?4 IS NULL OR session_id = ?4)
-                 ORDER BY room_id, session_id",
-            )?;
-            let rows = stmt.query_map(params![user_id, version, room_id, session_id], |r| {
-                Ok(BackupKeyRow {
-                    room_id: r.get(0)?,
-                    session_id: r.get(1)?,
-                    json: r.get(2)?,
-                    first_message_index: r.get(3)?,
-                    forwarded_count: r.get(4)?,
-                    is_verified: r.get(5)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
+    ) -> Result<Vec<BackupKeyRow>>;
 
-    /// Deletes backed-up keys; returns `(etag, count)`.
-    pub async fn delete_backup_keys(
+    /// Deletes backed-up keys of the current version; returns `(etag, count)`.
+    async fn delete_backup_keys(
         &self,
         user_id: String,
         version: i64,
         room_id: Option<String>,
         session_id: Option<String>,
-    ) -> Result<Result<(i64, i64), BackupError>> {
-        self.write(move |c| {
-            let current = current_backup_version(c, &user_id)?;
-            if current != Some(version) {
-                return Ok(Err(BackupError::WrongVersion(current)));
-            }
-            c.exec(
-                "DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2
-                 AND (?3 IS NULL OR room_id = ?3) AND (?4 IS NULL OR session_id = ?4)",
-                params![user_id, version, room_id, session_id],
-            )?;
-            c.exec(
-                "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2",
-                params![user_id, version],
-            )?;
-            Ok(Ok(etag_and_count(c, &user_id, version)?))
-        })
-        .await
-    }
+    ) -> Result<Result<(i64, i64), BackupError>>;
 }

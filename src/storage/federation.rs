@@ -1,11 +1,10 @@
 //! Federation tables: other servers' verify keys, the persistent outbound
-//! queue with the transaction in flight per destination, and the ids of
-//! transactions received.
+//! queue with the transaction in flight per destination, the ids of
+//! transactions received, and invites to rooms on other servers.
 
-use super::CachedSql;
-use rusqlite::{OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result, now_ms};
+use super::Result;
 
 /// A verify key of another server, as checked and stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,15 +29,6 @@ pub enum QueueKind {
     Edu,
 }
 
-impl QueueKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pdu => "pdu",
-            Self::Edu => "edu",
-        }
-    }
-}
-
 /// A transaction to (re)send: its id, its items, and the last queue row it covers.
 #[derive(Debug, Clone)]
 pub struct OutgoingTxn {
@@ -56,230 +46,48 @@ pub struct RemoteInvite {
     pub via: String,
 }
 
-impl Db {
-    /// Stores an invite of a local user to a room on another server, or
-    /// the user's knock on one (`membership` is `invite` or `knock`): the
-    /// membership event (as an outlier), the user's membership and the
-    /// stripped state. Returns the membership's stream position.
-    pub async fn store_remote_invite(
-        &self,
-        invite: super::rooms::Outlier,
-        user_id: String,
-        membership: &'static str,
-        room_version: String,
-        stripped_state: String,
-        via: String,
-    ) -> Result<i64> {
-        self.write(move |c| {
-            let pos = super::rooms::insert_outlier(c, &invite)?;
-            c.exec(
-                "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-                 VALUES (?1, ?2, ?5, ?3, ?4, 0)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                     event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-                params![invite.room_id, user_id, invite.event_id, pos, membership],
-            )?;
-            c.exec(
-                "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped_state, via)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (room_id, user_id) DO UPDATE SET event_id = excluded.event_id,
-                     room_version = excluded.room_version, stripped_state = excluded.stripped_state,
-                     via = excluded.via",
-                params![invite.room_id, user_id, invite.event_id, room_version, stripped_state, via],
-            )?;
-            Ok(pos)
-        })
-        .await
-    }
+/// Other servers' verify keys, the outbound queue per destination and the
+/// transactions received.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - The queue of each destination is first in, first out. PDUs are
+///   queued in the commit that stores their event (`NewEvent::send_to`),
+///   so nothing acknowledged to a client is lost.
+/// - `next_federation_txn` answers with the transaction in flight (same
+///   id, same items) until `federation_txn_done` removes it with its
+///   items: a transaction resent after a restart is the same transaction.
+///   Items queued meanwhile wait for the next one.
+#[async_trait]
+pub trait FederationStore: Send + Sync {
+    /// The stored verify keys of a server.
+    async fn server_keys(&self, server: String) -> Result<Vec<StoredServerKey>>;
 
-    pub async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT event_id, room_version, stripped_state, via FROM remote_invites
-                 WHERE room_id = ?1 AND user_id = ?2",
-                params![room_id, user_id],
-                |r| {
-                    Ok(RemoteInvite {
-                        event_id: r.get(0)?,
-                        room_version: r.get(1)?,
-                        stripped_state: r.get(2)?,
-                        via: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
-    }
+    /// Stores verified keys of `server`, replacing older copies (a key's
+    /// `valid_until_ts` never moves back).
+    async fn store_server_keys(&self, server: String, keys: Vec<StoredServerKey>) -> Result<()>;
 
-    /// A declined remote invite: the membership becomes `leave` at a new
-    /// stream position (taken from `leave_event`, stored as an outlier).
-    pub async fn decline_remote_invite(&self, leave: super::rooms::Outlier, user_id: String) -> Result<i64> {
-        self.write(move |c| {
-            let pos = super::rooms::insert_outlier(c, &leave)?;
-            c.exec(
-                "UPDATE room_memberships SET membership = 'leave', event_id = ?3, stream_ordering = ?4
-                 WHERE room_id = ?1 AND user_id = ?2",
-                params![leave.room_id, user_id, leave.event_id, pos],
-            )?;
-            c.exec("DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2", params![leave.room_id, user_id])?;
-            Ok(pos)
-        })
-        .await
-    }
-
-    pub async fn server_keys(&self, server: String) -> Result<Vec<StoredServerKey>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT key_id, public_key, valid_until_ts, expired_ts FROM server_keys WHERE server_name = ?1",
-            )?;
-            let rows = stmt.query_map([&server], |r| {
-                Ok(StoredServerKey {
-                    key_id: r.get(0)?,
-                    public_key: r.get(1)?,
-                    valid_until_ts: r.get(2)?,
-                    expired_ts: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
-
-    /// Stores verified keys of `server`, replacing older copies.
-    pub async fn store_server_keys(&self, server: String, keys: Vec<StoredServerKey>) -> Result<()> {
-        self.write(move |c| {
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO server_keys (server_name, key_id, public_key, valid_until_ts, expired_ts, fetched_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (server_name, key_id) DO UPDATE SET public_key = excluded.public_key,
-                     valid_until_ts = MAX(valid_until_ts, excluded.valid_until_ts),
-                     expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts",
-            )?;
-            for key in &keys {
-                stmt.execute(params![
-                    server,
-                    key.key_id,
-                    key.public_key,
-                    key.valid_until_ts,
-                    key.expired_ts,
-                    now_ms()
-                ])?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    /// Queues EDUs (or PDUs) for destinations.
-    pub async fn enqueue_federation(&self, items: Vec<(String, QueueKind, String)>) -> Result<()> {
-        self.write(move |c| {
-            let mut stmt =
-                c.prepare_cached("INSERT INTO federation_queue (destination, kind, json) VALUES (?1, ?2, ?3)")?;
-            for (destination, kind, json) in &items {
-                stmt.execute(params![destination, kind.as_str(), json])?;
-            }
-            Ok(())
-        })
-        .await
-    }
+    /// Queues EDUs (or PDUs) `(destination, kind, json)`, in order.
+    async fn enqueue_federation(&self, items: Vec<(String, QueueKind, String)>) -> Result<()>;
 
     /// Destinations with something queued.
-    pub async fn queued_destinations(&self) -> Result<Vec<String>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT DISTINCT destination FROM federation_queue")?;
-            Ok(stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    async fn queued_destinations(&self) -> Result<Vec<String>>;
 
     /// The transaction to send next to `destination`: the one in flight if
-    /// there is one (same id, same items), else a new one of at most
-    /// `max_pdus` PDUs and `max_edus` EDUs from the head of the queue.
-    pub async fn next_federation_txn(
+    /// there is one, else a new one of at most `max_pdus` PDUs and
+    /// `max_edus` EDUs from the head of the queue (`None` when it is empty).
+    async fn next_federation_txn(
         &self,
         destination: String,
         max_pdus: usize,
         max_edus: usize,
-    ) -> Result<Option<OutgoingTxn>> {
-        self.write(move |c| {
-            let in_flight: Option<(String, i64)> = c
-                .one("SELECT txn_id, last_id FROM federation_txn_out WHERE destination = ?1", [&destination], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let mut stmt = c.prepare_cached(
-                "SELECT id, kind, json FROM federation_queue WHERE destination = ?1 AND id <= ?2 ORDER BY id",
-            )?;
-            let bound = in_flight.as_ref().map(|(_, last)| *last).unwrap_or(i64::MAX);
-            let mut rows = stmt.query(params![destination, bound])?;
-            let (mut pdus, mut edus, mut last_id) = (0usize, 0usize, None);
-            let mut items = Vec::new();
-            while let Some(row) = rows.next()? {
-                let id: i64 = row.get(0)?;
-                let kind: String = row.get(1)?;
-                let kind = if kind == "pdu" { QueueKind::Pdu } else { QueueKind::Edu };
-                if in_flight.is_none() {
-                    let full = match kind {
-                        QueueKind::Pdu => pdus >= max_pdus,
-                        QueueKind::Edu => edus >= max_edus,
-                    };
-                    if full {
-                        break;
-                    }
-                }
-                match kind {
-                    QueueKind::Pdu => pdus += 1,
-                    QueueKind::Edu => edus += 1,
-                }
-                items.push(QueuedItem { kind, json: row.get(2)? });
-                last_id = Some(id);
-            }
-            drop(rows);
-            if let Some((txn_id, last)) = in_flight {
-                return Ok(Some(OutgoingTxn { txn_id, items, last_id: last }));
-            }
-            let Some(last_id) = last_id else { return Ok(None) };
-            let txn_id = format!("{}-{last_id}", now_ms());
-            c.exec(
-                "INSERT INTO federation_txn_out (destination, txn_id, last_id) VALUES (?1, ?2, ?3)",
-                params![destination, txn_id, last_id],
-            )?;
-            Ok(Some(OutgoingTxn { txn_id, items, last_id }))
-        })
-        .await
-    }
+    ) -> Result<Option<OutgoingTxn>>;
 
-    /// A transaction was accepted: drop its items.
-    pub async fn federation_txn_done(&self, destination: String, last_id: i64) -> Result<()> {
-        self.write(move |c| {
-            c.exec("DELETE FROM federation_queue WHERE destination = ?1 AND id <= ?2", params![destination, last_id])?;
-            c.exec("DELETE FROM federation_txn_out WHERE destination = ?1", [&destination])?;
-            Ok(())
-        })
-        .await
-    }
+    /// A transaction was accepted: drop its items (up to `last_id`).
+    async fn federation_txn_done(&self, destination: String, last_id: i64) -> Result<()>;
 
     /// Whether a transaction from `origin` was already applied.
-    pub async fn federation_txn_seen(&self, origin: String, txn_id: String) -> Result<bool> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT EXISTS (SELECT 1 FROM federation_txn_in WHERE origin = ?1 AND txn_id = ?2)",
-                params![origin, txn_id],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
+    async fn federation_txn_seen(&self, origin: String, txn_id: String) -> Result<bool>;
 
-    pub async fn mark_federation_txn(&self, origin: String, txn_id: String) -> Result<()> {
-        self.write(move |c| {
-            c.exec(
-                "INSERT OR IGNORE INTO federation_txn_in (origin, txn_id, received_ts) VALUES (?1, ?2, ?3)",
-                params![origin, txn_id, now_ms()],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+    /// Records that a transaction from `origin` was applied.
+    async fn mark_federation_txn(&self, origin: String, txn_id: String) -> Result<()>;
 }

@@ -1,10 +1,9 @@
 //! Media metadata. The bytes live on disk under the media directory,
-//! named by their SHA-256; this table maps media ids to them.
+//! named by their SHA-256; storage maps media ids to them.
 
-use super::CachedSql;
-use rusqlite::{OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result, now_ms};
+use super::Result;
 
 #[derive(Debug, Clone)]
 pub struct MediaRecord {
@@ -37,105 +36,27 @@ pub enum CompleteOutcome {
     Expired,
 }
 
-impl Db {
-    pub async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()> {
-        self.write(move |c| {
-            c.exec(
-                "INSERT INTO media (media_id, user_id, content_type, filename, size, sha256, created_ts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    media_id,
-                    user_id,
-                    content.content_type,
-                    content.filename,
-                    content.size,
-                    content.sha256,
-                    now_ms()
-                ],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+/// Media metadata: which media id names which content, and who owns it.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - A media id is stored once: inserting or reserving an existing id
+///   fails and changes nothing.
+/// - A reserved id is filled at most once: of two completions (even
+///   concurrent ones) one is `Done`, the other `AlreadyUploaded`.
+#[async_trait]
+pub trait MediaStore: Send + Sync {
+    /// Stores the metadata of an uploaded file under a new media id.
+    async fn insert_media(&self, media_id: String, user_id: String, content: MediaContent) -> Result<()>;
 
-    /// Reserves a media id for an asynchronous upload.
-    pub async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()> {
-        self.write(move |c| {
-            c.exec(
-                "INSERT INTO media (media_id, user_id, created_ts, expires_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![media_id, user_id, now_ms(), expires_ts],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+    /// Reserves a media id for an asynchronous upload, until `expires_ts`.
+    async fn reserve_media(&self, media_id: String, user_id: String, expires_ts: i64) -> Result<()>;
 
-    /// Unused reservations a user holds (to bound them).
-    pub async fn pending_media_count(&self, user_id: String) -> Result<i64> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT COUNT(*) FROM media WHERE user_id = ?1 AND sha256 IS NULL AND expires_ts > ?2",
-                params![user_id, now_ms()],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
+    /// Unused, unexpired reservations a user holds (to bound them).
+    async fn pending_media_count(&self, user_id: String) -> Result<i64>;
 
     /// Fills a reserved media id, once, by its owner, before it expires.
-    pub async fn complete_media(
-        &self,
-        media_id: String,
-        user_id: String,
-        content: MediaContent,
-    ) -> Result<CompleteOutcome> {
-        self.write(move |c| {
-            let row: Option<(String, Option<String>, Option<i64>)> = c
-                .one("SELECT user_id, sha256, expires_ts FROM media WHERE media_id = ?1", [&media_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()?;
-            let Some((owner, sha, expires)) = row else { return Ok(CompleteOutcome::NotFound) };
-            if owner != user_id {
-                return Ok(CompleteOutcome::NotOwner);
-            }
-            if sha.is_some() {
-                return Ok(CompleteOutcome::AlreadyUploaded);
-            }
-            if expires.is_some_and(|e| e <= now_ms()) {
-                return Ok(CompleteOutcome::Expired);
-            }
-            c.exec(
-                "UPDATE media SET content_type = ?2, filename = ?3, size = ?4, sha256 = ?5, expires_ts = NULL
-                 WHERE media_id = ?1",
-                params![media_id, content.content_type, content.filename, content.size, content.sha256],
-            )?;
-            Ok(CompleteOutcome::Done)
-        })
-        .await
-    }
+    async fn complete_media(&self, media_id: String, user_id: String, content: MediaContent)
+    -> Result<CompleteOutcome>;
 
-    pub async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT media_id, user_id, content_type, filename, size, sha256, created_ts, expires_ts
-                 FROM media WHERE media_id = ?1",
-                [&media_id],
-                |r| {
-                    Ok(MediaRecord {
-                        media_id: r.get(0)?,
-                        user_id: r.get(1)?,
-                        content_type: r.get(2)?,
-                        filename: r.get(3)?,
-                        size: r.get(4)?,
-                        sha256: r.get(5)?,
-                        created_ts: r.get(6)?,
-                        expires_ts: r.get(7)?,
-                    })
-                },
-            )
-            .optional()?)
-        })
-        .await
-    }
+    async fn get_media(&self, media_id: String) -> Result<Option<MediaRecord>>;
 }

@@ -1,13 +1,13 @@
 //! Rooms, events, DAG edges, state groups, current state, memberships and
-//! transaction ids (aliases and the public directory: `directory.rs`). Callers hand over fully built, verified
-//! events; this module only stores and finds them.
+//! transaction ids (aliases and the public directory: `directory.rs`).
+//! Callers hand over fully built, verified events; storage only stores
+//! and finds them.
 
-use super::CachedSql;
-use std::collections::HashMap;
+use std::{collections::HashMap, pin::Pin};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result, now_ms};
+use super::{Result, federation::RemoteInvite};
 
 /// A state map as stored: `(type, state_key) -> event_id`.
 pub type StoredState = HashMap<(String, String), String>;
@@ -136,612 +136,189 @@ pub enum Direction {
     Forward,
 }
 
-/// The columns `event_from_row` reads, from `events` (unaliased).
-pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, json, state_group, replaces_state,
-    redacted_by, rejected,
-    (SELECT device_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1),
-    (SELECT txn_id FROM event_txns t WHERE t.event_id = events.event_id AND t.user_id = events.sender LIMIT 1)";
+/// A queued append: resolves once the event is committed (or refused).
+pub type QueuedAppend = Pin<Box<dyn Future<Output = Result<AppendOutcome>> + Send>>;
 
-pub(super) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent {
-        stream_ordering: r.get(0)?,
-        event_id: r.get(1)?,
-        room_id: r.get(2)?,
-        json: r.get(3)?,
-        state_group: r.get(4)?,
-        replaces_state: r.get(5)?,
-        redacted_by: r.get(6)?,
-        rejected: r.get(7)?,
-        txn: match (r.get::<_, Option<String>>(8)?, r.get::<_, Option<String>>(9)?) {
-            (Some(device), Some(txn)) => Some((device, txn)),
-            _ => None,
-        },
-    })
-}
+/// Events: the timeline (each event at a stream position), outliers, DAG
+/// and auth edges, forward extremities and transaction ids.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - Stream positions: a timeline event gets a position above that of
+///   every event appended before it, and a reader that sees an event at
+///   position `N` (or `events_position` at `N`) sees every timeline event
+///   below `N`. Sync and `/messages` tokens are positions: an event a
+///   reader skipped would never be delivered. (Backfilled history takes
+///   positions below every existing one, see `store_backfilled`.)
+/// - An append is one atomic write: the event with its edges, its state
+///   group, the current state and memberships it changes, the forward
+///   extremities, the client's transaction id, the redaction it makes and
+///   the PDUs it queues for other servers are committed together or not
+///   at all.
+/// - Transaction ids are idempotent per `(user, device, txn id)`:
+///   `queue_local_append` checks and records the id in the same step as it
+///   stores the event, so of two appends under one id exactly one is
+///   stored and the other is `AlreadySent` with the first one's event id.
+/// - `queue_local_append` keeps order: events are stored in the order they
+///   were queued, so an event may be built on one still queued, and an
+///   event whose prev events are not stored (one before it failed) is
+///   refused as `StaleHead`, storing nothing.
+/// - Outliers never appear in timeline reads.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Stores one event and everything it changes, atomically.
+    async fn append_event(&self, event: NewEvent) -> Result<Appended>;
 
-fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
-    if let Some((version, creator)) = &e.new_room {
-        c.prepare_cached(
-            "INSERT OR IGNORE INTO rooms (room_id, room_version, creator, created_ts) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![e.room_id, version, creator, now_ms()])?;
-    }
-    let state_group = match &e.state {
-        StateWrite::Unchanged { group } => *group,
-        StateWrite::Delta { prev_group, delta_depth, key, event_id } => {
-            c.prepare_cached("INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, ?2, ?3)")?
-                .execute(params![e.room_id, prev_group, delta_depth])?;
-            let group = c.last_insert_rowid();
-            c.prepare_cached(
-                "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![group, key.0, key.1, event_id])?;
-            group
-        }
-        StateWrite::Full { state } => {
-            c.prepare_cached("INSERT INTO state_groups (room_id, prev_group, delta_depth) VALUES (?1, NULL, 0)")?
-                .execute(params![e.room_id])?;
-            let group = c.last_insert_rowid();
-            let mut stmt = c.prepare_cached(
-                "INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for ((kind, key), event_id) in state {
-                stmt.execute(params![group, kind, key, event_id])?;
-            }
-            group
-        }
-    };
-    // An event known as an outlier (fetched as part of a room's state)
-    // becomes part of the timeline now.
-    c.prepare_cached("DELETE FROM events WHERE event_id = ?1 AND outlier = 1")?.execute([&e.event_id])?;
-    c.prepare_cached(
-        "INSERT INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth, json,
-                             state_group, replaces_state)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        e.event_id,
-        e.room_id,
-        e.kind,
-        e.state_key,
-        e.sender,
-        e.origin_server_ts,
-        e.depth,
-        e.json,
-        state_group,
-        e.replaces_state
-    ])?;
-    let stream_ordering = c.last_insert_rowid();
-    {
-        let mut edge =
-            c.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
-        for prev in &e.prev_events {
-            edge.execute(params![e.event_id, prev])?;
-        }
-        let mut auth =
-            c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
-        for id in &e.auth_events {
-            auth.execute(params![e.event_id, id])?;
-        }
-    }
-    c.prepare_cached("DELETE FROM forward_extremities WHERE room_id = ?1")?.execute([&e.room_id])?;
-    {
-        let mut ext = c.prepare_cached("INSERT INTO forward_extremities (room_id, event_id) VALUES (?1, ?2)")?;
-        for id in &e.forward_extremities {
-            ext.execute(params![e.room_id, id])?;
-        }
-    }
-    match &e.current_state {
-        CurrentStateWrite::ThisEvent => {
-            if let Some(key) = &e.state_key {
-                c.prepare_cached(
-                    "INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id",
-                )?
-                .execute(params![e.room_id, e.kind, key, e.event_id])?;
-                c.exec(
-                    "UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1",
-                    params![e.room_id, state_group],
-                )?;
-            }
-        }
-        CurrentStateWrite::Replace(state) => {
-            replace_current_state(c, &e.room_id, state, stream_ordering)?;
-            c.exec("UPDATE rooms SET current_state_group = ?2 WHERE room_id = ?1", params![e.room_id, state_group])?;
-        }
-        CurrentStateWrite::Unchanged => {}
-    }
-    if !e.send_to.is_empty() {
-        let mut queue =
-            c.prepare_cached("INSERT INTO federation_queue (destination, kind, json) VALUES (?1, 'pdu', ?2)")?;
-        for destination in &e.send_to {
-            queue.execute(params![destination, e.json])?;
-        }
-    }
-    if let Some((user, membership)) = &e.membership {
-        c.prepare_cached(
-            "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-             VALUES (?1, ?2, ?3, ?4, ?5, 0)
-             ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-                 event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-        )?
-        .execute(params![e.room_id, user, membership, e.event_id, stream_ordering])?;
-    }
-    if let Some((user, device, txn)) = &e.txn {
-        c.prepare_cached("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![user, device, txn, e.event_id])?;
-    }
-    if let Some((target, json)) = &e.redaction {
-        c.prepare_cached("UPDATE events SET json = ?2, redacted_by = ?3 WHERE event_id = ?1")?
-            .execute(params![target, json, e.event_id])?;
-    }
-    Ok(Appended { stream_ordering, state_group })
-}
+    /// Queues one event to be stored like `append_event`, unless its
+    /// transaction id was used already (`AlreadySent`) or one of its prev
+    /// events is not stored (`StaleHead`). The event is queued when this
+    /// returns, behind every event queued before it; the returned future
+    /// resolves once it is committed. `then` is told whether the event was
+    /// stored and committed before that future resolves, on any thread,
+    /// and even if the future is dropped: the room's next event waits on
+    /// it, so it must be cheap and must not block.
+    fn queue_local_append(&self, event: NewEvent, then: Box<dyn FnOnce(bool) + Send>) -> Result<QueuedAppend>;
 
-/// Makes `state` the room's current state; memberships follow the member
-/// events that changed.
-fn replace_current_state(c: &Connection, room_id: &str, state: &StoredState, stream_ordering: i64) -> Result<()> {
-    let mut old: StoredState = HashMap::new();
-    {
-        let mut stmt = c.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
-        for row in stmt.query_map([room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))? {
-            let (key, id): ((String, String), String) = row?;
-            old.insert(key, id);
-        }
-    }
-    c.exec("DELETE FROM current_state WHERE room_id = ?1", [room_id])?;
-    let mut insert =
-        c.prepare_cached("INSERT INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")?;
-    let mut member = c.prepare_cached(
-        "INSERT INTO room_memberships (room_id, user_id, membership, event_id, stream_ordering, forgotten)
-         SELECT ?1, ?2, json_extract(json, '$.content.membership'), event_id, ?4, 0 FROM events WHERE event_id = ?3
-         ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
-             event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-    )?;
-    for ((kind, key), id) in state {
-        insert.execute(params![room_id, kind, key, id])?;
-        if kind == "m.room.member" && old.get(&(kind.clone(), key.clone())) != Some(id) {
-            member.execute(params![room_id, key, id, stream_ordering])?;
-        }
-    }
-    Ok(())
-}
-
-/// Stores an outlier (unless the event is stored already) with its auth
-/// edges; returns its stream position.
-pub(super) fn insert_outlier(c: &Connection, e: &Outlier) -> Result<i64> {
-    c.prepare_cached(
-        "INSERT OR IGNORE INTO events (event_id, room_id, type, state_key, sender, origin_server_ts, depth,
-                                       json, state_group, outlier, rejected)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, 1, ?9)",
-    )?
-    .execute(params![
-        e.event_id,
-        e.room_id,
-        e.kind,
-        e.state_key,
-        e.sender,
-        e.origin_server_ts,
-        e.depth,
-        e.json,
-        e.rejected
-    ])?;
-    let mut auth = c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
-    for id in &e.auth_events {
-        auth.execute(params![e.event_id, id])?;
-    }
-    Ok(c.prepare_cached("SELECT stream_ordering FROM events WHERE event_id = ?1")?
-        .query_row([&e.event_id], |r| r.get(0))?)
-}
-
-impl Db {
     /// Stores events that are not part of the timeline (see `Outlier`).
     /// Events already stored are left as they are.
-    pub async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()> {
-        self.write(move |c| {
-            for e in &events {
-                insert_outlier(c, e)?;
-            }
-            Ok(())
-        })
-        .await
-    }
+    async fn store_outliers(&self, events: Vec<Outlier>) -> Result<()>;
 
-    /// The oldest event of a room's timeline.
-    pub async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>> {
-        self.read(move |c| {
-            Ok(c.one(
-                &format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND outlier = 0
-                     ORDER BY stream_ordering ASC LIMIT 1"
-                ),
-                [&room_id],
-                event_from_row,
-            )
-            .optional()?)
-        })
-        .await
-    }
+    /// Stores history fetched from other servers (oldest first, each with
+    /// its prev events) before the start of the timeline: each event gets
+    /// a stream position below every existing one, older events lower, so
+    /// backward pagination continues into it. Events already in the
+    /// timeline are skipped; outliers join the timeline. Returns how many
+    /// were stored.
+    async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize>;
 
-    /// Stores history fetched from other servers (oldest first) before the
-    /// start of the timeline: each event gets a stream position below every
-    /// existing one, so backward pagination continues into it. Events
-    /// already in the timeline are skipped; outliers join the timeline.
-    pub async fn store_backfilled(&self, events: Vec<(Outlier, Vec<String>)>, state_group: i64) -> Result<usize> {
-        self.write(move |c| {
-            let lowest: i64 = c.one("SELECT COALESCE(MIN(stream_ordering), 0) FROM events", [], |r| r.get(0))?;
-            let mut next = lowest.min(0) - 1;
-            let mut stored = 0;
-            // Newest first, so older events get lower positions.
-            for (e, prev_events) in events.iter().rev() {
-                let in_timeline: Option<bool> = c
-                    .one("SELECT outlier = 0 FROM events WHERE event_id = ?1", [&e.event_id], |r| r.get(0))
-                    .optional()?;
-                if in_timeline == Some(true) {
-                    continue;
-                }
-                c.exec("DELETE FROM events WHERE event_id = ?1 AND outlier = 1", [&e.event_id])?;
-                c.exec(
-                    "INSERT INTO events (stream_ordering, event_id, room_id, type, state_key, sender,
-                                         origin_server_ts, depth, json, state_group)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![
-                        next,
-                        e.event_id,
-                        e.room_id,
-                        e.kind,
-                        e.state_key,
-                        e.sender,
-                        e.origin_server_ts,
-                        e.depth,
-                        e.json,
-                        state_group
-                    ],
-                )?;
-                next -= 1;
-                stored += 1;
-                let mut edge =
-                    c.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
-                for prev in prev_events {
-                    edge.execute(params![e.event_id, prev])?;
-                }
-                let mut auth =
-                    c.prepare_cached("INSERT OR IGNORE INTO event_auth (event_id, auth_event_id) VALUES (?1, ?2)")?;
-                for id in &e.auth_events {
-                    auth.execute(params![e.event_id, id])?;
-                }
-            }
-            Ok(stored)
-        })
-        .await
-    }
+    async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>>;
+
+    /// The events stored among `event_ids`, in that order (unknown ids
+    /// are left out).
+    async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>>;
 
     /// Whether an event is stored, and if so whether only as an outlier.
-    pub async fn event_outlier(&self, event_id: String) -> Result<Option<bool>> {
-        self.read(move |c| {
-            Ok(c.one("SELECT outlier FROM events WHERE event_id = ?1", [&event_id], |r| r.get(0)).optional()?)
-        })
-        .await
-    }
+    async fn event_outlier(&self, event_id: String) -> Result<Option<bool>>;
 
     /// The auth chain of events: every event reachable through auth_events,
     /// the starting events themselves excluded.
-    pub async fn auth_chain(&self, event_ids: Vec<String>) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let starts = serde_json::to_string(&event_ids).map_err(|e| super::StorageError::Corrupt(e.to_string()))?;
-            let mut stmt = c.prepare_cached(
-                "WITH RECURSIVE chain(id) AS (
-                     SELECT a.auth_event_id FROM event_auth a WHERE a.event_id IN (SELECT value FROM json_each(?1))
-                     UNION
-                     SELECT a.auth_event_id FROM event_auth a JOIN chain ON a.event_id = chain.id
-                 )
-                 SELECT id FROM chain",
-            )?;
-            Ok(stmt.query_map([starts], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    async fn auth_chain(&self, event_ids: Vec<String>) -> Result<Vec<String>>;
 
     /// The auth events of an event, as stored.
-    pub async fn auth_event_ids(&self, event_id: String) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT auth_event_id FROM event_auth WHERE event_id = ?1")?;
-            Ok(stmt.query_map([&event_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    async fn auth_event_ids(&self, event_id: String) -> Result<Vec<String>>;
 
-    /// Stores one event and everything it changes, atomically.
-    pub async fn append_event(&self, event: NewEvent) -> Result<Appended> {
-        self.write(move |c| append(c, &event)).await
-    }
+    /// What appending to a room starts from: its version, current state
+    /// group, forward extremities and greatest depth. `None` for a room
+    /// not stored.
+    async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>>;
 
-    /// Queues one event to be stored like `append_event`, unless its
-    /// transaction id was used already (checked in the writer, so the check
-    /// and the insert are one step and a send costs no separate read) or one
-    /// of its prev events is missing. Queued events are stored in order,
-    /// so an event may be built on one still queued. `then` is told, on
-    /// the writer thread, whether the event was stored and committed.
-    pub fn queue_local_append<T: FnOnce(bool) + Send + 'static>(
-        &self,
-        event: NewEvent,
-        then: T,
-    ) -> Result<impl Future<Output = Result<AppendOutcome>> + use<T>> {
-        self.write_queued(
-            move |c| {
-                if let Some((user, device, txn)) = &event.txn
-                    && let Some(existing) = c
-                        .one(
-                            "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
-                            params![user, device, txn],
-                            |r| r.get(0),
-                        )
-                        .optional()?
-                {
-                    return Ok(AppendOutcome::AlreadySent(existing));
-                }
-                for prev in &event.prev_events {
-                    let stored: bool =
-                        c.one("SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1)", [prev], |r| r.get(0))?;
-                    if !stored {
-                        return Ok(AppendOutcome::StaleHead);
-                    }
-                }
-                Ok(AppendOutcome::Stored(append(c, &event)?))
-            },
-            move |result| then(matches!(result, Ok(AppendOutcome::Stored(_)))),
-        )
-    }
+    async fn room_version(&self, room_id: String) -> Result<Option<String>>;
 
-    pub async fn room_head(&self, room_id: String) -> Result<Option<RoomHeadRecord>> {
-        self.read(move |c| {
-            let row: Option<(String, Option<i64>)> = c
-                .one("SELECT room_version, current_state_group FROM rooms WHERE room_id = ?1", [&room_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()?;
-            let Some((room_version, group)) = row else {
-                return Ok(None);
-            };
-            let mut stmt = c.prepare_cached("SELECT event_id FROM forward_extremities WHERE room_id = ?1")?;
-            let forward_extremities =
-                stmt.query_map([&room_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
-            let max_depth: i64 =
-                c.one("SELECT COALESCE(MAX(depth), 0) FROM events WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
-            Ok(Some(RoomHeadRecord {
-                room_version,
-                current_state_group: group.unwrap_or(0),
-                forward_extremities,
-                max_depth,
-            }))
-        })
-        .await
-    }
-
-    /// The full state of a group, resolved through its delta chain.
-    pub async fn state_group(&self, group: i64) -> Result<StoredState> {
-        self.read(move |c| load_state_group(c, group)).await
-    }
-
-    pub async fn get_event(&self, event_id: String) -> Result<Option<StoredEvent>> {
-        self.read(move |c| {
-            Ok(c.one(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"), [&event_id], event_from_row)
-                .optional()?)
-        })
-        .await
-    }
-
-    pub async fn get_events(&self, event_ids: Vec<String>) -> Result<Vec<StoredEvent>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1"))?;
-            let mut out = Vec::with_capacity(event_ids.len());
-            for id in &event_ids {
-                if let Some(e) = stmt.query_row([id], event_from_row).optional()? {
-                    out.push(e);
-                }
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Events of a room after (`Forward`) or up to and including
-    /// (`Backward`) stream position `from`, stopping at `to`.
-    pub async fn room_events(
+    /// Up to `limit` timeline events of a room: `Forward`, ascending, at
+    /// positions in `(from, to]`; `Backward`, descending, in `(to, from]`
+    /// (`to` unbounded when `None`).
+    async fn room_events(
         &self,
         room_id: String,
         from: i64,
         to: Option<i64>,
         direction: Direction,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
-        self.read(move |c| {
-            let (sql, bound) = match direction {
-                Direction::Backward => (
-                    format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering <= ?2
-                         AND stream_ordering > ?3 AND outlier = 0 ORDER BY stream_ordering DESC LIMIT ?4"
-                    ),
-                    to.unwrap_or(i64::MIN),
-                ),
-                Direction::Forward => (
-                    format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering > ?2
-                         AND stream_ordering <= ?3 AND outlier = 0 ORDER BY stream_ordering ASC LIMIT ?4"
-                    ),
-                    to.unwrap_or(i64::MAX),
-                ),
-            };
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params![room_id, from, bound, limit as i64], event_from_row)?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
-    }
+    ) -> Result<Vec<StoredEvent>>;
 
-    /// The highest stream position of a room (0 when empty).
-    pub async fn room_max_stream(&self, room_id: String) -> Result<i64> {
-        self.read(move |c| {
-            Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1", [&room_id], |r| {
-                r.get(0)
-            })?)
-        })
-        .await
-    }
+    /// The highest stream position of an event stored for a room, outliers
+    /// included (0 when none).
+    async fn room_max_stream(&self, room_id: String) -> Result<i64>;
 
-    /// The event closest to `ts` in the given direction.
-    pub async fn event_near_timestamp(
-        &self,
-        room_id: String,
-        ts: i64,
-        direction: Direction,
-    ) -> Result<Option<StoredEvent>> {
-        self.read(move |c| {
-            let sql = match direction {
-                Direction::Forward => format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts >= ?2 AND outlier = 0
-                     ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1"
-                ),
-                Direction::Backward => format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND origin_server_ts <= ?2 AND outlier = 0
-                     ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1"
-                ),
-            };
-            Ok(c.one(&sql, params![room_id, ts], event_from_row).optional()?)
-        })
-        .await
-    }
+    /// The oldest event of a room's timeline.
+    async fn oldest_timeline_event(&self, room_id: String) -> Result<Option<StoredEvent>>;
+
+    /// The timeline event whose `origin_server_ts` is closest to `ts` at or
+    /// after it (`Forward`) or at or before it (`Backward`).
+    async fn event_near_timestamp(&self, room_id: String, ts: i64, direction: Direction)
+    -> Result<Option<StoredEvent>>;
+
+    /// The event a device sent under a transaction id.
+    async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>>;
+}
+
+/// State groups and each room's current state.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - A state group never changes once written. Resolving one applies its
+///   chain of deltas oldest first onto the full snapshot it starts from
+///   (`StateWrite`), a later entry replacing an earlier one of the same
+///   key, so any reader at any time gets the same map.
+/// - The current state changes only with the append that changes it.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// The full state of a group, resolved through its delta chain (empty
+    /// for an unknown group).
+    async fn state_group(&self, group: i64) -> Result<StoredState>;
+
+    /// Several state groups, resolved, in one read.
+    async fn state_groups(&self, groups: Vec<i64>) -> Result<HashMap<i64, StoredState>>;
 
     /// The current state of a room as `(type, state_key) -> event_id`.
-    pub async fn current_state(&self, room_id: String) -> Result<StoredState> {
-        self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1")?;
-            let rows = stmt.query_map([&room_id], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<StoredState>>()?)
-        })
-        .await
-    }
+    async fn current_state(&self, room_id: String) -> Result<StoredState>;
 
-    pub async fn room_version(&self, room_id: String) -> Result<Option<String>> {
-        self.read(move |c| {
-            Ok(c.one("SELECT room_version FROM rooms WHERE room_id = ?1", [&room_id], |r| r.get(0)).optional()?)
-        })
-        .await
-    }
+    /// Rows a room's state takes: `(state groups, state group entries)`,
+    /// for tests and diagnostics.
+    async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)>;
+}
 
+/// Room memberships: each user's latest membership per room (from the
+/// member events appended, or an invite, knock or declined invite for a
+/// room on another server), and those invites.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - A membership changes in the same commit as the event that changes
+///   it and carries that event's stream position, so a reader that sees
+///   the membership sees the event too.
+/// - Forgetting is only for rooms left or banned from, and undone by the
+///   next membership.
+#[async_trait]
+pub trait MembershipStore: Send + Sync {
     /// A user's current membership in a room, with the stream position of
     /// the membership event.
-    pub async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
-                params![room_id, user_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?)
-        })
-        .await
-    }
+    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>>;
 
-    /// Whether the user was ever joined to the room after stream position `after`.
-    pub async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND type = 'm.room.member'
-                    AND state_key = ?2 AND stream_ordering > ?3
-                    AND json_extract(json, '$.content.membership') = 'join')",
-                params![room_id, user_id, after],
-                |r| r.get(0),
-            )?)
-        })
-        .await
-    }
+    /// Whether a member event joined the user to the room after stream
+    /// position `after`.
+    async fn joined_since(&self, room_id: String, user_id: String, after: i64) -> Result<bool>;
 
-    /// Rooms where the user's membership is `membership` (and not forgotten).
-    pub async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = ?2 AND forgotten = 0
-                 ORDER BY stream_ordering",
-            )?;
-            let rows = stmt.query_map(params![user_id, membership], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    /// Rooms where the user's membership is `membership` (and not
+    /// forgotten), by the position of that membership.
+    async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>>;
 
-    /// Users whose current membership in the room is `membership`.
-    pub async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
-            )?;
-            let rows = stmt.query_map(params![room_id, membership], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
+    /// Users whose current membership in the room is `membership`, by id.
+    async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>>;
 
     /// Marks a left room forgotten for the user. Returns false when the
     /// user is still in (or invited to) the room.
-    pub async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool> {
-        self.write(move |c| {
-            let n = c.exec(
-                "UPDATE room_memberships SET forgotten = 1
-                 WHERE room_id = ?1 AND user_id = ?2 AND membership IN ('leave', 'ban')",
-                params![room_id, user_id],
-            )?;
-            Ok(n > 0)
-        })
-        .await
-    }
+    async fn forget_room(&self, room_id: String, user_id: String) -> Result<bool>;
 
-    pub async fn find_txn(&self, user_id: String, device_id: String, txn_id: String) -> Result<Option<String>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT event_id FROM event_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
-                params![user_id, device_id, txn_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
-    }
+    /// Users sharing a joined room with the user (the user included).
+    async fn users_sharing_rooms(&self, user_id: String) -> Result<Vec<String>>;
 
-    /// Row counts used by tests and diagnostics: `(state_groups, state_group_entries)`.
-    pub async fn state_storage_counts(&self, room_id: String) -> Result<(i64, i64)> {
-        self.read(move |c| {
-            let groups: i64 = c.one("SELECT COUNT(*) FROM state_groups WHERE room_id = ?1", [&room_id], |r| r.get(0))?;
-            let entries: i64 = c.one(
-                "SELECT COUNT(*) FROM state_group_entries e JOIN state_groups g ON g.id = e.group_id WHERE g.room_id = ?1",
-                [&room_id],
-                |r| r.get(0),
-            )?;
-            Ok((groups, entries))
-        })
-        .await
-    }
-}
+    /// Stores an invite of a local user to a room on another server, or
+    /// the user's knock on one (`membership` is `invite` or `knock`): the
+    /// membership event (as an outlier), the user's membership and the
+    /// stripped state. Returns the membership's stream position.
+    async fn store_remote_invite(
+        &self,
+        invite: Outlier,
+        user_id: String,
+        membership: &'static str,
+        room_version: String,
+        stripped_state: String,
+        via: String,
+    ) -> Result<i64>;
 
-/// Resolves a group by walking its delta chain back to a snapshot and
-/// applying the entries oldest first.
-pub(super) fn load_state_group(c: &Connection, group: i64) -> Result<StoredState> {
-    let mut stmt = c.prepare_cached(
-        "WITH RECURSIVE chain(id, prev, lvl) AS (
-             SELECT id, prev_group, 0 FROM state_groups WHERE id = ?1
-             UNION ALL
-             SELECT g.id, g.prev_group, chain.lvl + 1 FROM state_groups g JOIN chain ON g.id = chain.prev
-         )
-         SELECT e.type, e.state_key, e.event_id FROM chain
-         JOIN state_group_entries e ON e.group_id = chain.id
-         ORDER BY chain.lvl DESC",
-    )?;
-    let rows = stmt.query_map([group], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))?;
-    let mut state = StoredState::new();
-    for row in rows {
-        let (key, event_id) = row?;
-        state.insert(key, event_id);
-    }
-    Ok(state)
+    /// The stored invite (or knock) of a user to a room on another server.
+    async fn remote_invite(&self, room_id: String, user_id: String) -> Result<Option<RemoteInvite>>;
+
+    /// A declined remote invite (or withdrawn knock): the membership
+    /// becomes `leave` at the position of `leave` (stored as an outlier)
+    /// and the invite is gone. Returns that position.
+    async fn decline_remote_invite(&self, leave: Outlier, user_id: String) -> Result<i64>;
 }

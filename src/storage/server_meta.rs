@@ -1,26 +1,15 @@
 //! Small server-wide facts that must survive restarts (for example, that the
 //! first-run registration token has been created).
 
-use super::CachedSql;
-use rusqlite::{OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result};
+use super::Result;
 
-impl Db {
-    pub async fn get_meta(&self, key: &'static str) -> Result<Option<String>> {
-        self.read(move |c| Ok(c.one("SELECT value FROM server_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?))
-            .await
-    }
+/// Named server-wide values.
+#[async_trait]
+pub trait ServerMetaStore: Send + Sync {
+    async fn get_meta(&self, key: &'static str) -> Result<Option<String>>;
 
-    pub async fn set_meta(&self, key: &'static str, value: String) -> Result<()> {
-        self.write(move |c| {
-            c.exec(
-                "INSERT INTO server_meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )?;
-            Ok(())
-        })
-        .await
-    }
+    /// Sets a value, replacing any earlier one.
+    async fn set_meta(&self, key: &'static str, value: String) -> Result<()>;
 }

@@ -1,15 +1,9 @@
 //! Account data, receipts, presence and filters: the per-user streams sync
-//! reads. Every change takes the next position of the shared `misc`
-//! stream inside the same transaction, so positions are committed in order.
+//! reads, each change at a position of the shared `misc` stream.
 
-use super::CachedSql;
-use rusqlite::{Connection, OptionalExtension, params};
+use async_trait::async_trait;
 
-use super::{Db, Result, now_ms};
-
-pub(super) fn next_misc_position(c: &Connection) -> Result<i64> {
-    Ok(c.one("UPDATE stream_positions SET pos = pos + 1 WHERE name = 'misc' RETURNING pos", [], |r| r.get(0))?)
-}
+use super::{Result, now_ms};
 
 /// One account data entry.
 #[derive(Debug, Clone)]
@@ -39,145 +33,48 @@ pub struct PresenceRow {
     pub last_active_ts: i64,
 }
 
-impl Db {
-    /// The highest committed `misc` position.
-    pub async fn misc_position(&self) -> Result<i64> {
-        self.read(|c| Ok(c.one("SELECT pos FROM stream_positions WHERE name = 'misc'", [], |r| r.get(0))?)).await
-    }
-
-    /// The highest committed event stream position.
-    pub async fn events_position(&self) -> Result<i64> {
-        self.read(|c| Ok(c.one("SELECT COALESCE(MAX(stream_ordering), 0) FROM events", [], |r| r.get(0))?)).await
-    }
-
-    /// Sets account data (`room_id` empty for global); returns its position.
-    pub async fn set_account_data(
-        &self,
-        user_id: String,
-        room_id: String,
-        kind: String,
-        content: String,
-    ) -> Result<i64> {
-        self.write(move |c| {
-            let pos = next_misc_position(c)?;
-            c.exec(
-                "INSERT INTO account_data (user_id, room_id, type, content, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_id = excluded.stream_id",
-                params![user_id, room_id, kind, content, pos],
-            )?;
-            Ok(pos)
-        })
-        .await
-    }
-
-    pub async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
-                params![user_id, room_id, kind],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    /// Stores a receipt, replacing the user's previous one of that type
-    /// (and thread) in the room; returns its position.
-    pub async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64> {
-        self.write(move |c| {
-            let pos = next_misc_position(c)?;
-            c.exec(
-                "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, ts, stream_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (room_id, user_id, receipt_type, thread_id) DO UPDATE
-                 SET event_id = excluded.event_id, ts = excluded.ts, stream_id = excluded.stream_id",
-                params![
-                    receipt.room_id,
-                    receipt.user_id,
-                    receipt.receipt_type,
-                    receipt.thread_id,
-                    receipt.event_id,
-                    receipt.ts,
-                    pos
-                ],
-            )?;
-            Ok(pos)
-        })
-        .await
-    }
-
-    pub async fn set_presence(&self, row: PresenceRow) -> Result<i64> {
-        self.write(move |c| {
-            let pos = next_misc_position(c)?;
-            c.exec(
-                "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_id) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (user_id) DO UPDATE SET state = excluded.state, status_msg = excluded.status_msg,
-                     last_active_ts = excluded.last_active_ts, stream_id = excluded.stream_id",
-                params![row.user_id, row.state, row.status_msg, row.last_active_ts, pos],
-            )?;
-            Ok(pos)
-        })
-        .await
-    }
-
-    pub async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id = ?1",
-                [&user_id],
-                presence_from_row,
-            )
-            .optional()?)
-        })
-        .await
-    }
-
-    /// Users sharing a joined room with the user (the user included).
-    pub async fn users_sharing_rooms(&self, user_id: String) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT DISTINCT other.user_id FROM room_memberships mine
-                 JOIN room_memberships other ON other.room_id = mine.room_id
-                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'",
-            )?;
-            let rows = stmt.query_map([&user_id], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
-        })
-        .await
-    }
-
-    /// Stores a filter and returns its id.
-    pub async fn create_filter(&self, user_id: String, json: String) -> Result<i64> {
-        self.write(move |c| {
-            let id: i64 =
-                c.one("SELECT COALESCE(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1", [&user_id], |r| {
-                    r.get(0)
-                })?;
-            c.exec("INSERT INTO filters (user_id, filter_id, json) VALUES (?1, ?2, ?3)", params![user_id, id, json])?;
-            Ok(id)
-        })
-        .await
-    }
-
-    pub async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>> {
-        self.read(move |c| {
-            Ok(c.one(
-                "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
-                params![user_id, filter_id],
-                |r| r.get(0),
-            )
-            .optional()?)
-        })
-        .await
-    }
-}
-
-fn presence_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PresenceRow> {
-    Ok(PresenceRow { user_id: r.get(0)?, state: r.get(1)?, status_msg: r.get(2)?, last_active_ts: r.get(3)? })
-}
-
 /// Current time, for callers that stamp rows.
 pub fn timestamp() -> i64 {
     now_ms()
+}
+
+/// The two stream positions, the per-user streams a sync reads (account
+/// data, receipts, presence) and stored filters.
+///
+/// What every backend must guarantee, beyond those of [`super::Storage`]:
+/// - Every change to account data, receipts, presence, device lists and
+///   to-device messages takes a new position of the shared `misc` stream
+///   in the same commit, above every position taken before it; a reader
+///   that observes `misc` position `N` (from `misc_position` or from a row)
+///   observes every change at a position up to `N`. `events_position` is
+///   the same for the events stream.
+/// - Setting account data, a receipt or presence replaces the previous
+///   value of its key, which moves to the new position.
+/// - Filter ids are distinct per user, even for concurrent creations.
+#[async_trait]
+pub trait StreamStore: Send + Sync {
+    /// The highest committed position of the events stream.
+    async fn events_position(&self) -> Result<i64>;
+
+    /// The highest committed `misc` position.
+    async fn misc_position(&self) -> Result<i64>;
+
+    /// Sets account data (`room_id` empty for global); returns its position.
+    async fn set_account_data(&self, user_id: String, room_id: String, kind: String, content: String) -> Result<i64>;
+
+    async fn get_account_data(&self, user_id: String, room_id: String, kind: String) -> Result<Option<String>>;
+
+    /// Stores a receipt, replacing the user's previous one of that type
+    /// (and thread) in the room; returns its position.
+    async fn set_receipt(&self, receipt: ReceiptRow) -> Result<i64>;
+
+    /// Stores a user's presence; returns its position.
+    async fn set_presence(&self, row: PresenceRow) -> Result<i64>;
+
+    async fn get_presence(&self, user_id: String) -> Result<Option<PresenceRow>>;
+
+    /// Stores a filter and returns its id (the user's first is 0).
+    async fn create_filter(&self, user_id: String, json: String) -> Result<i64>;
+
+    async fn get_filter(&self, user_id: String, filter_id: i64) -> Result<Option<String>>;
 }

@@ -17,7 +17,7 @@ use crate::{
     config::Config,
     rooms::{Rooms, RoomsError},
     storage::{
-        Db, StorageError,
+        Storage, StorageError,
         streams::{PresenceRow, ReceiptRow, timestamp},
     },
 };
@@ -39,7 +39,7 @@ pub enum StreamsError {
 pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
 
 pub struct Streams {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     commits: Arc<CommitPipeline>,
     rooms: Arc<Rooms>,
@@ -76,7 +76,7 @@ const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
 impl Streams {
     /// `typing_start` is where the typing stream starts (see `Typing::new`).
     pub fn new(
-        db: Db,
+        db: Arc<dyn Storage>,
         config: Arc<Config>,
         commits: Arc<CommitPipeline>,
         rooms: Arc<Rooms>,

@@ -18,7 +18,7 @@ use self::uia::{StageResult, UiaCompleted, UiaSessions};
 use crate::{
     config::{Config, RegistrationMode},
     storage::{
-        Db, StorageError, now_ms,
+        Storage, StorageError, now_ms,
         users::{CreateUserOutcome, DeviceRecord, NewTokens, NewUser, TokenOwner},
     },
 };
@@ -88,13 +88,13 @@ pub struct RegisterRequest {
 }
 
 pub struct Users {
-    db: Db,
+    db: Arc<dyn Storage>,
     config: Arc<Config>,
     uia: UiaSessions,
 }
 
 impl Users {
-    pub fn new(db: Db, config: Arc<Config>) -> Self {
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>) -> Self {
         Self { db, config, uia: UiaSessions::default() }
     }
 

@@ -1,10 +1,10 @@
 //! Schema migrations, embedded in the binary and applied in order at start.
 //! `PRAGMA user_version` records how many have run.
 
-use super::CachedSql;
 use rusqlite::Connection;
 
-use super::Result;
+use super::CachedSql;
+use crate::storage::Result;
 
 /// Each entry is one migration; never edit a released one, append a new one.
 const MIGRATIONS: &[&str] = &[
@@ -20,7 +20,7 @@ const MIGRATIONS: &[&str] = &[
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
     let done: usize = conn.one("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if done > MIGRATIONS.len() {
-        return Err(super::StorageError::Corrupt(format!(
+        return Err(crate::storage::StorageError::Corrupt(format!(
             "database schema version {done} is newer than this binary knows ({})",
             MIGRATIONS.len()
         )));

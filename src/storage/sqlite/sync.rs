@@ -1,0 +1,324 @@
+//! The reads of one sync in SQLite, each pass inside one read transaction
+//! (one consistent snapshot, one WAL read lock). Incremental syncs read on
+//! the calling thread when a reader is free (`SqliteStore::read_quick`).
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    CachedSql, SqliteStore,
+    events::{EVENT_COLUMNS, event_from_row},
+    snapshot,
+};
+use crate::storage::{
+    Result, SyncStore,
+    e2ee::ToDeviceRow,
+    streams::{AccountDataRow, PresenceRow, ReceiptRow},
+    sync::{
+        MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncRoomRows, SyncUserQuery, SyncUserRows,
+        UnreadCount,
+    },
+};
+
+fn membership_rows(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<(String, String, i64)>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    rows.collect()
+}
+
+fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
+    let mut out = SyncUserRows::default();
+    let user = &q.user_id;
+    out.memberships_changed = match q.since {
+        None => membership_rows(
+            c,
+            "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ?1 AND forgotten = 0",
+            [user],
+        )?,
+        Some((events, _)) => membership_rows(
+            c,
+            "SELECT room_id, membership, stream_ordering FROM room_memberships
+             WHERE user_id = ?1 AND stream_ordering > ?2 AND forgotten = 0",
+            params![user, events],
+        )?,
+    };
+    let newest_membership = out.memberships_changed.iter().map(|(_, _, pos)| *pos).max().unwrap_or(0);
+    out.until_events = q.until_events.max(newest_membership);
+    let until_events = out.until_events;
+    let (since_events, since_misc) = q.since.unwrap_or((0, 0));
+    // A stream that has not moved since the token has nothing new: most
+    // syncs woken by a message skip the `misc` queries, and the other way
+    // round.
+    let (events_moved, misc_moved) = (until_events > since_events, q.until_misc > since_misc);
+
+    if misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT room_id, type, content FROM account_data
+             WHERE user_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+        )?;
+        out.account_data = stmt
+            .query_map(params![user, since_misc, q.until_misc], |r| {
+                Ok(AccountDataRow { room_id: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+
+    if q.since.is_some() {
+        out.memberships = membership_rows(
+            c,
+            "SELECT room_id, membership, stream_ordering FROM room_memberships WHERE user_id = ?1 AND forgotten = 0",
+            [user],
+        )?;
+    }
+    if q.since.is_some() && events_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ?1 AND stream_ordering <= ?2 AND outlier = 0",
+        )?;
+        out.rooms_changed =
+            stmt.query_map(params![since_events, until_events], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    }
+
+    if q.presence && misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+             WHERE p.stream_id > ?2 AND p.stream_id <= ?3 AND (p.user_id = ?1 OR p.user_id IN (
+                 SELECT other.user_id FROM room_memberships mine
+                 JOIN room_memberships other ON other.room_id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'))
+             ORDER BY p.stream_id",
+        )?;
+        out.presence = stmt
+            .query_map(params![user, since_misc, q.until_misc], |r| {
+                Ok(PresenceRow {
+                    user_id: r.get(0)?,
+                    state: r.get(1)?,
+                    status_msg: r.get(2)?,
+                    last_active_ts: r.get(3)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+
+    device_rows(c, q, (since_events, since_misc), (events_moved, misc_moved), until_events, &mut out)?;
+    Ok(out)
+}
+
+/// To-device messages, device list changes and key counts.
+fn device_rows(
+    c: &Connection,
+    q: &SyncUserQuery,
+    (since_events, since_misc): (i64, i64),
+    (events_moved, misc_moved): (bool, bool),
+    until_events: i64,
+    out: &mut SyncUserRows,
+) -> Result<()> {
+    let (user, device) = (&q.user_id, &q.device_id);
+    if q.since.is_none() || misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT sender, type, content FROM to_device_messages
+             WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4 ORDER BY id",
+        )?;
+        // Syncing with a token acknowledges what it covered: those messages
+        // are deleted (by the caller) and never sent again.
+        let after = if q.since.is_some() { since_misc } else { i64::MIN };
+        out.to_device = stmt
+            .query_map(params![user, device, after, q.until_misc], |r| {
+                Ok(ToDeviceRow { sender: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    if q.since.is_some() {
+        out.to_device_to_ack = c.one(
+            "SELECT EXISTS (SELECT 1 FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3)",
+            params![user, device, since_misc],
+            |r| r.get(0),
+        )?;
+    }
+    if q.since.is_some() && misc_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT d.user_id FROM device_list_changes d
+             WHERE d.stream_id > ?2 AND d.stream_id <= ?3 AND (d.user_id = ?1 OR d.user_id IN (
+                 SELECT other.user_id FROM room_memberships mine
+                 JOIN room_memberships other ON other.room_id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'))",
+        )?;
+        out.device_list_changes =
+            stmt.query_map(params![user, since_misc, q.until_misc], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    }
+    if q.since.is_some() && events_moved {
+        let mut stmt = c.prepare_cached(
+            "SELECT e.state_key, json_extract(e.json, '$.content.membership') FROM events e
+             JOIN room_memberships mine ON mine.room_id = e.room_id AND mine.user_id = ?1
+             WHERE e.type = 'm.room.member' AND e.outlier = 0 AND e.stream_ordering > ?2 AND e.stream_ordering <= ?3
+             UNION
+             SELECT other.user_id, 'leave' FROM room_memberships mine
+             JOIN room_memberships other ON other.room_id = mine.room_id
+             WHERE mine.user_id = ?1 AND mine.membership IN ('leave', 'ban')
+               AND mine.stream_ordering > ?2 AND mine.stream_ordering <= ?3",
+        )?;
+        out.membership_changes_seen = stmt
+            .query_map(params![user, since_events, until_events], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        // Only needed to sort the changes above into `changed` and `left`.
+        if !out.membership_changes_seen.is_empty() {
+            let mut stmt = c.prepare_cached(
+                "SELECT DISTINCT other.user_id FROM room_memberships mine
+                 JOIN room_memberships other ON other.room_id = mine.room_id
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'",
+            )?;
+            out.users_sharing_rooms = stmt.query_map([user], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        }
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT algorithm, COUNT(*) FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
+    )?;
+    out.one_time_key_counts =
+        stmt.query_map(params![user, device], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut stmt = c.prepare_cached(
+        "SELECT algorithm FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND used = 0 ORDER BY algorithm",
+    )?;
+    out.unused_fallback_algorithms =
+        stmt.query_map(params![user, device], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+fn room_rows(c: &Connection, user_id: &str, q: &SyncRoomQuery) -> Result<SyncRoomRows> {
+    let mut out = SyncRoomRows::default();
+    if let Some((after, until, limit)) = q.timeline {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = ?1 AND stream_ordering <= ?2
+             AND stream_ordering > ?3 AND outlier = 0 ORDER BY stream_ordering DESC LIMIT ?4"
+        ))?;
+        out.events = stmt
+            .query_map(params![q.room_id, until, after, limit as i64], event_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    let (since, until) = q.receipts;
+    if until > since {
+        let mut stmt = c.prepare_cached(
+            "SELECT room_id, user_id, receipt_type, thread_id, event_id, ts FROM receipts
+             WHERE room_id = ?1 AND stream_id > ?2 AND stream_id <= ?3 ORDER BY stream_id",
+        )?;
+        out.receipts = stmt
+            .query_map(params![q.room_id, since, until], |r| {
+                Ok(ReceiptRow {
+                    room_id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    receipt_type: r.get(2)?,
+                    thread_id: r.get(3)?,
+                    event_id: r.get(4)?,
+                    ts: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+    }
+    if q.unread.is_some() || q.members {
+        let query =
+            RoomDetailsQuery { room_id: q.room_id.clone(), state_at: vec![], unread: q.unread, members: q.members };
+        out.details = Some(room_details(c, user_id, &query)?);
+    }
+    Ok(out)
+}
+
+fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<RoomDetails> {
+    let mut out = RoomDetails::default();
+    let mut stmt = c.prepare_cached(
+        "SELECT state_group FROM events WHERE room_id = ?1 AND stream_ordering <= ?2 AND outlier = 0
+         ORDER BY stream_ordering DESC LIMIT 1",
+    )?;
+    for position in &q.state_at {
+        out.state_groups.push(stmt.query_row(params![q.room_id, position], |r| r.get(0)).optional()?);
+    }
+    if q.members {
+        let mut members = MemberSummary::default();
+        let mut count =
+            c.prepare_cached("SELECT COUNT(*) FROM room_memberships WHERE room_id = ?1 AND membership = ?2")?;
+        members.joined_count = count.query_row(params![q.room_id, "join"], |r| r.get(0))?;
+        members.invited_count = count.query_row(params![q.room_id, "invite"], |r| r.get(0))?;
+        let mut first = c.prepare_cached(
+            "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id LIMIT 6",
+        )?;
+        for membership in ["join", "invite"] {
+            for user in first.query_map(params![q.room_id, membership], |r| r.get::<_, String>(0))? {
+                members.heroes.push(user?);
+            }
+        }
+        out.members = Some(members);
+    }
+    if let Some(earlier) = q.unread {
+        out.unread = Some(unread_count(c, &q.room_id, user_id, earlier)?);
+    }
+    Ok(out)
+}
+
+/// Counts messages from others after the user's read receipt. Counting
+/// every time costs a pass over the room's history, so an earlier count
+/// for the same receipt is carried on: nothing before its end can change
+/// except by a redaction, which is itself a new event after that end.
+fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<UnreadCount>) -> Result<UnreadCount> {
+    let read_up_to: i64 = c.one(
+        "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
+         WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
+        params![room_id, user_id],
+        |r| r.get(0),
+    )?;
+    let newest: i64 = c.one(
+        "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1 AND outlier = 0",
+        [room_id],
+        |r| r.get(0),
+    )?;
+    let mut count_after = c.prepare_cached(
+        "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2 AND outlier = 0
+         AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
+    )?;
+    if let Some(earlier) = earlier.filter(|e| e.read_up_to == read_up_to && e.counted_until <= newest) {
+        let redacted: bool = c.one(
+            "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND stream_ordering > ?2
+             AND type = 'm.room.redaction')",
+            params![room_id, earlier.counted_until],
+            |r| r.get(0),
+        )?;
+        if !redacted {
+            let from = earlier.counted_until.max(read_up_to);
+            let more: i64 = count_after.query_row(params![room_id, user_id, from], |r| r.get(0))?;
+            return Ok(UnreadCount { read_up_to, counted_until: newest, count: earlier.count + more });
+        }
+    }
+    let count = count_after.query_row(params![room_id, user_id, read_up_to], |r| r.get(0))?;
+    Ok(UnreadCount { read_up_to, counted_until: newest, count })
+}
+
+/// At most this many rooms make an incremental sync's room reads quick.
+const QUICK_ROOMS: usize = 8;
+
+#[async_trait]
+impl SyncStore for SqliteStore {
+    // An incremental sync reads on the calling thread (see `read_quick`).
+    async fn sync_user_rows(&self, query: SyncUserQuery) -> Result<SyncUserRows> {
+        let quick = query.since.is_some();
+        let read = move |c: &Connection| snapshot(c, |c| user_rows(c, &query));
+        if quick { self.read_quick(read).await } else { self.read(read).await }
+    }
+
+    // Quick when few rooms are read and none needs its members counted
+    // (every timeline continues an earlier sync).
+    async fn sync_room_rows(&self, user_id: String, queries: Vec<SyncRoomQuery>) -> Result<Vec<SyncRoomRows>> {
+        if queries.is_empty() {
+            return Ok(vec![]);
+        }
+        let quick = queries.len() <= QUICK_ROOMS && queries.iter().all(|q| !q.members);
+        let read = move |c: &Connection| snapshot(c, |c| queries.iter().map(|q| room_rows(c, &user_id, q)).collect());
+        if quick { self.read_quick(read).await } else { self.read(read).await }
+    }
+
+    async fn sync_room_details(&self, user_id: String, queries: Vec<RoomDetailsQuery>) -> Result<Vec<RoomDetails>> {
+        if queries.is_empty() {
+            return Ok(vec![]);
+        }
+        self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_details(c, &user_id, q)).collect())).await
+    }
+}
