@@ -42,6 +42,10 @@ pub enum Commit<'a> {
         /// The servers it was queued for, in the transaction that stored it.
         destinations: &'a [OwnedServerName],
     },
+    /// Older events of a room fetched from another server, stored below
+    /// the start of the timeline (at negative positions): part of the
+    /// room's history, but news to nobody.
+    Backfilled { room_id: &'a RoomId, events: &'a [Pdu] },
     /// A local user's invite to, knock on or declined invite of a room this
     /// server is not in (kept with its stripped state, not in a timeline).
     RemoteInvite { position: i64, user: &'a UserId },
@@ -109,6 +113,7 @@ impl Commit<'_> {
             | Commit::Presence { position, .. }
             | Commit::DeviceList { position, .. } => Some((Stream::Misc, *position)),
             Commit::ToDevice { position, .. } => position.map(|p| (Stream::Misc, p)),
+            Commit::Backfilled { .. } => None,
             Commit::Typing { position, .. } => position.map(|p| (Stream::Typing, p)),
         }
     }
@@ -121,6 +126,7 @@ impl Commit<'_> {
             | Commit::Typing { wake, .. }
             | Commit::ToDevice { wake, .. } => wake.iter().for_each(|u| f(u)),
             Commit::RemoteInvite { user, .. } | Commit::AccountData { user, .. } => f(user),
+            Commit::Backfilled { .. } => {}
             Commit::Presence { user, audience, .. } | Commit::DeviceList { user, audience, .. } => {
                 audience.iter().for_each(|u| f(u));
                 f(user);

@@ -4,6 +4,8 @@
 
 use ruma::{RoomId, events::StateEventType};
 
+use crate::commit::Commit;
+
 use super::{
     Rooms, RoomsError,
     pdu::Pdu,
@@ -28,6 +30,7 @@ impl Rooms {
         let state = self.current_state(room_id).await?;
         let create = state.get(&(StateEventType::RoomCreate, String::new())).cloned();
         let mut accepted = Vec::new();
+        let mut events_kept = Vec::new();
         for event in events {
             let mut auth = self.get_pdus(event.pdu.fields.auth_events.iter()).await?;
             if let Some(id) = &create
@@ -44,9 +47,14 @@ impl Rooms {
             }
             let prevs = event.pdu.fields.prev_events.iter().map(|id| id.to_string()).collect();
             accepted.push((event.outlier(false), prevs));
+            events_kept.push(event.pdu);
         }
         // History before the oldest event is seen with the state at it.
         let group = oldest.state_group.unwrap_or_default();
-        Ok(self.db.store_backfilled(accepted, group).await?)
+        let stored = self.db.store_backfilled(accepted, group).await?;
+        if stored > 0 {
+            self.commits.committed(Commit::Backfilled { room_id, events: &events_kept }).await;
+        }
+        Ok(stored)
     }
 }
