@@ -4,7 +4,8 @@
 
 use ruma::{
     CanonicalJsonObject, MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
-    UInt, UserId, events::TimelineEventType,
+    UInt, UserId,
+    events::{TimelineEventType, room::member::MembershipState},
 };
 use serde::{Deserialize, Deserializer, de};
 use serde_json::{Value, value::RawValue};
@@ -97,6 +98,19 @@ impl Pdu {
     /// Deserialises the content as a ruma content type.
     pub fn content<T: for<'de> Deserialize<'de>>(&self) -> Option<T> {
         serde_json::from_str(self.fields.content.get()).ok()
+    }
+
+    /// The `membership` of an `m.room.member` event (`None` for other
+    /// events, or a member event without one). Reads only that field.
+    pub fn membership(&self) -> Option<MembershipState> {
+        if self.fields.kind != TimelineEventType::RoomMember {
+            return None;
+        }
+        #[derive(Deserialize)]
+        struct Membership {
+            membership: MembershipState,
+        }
+        self.content::<Membership>().map(|m| m.membership)
     }
 
     /// The event a redaction redacts: top-level before v11, in the content since.

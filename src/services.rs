@@ -72,9 +72,9 @@ impl Services {
             Arc::new(LocalNotifier::new(db.events_position().await?, db.misc_position().await?, typing_start));
         let commits = Arc::new(CommitPipeline::new());
         let rooms = Arc::new(Rooms::new(db.clone(), config.clone(), server_key.clone(), commits.clone()));
-        let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone())
-            .map_err(StartError::Federation)?;
         let e2ee = E2ee::new(db.clone(), config.clone(), commits.clone());
+        let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone(), e2ee.clone())
+            .map_err(StartError::Federation)?;
         let streams = Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start);
         // The listeners of every commit, in the order they run: syncs are
         // woken first, then other servers are told.

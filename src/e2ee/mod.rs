@@ -55,6 +55,7 @@ pub type Result<T, E = E2eeError> = std::result::Result<T, E>;
 const KNOWN_ALGORITHMS: &[&str] = &["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"];
 const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25519"];
 
+#[derive(Clone)]
 pub struct E2ee {
     db: Arc<dyn Storage>,
     config: Arc<Config>,

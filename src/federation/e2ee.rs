@@ -6,16 +6,28 @@
 use std::collections::{BTreeMap, HashSet};
 
 use ruma::{
-    OwnedDeviceId, OwnedServerName, OwnedUserId, UserId,
-    api::federation::keys::{claim_keys, get_keys},
+    MilliSecondsSinceUnixEpoch, OwnedDeviceId, OwnedServerName, OwnedTransactionId, OwnedUserId, UserId,
+    api::federation::{
+        keys::{claim_keys, get_keys},
+        transactions::edu::{DeviceListUpdateContent, DirectDeviceContent, DirectDeviceMessages, Edu},
+    },
+    serde::Raw,
+    to_device::DeviceIdOrAllDevices,
 };
 use serde_json::{Map, Value, json};
 
-use super::Federation;
+use super::{FedError, Federation, edus::edu_json};
 use crate::e2ee::KeysQueryResult;
+
+/// One-time keys claimed: user, device, key id, key.
+pub type ClaimedKeys = BTreeMap<String, BTreeMap<String, Map<String, Value>>>;
 
 fn failure(e: &super::FedError) -> Value {
     json!({"status": 503, "message": e.to_string()})
+}
+
+fn not_federating() -> Value {
+    json!({"status": 503, "message": "this server does not federate"})
 }
 
 fn to_value<T: serde::Serialize>(v: &T) -> Value {
@@ -23,13 +35,50 @@ fn to_value<T: serde::Serialize>(v: &T) -> Value {
 }
 
 impl Federation {
+    /// `/keys/query` (client-server API): keys of local users from the
+    /// store, those of other users from their servers; a server that
+    /// cannot answer (or federation being off) goes into `failures`.
+    pub async fn query_keys(
+        &self,
+        requester: &UserId,
+        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+    ) -> Result<KeysQueryResult, FedError> {
+        let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            wanted.into_iter().partition(|(u, _)| u.server_name() == self.server_name());
+        let mut result = self.e2ee.query_keys(requester, local).await?;
+        if self.enabled() {
+            self.query_keys_remote(remote, &mut result).await;
+        } else {
+            for user in remote.keys() {
+                result.failures.insert(user.server_name().to_string(), not_federating());
+            }
+        }
+        Ok(result)
+    }
+
+    /// `/keys/claim` (client-server API): one-time keys of local devices
+    /// claimed here, those of other users' devices from their servers.
+    /// Returns the keys and the failures by server.
+    pub async fn claim_keys(
+        &self,
+        wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
+    ) -> Result<(ClaimedKeys, BTreeMap<String, Value>), FedError> {
+        let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            wanted.into_iter().partition(|(u, _)| u.server_name() == self.server_name());
+        let (mut claimed, mut failures) = self.e2ee.claim_keys(local).await?;
+        if self.enabled() {
+            self.claim_keys_remote(remote, &mut claimed, &mut failures).await;
+        } else {
+            for user in remote.keys() {
+                failures.insert(user.server_name().to_string(), not_federating());
+            }
+        }
+        Ok((claimed, failures))
+    }
+
     /// Asks each server for the keys of its users and merges the answers
     /// into `result`; a server that cannot answer goes into `failures`.
-    pub async fn query_keys_remote(
-        &self,
-        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-        result: &mut KeysQueryResult,
-    ) {
+    async fn query_keys_remote(&self, wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>, result: &mut KeysQueryResult) {
         let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
         for (user, devices) in wanted {
             by_server.entry(user.server_name().to_owned()).or_default().insert(user, devices);
@@ -58,10 +107,10 @@ impl Federation {
     }
 
     /// Claims one-time keys of users of other servers.
-    pub async fn claim_keys_remote(
+    async fn claim_keys_remote(
         &self,
         wanted: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, String>>,
-        claimed: &mut BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+        claimed: &mut ClaimedKeys,
         failures: &mut BTreeMap<String, Value>,
     ) {
         let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, _>>> =
@@ -92,7 +141,8 @@ impl Federation {
     }
 
     /// Sends to-device messages for users of other servers as
-    /// `m.direct_to_device` EDUs, one per destination.
+    /// `m.direct_to_device` EDUs, one per destination. A message whose
+    /// device id is neither a device id nor `*` is dropped.
     pub async fn send_to_device_remote(
         &self,
         sender: &UserId,
@@ -100,22 +150,20 @@ impl Federation {
         message_id: &str,
         messages: Vec<(OwnedUserId, String, Value)>,
     ) {
-        let mut by_server: BTreeMap<OwnedServerName, Map<String, Value>> = BTreeMap::new();
+        let mut by_server: BTreeMap<OwnedServerName, DirectDeviceMessages> = BTreeMap::new();
         for (user, device, content) in messages {
+            let Ok(device) = DeviceIdOrAllDevices::try_from(device.as_str()) else { continue };
+            let Ok(content) = serde_json::value::to_raw_value(&content) else { continue };
             let entry = by_server.entry(user.server_name().to_owned()).or_default();
-            let devices = entry.entry(user.to_string()).or_insert_with(|| Value::Object(Map::new()));
-            if let Some(devices) = devices.as_object_mut() {
-                devices.insert(device, content);
-            }
+            entry.entry(user).or_default().insert(device, Raw::from_json(content));
         }
         let edus = by_server
             .into_iter()
             .map(|(server, messages)| {
-                let edu = json!({
-                    "edu_type": "m.direct_to_device",
-                    "content": {"sender": sender, "type": kind, "message_id": message_id, "messages": messages},
-                });
-                (server, edu.to_string())
+                let mut content =
+                    DirectDeviceContent::new(sender.to_owned(), kind.into(), OwnedTransactionId::from(message_id));
+                content.messages = messages;
+                (server, edu_json(&Edu::DirectToDevice(content)))
             })
             .collect();
         self.sender.send_edus(edus).await;
@@ -142,16 +190,11 @@ impl Federation {
             .collect();
         servers.sort();
         servers.dedup();
-        let edu = json!({
-            "edu_type": "m.device_list_update",
-            "content": {
-                "user_id": user,
-                "device_id": "",
-                "stream_id": ruma::MilliSecondsSinceUnixEpoch::now(),
-                "prev_id": [],
-            },
-        })
-        .to_string();
+        // No device is named: the receiving server asks for the whole list
+        // again (`user/devices`).
+        let stream_id = MilliSecondsSinceUnixEpoch::now().0;
+        let content = DeviceListUpdateContent::new(user.to_owned(), OwnedDeviceId::from(""), stream_id);
+        let edu = edu_json(&Edu::DeviceListUpdate(content));
         self.sender.send_edus(servers.into_iter().map(|s| (s, edu.clone())).collect()).await;
     }
 }

@@ -1,33 +1,42 @@
 //! Ephemeral data units to other servers: typing notices, read receipts
-//! and presence of local users in shared rooms (what other servers send is
-//! applied by `api::federation::edus`).
+//! and presence of local users in shared rooms, built as ruma's `Edu`
+//! (what other servers send is applied by `api::federation::edus`).
 
-use ruma::{EventId, OwnedServerName, RoomId, UserId};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, UInt, UserId,
+    api::federation::transactions::edu::{
+        Edu, PresenceContent, PresenceUpdate, ReceiptContent, ReceiptData, ReceiptMap, TypingContent,
+    },
+    events::receipt::{Receipt, ReceiptThread},
+    presence::PresenceState,
+};
 
 use super::Federation;
 use crate::{storage::streams::PresenceRow, streams::presence_info};
 
+/// An EDU as sent in a transaction.
+pub(super) fn edu_json(edu: &Edu) -> String {
+    serde_json::to_string(edu).expect("ruma EDUs serialise to JSON")
+}
+
 impl Federation {
     /// Tells the other servers in the room that a local user (stopped) typing.
     pub async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) {
-        let edu = json!({
-            "edu_type": "m.typing",
-            "content": { "room_id": room_id, "user_id": user, "typing": typing },
-        });
+        let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user.to_owned(), typing));
         self.send_to_room(room_id, edu).await;
     }
 
     /// Sends a local user's public read receipt to the other servers in the room.
     pub async fn send_receipt(&self, room_id: &RoomId, user: &UserId, event_id: &EventId, thread: Option<&str>) {
-        let mut data = json!({ "ts": ruma::MilliSecondsSinceUnixEpoch::now() });
-        if let Some(thread) = thread {
-            data["thread_id"] = Value::String(thread.to_owned());
-        }
-        let edu = json!({
-            "edu_type": "m.receipt",
-            "content": { room_id.as_str(): { "m.read": { user.as_str(): { "event_ids": [event_id], "data": data } } } },
-        });
+        let mut receipt = Receipt::new(MilliSecondsSinceUnixEpoch::now());
+        // A thread id the client sent that ruma cannot take is left out,
+        // as the receipt applies to the whole room then.
+        receipt.thread = ReceiptThread::try_from(thread).unwrap_or_default();
+        let data = ReceiptData::new(receipt, vec![event_id.to_owned()]);
+        let read = ReceiptMap::new(BTreeMap::from([(user.to_owned(), data)]));
+        let edu = Edu::Receipt(ReceiptContent::new(BTreeMap::from([(room_id.to_owned(), read)])));
         self.send_to_room(room_id, edu).await;
     }
 
@@ -38,20 +47,19 @@ impl Federation {
             return;
         }
         let info = presence_info(&row);
-        let mut update = json!({
-            "user_id": row.user_id,
-            "presence": info.state,
-            "currently_active": info.currently_active,
-            "last_active_ago": info.last_active_ago.unwrap_or(0),
-        });
-        if let Some(status) = info.status_msg {
-            update["status_msg"] = Value::String(status);
-        }
-        let json = json!({ "edu_type": "m.presence", "content": { "push": [update] } }).to_string();
+        let Ok(user) = UserId::parse(row.user_id.as_str()) else {
+            tracing::warn!(user = %row.user_id, "presence of a user id that does not parse");
+            return;
+        };
+        let ago = UInt::try_from(info.last_active_ago.unwrap_or(0)).unwrap_or(UInt::MAX);
+        let mut update = PresenceUpdate::new(user, PresenceState::from(info.state.as_str()), ago);
+        update.currently_active = info.currently_active;
+        update.status_msg = info.status_msg;
+        let json = edu_json(&Edu::Presence(PresenceContent::new(vec![update])));
         self.sender.send_edus(servers.into_iter().map(|s| (s, json.clone())).collect()).await;
     }
 
-    async fn send_to_room(&self, room_id: &RoomId, edu: Value) {
+    async fn send_to_room(&self, room_id: &RoomId, edu: Edu) {
         if !self.enabled() {
             return;
         }
@@ -62,7 +70,7 @@ impl Federation {
                 return;
             }
         };
-        let json = edu.to_string();
+        let json = edu_json(&edu);
         self.sender.send_edus(servers.into_iter().map(|s| (s, json.clone())).collect()).await;
     }
 }

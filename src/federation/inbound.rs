@@ -4,7 +4,7 @@
 //! missing auth and prev events fetched from the sender, and the room
 //! server's authorisation.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId, ServerName,
@@ -305,5 +305,52 @@ impl Federation {
             }
         }
         Ok(0)
+    }
+}
+
+impl Federation {
+    /// Whether a transaction of `origin` was handled already (server-server
+    /// API, "Transactions": a retried transaction is answered, not redone).
+    pub async fn transaction_seen(&self, origin: &ServerName, txn_id: &str) -> Result<bool, FedError> {
+        Ok(self.db.federation_txn_seen(origin.to_string(), txn_id.to_owned()).await?)
+    }
+
+    /// Records a transaction of `origin` as handled.
+    pub async fn transaction_handled(&self, origin: &ServerName, txn_id: &str) -> Result<(), FedError> {
+        Ok(self.db.mark_federation_txn(origin.to_string(), txn_id.to_owned()).await?)
+    }
+
+    /// Handles the PDUs of a transaction, one by one: the result of each,
+    /// by event id (a PDU whose id cannot be told is left out).
+    pub async fn receive_pdus(
+        &self,
+        origin: &ServerName,
+        pdus: &[Box<RawValue>],
+    ) -> BTreeMap<OwnedEventId, Result<(), String>> {
+        let mut results = BTreeMap::new();
+        for raw in pdus {
+            match self.receive_pdu(origin, raw).await {
+                Ok(event_id) => {
+                    results.insert(event_id, Ok(()));
+                }
+                Err(e) => {
+                    tracing::info!(%origin, error = %e, "refused a PDU");
+                    if let Some(id) = self.event_id_of(raw).await {
+                        results.insert(id, Err(e.to_string()));
+                    }
+                }
+            }
+        }
+        results
+    }
+
+    /// The event id of a raw PDU of a room known here, for reporting a
+    /// refusal.
+    async fn event_id_of(&self, raw: &RawValue) -> Option<OwnedEventId> {
+        let room = room_of(raw).ok()?;
+        let version = self.rooms.room_version(&room).await.ok()?;
+        let rules = version.rules()?;
+        let obj: CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+        crate::rooms::event_format::event_id_of(&obj, &rules).ok()
     }
 }

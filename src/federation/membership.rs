@@ -4,16 +4,17 @@
 //! store them. The resident side lives in `server`.
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName, OwnedUserId,
-    RoomId, RoomVersionId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedServerName,
+    OwnedUserId, RoomId, RoomVersionId, ServerName,
     api::federation::membership::{
-        create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+        RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
         prepare_knock_event, prepare_leave_event,
     },
     canonical_json::{RedactedBecause, redact},
+    events::room::member::{MembershipState, RoomMemberEventContent},
     signatures::hash_and_sign_event,
 };
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use super::{FedError, Federation};
 use crate::rooms::{VerifiedPdu, event_format, versions};
@@ -52,13 +53,11 @@ impl Federation {
         request.ver = versions::FOLLOWED.to_vec();
         let template = self.request(server, request).await?;
         let (version, rules) = followed_rules(template.room_version)?;
-        let mut content = serde_json::json!({ "membership": "join" });
-        if let Ok(Value::Object(profile)) = self.rooms.member_profile(user).await
-            && let Some(map) = content.as_object_mut()
-        {
-            map.extend(profile);
-        }
-        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let content = match self.rooms.member_content(user, MembershipState::Join).await {
+            Ok(content) => content,
+            Err(_) => RoomMemberEventContent::new(MembershipState::Join),
+        };
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let pdu_raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
 
         let response = self
@@ -101,7 +100,7 @@ impl Federation {
         template: &str,
         room_id: &RoomId,
         user: &OwnedUserId,
-        content: Value,
+        content: &RoomMemberEventContent,
     ) -> Result<(OwnedEventId, CanonicalJsonObject), FedError> {
         let mut obj: CanonicalJsonObject =
             serde_json::from_str(template).map_err(|e| FedError::BadResponse(format!("membership template: {e}")))?;
@@ -112,6 +111,7 @@ impl Federation {
         if !is("room_id", room_id.as_str()) {
             return Err(FedError::BadResponse("the template is for another room".into()));
         }
+        let content = serde_json::to_value(content).map_err(|e| FedError::Internal(e.to_string()))?;
         obj.insert("content".into(), CanonicalJsonValue::try_from(content).expect("canonical content"));
         obj.insert("origin".into(), CanonicalJsonValue::String(self.server_name().to_string()));
         obj.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().0.into()));
@@ -140,17 +140,15 @@ impl Federation {
         if !self.enabled() {
             return Err(FedError::Forbidden("this server does not federate".into()));
         }
-        match self.rooms.membership(room_id, target).await?.as_deref() {
-            Some("join") => return Err(FedError::Forbidden("the user is already in the room".into())),
-            Some("ban") => return Err(FedError::Forbidden("the user is banned from the room".into())),
-            Some("invite") => return Ok(()),
+        match self.rooms.membership(room_id, target).await? {
+            Some(MembershipState::Join) => return Err(FedError::Forbidden("the user is already in the room".into())),
+            Some(MembershipState::Ban) => return Err(FedError::Forbidden("the user is banned from the room".into())),
+            Some(MembershipState::Invite) => return Ok(()),
             _ => {}
         }
-        let mut content = serde_json::json!({ "membership": "invite" });
-        if let Some(reason) = reason {
-            content["reason"] = Value::String(reason);
-        }
-        let draft = crate::rooms::EventDraft::state(ruma::events::StateEventType::RoomMember, target.as_str(), content);
+        let mut content = RoomMemberEventContent::new(MembershipState::Invite);
+        content.reason = reason;
+        let draft = crate::rooms::EventDraft::from_state(target.as_str(), &content);
         let (version, obj, event_id) = self.rooms.build_unstored(room_id, sender, draft).await?;
         let invite_state = self
             .rooms
@@ -216,8 +214,8 @@ impl Federation {
         let template =
             self.request(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.clone())).await?;
         let (_, rules) = followed_rules(template.room_version)?;
-        let content = serde_json::json!({ "membership": "leave" });
-        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let content = RoomMemberEventContent::new(MembershipState::Leave);
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
         self.request(server, create_leave_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw)).await?;
         let leave = VerifiedPdu::new(event_id, room_id, &obj)?;
@@ -266,11 +264,9 @@ impl Federation {
         if !rules.authorization.knocking {
             return Err(FedError::BadRequest(format!("rooms of version {version} cannot be knocked on")));
         }
-        let mut content = serde_json::json!({ "membership": "knock" });
-        if let Some(reason) = reason {
-            content["reason"] = Value::String(reason);
-        }
-        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, content)?;
+        let mut content = RoomMemberEventContent::new(MembershipState::Knock);
+        content.reason = reason;
+        let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
         let response = self
             .request(server, create_knock_event::v1::Request::new(room_id.to_owned(), event_id.clone(), raw))
@@ -280,6 +276,51 @@ impl Federation {
         self.rooms.store_remote_invite(&knock, user, &version, stripped, vec![server.clone()]).await?;
         tracing::info!(%room_id, %user, %server, "knocked on a room over federation");
         Ok(())
+    }
+
+    /// Receives an invite of a user of this server from `origin`
+    /// (server-server API, "Inviting to a room", the invitee's side):
+    /// checks it is an invite by a user of `origin` of a user here, and
+    /// signs it. When no user of this server is in the room, the invite is
+    /// kept with the stripped state `origin` sent; otherwise it arrives
+    /// with the room's other events. Returns the event signed.
+    pub async fn receive_invite(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+        version: &RoomVersionId,
+        raw: &RawValue,
+        invite_room_state: &[RawStrippedState],
+    ) -> Result<CanonicalJsonObject, FedError> {
+        self.rooms.require_server_allowed(room_id, origin).await?;
+        let event = self.verify_pdu(version, room_id, raw).await?;
+        let pdu = &event.pdu;
+        let is_invite = pdu.membership() == Some(MembershipState::Invite);
+        if pdu.event_id != event_id || !is_invite || pdu.sender().server_name() != origin {
+            return Err(FedError::BadRequest(
+                "the invite is not an invite sent by a user of the requesting server".into(),
+            ));
+        }
+        let invitee = pdu
+            .state_key()
+            .and_then(|k| OwnedUserId::try_from(k).ok())
+            .filter(|u| u.server_name() == self.server_name())
+            .ok_or_else(|| FedError::BadRequest("the invitee is not a user of this server".into()))?;
+        if self.db.get_user(invitee.clone()).await?.is_none() {
+            return Err(FedError::NotFound("the invited user does not exist".into()));
+        }
+        let rules = version.rules().ok_or_else(|| FedError::Internal("room version rules".into()))?;
+        let mut signed: CanonicalJsonObject =
+            serde_json::from_str(&event.json).map_err(|e| FedError::Internal(e.to_string()))?;
+        ruma::signatures::sign_event(self.server_name().as_str(), &self.key.keypair, &mut signed, &rules.redaction)
+            .map_err(|e| FedError::Internal(format!("cannot sign the invite: {e}")))?;
+        if !self.rooms.is_resident(room_id).await? {
+            let stripped = stripped_events(invite_room_state);
+            let stored = VerifiedPdu::new(event.pdu.event_id.clone(), room_id, &signed)?;
+            self.rooms.store_remote_invite(&stored, &invitee, version, stripped, vec![origin.to_owned()]).await?;
+        }
+        Ok(signed)
     }
 
     /// The servers a remote invite suggests joining through.

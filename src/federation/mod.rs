@@ -5,6 +5,8 @@
 //! federation endpoints (`server`). Nothing a remote server sends reaches
 //! the room server before its signatures and hashes are checked.
 
+mod client_membership;
+mod directory;
 mod e2ee;
 mod edus;
 mod inbound;
@@ -15,7 +17,7 @@ pub mod resolve;
 pub mod sender;
 pub mod tls;
 
-pub use self::{inbound::room_of, membership::stripped_events};
+pub use self::{e2ee::ClaimedKeys, inbound::room_of, membership::stripped_events};
 
 use std::{fmt::Debug, sync::Arc};
 
@@ -32,7 +34,7 @@ use ruma::{
     },
 };
 
-use crate::{config::Config, rooms::Rooms, server_key::ServerKey, storage::Storage};
+use crate::{config::Config, e2ee::E2ee, rooms::Rooms, server_key::ServerKey, storage::Storage};
 
 /// The largest response body accepted from another server (a `send_join`
 /// of a big room is the largest).
@@ -62,6 +64,8 @@ pub enum FedError {
     Storage(#[from] crate::storage::StorageError),
     #[error(transparent)]
     Rooms(#[from] crate::rooms::RoomsError),
+    #[error(transparent)]
+    E2ee(#[from] crate::e2ee::E2eeError),
 }
 
 /// What an outbound request signs with, per ruma's authentication scheme.
@@ -85,6 +89,7 @@ pub struct Federation {
     db: Arc<dyn Storage>,
     pub(crate) key: Arc<ServerKey>,
     rooms: Arc<Rooms>,
+    e2ee: E2ee,
     http: reqwest::Client,
     resolver: resolve::Resolver,
     cache: keys::KeyCache,
@@ -97,6 +102,7 @@ impl Federation {
         db: Arc<dyn Storage>,
         key: Arc<ServerKey>,
         rooms: Arc<Rooms>,
+        e2ee: E2ee,
     ) -> Result<Arc<Self>, String> {
         let fed = &config.federation;
         let policy = resolve::AddressPolicy {
@@ -108,7 +114,7 @@ impl Federation {
         let http = tls::client(fed, dns.clone(), &user_agent)?;
         let resolver = resolve::Resolver::new(dns, http.clone());
         let sender = Arc::new(sender::Sender::new(db.clone()));
-        Ok(Arc::new(Self { config, db, key, rooms, http, resolver, cache: keys::KeyCache::default(), sender }))
+        Ok(Arc::new(Self { config, db, key, rooms, e2ee, http, resolver, cache: keys::KeyCache::default(), sender }))
     }
 
     pub fn enabled(&self) -> bool {

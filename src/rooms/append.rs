@@ -9,7 +9,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId,
     RoomVersionId, UserId,
     canonical_json::{RedactedBecause, redact},
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventContent, StateEventType, TimelineEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     signatures::hash_and_sign_event,
     state_res,
@@ -43,6 +43,12 @@ pub struct EventDraft {
 impl EventDraft {
     pub fn state(kind: StateEventType, state_key: impl Into<String>, content: Value) -> Self {
         Self { kind: kind.to_string().into(), content, state_key: Some(state_key.into()), redacts: None }
+    }
+
+    /// A state event from a ruma content type, which names the event type.
+    pub fn from_state<C: StateEventContent>(state_key: impl Into<String>, content: &C) -> Self {
+        let value = serde_json::to_value(content).expect("ruma event contents serialise to JSON objects");
+        Self::state(content.event_type(), state_key, value)
     }
 
     pub fn message(kind: TimelineEventType, content: Value) -> Self {
@@ -385,7 +391,7 @@ impl Rooms {
         let membership = (draft.kind == TimelineEventType::RoomMember)
             .then(|| {
                 let membership = draft.content.get("membership").and_then(Value::as_str)?;
-                Some((draft.state_key.clone()?, membership.to_owned()))
+                Some((draft.state_key.clone()?, MembershipState::from(membership)))
             })
             .flatten();
         let mut forward_extremities: Vec<String> =
@@ -529,7 +535,7 @@ impl Rooms {
             && let Ok(member) = UserId::parse(key)
         {
             let mut joined = (*head.joined).clone();
-            if pdu.content_value().get("membership").and_then(Value::as_str) == Some("join") {
+            if pdu.membership() == Some(MembershipState::Join) {
                 joined.insert(member);
             } else {
                 joined.remove(&member);

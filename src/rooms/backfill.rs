@@ -1,8 +1,11 @@
-//! Backfill (server-server API, "Backfilling"): older events fetched from
-//! another server, stored below stream position 0 so pagination runs on
-//! into them.
+//! Backfill (server-server API, "Backfilling and retrieving missing
+//! events"): older events fetched from another server, stored below
+//! stream position 0 so pagination runs on into them; and the same walk
+//! back through the DAG when another server asks this one.
 
-use ruma::{RoomId, events::StateEventType};
+use std::collections::HashSet;
+
+use ruma::{OwnedEventId, RoomId, events::StateEventType};
 
 use crate::commit::Commit;
 
@@ -56,5 +59,83 @@ impl Rooms {
             self.commits.committed(Commit::Backfilled { room_id, events: &events_kept }).await;
         }
         Ok(stored)
+    }
+
+    /// Events of the room reached by walking prev_events back from
+    /// `latest` (themselves included when `include_start`), not past any
+    /// of `earliest`, at most `limit`, nearest first.
+    async fn walk_back(
+        &self,
+        room_id: &RoomId,
+        latest: &[OwnedEventId],
+        earliest: &[OwnedEventId],
+        limit: usize,
+        include_start: bool,
+    ) -> Result<Vec<OwnedEventId>, RoomsError> {
+        let stop: HashSet<&OwnedEventId> = earliest.iter().collect();
+        let mut seen: HashSet<OwnedEventId> = HashSet::new();
+        let mut out = Vec::new();
+        let mut frontier: Vec<OwnedEventId> = if include_start {
+            latest.to_vec()
+        } else {
+            let start = self.get_pdus(latest.iter()).await?;
+            start.values().flat_map(|p| p.fields.prev_events.clone()).collect()
+        };
+        while !frontier.is_empty() && out.len() < limit {
+            let events = self.get_pdus(frontier.iter()).await?;
+            let mut next = Vec::new();
+            for id in &frontier {
+                if stop.contains(id) || !seen.insert(id.clone()) {
+                    continue;
+                }
+                let Some(pdu) = events.get(id) else { continue };
+                if pdu.room != room_id {
+                    continue;
+                }
+                out.push(id.clone());
+                if out.len() >= limit {
+                    break;
+                }
+                next.extend(pdu.fields.prev_events.iter().cloned());
+            }
+            frontier = next;
+        }
+        Ok(out)
+    }
+
+    /// The events another server is missing between `earliest` and
+    /// `latest` (server-server API, `get_missing_events`): at most
+    /// `limit`, of depth `min_depth` or more, oldest first.
+    pub async fn missing_events_between(
+        &self,
+        room_id: &RoomId,
+        latest: &[OwnedEventId],
+        earliest: &[OwnedEventId],
+        limit: usize,
+        min_depth: u64,
+    ) -> Result<Vec<OwnedEventId>, RoomsError> {
+        let ids = self.walk_back(room_id, latest, earliest, limit, false).await?;
+        let mut pdus: Vec<_> = self.get_pdus(ids.iter()).await?.into_values().collect();
+        pdus.retain(|p| u64::from(p.fields.depth) >= min_depth);
+        pdus.sort_by_key(|p| u64::from(p.fields.depth));
+        Ok(pdus.iter().map(|p| p.event_id.clone()).collect())
+    }
+
+    /// The history before (and including) `from` that another server asks
+    /// for (server-server API, `backfill`): at most `limit` events.
+    pub async fn history_before(
+        &self,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: usize,
+    ) -> Result<Vec<OwnedEventId>, RoomsError> {
+        self.walk_back(room_id, from, &[], limit, true).await
+    }
+
+    /// The auth chain of events: every event reachable through their
+    /// auth events, the events themselves excluded.
+    pub async fn auth_chain(&self, event_ids: &[OwnedEventId]) -> Result<Vec<OwnedEventId>, RoomsError> {
+        let chain = self.db.auth_chain(event_ids.iter().map(|id| id.to_string()).collect()).await?;
+        Ok(chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect())
     }
 }

@@ -2,7 +2,22 @@
 //! create event, the creator's join, power levels, aliases, preset state,
 //! initial state, name, topic and invites, in the order the spec gives.
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId, events::StateEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomVersionId,
+    events::{
+        StateEventType,
+        room::{
+            canonical_alias::RoomCanonicalAliasEventContent,
+            encryption::RoomEncryptionEventContent,
+            guest_access::{GuestAccess, RoomGuestAccessEventContent},
+            history_visibility::{HistoryVisibility, RoomHistoryVisibilityEventContent},
+            join_rules::{JoinRule, RoomJoinRulesEventContent},
+            member::MembershipState,
+            name::RoomNameEventContent,
+            topic::RoomTopicEventContent,
+        },
+    },
+};
 use serde_json::{Map, Value, json};
 
 use super::{EventDraft, Rooms, RoomsError, versions};
@@ -53,6 +68,9 @@ impl Rooms {
             None => None,
         };
 
+        // The create event stays a JSON map: the client's `creation_content`
+        // may carry any keys (spec: "extra keys ... to be added to the
+        // content"), which `RoomCreateEventContent` would drop.
         let mut create = req.creation_content.clone();
         create.insert("room_version".into(), Value::String(version.to_string()));
         if rules.authorization.use_room_create_sender {
@@ -68,20 +86,15 @@ impl Rooms {
         let (room_id, _) = self.append_create(&version, &req.creator, Value::Object(create)).await?;
         let creator = &req.creator;
 
-        let mut join = json!({"membership": "join"});
-        merge(&mut join, self.member_profile(creator).await?);
-        self.append_local(
-            &room_id,
-            creator,
-            EventDraft::state(StateEventType::RoomMember, creator.as_str(), join),
-            None,
-        )
-        .await?;
+        let join = self.member_content(creator, MembershipState::Join).await?;
+        self.append_local(&room_id, creator, EventDraft::from_state(creator.as_str(), &join), None).await?;
 
         // Power levels: the spec's defaults, the creator (and, in a trusted
         // private chat, the invitees) at 100, then the client's override.
         // Room version 12 creators are privileged by the create event and
-        // must not be listed.
+        // must not be listed. JSON rather than `RoomPowerLevelsEventContent`,
+        // which leaves out every level equal to the spec's default: clients
+        // read the levels from the event, so all are spelled out.
         let mut users = Map::new();
         if !rules.authorization.explicitly_privilege_room_creators {
             users.insert(creator.to_string(), json!(100));
@@ -126,32 +139,28 @@ impl Rooms {
         .await?;
 
         if let Some(alias) = &alias {
-            self.append_local(
-                &room_id,
-                creator,
-                EventDraft::state(StateEventType::RoomCanonicalAlias, "", json!({"alias": alias})),
-                None,
-            )
-            .await?;
+            let mut content = RoomCanonicalAliasEventContent::new();
+            content.alias = Some(alias.clone());
+            self.append_local(&room_id, creator, EventDraft::from_state("", &content), None).await?;
             if !self.db.create_alias(alias.to_string(), room_id.to_string(), creator.to_string()).await? {
                 return Err(RoomsError::RoomInUse("the room alias is already taken".into()));
             }
         }
 
         let (join_rule, guest_access) = match preset {
-            Preset::PublicChat => ("public", "forbidden"),
-            Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+            Preset::PublicChat => (JoinRule::Public, GuestAccess::Forbidden),
+            Preset::PrivateChat | Preset::TrustedPrivateChat => (JoinRule::Invite, GuestAccess::CanJoin),
         };
         let preset_state = [
-            (StateEventType::RoomJoinRules, json!({"join_rule": join_rule})),
-            (StateEventType::RoomHistoryVisibility, json!({"history_visibility": "shared"})),
-            (StateEventType::RoomGuestAccess, json!({"guest_access": guest_access})),
+            EventDraft::from_state("", &RoomJoinRulesEventContent::new(join_rule)),
+            EventDraft::from_state("", &RoomHistoryVisibilityEventContent::new(HistoryVisibility::Shared)),
+            EventDraft::from_state("", &RoomGuestAccessEventContent::new(guest_access)),
         ];
-        for (kind, content) in preset_state {
-            if req.initial_state.iter().any(|(k, key, _)| *k == kind && key.is_empty()) {
+        for draft in preset_state {
+            if req.initial_state.iter().any(|(k, key, _)| k.to_string() == draft.kind.to_string() && key.is_empty()) {
                 continue; // initial_state overrides the preset
             }
-            self.append_local(&room_id, creator, EventDraft::state(kind, "", content), None).await?;
+            self.append_local(&room_id, creator, draft, None).await?;
         }
         let encrypt = match self.config.rooms.encrypt_by_default {
             crate::config::EncryptByDefault::Off => false,
@@ -159,27 +168,20 @@ impl Rooms {
             crate::config::EncryptByDefault::All => true,
         };
         if encrypt && !req.initial_state.iter().any(|(k, _, _)| *k == StateEventType::RoomEncryption) {
-            let content = json!({"algorithm": "m.megolm.v1.aes-sha2"});
-            self.append_local(&room_id, creator, EventDraft::state(StateEventType::RoomEncryption, "", content), None)
-                .await?;
+            let content = RoomEncryptionEventContent::new(ruma::EventEncryptionAlgorithm::MegolmV1AesSha2);
+            self.append_local(&room_id, creator, EventDraft::from_state("", &content), None).await?;
         }
         for (kind, key, content) in &req.initial_state {
             self.append_local(&room_id, creator, EventDraft::state(kind.clone(), key.clone(), content.clone()), None)
                 .await?;
         }
         if let Some(name) = &req.name {
-            self.append_local(
-                &room_id,
-                creator,
-                EventDraft::state(StateEventType::RoomName, "", json!({"name": name})),
-                None,
-            )
-            .await?;
+            let content = RoomNameEventContent::new(name.clone());
+            self.append_local(&room_id, creator, EventDraft::from_state("", &content), None).await?;
         }
         if let Some(topic) = &req.topic {
-            let content = json!({"topic": topic, "m.topic": [{"mimetype": "text/plain", "body": topic}]});
-            self.append_local(&room_id, creator, EventDraft::state(StateEventType::RoomTopic, "", content), None)
-                .await?;
+            let content = RoomTopicEventContent::new(topic.clone());
+            self.append_local(&room_id, creator, EventDraft::from_state("", &content), None).await?;
         }
         // Users of other servers are invited through federation by the caller.
         for invitee in req.invite.iter().filter(|u| u.server_name() == self.config.server.server_name) {
@@ -190,24 +192,5 @@ impl Rooms {
         }
         tracing::info!(room_id = %room_id, creator = %creator, version = %version, "created a room");
         Ok(room_id)
-    }
-
-    /// `displayname` and `avatar_url` of a local user, for member events.
-    pub async fn member_profile(&self, user: &OwnedUserId) -> Result<Value, RoomsError> {
-        let profile = self.db.get_profile(user.clone()).await?;
-        let mut out = Map::new();
-        for field in ["displayname", "avatar_url"] {
-            if let Some(v) = profile.get(field) {
-                out.insert(field.into(), v.clone());
-            }
-        }
-        Ok(Value::Object(out))
-    }
-}
-
-/// Shallow merge of `extra`'s fields into `base` (both objects).
-pub(super) fn merge(base: &mut Value, extra: Value) {
-    if let (Some(base), Value::Object(extra)) = (base.as_object_mut(), extra) {
-        base.extend(extra);
     }
 }

@@ -1,24 +1,24 @@
 //! Room aliases and the public room directory (client-server API, "Room
 //! aliases", "Listing rooms").
 
-use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, events::StateEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, UInt,
+    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    events::{StateEventType, room::member::MembershipState},
+    room::JoinRuleKind,
+};
 use serde_json::Value;
 
 use super::{Rooms, RoomsError};
 
-/// One entry of the public room directory.
+/// One page of the public room directory (client-server API, "Listing
+/// rooms"; server-server API, "Public Room Directory").
 #[derive(Debug, Clone)]
-pub struct PublicRoom {
-    pub room_id: OwnedRoomId,
-    pub joined_members: i64,
-    pub name: Option<String>,
-    pub topic: Option<String>,
-    pub canonical_alias: Option<String>,
-    pub avatar_url: Option<String>,
-    pub world_readable: bool,
-    pub guest_can_join: bool,
-    pub join_rule: Option<String>,
-    pub room_type: Option<String>,
+pub struct PublicRoomsPage {
+    pub chunk: Vec<PublicRoomsChunk>,
+    pub next_batch: Option<String>,
+    pub prev_batch: Option<String>,
+    pub total_room_count_estimate: Option<UInt>,
 }
 
 impl Rooms {
@@ -94,7 +94,7 @@ impl Rooms {
         user: &OwnedUserId,
         kind: StateEventType,
     ) -> Result<bool, RoomsError> {
-        if self.membership(room_id, user).await?.as_deref() != Some("join") {
+        if self.membership(room_id, user).await? != Some(MembershipState::Join) {
             return Ok(false);
         }
         let guard = self.lock_head(room_id, true).await?;
@@ -123,19 +123,43 @@ impl Rooms {
         Ok(self.db.room_is_public(room_id.to_string()).await?)
     }
 
-    /// Public rooms, most joined first, optionally filtered by a search term
-    /// over name, topic and alias.
-    pub async fn public_rooms(&self, search: Option<&str>) -> Result<Vec<PublicRoom>, RoomsError> {
+    /// A page of the public rooms, most joined first, optionally filtered
+    /// by a search term over name, topic and alias. `since` is the offset
+    /// of the page as a decimal string.
+    pub async fn public_rooms_page(
+        &self,
+        search: Option<&str>,
+        limit: Option<UInt>,
+        since: Option<&str>,
+    ) -> Result<PublicRoomsPage, RoomsError> {
+        let rooms = self.public_rooms(search).await?;
+        let total = UInt::try_from(rooms.len() as u64).unwrap_or_default();
+        let offset = match since {
+            Some(s) => s.parse::<usize>().map_err(|_| RoomsError::InvalidParam("invalid `since` token".into()))?,
+            None => 0,
+        };
+        let limit = limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(100).clamp(1, 500);
+        let end = (offset + limit).min(rooms.len());
+        Ok(PublicRoomsPage {
+            next_batch: (end < rooms.len()).then(|| end.to_string()),
+            prev_batch: (offset > 0).then(|| offset.saturating_sub(limit).to_string()),
+            total_room_count_estimate: Some(total),
+            chunk: rooms.into_iter().skip(offset).take(limit).collect(),
+        })
+    }
+
+    async fn public_rooms(&self, search: Option<&str>) -> Result<Vec<PublicRoomsChunk>, RoomsError> {
         let search = search.map(str::to_lowercase).filter(|s| !s.is_empty());
         let mut out = Vec::new();
         for (room_id, joined_members) in self.db.public_rooms().await? {
             let room_id = OwnedRoomId::try_from(room_id).map_err(|e| RoomsError::Internal(e.to_string()))?;
             let entry = self.public_room_entry(room_id, joined_members).await?;
             if let Some(term) = &search {
-                let haystack = [&entry.name, &entry.topic, &entry.canonical_alias]
+                let alias = entry.canonical_alias.as_ref().map(|a| a.to_string());
+                let haystack = [entry.name.as_deref(), entry.topic.as_deref(), alias.as_deref()]
                     .iter()
-                    .filter_map(|f| f.as_deref())
-                    .map(str::to_lowercase)
+                    .flatten()
+                    .map(|f| f.to_lowercase())
                     .collect::<Vec<_>>()
                     .join(" ");
                 if !haystack.contains(term.as_str()) {
@@ -147,7 +171,11 @@ impl Rooms {
         Ok(out)
     }
 
-    async fn public_room_entry(&self, room_id: OwnedRoomId, joined_members: i64) -> Result<PublicRoom, RoomsError> {
+    async fn public_room_entry(
+        &self,
+        room_id: OwnedRoomId,
+        joined_members: i64,
+    ) -> Result<PublicRoomsChunk, RoomsError> {
         let state = self.current_state(&room_id).await?;
         let events = self.state_events(&state).await?;
         let field = |kind: StateEventType, field: &str| {
@@ -158,17 +186,20 @@ impl Rooms {
         };
         let history = field(StateEventType::RoomHistoryVisibility, "history_visibility");
         let guest = field(StateEventType::RoomGuestAccess, "guest_access");
-        Ok(PublicRoom {
-            joined_members,
-            name: field(StateEventType::RoomName, "name"),
-            topic: field(StateEventType::RoomTopic, "topic"),
-            canonical_alias: field(StateEventType::RoomCanonicalAlias, "alias"),
-            avatar_url: field(StateEventType::RoomAvatar, "url"),
+        let mut chunk: PublicRoomsChunk = PublicRoomsChunkInit {
+            num_joined_members: UInt::try_from(joined_members.max(0) as u64).unwrap_or_default(),
+            room_id,
             world_readable: history.as_deref() == Some("world_readable"),
             guest_can_join: guest.as_deref() == Some("can_join"),
-            join_rule: field(StateEventType::RoomJoinRules, "join_rule"),
-            room_type: field(StateEventType::RoomCreate, "type"),
-            room_id,
-        })
+        }
+        .into();
+        chunk.name = field(StateEventType::RoomName, "name");
+        chunk.topic = field(StateEventType::RoomTopic, "topic");
+        chunk.canonical_alias = field(StateEventType::RoomCanonicalAlias, "alias").and_then(|a| a.try_into().ok());
+        chunk.avatar_url = field(StateEventType::RoomAvatar, "url").map(Into::into);
+        chunk.join_rule = field(StateEventType::RoomJoinRules, "join_rule")
+            .map_or(JoinRuleKind::Public, |r| JoinRuleKind::from(r.as_str()));
+        chunk.room_type = field(StateEventType::RoomCreate, "type").map(Into::into);
+        Ok(chunk)
     }
 }

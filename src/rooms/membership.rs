@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedUserId, RoomId, UserId, events::StateEventType};
-use serde_json::{Value, json};
+use ruma::{
+    OwnedUserId, RoomId, UserId,
+    events::room::member::{MembershipState, RoomMemberEventContent},
+};
 
-use super::{EventDraft, Rooms, RoomsError, create::merge, pdu::Pdu};
+use super::{EventDraft, Rooms, RoomsError, pdu::Pdu};
 
 impl Rooms {
     fn require_local(&self, user: &UserId) -> Result<(), RoomsError> {
@@ -24,29 +26,20 @@ impl Rooms {
         room_id: &RoomId,
         sender: &UserId,
         target: &UserId,
-        mut content: Value,
+        mut content: RoomMemberEventContent,
         reason: Option<String>,
     ) -> Result<Arc<Pdu>, RoomsError> {
-        if let Some(reason) = reason {
-            content["reason"] = Value::String(reason);
-        }
-        self.append_local(
-            room_id,
-            sender,
-            EventDraft::state(StateEventType::RoomMember, target.as_str(), content),
-            None,
-        )
-        .await
+        content.reason = reason;
+        self.append_local(room_id, sender, EventDraft::from_state(target.as_str(), &content), None).await
     }
 
     /// Joins a local room (no-op when already joined).
     pub async fn join(&self, room_id: &RoomId, user: &OwnedUserId, reason: Option<String>) -> Result<(), RoomsError> {
         self.current_state(room_id).await?;
-        if self.membership(room_id, user).await?.as_deref() == Some("join") {
+        if self.membership(room_id, user).await? == Some(MembershipState::Join) {
             return Ok(());
         }
-        let mut content = json!({"membership": "join"});
-        merge(&mut content, self.member_profile(user).await?);
+        let content = self.member_content(user, MembershipState::Join).await?;
         self.member_event(room_id, user, user, content, reason).await?;
         Ok(())
     }
@@ -63,38 +56,36 @@ impl Rooms {
         if self.db.get_user(target.clone()).await?.is_none() {
             return Err(RoomsError::NotFound("the invited user does not exist".into()));
         }
-        match self.membership(room_id, target).await?.as_deref() {
-            Some("join") => {
+        match self.membership(room_id, target).await? {
+            Some(MembershipState::Join) => {
                 return Err(RoomsError::Forbidden("the user is already in the room".into()));
             }
-            Some("ban") => {
+            Some(MembershipState::Ban) => {
                 return Err(RoomsError::Forbidden("the user is banned from the room".into()));
             }
-            Some("invite") => return Ok(()),
+            Some(MembershipState::Invite) => return Ok(()),
             _ => {}
         }
-        let mut content = json!({"membership": "invite"});
-        merge(&mut content, self.member_profile(target).await?);
-        if is_direct {
-            content["is_direct"] = Value::Bool(true);
-        }
+        let mut content = self.member_content(target, MembershipState::Invite).await?;
+        content.is_direct = is_direct.then_some(true);
         self.member_event(room_id, sender, target, content, reason).await?;
         Ok(())
     }
 
     /// Leaves a room, or rejects an invite or retracts a knock.
     pub async fn leave(&self, room_id: &RoomId, user: &OwnedUserId, reason: Option<String>) -> Result<(), RoomsError> {
-        match self.membership(room_id, user).await?.as_deref() {
-            Some("join" | "invite" | "knock") => {}
-            Some("leave") => return Ok(()),
-            Some("ban") => {
+        match self.membership(room_id, user).await? {
+            Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {}
+            Some(MembershipState::Leave) => return Ok(()),
+            Some(MembershipState::Ban) => {
                 return Err(RoomsError::Forbidden("you are banned from this room".into()));
             }
             _ => {
                 return Err(RoomsError::NotFound("you are not a member of this room".into()));
             }
         }
-        self.member_event(room_id, user, user, json!({"membership": "leave"}), reason).await?;
+        let content = RoomMemberEventContent::new(MembershipState::Leave);
+        self.member_event(room_id, user, user, content, reason).await?;
         Ok(())
     }
 
@@ -105,11 +96,12 @@ impl Rooms {
         target: &OwnedUserId,
         reason: Option<String>,
     ) -> Result<(), RoomsError> {
-        match self.membership(room_id, target).await?.as_deref() {
-            Some("join" | "invite" | "knock") => {}
+        match self.membership(room_id, target).await? {
+            Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {}
             _ => return Err(RoomsError::Forbidden("the user is not in the room".into())),
         }
-        self.member_event(room_id, sender, target, json!({"membership": "leave"}), reason).await?;
+        let content = RoomMemberEventContent::new(MembershipState::Leave);
+        self.member_event(room_id, sender, target, content, reason).await?;
         Ok(())
     }
 
@@ -121,7 +113,8 @@ impl Rooms {
         reason: Option<String>,
     ) -> Result<(), RoomsError> {
         self.current_state(room_id).await?;
-        self.member_event(room_id, sender, target, json!({"membership": "ban"}), reason).await?;
+        let content = RoomMemberEventContent::new(MembershipState::Ban);
+        self.member_event(room_id, sender, target, content, reason).await?;
         Ok(())
     }
 
@@ -132,10 +125,11 @@ impl Rooms {
         target: &OwnedUserId,
         reason: Option<String>,
     ) -> Result<(), RoomsError> {
-        if self.membership(room_id, target).await?.as_deref() != Some("ban") {
+        if self.membership(room_id, target).await? != Some(MembershipState::Ban) {
             return Err(RoomsError::Forbidden("the user is not banned".into()));
         }
-        self.member_event(room_id, sender, target, json!({"membership": "leave"}), reason).await?;
+        let content = RoomMemberEventContent::new(MembershipState::Leave);
+        self.member_event(room_id, sender, target, content, reason).await?;
         Ok(())
     }
 
@@ -146,21 +140,36 @@ impl Rooms {
         if !knocking {
             return Err(RoomsError::Forbidden("this room version does not allow knocking".into()));
         }
-        let mut content = json!({"membership": "knock"});
-        merge(&mut content, self.member_profile(user).await?);
+        let content = self.member_content(user, MembershipState::Knock).await?;
         self.member_event(room_id, user, user, content, reason).await?;
         Ok(())
     }
 
     /// Forgets a room the user has left.
     pub async fn forget(&self, room_id: &RoomId, user: &OwnedUserId) -> Result<(), RoomsError> {
-        match self.membership(room_id, user).await?.as_deref() {
-            Some("leave" | "ban") => {
+        match self.membership(room_id, user).await? {
+            Some(MembershipState::Leave | MembershipState::Ban) => {
                 self.db.forget_room(room_id.to_string(), user.to_string()).await?;
                 Ok(())
             }
             Some(_) => Err(RoomsError::BadJson("leave the room before forgetting it".into())),
             None => Err(RoomsError::NotFound("you were never in this room".into())),
         }
+    }
+
+    /// A member event's content with the local user's `displayname` and
+    /// `avatar_url` (spec: they are copied into join, invite and knock
+    /// events).
+    pub async fn member_content(
+        &self,
+        user: &UserId,
+        membership: MembershipState,
+    ) -> Result<RoomMemberEventContent, RoomsError> {
+        let profile = self.db.get_profile(user.to_owned()).await?;
+        let field = |name: &str| profile.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let mut content = RoomMemberEventContent::new(membership);
+        content.displayname = field("displayname");
+        content.avatar_url = field("avatar_url").map(Into::into);
+        Ok(content)
     }
 }

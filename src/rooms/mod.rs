@@ -27,14 +27,15 @@ use std::{
 };
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, events::StateEventType,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId,
+    events::{StateEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
 };
 
 pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
-    directory::PublicRoom,
+    directory::PublicRoomsPage,
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };
@@ -208,7 +209,7 @@ impl Rooms {
         let state = self.state_at_group(record.current_state_group).await?;
         let joined = self
             .db
-            .room_members_with(room_id.to_string(), "join")
+            .room_members_with(room_id.to_string(), MembershipState::Join)
             .await?
             .into_iter()
             .filter_map(|u| OwnedUserId::try_from(u).ok())
@@ -348,24 +349,24 @@ impl Rooms {
     }
 
     /// The user's current membership in the room, if any.
-    pub async fn membership(&self, room_id: &RoomId, user_id: &OwnedUserId) -> Result<Option<String>> {
+    pub async fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<MembershipState>> {
         Ok(self.db.membership(room_id.to_string(), user_id.to_string()).await?.map(|(m, _)| m))
     }
 
     pub async fn joined_rooms(&self, user_id: &OwnedUserId) -> Result<Vec<OwnedRoomId>> {
-        let rooms = self.db.rooms_with_membership(user_id.to_string(), "join").await?;
+        let rooms = self.db.rooms_with_membership(user_id.to_string(), MembershipState::Join).await?;
         rooms.into_iter().map(|r| OwnedRoomId::try_from(r).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
     }
 
     pub async fn joined_members(&self, room_id: &RoomId) -> Result<Vec<OwnedUserId>> {
-        let users = self.db.room_members_with(room_id.to_string(), "join").await?;
+        let users = self.db.room_members_with(room_id.to_string(), MembershipState::Join).await?;
         users.into_iter().map(|u| OwnedUserId::try_from(u).map_err(|e| RoomsError::Internal(e.to_string()))).collect()
     }
 
     /// Requires the user to be joined to the room.
     pub async fn require_joined(&self, room_id: &RoomId, user_id: &OwnedUserId) -> Result<()> {
-        match self.membership(room_id, user_id).await?.as_deref() {
-            Some("join") => Ok(()),
+        match self.membership(room_id, user_id).await? {
+            Some(MembershipState::Join) => Ok(()),
             _ => Err(RoomsError::Forbidden("you are not joined to this room".into())),
         }
     }

@@ -13,11 +13,13 @@ use std::{
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId,
-    events::{StateEventType, TimelineEventType},
+    events::{
+        StateEventType, TimelineEventType,
+        room::member::{MembershipState, RoomMemberEventContent},
+    },
     room_version_rules::RoomVersionRules,
     state_res::{self},
 };
-use serde_json::Value;
 
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, remote_state::joined_in, versions};
 use crate::storage::rooms::{CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState};
@@ -159,12 +161,13 @@ impl Rooms {
         &self,
         room_id: &RoomId,
         user_id: &UserId,
-        membership: &str,
+        membership: MembershipState,
     ) -> Result<(RoomVersionId, CanonicalJsonObject), RoomsError> {
         let guard = self.lock_head(room_id, true).await?;
         let head = guard.as_ref().ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
         let version = self.room_version(room_id).await?;
-        let content = serde_json::json!({ "membership": membership });
+        let content = serde_json::to_value(RoomMemberEventContent::new(membership))
+            .map_err(|e| RoomsError::Internal(e.to_string()))?;
         let content_raw = serde_json::value::to_raw_value(&content).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let auth_types = state_res::auth_types_for_event(
             &TimelineEventType::RoomMember,
@@ -313,11 +316,9 @@ impl Rooms {
             (StateWrite::Full { state: full.clone() }, CurrentStateWrite::Replace(full))
         };
         let membership = match (&current_state, pdu.kind()) {
-            (CurrentStateWrite::ThisEvent, TimelineEventType::RoomMember) => pdu
-                .content_value()
-                .get("membership")
-                .and_then(Value::as_str)
-                .and_then(|m| Some((pdu.state_key()?.to_owned(), m.to_owned()))),
+            (CurrentStateWrite::ThisEvent, TimelineEventType::RoomMember) => {
+                pdu.membership().and_then(|m| Some((pdu.state_key()?.to_owned(), m)))
+            }
             _ => None,
         };
         let mut extremities: Vec<OwnedEventId> =

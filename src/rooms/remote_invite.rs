@@ -3,7 +3,10 @@
 //! local invites of users of other servers, built and signed here before
 //! their server signs them too.
 
-use ruma::{CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, UserId, events::StateEventType};
+use ruma::{
+    CanonicalJsonObject, OwnedEventId, OwnedServerName, RoomId, RoomVersionId, UserId,
+    events::{StateEventType, room::member::MembershipState},
+};
 use serde_json::Value;
 
 use super::{
@@ -59,9 +62,9 @@ impl Rooms {
     ) -> Result<(), RoomsError> {
         let stripped = serde_json::to_string(&stripped_state).map_err(|e| RoomsError::Internal(e.to_string()))?;
         let via = serde_json::to_string(&via).map_err(|e| RoomsError::Internal(e.to_string()))?;
-        let membership = match invite.pdu.content_value().get("membership").and_then(Value::as_str) {
-            Some("knock") => "knock",
-            _ => "invite",
+        let membership = match invite.pdu.membership() {
+            Some(MembershipState::Knock) => MembershipState::Knock,
+            _ => MembershipState::Invite,
         };
         let pos = self
             .db

@@ -10,11 +10,10 @@ use std::{
 
 use ruma::{
     OwnedEventId, OwnedUserId, RoomId, UserId,
-    events::StateEventType,
+    events::{StateEventType, room::member::MembershipState},
     room_version_rules::RoomVersionRules,
     state_res::{self, utils::event_id_set::EventIdSet},
 };
-use serde_json::Value;
 
 use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, remote::state_key_of};
 
@@ -149,7 +148,7 @@ pub(super) async fn joined_in(rooms: &Rooms, state: &StateMap) -> Result<HashSet
     let events = rooms.get_pdus(members.iter()).await?;
     Ok(events
         .values()
-        .filter(|e| e.content_value().get("membership").and_then(Value::as_str) == Some("join"))
+        .filter(|e| e.membership() == Some(MembershipState::Join))
         .filter_map(|e| UserId::parse(e.state_key()?).ok())
         .collect())
 }

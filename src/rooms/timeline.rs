@@ -7,7 +7,10 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedUserId, RoomId, events::StateEventType};
+use ruma::{
+    OwnedEventId, OwnedUserId, RoomId,
+    events::{StateEventType, room::member::MembershipState},
+};
 
 use super::{Rooms, RoomsError, StateMap, parse_stored, pdu::Pdu, visibility::VisibilityCheck};
 use crate::storage::rooms::Direction;
@@ -273,10 +276,9 @@ impl Rooms {
     /// room is world-readable), else the state when they left.
     pub async fn readable_state(&self, user: &OwnedUserId, room_id: &RoomId) -> Result<StateMap, RoomsError> {
         let current = self.current_state(room_id).await?;
-        let membership = self.db.membership(room_id.to_string(), user.to_string()).await?;
-        match membership {
-            Some((m, _)) if m == "join" => Ok((*current).clone()),
-            Some((m, _)) if m == "leave" || m == "ban" => {
+        match self.membership(room_id, user).await? {
+            Some(MembershipState::Join) => Ok((*current).clone()),
+            Some(MembershipState::Leave | MembershipState::Ban) => {
                 let id = current
                     .get(&(StateEventType::RoomMember, user.to_string()))
                     .ok_or_else(|| RoomsError::Forbidden("you are not in this room".into()))?;

@@ -3,7 +3,13 @@
 //! important state carried over, aliases moved, and a tombstone in the old
 //! room that points forward.
 
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, events::StateEventType};
+use ruma::{
+    OwnedRoomId, OwnedUserId, RoomId, RoomVersionId,
+    events::{
+        StateEventType,
+        room::{create::PreviousRoom, tombstone::RoomTombstoneEventContent},
+    },
+};
 use serde_json::{Map, Value, json};
 
 use super::{CreateRoom, EventDraft, Rooms, RoomsError, versions};
@@ -62,7 +68,13 @@ impl Rooms {
         });
 
         let mut creation_content = Map::new();
-        creation_content.insert("predecessor".into(), json!({"room_id": old, "event_id": last_event}));
+        let mut predecessor = PreviousRoom::new(old.to_owned());
+        // Deprecated for clients, still sent for servers that read it.
+        #[allow(deprecated)]
+        {
+            predecessor.event_id = Some(last_event);
+        }
+        creation_content.insert("predecessor".into(), to_content(&predecessor)?);
         if let Some(room_type) = self
             .current_state_event(old, &StateEventType::RoomCreate, "")
             .await?
@@ -102,10 +114,11 @@ impl Rooms {
             self.db.create_alias(alias, new_room.to_string(), user.to_string()).await?;
         }
 
-        let tombstone = json!({"body": "This room has been replaced", "replacement_room": new_room});
-        self.append_local(old, user, EventDraft::state(StateEventType::RoomTombstone, "", tombstone), None).await?;
+        let tombstone = RoomTombstoneEventContent::new("This room has been replaced".into(), new_room.clone());
+        self.append_local(old, user, EventDraft::from_state("", &tombstone), None).await?;
 
         // Spec: restrict the old room so conversation moves on.
+        // Edited as JSON, so levels and fields ruma's type would drop survive.
         if let Some(Value::Object(mut pl)) = power_levels {
             let level = |v: Option<&Value>| v.and_then(Value::as_i64).unwrap_or(0);
             let restricted = level(pl.get("events_default")).max(50);
@@ -128,4 +141,8 @@ impl Rooms {
         self.db.set_room_public(old.to_string(), false).await?;
         Ok(new_room)
     }
+}
+
+fn to_content(value: &impl serde::Serialize) -> Result<Value, RoomsError> {
+    serde_json::to_value(value).map_err(|e| RoomsError::Internal(e.to_string()))
 }

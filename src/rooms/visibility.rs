@@ -4,15 +4,21 @@
 
 use std::collections::HashMap;
 
-use ruma::{OwnedUserId, RoomId, events::StateEventType};
+use ruma::{
+    OwnedUserId, RoomId,
+    events::{
+        StateEventType,
+        room::{history_visibility::HistoryVisibility, member::MembershipState},
+    },
+};
 
 use super::{Rooms, RoomsError, pdu::Pdu};
 
 /// What matters about one state group for one user.
 #[derive(Clone)]
 struct GroupFacts {
-    history_visibility: String,
-    membership: Option<String>,
+    history_visibility: HistoryVisibility,
+    membership: Option<MembershipState>,
 }
 
 /// Checks events of one room for one user, caching per state group.
@@ -20,7 +26,7 @@ pub struct VisibilityCheck<'a> {
     rooms: &'a Rooms,
     user: &'a OwnedUserId,
     room_id: &'a RoomId,
-    current_membership: Option<String>,
+    current_membership: Option<MembershipState>,
     groups: HashMap<i64, GroupFacts>,
 }
 
@@ -36,20 +42,13 @@ impl<'a> VisibilityCheck<'a> {
         }
         let state = self.rooms.state_at_group(group).await?;
         let history_visibility = match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
-            Some(id) => self
-                .rooms
-                .get_pdu(id)
-                .await?
-                .and_then(|p| p.content_value().get("history_visibility").and_then(|v| v.as_str()).map(str::to_owned))
-                .unwrap_or_else(|| "shared".into()),
-            None => "shared".into(),
+            Some(id) => {
+                self.rooms.get_pdu(id).await?.map(|p| history_visibility_of(&p)).unwrap_or(HistoryVisibility::Shared)
+            }
+            None => HistoryVisibility::Shared,
         };
         let membership = match state.get(&(StateEventType::RoomMember, self.user.to_string())) {
-            Some(id) => self
-                .rooms
-                .get_pdu(id)
-                .await?
-                .and_then(|p| p.content_value().get("membership").and_then(|v| v.as_str()).map(str::to_owned)),
+            Some(id) => self.rooms.get_pdu(id).await?.and_then(|p| p.membership()),
             None => None,
         };
         let facts = GroupFacts { history_visibility, membership };
@@ -62,8 +61,9 @@ impl<'a> VisibilityCheck<'a> {
         rooms: &'a Rooms,
         room_id: &'a RoomId,
         user: &'a OwnedUserId,
-        current_membership: Option<String>,
+        current_membership: Option<impl Into<MembershipState>>,
     ) -> Self {
+        let current_membership = current_membership.map(Into::into);
         Self { rooms, user, room_id, current_membership, groups: HashMap::new() }
     }
 
@@ -76,15 +76,17 @@ impl<'a> VisibilityCheck<'a> {
             return Ok(false);
         };
         let facts = self.facts(group).await?;
-        if facts.history_visibility == "world_readable" || facts.membership.as_deref() == Some("join") {
+        if facts.history_visibility == HistoryVisibility::WorldReadable
+            || facts.membership == Some(MembershipState::Join)
+        {
             return Ok(true);
         }
-        match facts.history_visibility.as_str() {
-            "invited" => Ok(facts.membership.as_deref() == Some("invite")),
-            "joined" => Ok(false),
-            // "shared" and anything unknown (the spec's default).
+        match facts.history_visibility {
+            HistoryVisibility::Invited => Ok(facts.membership == Some(MembershipState::Invite)),
+            HistoryVisibility::Joined => Ok(false),
+            // `shared` and anything unknown (the spec's default).
             _ => {
-                if self.current_membership.as_deref() == Some("join") {
+                if self.current_membership == Some(MembershipState::Join) {
                     return Ok(true);
                 }
                 let after = pdu.stream_ordering.unwrap_or(i64::MAX);
@@ -100,10 +102,22 @@ impl<'a> VisibilityCheck<'a> {
         }
         let state = self.rooms.current_state(self.room_id).await?;
         Ok(match state.get(&(StateEventType::RoomHistoryVisibility, String::new())) {
-            Some(id) => self.rooms.get_pdu(id).await?.is_some_and(|p| {
-                p.content_value().get("history_visibility").and_then(|v| v.as_str()) == Some("world_readable")
-            }),
+            Some(id) => self
+                .rooms
+                .get_pdu(id)
+                .await?
+                .is_some_and(|p| history_visibility_of(&p) == HistoryVisibility::WorldReadable),
             None => false,
         })
     }
+}
+
+/// The `history_visibility` of an `m.room.history_visibility` event
+/// (`shared`, the spec's default, when it has none).
+pub(super) fn history_visibility_of(pdu: &Pdu) -> HistoryVisibility {
+    #[derive(serde::Deserialize)]
+    struct Content {
+        history_visibility: HistoryVisibility,
+    }
+    pdu.content::<Content>().map_or(HistoryVisibility::Shared, |c| c.history_visibility)
 }

@@ -6,6 +6,7 @@
 use std::{collections::HashMap, pin::Pin};
 
 use async_trait::async_trait;
+use ruma::events::room::member::MembershipState;
 
 use super::{Result, federation::RemoteInvite};
 
@@ -57,7 +58,7 @@ pub struct NewEvent {
     /// The room's forward extremities after this event.
     pub forward_extremities: Vec<String>,
     /// `(user_id, membership)` for `m.room.member` events.
-    pub membership: Option<(String, String)>,
+    pub membership: Option<(String, MembershipState)>,
     /// `(user_id, device_id, txn_id)` of the client request.
     pub txn: Option<(String, String, String)>,
     /// A create event makes the room row: `(room_version, creator)`.
@@ -280,7 +281,7 @@ pub trait StateStore: Send + Sync {
 pub trait MembershipStore: Send + Sync {
     /// A user's current membership in a room, with the stream position of
     /// the membership event.
-    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>>;
+    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(MembershipState, i64)>>;
 
     /// Whether a member event joined the user to the room after stream
     /// position `after`.
@@ -288,10 +289,10 @@ pub trait MembershipStore: Send + Sync {
 
     /// Rooms where the user's membership is `membership` (and not
     /// forgotten), by the position of that membership.
-    async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>>;
+    async fn rooms_with_membership(&self, user_id: String, membership: MembershipState) -> Result<Vec<String>>;
 
     /// Users whose current membership in the room is `membership`, by id.
-    async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>>;
+    async fn room_members_with(&self, room_id: String, membership: MembershipState) -> Result<Vec<String>>;
 
     /// Marks a left room forgotten for the user. Returns false when the
     /// user is still in (or invited to) the room.
@@ -308,7 +309,7 @@ pub trait MembershipStore: Send + Sync {
         &self,
         invite: Outlier,
         user_id: String,
-        membership: &'static str,
+        membership: MembershipState,
         room_version: String,
         stripped_state: String,
         via: String,

@@ -476,6 +476,12 @@ impl Users {
         Ok(())
     }
 
+    /// Whether a registration token may still be used (client-server API,
+    /// "Token-authenticated registration").
+    pub async fn registration_token_valid(&self, token: &str) -> Result<bool> {
+        Ok(self.db.registration_token_valid(token::hash(token)).await?)
+    }
+
     /// The whole profile of a local user.
     pub async fn get_profile(&self, user_id: &OwnedUserId) -> Result<BTreeMap<String, serde_json::Value>> {
         match self.db.get_user(user_id.clone()).await? {

@@ -8,6 +8,7 @@ use plexus::storage::{
     Storage,
     rooms::{Appended, CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState},
 };
+use ruma::events::room::member::MembershipState;
 use serde_json::{Value, json};
 
 /// Event ids and timestamps are unique across every test of a run.
@@ -94,7 +95,7 @@ impl Room {
         };
         let membership = match (kind, state_key) {
             ("m.room.member", Some(user)) => {
-                Some((user.to_owned(), content["membership"].as_str().unwrap_or_default().to_owned()))
+                Some((user.to_owned(), MembershipState::from(content["membership"].as_str().unwrap_or_default())))
             }
             _ => None,
         };

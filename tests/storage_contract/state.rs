@@ -7,6 +7,7 @@ use plexus::storage::{
     Storage,
     rooms::{CurrentStateWrite, StateWrite, StoredState},
 };
+use ruma::events::room::member::MembershipState;
 use serde_json::json;
 
 use crate::fixtures::Room;
@@ -108,8 +109,11 @@ pub async fn current_state_follows_appends(store: Arc<dyn Storage>) {
     event.current_state = CurrentStateWrite::Replace(resolved.clone());
     let position = store.append_event(event).await.unwrap().stream_ordering;
     assert_eq!(store.current_state(room.room_id.clone()).await.unwrap(), resolved);
-    assert_eq!(store.membership(room.room_id.clone(), BOB.into()).await.unwrap(), Some(("leave".into(), position)));
-    assert_eq!(store.room_members_with(room.room_id.clone(), "join").await.unwrap(), [ALICE]);
+    assert_eq!(
+        store.membership(room.room_id.clone(), BOB.into()).await.unwrap(),
+        Some((MembershipState::Leave, position))
+    );
+    assert_eq!(store.room_members_with(room.room_id.clone(), MembershipState::Join).await.unwrap(), [ALICE]);
     assert_eq!(store.room_head(room.room_id.clone()).await.unwrap().unwrap().current_state_group, {
         let head = store.get_event(resolved[&key("m.room.topic", "")].clone()).await.unwrap().unwrap();
         head.state_group

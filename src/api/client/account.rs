@@ -67,7 +67,7 @@ async fn registration_token_validity(
     state: AppState,
     req: Ruma<check_registration_token_validity::v1::Request>,
 ) -> Result<check_registration_token_validity::v1::Response, ApiError> {
-    let valid = state.db.registration_token_valid(crate::users::token::hash(&req.body.token)).await?;
+    let valid = state.users.registration_token_valid(&req.body.token).await?;
     Ok(check_registration_token_validity::v1::Response::new(valid))
 }
 

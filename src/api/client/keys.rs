@@ -47,22 +47,7 @@ async fn upload(state: AppState, req: Ruma<upload_keys::v3::Request>) -> Result<
 
 async fn query(state: AppState, req: Ruma<get_keys::v3::Request>) -> Result<get_keys::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    let own = &state.config.server.server_name;
-    let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        req.body.device_keys.into_iter().partition(|(u, _)| u.server_name() == own);
-    let mut result = state.e2ee.query_keys(&user, local).await?;
-    if !remote.is_empty() {
-        if state.federation.enabled() {
-            state.federation.query_keys_remote(remote, &mut result).await;
-        } else {
-            for u in remote.keys() {
-                result.failures.insert(
-                    u.server_name().to_string(),
-                    serde_json::json!({"status": 503, "message": "this server does not federate"}),
-                );
-            }
-        }
-    }
+    let result = state.federation.query_keys(&user, req.body.device_keys).await?;
     let mut response = get_keys::v3::Response::new();
     for (u, devices) in result.device_keys {
         let u = OwnedUserId::try_from(u).map_err(ApiError::internal_with)?;
@@ -92,22 +77,7 @@ async fn claim(state: AppState, req: Ruma<claim_keys::v3::Request>) -> Result<cl
         .into_iter()
         .map(|(u, devices)| (u, devices.into_iter().map(|(d, alg)| (d, alg.to_string())).collect()))
         .collect();
-    let own = &state.config.server.server_name;
-    let (local, remote): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        wanted.into_iter().partition(|(u, _)| u.server_name() == own);
-    let (mut claimed, mut failures) = state.e2ee.claim_keys(local).await?;
-    if !remote.is_empty() {
-        if state.federation.enabled() {
-            state.federation.claim_keys_remote(remote, &mut claimed, &mut failures).await;
-        } else {
-            for u in remote.keys() {
-                failures.insert(
-                    u.server_name().to_string(),
-                    serde_json::json!({"status": 503, "message": "this server does not federate"}),
-                );
-            }
-        }
-    }
+    let (claimed, failures) = state.federation.claim_keys(wanted).await?;
     let mut one_time_keys = BTreeMap::new();
     for (u, devices) in claimed {
         let mut by_device = BTreeMap::new();

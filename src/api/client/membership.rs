@@ -5,18 +5,14 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use ruma::{
-    OwnedRoomId, OwnedServerName, RoomOrAliasId,
-    api::{
-        client::{
-            knock::knock_room,
-            membership::{
-                ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
-                joined_members, joined_rooms, kick_user, leave_room, unban_user,
-            },
+    api::client::{
+        knock::knock_room,
+        membership::{
+            ban_user, forget_room, get_member_events, invite_user, join_room_by_id, join_room_by_id_or_alias,
+            joined_members, joined_rooms, kick_user, leave_room, unban_user,
         },
-        federation::query::get_room_information,
     },
-    events::StateEventType,
+    events::{StateEventType, room::member::MembershipState},
 };
 use serde_json::Value;
 
@@ -43,63 +39,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(joined_rooms_list)
 }
 
-/// A room id, and for a remote alias the servers its server suggests.
-async fn resolve_with_servers(
-    state: &AppState,
-    target: &RoomOrAliasId,
-) -> Result<(OwnedRoomId, Vec<OwnedServerName>), ApiError> {
-    match OwnedRoomId::try_from(target.as_str()) {
-        Ok(room_id) => Ok((room_id, Vec::new())),
-        Err(_) => {
-            let alias = ruma::OwnedRoomAliasId::try_from(target.as_str())
-                .map_err(|_| ApiError::invalid_param("not a room id or alias"))?;
-            if alias.server_name() != state.config.server.server_name && state.federation.enabled() {
-                let answer = state
-                    .federation
-                    .request(alias.server_name(), get_room_information::v1::Request::new(alias.clone()))
-                    .await?;
-                return Ok((answer.room_id, answer.servers));
-            }
-            Ok((state.rooms.resolve_alias(&alias).await?, Vec::new()))
-        }
-    }
-}
-
-/// Joins locally when this server is in the room, else over federation
-/// through `via`, the alias's servers and the room id's server.
-async fn join_room(
-    state: &AppState,
-    room_id: &OwnedRoomId,
-    user: &ruma::OwnedUserId,
-    reason: Option<String>,
-    via: Vec<OwnedServerName>,
-) -> Result<(), ApiError> {
-    let own = &state.config.server.server_name;
-    let resident = state.rooms.knows_room(room_id).await?
-        && state.rooms.joined_members(room_id).await?.iter().any(|u| u.server_name() == own);
-    if resident || !state.federation.enabled() {
-        state.rooms.join(room_id, user, reason).await?;
-        return Ok(());
-    }
-    let mut servers = via;
-    servers.extend(state.federation.invite_servers(room_id, user).await);
-    if let Some(server) = room_id.server_name() {
-        servers.push(server.to_owned());
-    }
-    let mut seen = std::collections::HashSet::new();
-    servers.retain(|s| seen.insert(s.clone()));
-    state.federation.join_remote(room_id, user, &servers).await?;
-    Ok(())
-}
-
 async fn join_by_id(
     state: AppState,
     req: Ruma<join_room_by_id::v3::Request>,
 ) -> Result<join_room_by_id::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    join_room(&state, &req.body.room_id, &user, req.body.reason, Vec::new()).await?;
-    Ok(join_room_by_id::v3::Response::new(req.body.room_id))
+    let body = req.body;
+    let room_id = state.federation.join(&user, body.room_id.into(), Vec::new(), body.reason).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
 async fn join_by_id_or_alias(
@@ -108,10 +56,8 @@ async fn join_by_id_or_alias(
 ) -> Result<join_room_by_id_or_alias::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
-    let mut via = req.body.via;
-    via.append(&mut servers);
-    join_room(&state, &room_id, &user, req.body.reason, via).await?;
+    let body = req.body;
+    let room_id = state.federation.join(&user, body.room_id_or_alias, body.via, body.reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 
@@ -121,23 +67,13 @@ async fn invite(state: AppState, req: Ruma<invite_user::v3::Request>) -> Result<
     let invite_user::v3::InvitationRecipient::UserId(recipient) = req.body.recipient else {
         return Err(ApiError::invalid_param("third-party invites are not supported"));
     };
-    if recipient.user_id.server_name() != state.config.server.server_name {
-        state.rooms.require_joined(&req.body.room_id, &sender).await?;
-        state.federation.invite_remote(&req.body.room_id, &sender, &recipient.user_id, recipient.reason).await?;
-    } else {
-        state.rooms.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason, false).await?;
-    }
+    state.federation.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason).await?;
     Ok(invite_user::v3::Response::new())
 }
 
 async fn leave(state: AppState, req: Ruma<leave_room::v3::Request>) -> Result<leave_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
-    if !state.rooms.knows_room(&req.body.room_id).await? && state.federation.enabled() {
-        // Declining an invite to a room on another server.
-        state.federation.decline_remote_invite(&req.body.room_id, &user).await?;
-    } else {
-        state.rooms.leave(&req.body.room_id, &user, req.body.reason).await?;
-    }
+    state.federation.leave(&req.body.room_id, &user, req.body.reason).await?;
     Ok(leave_room::v3::Response::new())
 }
 
@@ -168,24 +104,8 @@ async fn unban(state: AppState, req: Ruma<unban_user::v3::Request>) -> Result<un
 async fn knock(state: AppState, req: Ruma<knock_room::v3::Request>) -> Result<knock_room::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
-    let (room_id, mut servers) = resolve_with_servers(&state, &req.body.room_id_or_alias).await?;
-    let own = &state.config.server.server_name;
-    let resident = state.rooms.knows_room(&room_id).await?
-        && state.rooms.joined_members(&room_id).await?.iter().any(|u| u.server_name() == own);
-    if resident || !state.federation.enabled() {
-        state.rooms.knock(&room_id, &user, req.body.reason).await?;
-    } else {
-        // A room on other servers: knock through `via`, the alias's
-        // servers and the room id's server.
-        let mut via = req.body.via;
-        via.append(&mut servers);
-        if let Some(server) = room_id.server_name() {
-            via.push(server.to_owned());
-        }
-        let mut seen = std::collections::HashSet::new();
-        via.retain(|s| seen.insert(s.clone()));
-        state.federation.knock_remote(&room_id, &user, req.body.reason, &via).await?;
-    }
+    let body = req.body;
+    let room_id = state.federation.knock(&user, body.room_id_or_alias, body.via, body.reason).await?;
     Ok(knock_room::v3::Response::new(room_id))
 }
 
@@ -213,7 +133,8 @@ async fn members(
     let mut chunk: Vec<_> = events
         .into_values()
         .filter(|pdu| {
-            let membership = pdu.content_value().get("membership").and_then(Value::as_str).unwrap_or("").to_owned();
+            let membership = pdu.membership();
+            let membership = membership.as_ref().map_or("", MembershipState::as_str);
             body.membership.as_ref().is_none_or(|m| m.as_str() == membership)
                 && body.not_membership.as_ref().is_none_or(|m| m.as_str() != membership)
         })
@@ -235,10 +156,10 @@ async fn joined_members_list(
         .collect();
     let mut joined = BTreeMap::new();
     for pdu in state.rooms.get_pdus(member_ids.iter()).await?.into_values() {
-        let content = pdu.content_value();
-        if content.get("membership").and_then(Value::as_str) != Some("join") {
+        if pdu.membership() != Some(MembershipState::Join) {
             continue;
         }
+        let content = pdu.content_value();
         let Some(member) = pdu.state_key().and_then(|k| ruma::OwnedUserId::try_from(k).ok()) else {
             continue;
         };

@@ -66,15 +66,10 @@ async fn create(state: AppState, req: Ruma<create_room::v3::Request>) -> Result<
     if !body.invite_3pid.is_empty() {
         return Err(ApiError::invalid_param("third-party invites are not supported"));
     }
-    let remote_invites: Vec<_> =
-        body.invite.iter().filter(|u| u.server_name() != state.config.server.server_name).cloned().collect();
-    if !remote_invites.is_empty() && !state.federation.enabled() {
-        return Err(ApiError::forbidden("this server does not federate: users of other servers cannot be invited"));
-    }
     let room_id = state
-        .rooms
+        .federation
         .create_room(CreateRoom {
-            creator: creator.clone(),
+            creator,
             version: body.room_version,
             preset,
             public: body.visibility == Visibility::Public,
@@ -88,9 +83,6 @@ async fn create(state: AppState, req: Ruma<create_room::v3::Request>) -> Result<
             power_level_override,
         })
         .await?;
-    for invitee in remote_invites {
-        state.federation.invite_remote(&room_id, &creator, &invitee, None).await?;
-    }
     Ok(create_room::v3::Response::new(room_id))
 }
 

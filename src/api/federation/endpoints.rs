@@ -3,26 +3,23 @@
 //! backfill, missing events), directory and profile queries, public rooms
 //! and end-to-end encryption keys and devices.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use ruma::{
-    OwnedEventId, ServerName,
-    api::federation::{
-        authorization::get_event_authorization,
-        backfill::get_backfill,
-        device::get_devices,
-        directory::{get_public_rooms, get_public_rooms_filtered},
-        discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
-        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
-        keys::{claim_keys, get_keys},
-        query::{get_profile_information, get_room_information},
-        transactions::send_transaction_message,
-    },
+use ruma::api::federation::{
+    authorization::get_event_authorization,
+    backfill::get_backfill,
+    device::get_devices,
+    directory::{get_public_rooms, get_public_rooms_filtered},
+    discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
+    event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    keys::{claim_keys, get_keys},
+    query::{get_profile_information, get_room_information},
+    transactions::send_transaction_message,
 };
 use serde_json::Value;
 
 use super::Fed;
-use crate::federation::{FedError, keys::raw_document};
+use crate::federation::keys::raw_document;
 use crate::{http::ApiError, services::AppState};
 
 pub(super) async fn own_keys(
@@ -80,75 +77,16 @@ pub(super) async fn send_transaction(
         return Err(ApiError::bad_json("a transaction holds at most 50 PDUs and 100 EDUs"));
     }
     let fed = &state.federation;
-    let txn_id = body.transaction_id.to_string();
-    if state.db.federation_txn_seen(origin.to_string(), txn_id.clone()).await.map_err(FedError::from)? {
+    let txn_id = body.transaction_id.as_str();
+    if fed.transaction_seen(&origin, txn_id).await? {
         return Ok(send_transaction_message::v1::Response::new(BTreeMap::new()));
     }
-    let mut results = BTreeMap::new();
-    for raw in &body.pdus {
-        match fed.receive_pdu(&origin, raw).await {
-            Ok(event_id) => {
-                results.insert(event_id, Ok(()));
-            }
-            Err(e) => {
-                tracing::info!(%origin, error = %e, "refused a PDU");
-                if let Some(id) = event_id_of(raw, &state).await {
-                    results.insert(id, Err(e.to_string()));
-                }
-            }
-        }
-    }
+    let results = fed.receive_pdus(&origin, &body.pdus).await;
     for edu in &body.edus {
-        if let Ok(value) = serde_json::from_str::<Value>(edu.json().get()) {
-            super::edus::receive_edu(&state, &origin, value).await;
-        }
+        super::edus::receive_edu(&state, &origin, edu).await;
     }
-    state.db.mark_federation_txn(origin.to_string(), txn_id).await.map_err(FedError::from)?;
+    fed.transaction_handled(&origin, txn_id).await?;
     Ok(send_transaction_message::v1::Response::new(results))
-}
-
-/// The event id of a raw PDU, for reporting a refusal.
-async fn event_id_of(raw: &serde_json::value::RawValue, state: &AppState) -> Option<OwnedEventId> {
-    let room = crate::federation::room_of(raw).ok()?;
-    let version = state.rooms.room_version(&room).await.ok()?;
-    let rules = version.rules()?;
-    let obj: ruma::CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
-    crate::rooms::event_format::event_id_of(&obj, &rules).ok()
-}
-
-/// Refuses a server the room's server ACL denies (server-server API,
-/// "Server ACLs": 403 `M_FORBIDDEN`).
-pub(super) async fn require_acl_allows(
-    state: &AppState,
-    room_id: &ruma::RoomId,
-    server: &ServerName,
-) -> Result<(), ApiError> {
-    if state.rooms.knows_room(room_id).await? && !state.rooms.server_allowed(room_id, server).await? {
-        return Err(ApiError::forbidden("the room's server ACL denies your server"));
-    }
-    Ok(())
-}
-
-/// Whether `server` may see the room: the room's server ACL allows it, and
-/// it has a joined member or the room is world-readable.
-async fn require_server_in_room(state: &AppState, room_id: &ruma::RoomId, server: &ServerName) -> Result<(), ApiError> {
-    if !state.rooms.knows_room(room_id).await? {
-        return Err(ApiError::not_found("this server does not know the room"));
-    }
-    require_acl_allows(state, room_id, server).await?;
-    let members = state.rooms.joined_members(room_id).await?;
-    if members.iter().any(|u| u.server_name() == server) {
-        return Ok(());
-    }
-    let visibility = state
-        .rooms
-        .current_state_event(room_id, &ruma::events::StateEventType::RoomHistoryVisibility, "")
-        .await?
-        .and_then(|e| e.content_value().get("history_visibility").and_then(Value::as_str).map(str::to_owned));
-    if visibility.as_deref() == Some("world_readable") {
-        return Ok(());
-    }
-    Err(ApiError::forbidden("your server has no member in this room"))
 }
 
 pub(super) async fn event(
@@ -157,7 +95,7 @@ pub(super) async fn event(
 ) -> Result<get_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let pdu = state.rooms.get_pdu(&req.body.event_id).await?.ok_or_else(|| ApiError::not_found("unknown event"))?;
-    require_server_in_room(&state, &pdu.room, &origin).await?;
+    state.rooms.require_server_in_room(&pdu.room, &origin).await?;
     let json = state.rooms.pdu_jsons(std::slice::from_ref(&req.body.event_id)).await?;
     let pdu = json.into_iter().next().ok_or_else(|| ApiError::not_found("unknown event"))?;
     Ok(get_event::v1::Response::new(
@@ -171,7 +109,7 @@ pub(super) async fn state_ids(
     state: AppState,
     req: Fed<get_room_state_ids::v1::Request>,
 ) -> Result<get_room_state_ids::v1::Response, ApiError> {
-    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    state.rooms.require_server_in_room(&req.body.room_id, req.origin()).await?;
     let (pdus, chain) = state.rooms.state_and_auth_chain_at(&req.body.room_id, Some(&req.body.event_id)).await?;
     Ok(get_room_state_ids::v1::Response::new(chain, pdus))
 }
@@ -180,7 +118,7 @@ pub(super) async fn room_state(
     state: AppState,
     req: Fed<get_room_state::v1::Request>,
 ) -> Result<get_room_state::v1::Response, ApiError> {
-    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    state.rooms.require_server_in_room(&req.body.room_id, req.origin()).await?;
     let (pdus, chain) = state.rooms.state_and_auth_chain_at(&req.body.room_id, Some(&req.body.event_id)).await?;
     Ok(get_room_state::v1::Response::new(state.rooms.pdu_jsons(&chain).await?, state.rooms.pdu_jsons(&pdus).await?))
 }
@@ -189,65 +127,28 @@ pub(super) async fn event_auth(
     state: AppState,
     req: Fed<get_event_authorization::v1::Request>,
 ) -> Result<get_event_authorization::v1::Response, ApiError> {
-    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
-    let chain = state.db.auth_chain(vec![req.body.event_id.to_string()]).await.map_err(FedError::from)?;
-    let chain: Vec<OwnedEventId> = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+    state.rooms.require_server_in_room(&req.body.room_id, req.origin()).await?;
+    let chain = state.rooms.auth_chain(std::slice::from_ref(&req.body.event_id)).await?;
     Ok(get_event_authorization::v1::Response::new(state.rooms.pdu_jsons(&chain).await?))
-}
-
-/// Walks prev_events back from `latest`, stopping at `earliest`.
-async fn walk_back(
-    state: &AppState,
-    room_id: &ruma::RoomId,
-    latest: &[OwnedEventId],
-    earliest: &[OwnedEventId],
-    limit: usize,
-    include_start: bool,
-) -> Result<Vec<OwnedEventId>, ApiError> {
-    let stop: HashSet<&OwnedEventId> = earliest.iter().collect();
-    let mut seen: HashSet<OwnedEventId> = HashSet::new();
-    let mut out = Vec::new();
-    let mut frontier: Vec<OwnedEventId> = if include_start {
-        latest.to_vec()
-    } else {
-        let start = state.rooms.get_pdus(latest.iter()).await?;
-        start.values().flat_map(|p| p.fields.prev_events.clone()).collect()
-    };
-    while !frontier.is_empty() && out.len() < limit {
-        let events = state.rooms.get_pdus(frontier.iter()).await?;
-        let mut next = Vec::new();
-        for id in &frontier {
-            if stop.contains(id) || !seen.insert(id.clone()) {
-                continue;
-            }
-            let Some(pdu) = events.get(id) else { continue };
-            if pdu.room != room_id {
-                continue;
-            }
-            out.push(id.clone());
-            if out.len() >= limit {
-                break;
-            }
-            next.extend(pdu.fields.prev_events.iter().cloned());
-        }
-        frontier = next;
-    }
-    Ok(out)
 }
 
 pub(super) async fn missing_events(
     state: AppState,
     req: Fed<get_missing_events::v1::Request>,
 ) -> Result<get_missing_events::v1::Response, ApiError> {
-    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    state.rooms.require_server_in_room(&req.body.room_id, req.origin()).await?;
     let limit = usize::try_from(u64::from(req.body.limit)).unwrap_or(10).min(100);
-    let ids =
-        walk_back(&state, &req.body.room_id, &req.body.latest_events, &req.body.earliest_events, limit, false).await?;
-    let mut pdus = state.rooms.get_pdus(ids.iter()).await?.into_values().collect::<Vec<_>>();
-    let min_depth = u64::from(req.body.min_depth);
-    pdus.retain(|p| u64::from(p.fields.depth) >= min_depth);
-    pdus.sort_by_key(|p| u64::from(p.fields.depth));
-    let ids: Vec<OwnedEventId> = pdus.iter().map(|p| p.event_id.clone()).collect();
+    let body = req.body;
+    let ids = state
+        .rooms
+        .missing_events_between(
+            &body.room_id,
+            &body.latest_events,
+            &body.earliest_events,
+            limit,
+            u64::from(body.min_depth),
+        )
+        .await?;
     Ok(get_missing_events::v1::Response::new(state.rooms.pdu_jsons(&ids).await?))
 }
 
@@ -255,9 +156,9 @@ pub(super) async fn backfill(
     state: AppState,
     req: Fed<get_backfill::v1::Request>,
 ) -> Result<get_backfill::v1::Response, ApiError> {
-    require_server_in_room(&state, &req.body.room_id, req.origin()).await?;
+    state.rooms.require_server_in_room(&req.body.room_id, req.origin()).await?;
     let limit = usize::try_from(u64::from(req.body.limit)).unwrap_or(10).min(100);
-    let ids = walk_back(&state, &req.body.room_id, &req.body.v, &[], limit, true).await?;
+    let ids = state.rooms.history_before(&req.body.room_id, &req.body.v, limit).await?;
     Ok(get_backfill::v1::Response::new(
         state.federation.server_name().to_owned(),
         ruma::MilliSecondsSinceUnixEpoch::now(),
@@ -269,12 +170,7 @@ pub(super) async fn query_directory(
     state: AppState,
     req: Fed<get_room_information::v1::Request>,
 ) -> Result<get_room_information::v1::Response, ApiError> {
-    if req.body.room_alias.server_name() != state.federation.server_name() {
-        return Err(ApiError::not_found("the alias is not on this server"));
-    }
-    let room_id = state.rooms.resolve_alias(&req.body.room_alias).await?;
-    let mut servers = vec![state.federation.server_name().to_owned()];
-    servers.extend(state.federation.room_servers(&room_id).await?);
+    let (room_id, servers) = state.federation.answer_alias_query(&req.body.room_alias).await?;
     Ok(get_room_information::v1::Response::new(room_id, servers))
 }
 
@@ -291,10 +187,7 @@ pub(super) async fn query_profile(
     req: Fed<get_profile_information::v1::Request>,
 ) -> Result<get_profile_information::v1::Response, ApiError> {
     local_user(&state, &req.body.user_id)?;
-    if state.db.get_user(req.body.user_id.clone()).await.map_err(FedError::from)?.is_none() {
-        return Err(ApiError::not_found("no such user"));
-    }
-    let profile = state.db.get_profile(req.body.user_id.clone()).await.map_err(FedError::from)?;
+    let profile = state.users.get_profile(&req.body.user_id).await?;
     let wanted = req.body.field.as_ref().map(|f| f.as_str().to_owned());
     Ok(profile.into_iter().filter(|(k, _)| wanted.as_deref().is_none_or(|w| w == k)).collect())
 }
@@ -373,14 +266,8 @@ pub(super) async fn user_devices(
     let result = state.e2ee.query_keys(&requester, BTreeMap::from([(user.clone(), Vec::new())])).await?;
     let stream_id = ruma::UInt::try_from(crate::storage::now_ms().max(0) as u64).unwrap_or_default();
     let mut response = get_devices::v1::Response::new(user.clone(), stream_id);
-    let names: BTreeMap<String, Option<String>> = state
-        .db
-        .list_devices(user.clone())
-        .await
-        .map_err(FedError::from)?
-        .into_iter()
-        .map(|d| (d.device_id.to_string(), d.display_name))
-        .collect();
+    let names: BTreeMap<String, Option<String>> =
+        state.users.list_devices(&user).await?.into_iter().map(|d| (d.device_id.to_string(), d.display_name)).collect();
     for (device, keys) in result.device_keys.get(user.as_str()).cloned().unwrap_or_default() {
         let mut entry = get_devices::v1::UserDevice::new(ruma::OwnedDeviceId::from(device.clone()), raw_json(keys)?);
         entry.device_display_name = names.get(&device).cloned().flatten();
@@ -399,13 +286,12 @@ pub(super) async fn public_rooms(
     state: AppState,
     req: Fed<get_public_rooms::v1::Request>,
 ) -> Result<get_public_rooms::v1::Response, ApiError> {
-    let (chunk, next, prev, total) =
-        crate::api::client::directory::page(&state, None, req.body.limit, req.body.since.as_deref()).await?;
+    let page = state.rooms.public_rooms_page(None, req.body.limit, req.body.since.as_deref()).await?;
     let mut response = get_public_rooms::v1::Response::new();
-    response.chunk = chunk;
-    response.next_batch = next;
-    response.prev_batch = prev;
-    response.total_room_count_estimate = Some(total);
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = page.total_room_count_estimate;
     Ok(response)
 }
 
@@ -415,12 +301,11 @@ pub(super) async fn public_rooms_filtered(
 ) -> Result<get_public_rooms_filtered::v1::Response, ApiError> {
     let body = req.body;
     let search = body.filter.generic_search_term.as_deref();
-    let (chunk, next, prev, total) =
-        crate::api::client::directory::page(&state, search, body.limit, body.since.as_deref()).await?;
+    let page = state.rooms.public_rooms_page(search, body.limit, body.since.as_deref()).await?;
     let mut response = get_public_rooms_filtered::v1::Response::new();
-    response.chunk = chunk;
-    response.next_batch = next;
-    response.prev_batch = prev;
-    response.total_room_count_estimate = Some(total);
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = page.total_room_count_estimate;
     Ok(response)
 }

@@ -58,6 +58,7 @@ impl From<FedError> for ApiError {
                 ApiError::internal()
             }
             FedError::Rooms(e) => e.into(),
+            FedError::E2ee(e) => e.into(),
         }
     }
 }

@@ -15,12 +15,11 @@ use ruma::{
             prepare_join_event, prepare_knock_event, prepare_leave_event,
         },
     },
+    events::room::member::MembershipState,
 };
-use serde_json::Value;
 
-use super::{Fed, endpoints::require_acl_allows, mount};
+use super::{Fed, mount};
 use crate::{
-    federation::FedError,
     http::ApiError,
     rooms::{RemoteOutcome, pdu::Pdu},
     services::AppState,
@@ -52,7 +51,7 @@ async fn membership_template(
     origin: &ServerName,
     room_id: &ruma::RoomId,
     user_id: &ruma::UserId,
-    membership: &str,
+    membership: MembershipState,
 ) -> Result<(ruma::RoomVersionId, ruma::CanonicalJsonObject), ApiError> {
     if user_id.server_name() != origin {
         return Err(ApiError::forbidden("the user does not belong to the requesting server"));
@@ -60,7 +59,7 @@ async fn membership_template(
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
-    require_acl_allows(state, room_id, origin).await?;
+    state.rooms.require_server_allowed(room_id, origin).await?;
     Ok(state.rooms.make_membership_template(room_id, user_id, membership).await?)
 }
 
@@ -70,7 +69,8 @@ async fn make_join(
 ) -> Result<prepare_join_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "join").await?;
+    let (version, template) =
+        membership_template(&state, &origin, &body.room_id, &body.user_id, MembershipState::Join).await?;
     if !body.ver.contains(&version) {
         return Err(incompatible_version(version, "your server does not support this room's version"));
     }
@@ -88,21 +88,20 @@ async fn verified_membership(
     room_id: &ruma::RoomId,
     event_id: &ruma::EventId,
     raw: &serde_json::value::RawValue,
-    membership: &str,
+    membership: MembershipState,
 ) -> Result<crate::rooms::VerifiedPdu, ApiError> {
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
-    require_acl_allows(state, room_id, origin).await?;
+    state.rooms.require_server_allowed(room_id, origin).await?;
     let version = state.rooms.room_version(room_id).await?;
     let event = state.federation.verify_pdu(&version, room_id, raw).await?;
     let pdu: &Pdu = &event.pdu;
     if pdu.event_id != event_id || pdu.room != room_id {
         return Err(ApiError::bad_json("the event does not match the request"));
     }
-    let is_membership = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
-        && pdu.state_key() == Some(pdu.sender().as_str())
-        && pdu.content_value().get("membership").and_then(Value::as_str) == Some(membership);
+    let is_membership =
+        pdu.state_key() == Some(pdu.sender().as_str()) && pdu.membership().as_ref() == Some(&membership);
     if !is_membership || pdu.sender().server_name() != origin {
         return Err(ApiError::bad_json(format!("expected a {membership} of a user of the sending server")));
     }
@@ -115,7 +114,7 @@ async fn accept_membership(
     state: &AppState,
     origin: &ServerName,
     event: crate::rooms::VerifiedPdu,
-    membership: &str,
+    membership: MembershipState,
 ) -> Result<(), ApiError> {
     match state.rooms.append_remote(event, Some(origin)).await? {
         RemoteOutcome::Accepted(_) | RemoteOutcome::Known => Ok(()),
@@ -132,17 +131,14 @@ async fn send_join(
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "join").await?;
+    let event =
+        verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join).await?;
     // The state the joining server needs is the state before the join.
     let state_before: Vec<OwnedEventId> = state.rooms.current_state(&body.room_id).await?.values().cloned().collect();
     let event_json = event.json.clone();
-    accept_membership(&state, &origin, event, "join").await?;
-    let chain = state
-        .db
-        .auth_chain(state_before.iter().map(|id| id.to_string()).chain([body.event_id.to_string()]).collect())
-        .await
-        .map_err(FedError::from)?;
-    let chain: Vec<OwnedEventId> = chain.into_iter().filter_map(|id| OwnedEventId::try_from(id).ok()).collect();
+    accept_membership(&state, &origin, event, MembershipState::Join).await?;
+    let chain =
+        state.rooms.auth_chain(&[state_before.as_slice(), std::slice::from_ref(&body.event_id)].concat()).await?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.rooms.pdu_jsons(&state_before).await?;
     room_state.auth_chain = state.rooms.pdu_jsons(&chain).await?;
@@ -160,7 +156,8 @@ async fn make_leave(
 ) -> Result<prepare_leave_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "leave").await?;
+    let (version, template) =
+        membership_template(&state, &origin, &body.room_id, &body.user_id, MembershipState::Leave).await?;
     let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
     Ok(prepare_leave_event::v1::Response::new(Some(version), raw))
 }
@@ -171,8 +168,9 @@ async fn send_leave(
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "leave").await?;
-    accept_membership(&state, &origin, event, "leave").await?;
+    let event =
+        verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, MembershipState::Leave).await?;
+    accept_membership(&state, &origin, event, MembershipState::Leave).await?;
     Ok(create_leave_event::v2::Response::new())
 }
 
@@ -193,7 +191,8 @@ async fn make_knock(
             ));
         }
     }
-    let (version, template) = membership_template(&state, &origin, &body.room_id, &body.user_id, "knock").await?;
+    let (version, template) =
+        membership_template(&state, &origin, &body.room_id, &body.user_id, MembershipState::Knock).await?;
     let raw = serde_json::value::to_raw_value(&template).map_err(|_| ApiError::internal())?;
     Ok(prepare_knock_event::v1::Response::new(version, raw))
 }
@@ -204,9 +203,10 @@ async fn send_knock(
 ) -> Result<create_knock_event::v1::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let event = verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, "knock").await?;
+    let event =
+        verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, MembershipState::Knock).await?;
     let knocker = event.pdu.sender().to_owned();
-    accept_membership(&state, &origin, event, "knock").await?;
+    accept_membership(&state, &origin, event, MembershipState::Knock).await?;
     // The knocker is shown the room's stripped state.
     let stripped = state.rooms.invite_state_pdus(&body.room_id, &knocker).await?;
     Ok(create_knock_event::v1::Response::new(stripped.into_iter().map(RawStrippedState::Pdu).collect()))
@@ -221,37 +221,17 @@ async fn invite(
     if !crate::rooms::versions::can_follow(&body.room_version) {
         return Err(incompatible_version(body.room_version.clone(), "this server does not support the room's version"));
     }
-    require_acl_allows(&state, &body.room_id, &origin).await?;
-    let fed = &state.federation;
-    let event = fed.verify_pdu(&body.room_version, &body.room_id, &body.event).await?;
-    let pdu: &Pdu = &event.pdu;
-    let is_invite = *pdu.kind() == ruma::events::TimelineEventType::RoomMember
-        && pdu.content_value().get("membership").and_then(Value::as_str) == Some("invite");
-    if pdu.event_id != body.event_id || !is_invite || pdu.sender().server_name() != origin {
-        return Err(ApiError::bad_json("the invite is not an invite sent by a user of the requesting server"));
-    }
-    let invitee = pdu
-        .state_key()
-        .and_then(|k| ruma::OwnedUserId::try_from(k).ok())
-        .filter(|u| u.server_name() == fed.server_name())
-        .ok_or_else(|| ApiError::bad_json("the invitee is not a user of this server"))?;
-    if state.db.get_user(invitee.clone()).await.map_err(FedError::from)?.is_none() {
-        return Err(ApiError::not_found("the invited user does not exist"));
-    }
-    let rules = body.room_version.rules().ok_or_else(ApiError::internal)?;
-    let mut signed: ruma::CanonicalJsonObject = serde_json::from_str(&event.json).map_err(|_| ApiError::internal())?;
-    ruma::signatures::sign_event(fed.server_name().as_str(), &fed.key.keypair, &mut signed, &rules.redaction)
-        .map_err(|_| ApiError::internal())?;
-    // When users of this server are in the room, the invite arrives with
-    // the room's other events; otherwise it is kept as a remote invite.
-    let own = fed.server_name();
-    let resident = state.rooms.knows_room(&body.room_id).await?
-        && state.rooms.joined_members(&body.room_id).await?.iter().any(|u| u.server_name() == own);
-    if !resident {
-        let stripped = crate::federation::stripped_events(&body.invite_room_state);
-        let stored = crate::rooms::VerifiedPdu::new(event.pdu.event_id.clone(), &body.room_id, &signed)?;
-        state.rooms.store_remote_invite(&stored, &invitee, &body.room_version, stripped, vec![origin]).await?;
-    }
+    let signed = state
+        .federation
+        .receive_invite(
+            &origin,
+            &body.room_id,
+            &body.event_id,
+            &body.room_version,
+            &body.event,
+            &body.invite_room_state,
+        )
+        .await?;
     let raw = serde_json::value::to_raw_value(&signed).map_err(|_| ApiError::internal())?;
     Ok(create_invite::v2::Response::new(raw))
 }

@@ -146,7 +146,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
              ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
                  event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
         )?
-        .execute(params![e.room_id, user, membership, e.event_id, stream_ordering])?;
+        .execute(params![e.room_id, user, membership.as_str(), e.event_id, stream_ordering])?;
     }
     if let Some((user, device, txn)) = &e.txn {
         c.prepare_cached("INSERT INTO event_txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")?

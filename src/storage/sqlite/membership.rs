@@ -2,6 +2,7 @@
 //! the room), and invites to rooms on other servers.
 
 use async_trait::async_trait;
+use ruma::events::room::member::MembershipState;
 use rusqlite::{OptionalExtension, params};
 
 use super::{CachedSql, SqliteStore, events::insert_outlier};
@@ -9,12 +10,12 @@ use crate::storage::{MembershipStore, Result, federation::RemoteInvite, rooms::O
 
 #[async_trait]
 impl MembershipStore for SqliteStore {
-    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(String, i64)>> {
+    async fn membership(&self, room_id: String, user_id: String) -> Result<Option<(MembershipState, i64)>> {
         self.read(move |c| {
             Ok(c.one(
                 "SELECT membership, stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2",
                 params![room_id, user_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((MembershipState::from(r.get::<_, String>(0)?), r.get(1)?)),
             )
             .optional()?)
         })
@@ -34,24 +35,24 @@ impl MembershipStore for SqliteStore {
         .await
     }
 
-    async fn rooms_with_membership(&self, user_id: String, membership: &'static str) -> Result<Vec<String>> {
+    async fn rooms_with_membership(&self, user_id: String, membership: MembershipState) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT room_id FROM room_memberships WHERE user_id = ?1 AND membership = ?2 AND forgotten = 0
                  ORDER BY stream_ordering",
             )?;
-            let rows = stmt.query_map(params![user_id, membership], |r| r.get(0))?;
+            let rows = stmt.query_map(params![user_id, membership.as_str()], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
         .await
     }
 
-    async fn room_members_with(&self, room_id: String, membership: &'static str) -> Result<Vec<String>> {
+    async fn room_members_with(&self, room_id: String, membership: MembershipState) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT user_id FROM room_memberships WHERE room_id = ?1 AND membership = ?2 ORDER BY user_id",
             )?;
-            let rows = stmt.query_map(params![room_id, membership], |r| r.get(0))?;
+            let rows = stmt.query_map(params![room_id, membership.as_str()], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
         .await
@@ -86,7 +87,7 @@ impl MembershipStore for SqliteStore {
         &self,
         invite: Outlier,
         user_id: String,
-        membership: &'static str,
+        membership: MembershipState,
         room_version: String,
         stripped_state: String,
         via: String,
@@ -98,7 +99,7 @@ impl MembershipStore for SqliteStore {
                  VALUES (?1, ?2, ?5, ?3, ?4, 0)
                  ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,
                      event_id = excluded.event_id, stream_ordering = excluded.stream_ordering, forgotten = 0",
-                params![invite.room_id, user_id, invite.event_id, pos, membership],
+                params![invite.room_id, user_id, invite.event_id, pos, membership.as_str()],
             )?;
             c.exec(
                 "INSERT INTO remote_invites (room_id, user_id, event_id, room_version, stripped_state, via)
