@@ -54,6 +54,12 @@ pub struct PduFields {
 pub struct PduError(pub String);
 
 impl Pdu {
+    /// The `(type, state key)` a state event sets in a room's state map;
+    /// `None` for a message.
+    pub fn state_map_key(&self) -> Option<(ruma::events::StateEventType, String)> {
+        self.state_key().map(|k| (ruma::events::StateEventType::from(self.kind().to_string()), k.to_owned()))
+    }
+
     /// Parses a PDU whose event id and room are known.
     pub fn from_json(event_id: OwnedEventId, room: OwnedRoomId, json: &str) -> Result<Self, PduError> {
         let fields: PduFields = serde_json::from_str(json).map_err(|e| PduError(e.to_string()))?;

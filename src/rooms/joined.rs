@@ -15,7 +15,7 @@ use ruma::{OwnedEventId, RoomVersionId, events::StateEventType, room_version_rul
 use super::{
     Rooms, RoomsError, StateMap,
     pdu::Pdu,
-    remote::{VerifiedPdu, auth_with_events, state_key_of},
+    remote::{VerifiedPdu, auth_with_events},
 };
 use crate::storage::rooms::{CurrentStateWrite, NewEvent, Outlier, StateWrite, StoredState};
 
@@ -57,7 +57,7 @@ impl Rooms {
 
         let mut map = StateMap::new();
         for event in &state {
-            if let Some(key) = state_key_of(&event.pdu) {
+            if let Some(key) = event.pdu.state_map_key() {
                 map.insert(key, event.pdu.event_id.clone());
             }
         }
@@ -71,7 +71,7 @@ impl Rooms {
         auth.insert(create.pdu.event_id.clone(), Arc::new(create.pdu.clone()));
         auth_with_events(&join.pdu, &rules, &auth).map_err(RoomsError::Forbidden)?;
         self.auth_with_state(&join.pdu, &rules, &map).await.map_err(RoomsError::Forbidden)?;
-        map.insert(state_key_of(&join.pdu).expect("a join is a state event"), join.pdu.event_id.clone());
+        map.insert(join.pdu.state_map_key().expect("a join is a state event"), join.pdu.event_id.clone());
         let full: StoredState = map.iter().map(|((t, k), id)| ((t.to_string(), k.clone()), id.to_string())).collect();
         let pdu = &join.pdu;
         let appended = self

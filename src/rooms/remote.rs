@@ -107,10 +107,6 @@ pub enum RemoteOutcome {
     Rejected(String),
 }
 
-pub(super) fn state_key_of(pdu: &Pdu) -> Option<(StateEventType, String)> {
-    pdu.state_key().map(|k| (StateEventType::from(pdu.kind().to_string()), k.to_owned()))
-}
-
 /// The auth rules with the event's own auth events as the state.
 pub(super) fn auth_with_events(
     pdu: &Pdu,
@@ -120,7 +116,7 @@ pub(super) fn auth_with_events(
     let fetch_event = |id: &ruma::EventId| auth.get(id).cloned();
     state_res::check_state_independent_auth_rules(&rules.authorization, pdu, fetch_event).map_err(|e| e.to_string())?;
     let by_key: HashMap<(StateEventType, String), Arc<Pdu>> =
-        auth.values().filter_map(|e| Some((state_key_of(e)?, e.clone()))).collect();
+        auth.values().filter_map(|e| Some((e.state_map_key()?, e.clone()))).collect();
     let fetch_state = |kind: &StateEventType, key: &str| by_key.get(&(kind.clone(), key.to_owned())).cloned();
     state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, fetch_state).map_err(|e| e.to_string())
 }
@@ -272,7 +268,7 @@ impl Rooms {
             return Ok(RemoteOutcome::Rejected(reason));
         }
         let mut after = before;
-        if let Some(key) = state_key_of(pdu) {
+        if let Some(key) = pdu.state_map_key() {
             after.insert(key, pdu.event_id.clone());
         }
 
@@ -293,7 +289,7 @@ impl Rooms {
         let mut changed: Vec<(StateEventType, String)> =
             new_current.iter().filter(|(k, id)| head.state.get(*k) != Some(*id)).map(|(k, _)| k.clone()).collect();
         changed.extend(head.state.keys().filter(|k| !new_current.contains_key(*k)).cloned());
-        let own_key = state_key_of(pdu);
+        let own_key = pdu.state_map_key();
         let (state, current_state) = if changed.is_empty() {
             (StateWrite::Unchanged { group: head.state_group }, CurrentStateWrite::Unchanged)
         } else if changed.len() == 1

@@ -15,7 +15,7 @@ use ruma::{
     state_res::{self, utils::event_id_set::EventIdSet},
 };
 
-use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu, remote::state_key_of};
+use super::{RoomHead, Rooms, RoomsError, StateMap, pdu::Pdu};
 
 impl Rooms {
     /// The room state before an event: after its one prev event, or the
@@ -111,7 +111,7 @@ impl Rooms {
                     .ok_or_else(|| RoomsError::NotFound("this server does not know the state at that event".into()))?;
                 let mut state = (*self.state_at_group(group).await?).clone();
                 // The group is the state after the event: undo the event's own entry.
-                if let Some(key) = state_key_of(&pdu)
+                if let Some(key) = pdu.state_map_key()
                     && state.get(&key) == Some(&pdu.event_id)
                 {
                     // Read from storage: cached events may lack `replaces_state`.
