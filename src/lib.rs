@@ -34,10 +34,11 @@ pub struct Services {
     pub server_key: Arc<ServerKey>,
     pub users: Users,
     pub rooms: Arc<Rooms>,
-    pub streams: Streams,
+    pub streams: Arc<Streams>,
     pub e2ee: E2ee,
     pub media: Media,
     pub notifier: Arc<Notifier>,
+    pub sync: sync::Syncer,
     pub rate_limits: RateLimiters,
     pub federation: Arc<Federation>,
 }
@@ -85,13 +86,14 @@ impl Services {
                 tokio::spawn(async move { federation.send_device_list_update(&user).await });
             }
         }));
-        let streams = Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone());
+        let streams = Arc::new(Streams::new(db.clone(), config.clone(), notifier.clone(), rooms.clone()));
         let weak = Arc::downgrade(&federation);
         streams.set_presence_hook(Arc::new(move |row, servers| {
             if let Some(federation) = weak.upgrade() {
                 tokio::spawn(async move { federation.send_presence(row, servers).await });
             }
         }));
+        let syncer = sync::Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone());
         Ok(Arc::new(Self {
             federation,
             users: Users::new(db.clone(), config.clone()),
@@ -100,6 +102,7 @@ impl Services {
             media: Media::new(db.clone(), config.clone()),
             rooms,
             notifier,
+            sync: syncer,
             rate_limits: RateLimiters::new(&config.rate_limits),
             server_key,
             db,

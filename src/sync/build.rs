@@ -24,9 +24,8 @@ use ruma::{
 };
 use serde_json::{Map, Value, json};
 
-use super::{SyncError, SyncRequest, SyncToken};
+use super::{SyncError, SyncRequest, SyncToken, Syncer};
 use crate::{
-    Services,
     rooms::{EventFilter, StateMap, pdu::Pdu, visibility::VisibilityCheck},
     storage::sync::{MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery, UnreadCount},
     streams::presence_info,
@@ -57,7 +56,7 @@ pub fn is_empty(r: &Response) -> bool {
 }
 
 struct Ctx<'a> {
-    services: &'a Services,
+    syncer: &'a Syncer,
     req: &'a SyncRequest,
     since: Option<SyncToken>,
     timeline_limit: usize,
@@ -96,13 +95,13 @@ enum PlanKind {
 }
 
 pub(super) async fn compute(
-    services: &Services,
+    syncer: &Syncer,
     req: &SyncRequest,
     since: Option<SyncToken>,
 ) -> Result<Response, SyncError> {
-    let mut now = services.notifier.current();
+    let mut now = syncer.notifier.current();
     let user = req.user_id.to_string();
-    let rows = services
+    let rows = syncer
         .db
         .sync_user_rows(SyncUserQuery {
             user_id: user.clone(),
@@ -110,7 +109,7 @@ pub(super) async fn compute(
             since: since.map(|s| (s.events, s.misc)),
             until_events: now.events,
             until_misc: now.misc,
-            presence: services.streams.presence_enabled(),
+            presence: syncer.streams.presence_enabled(),
         })
         .await?;
     // A membership committed before the notifier heard of it: every event
@@ -124,7 +123,7 @@ pub(super) async fn compute(
         .unwrap_or(DEFAULT_TIMELINE_LIMIT)
         .clamp(1, MAX_TIMELINE_LIMIT);
     let ctx = Ctx {
-        services,
+        syncer,
         req,
         since,
         timeline_limit,
@@ -198,7 +197,7 @@ pub(super) async fn compute(
             "leave" | "ban"
                 if changed_membership
                     && (since.is_some() || room_filter.include_leave)
-                    && !services.rooms.knows_room(&room_id).await? =>
+                    && !syncer.rooms.knows_room(&room_id).await? =>
             {
                 // A declined invite to a room on another server.
                 response.rooms.leave.insert(room_id.clone(), LeftRoom::new());
@@ -328,7 +327,7 @@ impl RoomPlan {
 /// Reads the timelines, receipts, state and summaries of every room in
 /// the response with a few batched reads, not a few per room.
 async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
-    let services = ctx.services;
+    let syncer = ctx.syncer;
     let user = &ctx.req.user_id;
     // A joined room with new events is almost surely returned: its unread
     // count (and for a room new to the client, its member summary) is read
@@ -341,28 +340,27 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
                 room_id: p.room_id.to_string(),
                 timeline: p.timeline.map(|(after, until)| (after, until, ctx.timeline_limit + 1)),
                 receipts: p.receipts,
-                unread: joined_with_news.then(|| services.rooms.last_unread_count(&p.room_id, user)),
+                unread: joined_with_news.then(|| syncer.rooms.last_unread_count(&p.room_id, user)),
                 members: joined_with_news && p.initial,
             }
         })
         .collect();
-    let room_rows = services.db.sync_room_rows(user.to_string(), queries).await?;
+    let room_rows = syncer.db.sync_room_rows(user.to_string(), queries).await?;
     let mut stored = Vec::with_capacity(plans.len());
     for (plan, rows) in plans.iter_mut().zip(room_rows) {
         plan.receipt_rows = rows.receipts;
         if let Some(details) = rows.details {
             if let Some(unread) = details.unread {
-                services.rooms.remember_unread_count(&plan.room_id, user, unread);
+                syncer.rooms.remember_unread_count(&plan.room_id, user, unread);
             }
             plan.details = Some(details);
         }
-        let events =
-            rows.events.into_iter().map(|e| services.rooms.pdu_from_stored(e)).collect::<Result<Vec<_>, _>>()?;
+        let events = rows.events.into_iter().map(|e| syncer.rooms.pdu_from_stored(e)).collect::<Result<Vec<_>, _>>()?;
         plan.member_change = events.iter().any(|e| *e.kind() == TimelineEventType::RoomMember);
         stored.push(events);
     }
     // The state groups the visibility rules look at, in one read.
-    services.rooms.preload_state_groups(stored.iter().flatten().filter_map(|p| p.state_group)).await?;
+    syncer.rooms.preload_state_groups(stored.iter().flatten().filter_map(|p| p.state_group)).await?;
     for (plan, events) in plans.iter_mut().zip(stored) {
         if let Some((after, until)) = plan.timeline {
             plan.slice = timeline_slice(ctx, plan, events, after, until).await?;
@@ -400,19 +398,19 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
             RoomDetailsQuery {
                 room_id: p.room_id.to_string(),
                 state_at,
-                unread: p.lacks_unread().then(|| services.rooms.last_unread_count(&p.room_id, user)),
+                unread: p.lacks_unread().then(|| syncer.rooms.last_unread_count(&p.room_id, user)),
                 members: p.lacks_member_summary(),
             }
         })
         .collect();
-    let details = services.db.sync_room_details(user.to_string(), details).await?;
+    let details = syncer.db.sync_room_details(user.to_string(), details).await?;
     for (i, details) in kept.into_iter().zip(details) {
         let plan = &mut plans[i];
         plan.state_groups = details.state_groups;
         if plan.kind == PlanKind::Join {
             let known = plan.details.get_or_insert_with(RoomDetails::default);
             if let Some(unread) = details.unread {
-                services.rooms.remember_unread_count(&plan.room_id, user, unread);
+                syncer.rooms.remember_unread_count(&plan.room_id, user, unread);
                 known.unread = Some(unread);
             }
             if details.members.is_some() {
@@ -429,14 +427,14 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
         groups.extend(plan.slice.before_group.flatten());
         groups.extend(found.flatten());
     }
-    services.rooms.preload_state_groups(groups).await?;
+    syncer.rooms.preload_state_groups(groups).await?;
     for plan in plans.iter_mut().filter(|p| p.needs_state_groups()) {
         plan.state = state_for(ctx, plan).await?;
     }
 
     // The events the client formats refer to (state replaced, redactions):
     // fetch those not cached with one read.
-    let state_events = services.rooms.get_pdus(plans.iter().flat_map(|p| p.state.values())).await?;
+    let state_events = syncer.rooms.get_pdus(plans.iter().flat_map(|p| p.state.values())).await?;
     let referenced: Vec<OwnedEventId> = plans
         .iter()
         .flat_map(|p| p.slice.events.iter())
@@ -444,7 +442,7 @@ async fn rooms_section(ctx: &Ctx<'_>, plans: &mut [RoomPlan]) -> Result<(), Sync
         .flat_map(|p| p.replaces_state.iter().chain(p.redacted_by.iter()))
         .cloned()
         .collect();
-    services.rooms.get_pdus(referenced.iter()).await?;
+    syncer.rooms.get_pdus(referenced.iter()).await?;
     Ok(())
 }
 
@@ -466,7 +464,7 @@ async fn e2ee_sections(ctx: &Ctx<'_>, response: &mut Response, rows: DeviceRows)
         && rows.to_device_to_ack
     {
         // Syncing with a token acknowledges what that token covered.
-        ctx.services.db.ack_to_device(user.clone(), ctx.req.device_id.to_string(), since.misc).await?;
+        ctx.syncer.db.ack_to_device(user.clone(), ctx.req.device_id.to_string(), since.misc).await?;
     }
     for msg in rows.to_device {
         let content: Value = serde_json::from_str(&msg.content).unwrap_or(Value::Null);
@@ -538,7 +536,7 @@ async fn timeline_slice(
         PlanKind::Leave(membership) => membership.clone(),
     };
     let mut check =
-        VisibilityCheck::with_membership(&ctx.services.rooms, &plan.room_id, &ctx.req.user_id, Some(membership));
+        VisibilityCheck::with_membership(&ctx.syncer.rooms, &plan.room_id, &ctx.req.user_id, Some(membership));
     let mut events = Vec::new();
     let mut oldest_kept = None;
     for (i, pdu) in stored.iter().take(ctx.timeline_limit).enumerate() {
@@ -564,7 +562,7 @@ async fn timeline_slice(
 async fn client_events<T>(ctx: &Ctx<'_>, pdus: &[Arc<Pdu>]) -> Result<Vec<Raw<T>>, SyncError> {
     let mut out = Vec::with_capacity(pdus.len());
     for pdu in pdus {
-        let mut event = ctx.services.rooms.client_event(pdu, Some((&ctx.req.user_id, &ctx.req.device_id))).await?;
+        let mut event = ctx.syncer.rooms.client_event(pdu, Some((&ctx.req.user_id, &ctx.req.device_id))).await?;
         if let Some(obj) = event.as_object_mut() {
             obj.remove("room_id"); // the sync format omits it
         }
@@ -586,7 +584,7 @@ fn timeline(slice: &Slice, events: Vec<Raw<ruma::events::AnySyncTimelineEvent>>)
 /// (nothing when the timeline is complete: the changes are in it).
 /// The state groups it needs are already read.
 async fn state_for(ctx: &Ctx<'_>, plan: &RoomPlan) -> Result<StateMap, SyncError> {
-    let rooms = &ctx.services.rooms;
+    let rooms = &ctx.syncer.rooms;
     let slice = &plan.slice;
     if !plan.needs_state_groups() {
         return lazy_members(ctx, &plan.room_id, slice, StateMap::new(), true).await;
@@ -616,7 +614,7 @@ async fn lazy_members(
     mut state: StateMap,
     only_missing: bool,
 ) -> Result<StateMap, SyncError> {
-    let rooms = &ctx.services.rooms;
+    let rooms = &ctx.syncer.rooms;
     let in_timeline: HashSet<&OwnedEventId> = slice.events.iter().map(|p| &p.event_id).collect();
     if ctx.lazy_members {
         let mut needed: HashSet<String> = slice.events.iter().map(|p| p.sender().to_string()).collect();
@@ -673,7 +671,7 @@ fn ephemeral(ctx: &Ctx<'_>, plan: &mut RoomPlan) -> Vec<Value> {
         return ephemeral;
     }
     let typing_since = if plan.initial { 0 } else { ctx.since.unwrap_or_default().typing };
-    if let Some(typing) = ctx.services.streams.typing_in(&plan.room_id, typing_since) {
+    if let Some(typing) = ctx.syncer.streams.typing_in(&plan.room_id, typing_since) {
         ephemeral.push(json!({"type": "m.typing", "content": {"user_ids": typing}}));
     }
     let receipts = receipt_content(ctx, std::mem::take(&mut plan.receipt_rows));
@@ -685,7 +683,7 @@ fn ephemeral(ctx: &Ctx<'_>, plan: &mut RoomPlan) -> Vec<Value> {
 
 async fn joined_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<Option<(OwnedRoomId, JoinedRoom)>, SyncError> {
     let RoomPlan { room_id, initial, account_data, slice, ephemeral, state, details, .. } = plan;
-    let state = ctx.services.rooms.state_events(&state).await?;
+    let state = ctx.syncer.rooms.state_events(&state).await?;
     if !initial && slice.events.is_empty() && state.is_empty() && ephemeral.is_empty() && account_data.is_empty() {
         return Ok(None);
     }
@@ -731,7 +729,7 @@ fn unread(count: UnreadCount) -> UnreadNotificationsCount {
 }
 
 async fn left_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<(OwnedRoomId, LeftRoom), SyncError> {
-    let state = ctx.services.rooms.state_events(&plan.state).await?;
+    let state = ctx.syncer.rooms.state_events(&plan.state).await?;
     let mut left = LeftRoom::new();
     left.timeline = timeline(&plan.slice, client_events(ctx, &plan.slice.events).await?);
     left.state = State::Before(StateEvents::from(client_events(ctx, &state).await?));
@@ -740,7 +738,7 @@ async fn left_room(ctx: &Ctx<'_>, plan: RoomPlan) -> Result<(OwnedRoomId, LeftRo
 }
 
 async fn stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<T>>, SyncError> {
-    let rooms = &ctx.services.rooms;
+    let rooms = &ctx.syncer.rooms;
     if !rooms.knows_room(room).await? {
         return remote_stripped_state(ctx, room).await;
     }
@@ -772,8 +770,8 @@ async fn stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<
 /// The stripped state of a room on another server the user is invited to,
 /// as its server sent it, and the invite itself.
 async fn remote_stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<Vec<Raw<T>>, SyncError> {
-    let services = ctx.services;
-    let Some(invite) = services.db.remote_invite(room.to_string(), ctx.req.user_id.to_string()).await? else {
+    let syncer = ctx.syncer;
+    let Some(invite) = syncer.db.remote_invite(room.to_string(), ctx.req.user_id.to_string()).await? else {
         return Ok(Vec::new());
     };
     let mut out: Vec<Raw<T>> = serde_json::from_str::<Vec<Value>>(&invite.stripped_state)
@@ -783,7 +781,7 @@ async fn remote_stripped_state<T>(ctx: &Ctx<'_>, room: &OwnedRoomId) -> Result<V
         .map(raw)
         .collect();
     if let Ok(id) = OwnedEventId::try_from(invite.event_id.as_str())
-        && let Ok(Some(stored)) = services.db.get_event(id.to_string()).await
+        && let Ok(Some(stored)) = syncer.db.get_event(id.to_string()).await
         && let Ok(pdu) = serde_json::from_str::<Value>(&stored.json)
     {
         out.push(raw(json!({

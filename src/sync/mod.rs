@@ -5,6 +5,7 @@
 //! stream positions.
 
 mod build;
+
 pub mod notifier;
 pub mod token;
 
@@ -16,8 +17,13 @@ use ruma::{
 };
 use tokio::time::Instant;
 
+use self::notifier::Notifier;
 pub use self::{build::is_empty, token::SyncToken};
-use crate::{Services, rooms::RoomsError, storage::StorageError, streams::StreamsError};
+use crate::{
+    rooms::{Rooms, RoomsError},
+    storage::{Db, StorageError},
+    streams::{Streams, StreamsError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -29,6 +35,22 @@ pub enum SyncError {
     Streams(#[from] StreamsError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// What sync reads from, and nothing more: the batched sync reads (and the
+/// to-device acknowledgement) in storage, the room caches, the typing and
+/// presence streams, and the notifier's positions and wake-ups.
+pub struct Syncer {
+    db: Db,
+    rooms: Arc<Rooms>,
+    streams: Arc<Streams>,
+    notifier: Arc<Notifier>,
+}
+
+impl Syncer {
+    pub fn new(db: Db, rooms: Arc<Rooms>, streams: Arc<Streams>, notifier: Arc<Notifier>) -> Self {
+        Self { db, rooms, streams, notifier }
+    }
 }
 
 /// One sync, whatever the transport.
@@ -49,16 +71,16 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Computes a sync response, waiting up to the timeout for something new
 /// when the sync is incremental and nothing is pending.
-pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
+pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
     if let Some(state) = &req.set_presence {
-        Box::pin(services.streams.touch_presence(&req.user_id, state)).await?;
+        Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
     }
     let since = match &req.since {
         Some(s) => Some(SyncToken::parse(s).ok_or(SyncError::InvalidToken)?),
         None => None,
     };
     let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
-    let listener = services.notifier.listener(&req.user_id);
+    let listener = syncer.notifier.listener(&req.user_id);
     loop {
         // Register for wake-ups before looking, so nothing committed while
         // the response is computed can be missed.
@@ -67,8 +89,8 @@ pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Res
         notified.as_mut().enable();
         // Boxed: computing takes a large future, which a sync that then
         // waits (for minutes, by the thousand) should not keep.
-        let response = Box::pin(build::compute(services, req, since)).await?;
-        let nothing_new = since.is_some() && !req.full_state && build::is_empty(&response);
+        let response = Box::pin(build::compute(syncer, req, since)).await?;
+        let nothing_new = since.is_some() && !req.full_state && is_empty(&response);
         if !nothing_new || Instant::now() >= deadline {
             return Ok(response);
         }
