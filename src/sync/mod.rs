@@ -1,10 +1,14 @@
 //! Sync (client-server API, "Syncing"): one function computes the response
 //! for (user, device, since, filter); the long-poll `/sync`, the WebSocket
 //! extension and Server-Sent Events all call it and differ only in how
-//! they wait and deliver. `notifier` wakes waiting syncs; `token` encodes
-//! stream positions.
+//! they wait and deliver. `plan` reads what a response needs in a few
+//! batched passes, `sections` turn those reads into the parts of a
+//! response, and `v3` assembles the `/sync` response from them.
+//! `notifier` wakes waiting syncs; `token` encodes stream positions.
 
-mod build;
+mod plan;
+mod sections;
+mod v3;
 
 pub mod notifier;
 pub mod token;
@@ -18,7 +22,7 @@ use ruma::{
 use tokio::time::Instant;
 
 use self::notifier::Notifier;
-pub use self::{build::is_empty, token::SyncToken};
+pub use self::{token::SyncToken, v3::is_empty};
 use crate::{
     rooms::{Rooms, RoomsError},
     storage::{Db, StorageError},
@@ -89,7 +93,7 @@ pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Respons
         notified.as_mut().enable();
         // Boxed: computing takes a large future, which a sync that then
         // waits (for minutes, by the thousand) should not keep.
-        let response = Box::pin(build::compute(syncer, req, since)).await?;
+        let response = Box::pin(v3::compute(syncer, req, since)).await?;
         let nothing_new = since.is_some() && !req.full_state && is_empty(&response);
         if !nothing_new || Instant::now() >= deadline {
             return Ok(response);
