@@ -1,18 +1,20 @@
-//! The read plan of one sync: the stream positions it covers, the rooms
-//! in view, and the few batched reads every section is served from.
-//! Everything about the user and device is one read (`read_user`); the
-//! rooms in view take two more (`read_rooms`: timelines and receipts, then
-//! the state groups, summaries and unread counts of the rooms kept), and
-//! the `Rooms` caches that sections read (resolved state groups, parsed
-//! events) are warmed in batches between them. A section says what it
-//! needs in each room's query and takes its part of the rows; no section
-//! reads per room or per event.
+//! The read plan of one sync (client-server API, "Syncing"): the stream
+//! positions it covers, the rooms in view, and the few batched reads every
+//! section is served from. No section reads per room or per event: each
+//! names in a room's query what it needs read, and takes its part of the
+//! rows.
+//!
+//! The reads: everything about the user and device in one (`read_user`);
+//! then, over the rooms in view (`read_rooms`), their timelines and
+//! receipts in one, and the state groups, summaries and unread counts of
+//! the rooms kept in one more. Between them the `Rooms` caches sections
+//! read from (resolved state groups, parsed events) are warmed in batches.
 //!
 //! An assembler chooses the rooms (`RoomView`s), runs the plan and places
 //! what the sections made: `v3` builds the `/sync` response. Sliding sync
-//! (MSC4186) is another assembler over the same plan and sections: its
-//! lists and room subscriptions give the `RoomView`s (a room entering a
-//! window is `initial`, and each carries its own `timeline_limit`), its
+//! (MSC4186) is to be another assembler over the same plan and sections:
+//! its lists and room subscriptions give the `RoomView`s (a room entering
+//! a window is `initial`, and each carries its own `timeline_limit`), its
 //! `required_state` is one more filter on the state a room keeps, beside
 //! lazy loading (`sections::state`), and its extensions are the sections
 //! of the same name (`to_device`, `device_keys` for e2ee, `account_data`,

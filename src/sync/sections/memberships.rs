@@ -1,9 +1,7 @@
 //! Invited and knocked rooms (client-server API, "Syncing": `rooms.invite`,
 //! `rooms.knock`): the stripped state a user sees of a room before joining
 //! it, from the room's current state when the room is here, else as the
-//! inviting server sent it. Rooms left are the `rooms` section's, except
-//! an invite declined to a room on another server, which has nothing to
-//! show.
+//! inviting server sent it. Rooms left are the `rooms` section's.
 
 use ruma::{
     OwnedEventId, RoomId,
