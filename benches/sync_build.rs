@@ -70,7 +70,7 @@ async fn busy_user(services: &Services) -> (OwnedUserId, String) {
         }
         last_room = Some(room);
     }
-    let since = plexus::sync::sync(services, &request(&busy, None)).await.expect("sync").next_batch;
+    let since = plexus::sync::sync(&services.sync, &request(&busy, None)).await.expect("sync").next_batch;
     let draft = EventDraft::message(TimelineEventType::RoomMessage, json!({"msgtype": "m.text", "body": "news"}));
     services.rooms.append_local(&last_room.expect("a room"), &others[0], draft, None).await.expect("send");
     (busy, since)
@@ -86,10 +86,12 @@ fn bench(c: &mut Criterion) {
     let (user, since) = runtime.block_on(busy_user(&services));
 
     c.bench_function("sync: initial, 20 rooms x 50 messages", |b| {
-        b.iter(|| runtime.block_on(plexus::sync::sync(&services, &request(&user, None))).expect("sync"))
+        b.iter(|| runtime.block_on(plexus::sync::sync(&services.sync, &request(&user, None))).expect("sync"))
     });
     c.bench_function("sync: incremental, one new message", |b| {
-        b.iter(|| runtime.block_on(plexus::sync::sync(&services, &request(&user, Some(since.clone())))).expect("sync"))
+        b.iter(|| {
+            runtime.block_on(plexus::sync::sync(&services.sync, &request(&user, Some(since.clone())))).expect("sync")
+        })
     });
     services.db.close();
 }

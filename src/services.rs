@@ -17,6 +17,7 @@ use crate::{
     server_key::{self, ServerKey},
     storage::{self, Storage},
     streams::Streams,
+    sync::Syncer,
     users::{self, Users},
 };
 
@@ -27,10 +28,11 @@ pub struct Services {
     pub server_key: Arc<ServerKey>,
     pub users: Users,
     pub rooms: Arc<Rooms>,
-    pub streams: Streams,
+    pub streams: Arc<Streams>,
     pub e2ee: E2ee,
     pub media: Media,
     pub notifier: Arc<dyn Notifier>,
+    pub sync: Syncer,
     pub rate_limits: RateLimiters,
     pub federation: Arc<Federation>,
 }
@@ -75,12 +77,13 @@ impl Services {
         let e2ee = E2ee::new(db.clone(), config.clone(), commits.clone());
         let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone(), e2ee.clone())
             .map_err(StartError::Federation)?;
-        let streams = Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start);
+        let streams = Arc::new(Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start));
         // The listeners of every commit, in the order they run: syncs are
         // woken first, then other servers are told.
         let listeners: Vec<Arc<dyn CommitListener>> =
             vec![notifier.clone(), Arc::new(FederationListener::new(&federation))];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
+        let sync = Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone());
         Ok(Arc::new(Self {
             federation,
             users: Users::new(db.clone(), config.clone()),
@@ -89,6 +92,7 @@ impl Services {
             media: Media::new(db.clone(), config.clone()),
             rooms,
             notifier,
+            sync,
             rate_limits: RateLimiters::new(&config.rate_limits),
             server_key,
             db,

@@ -1,10 +1,15 @@
 //! Sync (client-server API, "Syncing"): one function computes the response
 //! for (user, device, since, filter); the long-poll `/sync`, the WebSocket
 //! extension and Server-Sent Events all call it and differ only in how
-//! they wait and deliver. The notifier (`commit::notifier`) wakes waiting
-//! syncs; `commit::token` encodes stream positions.
+//! they wait and deliver. `plan` reads what a response needs in a few
+//! batched passes, `sections` turn those reads into the parts of a
+//! response, and `v3` assembles the `/sync` response from them. The
+//! notifier (`commit::notifier`) wakes waiting syncs; `commit::token`
+//! encodes stream positions.
 
-mod build;
+mod plan;
+mod sections;
+mod v3;
 
 use std::{sync::Arc, time::Duration};
 
@@ -14,9 +19,14 @@ use ruma::{
 };
 use tokio::time::Instant;
 
-pub use self::build::is_empty;
+pub use self::v3::is_empty;
 pub use crate::commit::SyncToken;
-use crate::{rooms::RoomsError, services::Services, storage::StorageError, streams::StreamsError};
+use crate::{
+    commit::Notifier,
+    rooms::{Rooms, RoomsError},
+    storage::{Storage, StorageError},
+    streams::{Streams, StreamsError},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -28,6 +38,22 @@ pub enum SyncError {
     Streams(#[from] StreamsError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// What sync reads from, and nothing more: the batched sync reads (and the
+/// to-device acknowledgement) in storage, the room caches, the typing and
+/// presence streams, and the notifier's positions and wake-ups.
+pub struct Syncer {
+    db: Arc<dyn Storage>,
+    rooms: Arc<Rooms>,
+    streams: Arc<Streams>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl Syncer {
+    pub fn new(db: Arc<dyn Storage>, rooms: Arc<Rooms>, streams: Arc<Streams>, notifier: Arc<dyn Notifier>) -> Self {
+        Self { db, rooms, streams, notifier }
+    }
 }
 
 /// One sync, whatever the transport.
@@ -48,16 +74,16 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Computes a sync response, waiting up to the timeout for something new
 /// when the sync is incremental and nothing is pending.
-pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
+pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
     if let Some(state) = &req.set_presence {
-        Box::pin(services.streams.touch_presence(&req.user_id, state)).await?;
+        Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
     }
     let since = match &req.since {
         Some(s) => Some(SyncToken::parse(s).ok_or(SyncError::InvalidToken)?),
         None => None,
     };
     let deadline = Instant::now() + req.timeout.min(MAX_TIMEOUT);
-    let listener = services.notifier.listener(&req.user_id);
+    let listener = syncer.notifier.listener(&req.user_id);
     loop {
         // Register for wake-ups before looking, so nothing committed while
         // the response is computed can be missed.
@@ -66,8 +92,8 @@ pub async fn sync(services: &Services, req: &SyncRequest) -> Result<sync_v3::Res
         notified.as_mut().enable();
         // Boxed: computing takes a large future, which a sync that then
         // waits (for minutes, by the thousand) should not keep.
-        let response = Box::pin(build::compute(services, req, since)).await?;
-        let nothing_new = since.is_some() && !req.full_state && build::is_empty(&response);
+        let response = Box::pin(v3::compute(syncer, req, since)).await?;
+        let nothing_new = since.is_some() && !req.full_state && is_empty(&response);
         if !nothing_new || Instant::now() >= deadline {
             return Ok(response);
         }

@@ -78,7 +78,7 @@ fn sync_events(
     let prepare = Box::pin(prepare_sync(state.clone(), req));
     async move {
         let request = prepare.await?;
-        Ok(sync::sync(&state, &request).await?)
+        Ok(sync::sync(&state.sync, &request).await?)
     }
 }
 

@@ -121,7 +121,7 @@ async fn next_frame(
     first: bool,
 ) -> Result<Option<(String, String)>, ApiError> {
     req.timeout = if first { Duration::ZERO } else { ROUND_TIMEOUT };
-    let response = sync::sync(state, req).await?;
+    let response = sync::sync(&state.sync, req).await?;
     let empty = req.since.is_some() && crate::sync::is_empty(&response);
     let (next_batch, body) = response_json(response)?;
     req.since = Some(next_batch.clone());
