@@ -28,6 +28,18 @@ async fn acl_allows(state: &AppState, room: &RoomId, origin: &ServerName) -> boo
 }
 
 /// Applies one EDU from `origin`.
+/// Whether an EDU is applied before the PDUs of its transaction: to-device
+/// messages and device list updates carry what clients need to read the
+/// room events sent after them (room keys, new devices), so a sync must not
+/// hand out those events first. Typing and receipts may name the
+/// transaction's events, so they come after.
+pub fn applies_before_pdus(edu: &Raw<Edu>) -> bool {
+    matches!(
+        edu.get_field::<String>("edu_type").ok().flatten().as_deref(),
+        Some("m.direct_to_device" | "m.device_list_update" | "m.signing_key_update")
+    )
+}
+
 pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: &Raw<Edu>) {
     let edu = match edu.deserialize() {
         Ok(edu) => edu,

@@ -18,7 +18,7 @@ use ruma::api::federation::{
 };
 use serde_json::Value;
 
-use super::Fed;
+use super::{Fed, edus};
 use crate::federation::keys::raw_document;
 use crate::{http::ApiError, services::AppState};
 
@@ -81,9 +81,13 @@ pub(super) async fn send_transaction(
     if fed.transaction_seen(&origin, txn_id).await? {
         return Ok(send_transaction_message::v1::Response::new(BTreeMap::new()));
     }
+    let (early, late): (Vec<_>, Vec<_>) = body.edus.iter().partition(|edu| edus::applies_before_pdus(edu));
+    for edu in early {
+        edus::receive_edu(&state, &origin, edu).await;
+    }
     let results = fed.receive_pdus(&origin, &body.pdus).await;
-    for edu in &body.edus {
-        super::edus::receive_edu(&state, &origin, edu).await;
+    for edu in late {
+        edus::receive_edu(&state, &origin, edu).await;
     }
     fed.transaction_handled(&origin, txn_id).await?;
     Ok(send_transaction_message::v1::Response::new(results))
