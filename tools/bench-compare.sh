@@ -7,6 +7,8 @@
 #
 #   tools/bench-compare.sh BEFORE_REV AFTER_REV     # git revisions, built here
 #   ROUNDS=2 tools/bench-compare.sh 52a490e HEAD    # each scenario twice per build
+#   ONLY=idle-longpoll tools/bench-compare.sh A B   # one case (latency, fanout100,
+#                                                   # throughput, idle-longpoll, idle-ws, fanout1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -61,6 +63,7 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
 
 run() { # side label [ws] scenario args... (a fresh server per scenario)
     local side=$1 label=$2; shift 2
+    if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$label" ]; then return 0; fi
     local transport=longpoll
     if [ "$1" = ws ]; then transport=ws; shift; fi
     start "$side"

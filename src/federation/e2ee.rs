@@ -143,7 +143,7 @@ impl Federation {
     /// Sends to-device messages for users of other servers as
     /// `m.direct_to_device` EDUs, one per destination. A message whose
     /// device id is neither a device id nor `*` is dropped.
-    pub async fn send_to_device_remote(
+    pub(super) async fn send_to_device_remote(
         &self,
         sender: &UserId,
         kind: &str,
@@ -171,7 +171,7 @@ impl Federation {
 
     /// Tells the servers sharing a room with a local user that their device
     /// list changed (`m.device_list_update`).
-    pub async fn send_device_list_update(&self, user: &UserId) {
+    pub(super) async fn send_device_list_update(&self, user: &UserId) {
         if !self.enabled() {
             return;
         }

@@ -23,13 +23,13 @@ pub(super) fn edu_json(edu: &Edu) -> String {
 
 impl Federation {
     /// Tells the other servers in the room that a local user (stopped) typing.
-    pub async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) {
+    pub(super) async fn send_typing(&self, room_id: &RoomId, user: &UserId, typing: bool) {
         let edu = Edu::Typing(TypingContent::new(room_id.to_owned(), user.to_owned(), typing));
         self.send_to_room(room_id, edu).await;
     }
 
     /// Sends a local user's public read receipt to the other servers in the room.
-    pub async fn send_receipt(&self, room_id: &RoomId, user: &UserId, event_id: &EventId, thread: Option<&str>) {
+    pub(super) async fn send_receipt(&self, room_id: &RoomId, user: &UserId, event_id: &EventId, thread: Option<&str>) {
         let mut receipt = Receipt::new(MilliSecondsSinceUnixEpoch::now());
         // A thread id the client sent that ruma cannot take is left out,
         // as the receipt applies to the whole room then.
@@ -42,7 +42,7 @@ impl Federation {
 
     /// Sends a local user's new presence to the servers sharing a room
     /// with them.
-    pub async fn send_presence(&self, row: PresenceRow, servers: Vec<OwnedServerName>) {
+    pub(super) async fn send_presence(&self, row: PresenceRow, servers: Vec<OwnedServerName>) {
         if !self.enabled() {
             return;
         }

@@ -68,7 +68,7 @@ impl Sender {
     }
 
     /// Queues EDUs for destinations and wakes their workers.
-    pub async fn send_edus(&self, items: Vec<(OwnedServerName, String)>) {
+    pub(super) async fn send_edus(&self, items: Vec<(OwnedServerName, String)>) {
         if items.is_empty() {
             return;
         }
@@ -82,7 +82,7 @@ impl Sender {
     }
 
     /// Wakes the workers of `destinations` (starting them when needed).
-    pub fn wake(&self, destinations: &[OwnedServerName]) {
+    pub(super) fn wake(&self, destinations: &[OwnedServerName]) {
         let Some(federation) = self.federation.get().and_then(Weak::upgrade) else { return };
         let mut workers = self.workers.lock().expect("workers mutex");
         for destination in destinations {
