@@ -8,6 +8,7 @@
 //! encodes stream positions.
 
 mod plan;
+mod scope;
 mod sections;
 mod v3;
 

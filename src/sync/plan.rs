@@ -22,69 +22,18 @@
 //! extension left off leaves its part of the queries empty (a room's
 //! receipt range, or a flag in `SyncUserQuery` as presence has).
 
-use ruma::{OwnedDeviceId, OwnedEventId, OwnedRoomId, OwnedUserId};
+use ruma::{OwnedDeviceId, OwnedEventId, OwnedUserId};
 use serde_json::Value;
 
+use super::scope::{Membership, RoomView, Scope, Window};
 use super::{
-    SyncError, SyncToken, Syncer,
+    SyncError, Syncer,
     sections::{
         ephemeral::{self, RoomEphemeral},
         rooms::{self, RoomTimeline},
     },
 };
-use crate::{
-    rooms::EventFilter,
-    storage::sync::{SyncRoomQuery, SyncUserQuery, SyncUserRows},
-};
-
-/// The stream positions a sync covers: after `since` (from the start
-/// when there is none), up to and including `until`.
-#[derive(Debug, Clone, Copy)]
-pub struct Window {
-    pub since: Option<SyncToken>,
-    pub until: SyncToken,
-}
-
-/// How the timelines of one sync are read.
-pub struct TimelineOptions {
-    /// Which events a timeline carries.
-    pub filter: EventFilter,
-    /// Member events only for the timeline's senders and the user.
-    pub lazy_members: bool,
-}
-
-/// What every section works from: who syncs, over which positions, and
-/// how timelines are read.
-pub struct Scope<'a> {
-    pub syncer: &'a Syncer,
-    pub user_id: &'a OwnedUserId,
-    pub device_id: &'a OwnedDeviceId,
-    pub window: Window,
-    pub timeline: TimelineOptions,
-}
-
-/// The user's membership of a room in view. Invites and knocks carry only
-/// stripped state and are not planned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Membership {
-    Join,
-    /// Left or banned: the membership as stored.
-    Leave(String),
-}
-
-/// A room an assembler puts in view, and how: the input of the per-room
-/// sections.
-pub struct RoomView {
-    pub room_id: OwnedRoomId,
-    pub membership: Membership,
-    /// Whether the client gets the room afresh (new to it, or
-    /// `full_state`): all its state and its member summary.
-    pub initial: bool,
-    /// The timeline range to read, `(after, until]`, if any.
-    pub timeline: Option<(i64, i64)>,
-    /// The most timeline events to send.
-    pub timeline_limit: usize,
-}
+use crate::storage::sync::{SyncRoomQuery, SyncUserQuery, SyncUserRows};
 
 /// One room through the passes: its view, and what each section has of
 /// it so far.

@@ -16,7 +16,8 @@ use ruma::{
 
 use super::{
     SyncError, SyncRequest, SyncToken, Syncer,
-    plan::{self, Membership, RoomPlan, RoomView, Scope, TimelineOptions, Window},
+    plan::{self, RoomPlan},
+    scope::{Membership, RoomView, Scope, TimelineOptions, Window},
     sections::{
         account_data::{self, AccountData},
         device_keys::{self, DeviceListRows},

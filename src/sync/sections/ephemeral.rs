@@ -6,7 +6,7 @@ use ruma::{UserId, api::client::sync::sync_events::v3::Ephemeral};
 use serde_json::{Map, Value, json};
 
 use super::{
-    super::plan::{Membership, RoomView, Scope},
+    super::scope::{Membership, RoomView, Scope},
     raw,
 };
 use crate::storage::streams::ReceiptRow;

@@ -11,7 +11,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::{super::plan::Scope, raw};
+use super::{super::scope::Scope, raw};
 use crate::{rooms::STRIPPED_STATE, sync::SyncError};
 
 /// A room the user is invited to.

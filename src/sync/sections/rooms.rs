@@ -17,7 +17,7 @@ use ruma::{
 };
 
 use super::{
-    super::plan::{Membership, RoomView, Scope},
+    super::scope::{Membership, RoomView, Scope},
     raw, state,
     timeline::{self, Slice},
 };

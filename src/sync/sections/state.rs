@@ -9,7 +9,7 @@ use std::{collections::HashSet, sync::Arc};
 use ruma::{OwnedEventId, RoomId, events::StateEventType};
 
 use super::{
-    super::plan::{RoomView, Scope},
+    super::scope::{RoomView, Scope},
     timeline::Slice,
 };
 use crate::{rooms::StateMap, sync::SyncError};

@@ -12,7 +12,7 @@ use ruma::{
     serde::Raw,
 };
 
-use super::super::plan::{Membership, RoomView, Scope};
+use super::super::scope::{Membership, RoomView, Scope};
 use crate::{
     rooms::{EventFilter, PaginationToken, pdu::Pdu, visibility::VisibilityCheck},
     sync::SyncError,

@@ -5,7 +5,7 @@
 use ruma::serde::Raw;
 use serde_json::{Value, json};
 
-use super::{super::plan::Scope, raw};
+use super::{super::scope::Scope, raw};
 use crate::{storage::e2ee::ToDeviceRow, sync::SyncError};
 
 /// The device's new messages. Syncing with a token acknowledges what
