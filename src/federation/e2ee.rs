@@ -171,25 +171,7 @@ impl Federation {
 
     /// Tells the servers sharing a room with a local user that their device
     /// list changed (`m.device_list_update`).
-    pub(super) async fn send_device_list_update(&self, user: &UserId) {
-        if !self.enabled() {
-            return;
-        }
-        let sharing = match self.db.users_sharing_rooms(user.to_string()).await {
-            Ok(users) => users,
-            Err(e) => {
-                tracing::warn!(%user, error = %e, "cannot find who shares rooms with a user");
-                return;
-            }
-        };
-        let mut servers: Vec<OwnedServerName> = sharing
-            .iter()
-            .filter_map(|u| UserId::parse(u.as_str()).ok())
-            .map(|u| u.server_name().to_owned())
-            .filter(|s| s != self.server_name())
-            .collect();
-        servers.sort();
-        servers.dedup();
+    pub(super) async fn send_device_list_update(&self, user: &UserId, servers: Vec<OwnedServerName>) {
         // No device is named: the receiving server asks for the whole list
         // again (`user/devices`).
         let stream_id = MilliSecondsSinceUnixEpoch::now().0;

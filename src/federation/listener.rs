@@ -7,7 +7,7 @@
 use std::sync::{Arc, Weak};
 
 use futures_util::future::BoxFuture;
-use ruma::OwnedServerName;
+use ruma::{OwnedServerName, OwnedUserId, ServerName};
 
 use super::Federation;
 use crate::commit::{Commit, CommitListener};
@@ -43,10 +43,7 @@ impl CommitListener for FederationListener {
                     federation.send_receipt(room_id, user, event_id, thread).await;
                 }
                 Commit::Presence { row, user, audience, .. } if user.server_name() == own => {
-                    let mut servers: Vec<OwnedServerName> =
-                        audience.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
-                    servers.sort();
-                    servers.dedup();
+                    let servers = other_servers(audience, own);
                     if !servers.is_empty() {
                         // Presence changes ride on syncs: the sync does not
                         // wait for the EDUs to be queued.
@@ -54,9 +51,12 @@ impl CommitListener for FederationListener {
                         tokio::spawn(async move { federation.send_presence(row, servers).await });
                     }
                 }
-                Commit::DeviceList { user, .. } if user.server_name() == own => {
-                    let user = user.to_owned();
-                    tokio::spawn(async move { federation.send_device_list_update(&user).await });
+                Commit::DeviceList { user, audience, .. } if user.server_name() == own => {
+                    let servers = other_servers(audience, own);
+                    if !servers.is_empty() {
+                        let user = user.to_owned();
+                        tokio::spawn(async move { federation.send_device_list_update(&user, servers).await });
+                    }
                 }
                 Commit::ToDevice { sender, remote: Some(remote), .. } => {
                     federation
@@ -67,4 +67,14 @@ impl CommitListener for FederationListener {
             }
         })
     }
+}
+
+/// The servers of `users` other than this one, each once: where a change
+/// seen by those users goes.
+fn other_servers(users: &[OwnedUserId], own: &ServerName) -> Vec<OwnedServerName> {
+    let mut servers: Vec<OwnedServerName> =
+        users.iter().map(|u| u.server_name().to_owned()).filter(|s| s != own).collect();
+    servers.sort();
+    servers.dedup();
+    servers
 }
