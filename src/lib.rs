@@ -12,6 +12,7 @@ pub mod federation;
 pub mod http;
 pub mod media;
 pub mod pdu;
+pub mod push;
 pub mod rate_limit;
 pub mod rooms;
 pub mod server;

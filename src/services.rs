@@ -1,6 +1,6 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, keys, media), and shared by the handlers
+//! server, federation, streams, push, keys, media), and shared by the handlers
 //! as axum state. A second storage backend or a broker-backed notifier
 //! plugs in here and nowhere else.
 
@@ -12,6 +12,7 @@ use crate::{
     e2ee::E2ee,
     federation::{Federation, listener::FederationListener},
     media::Media,
+    push::{Push, PushEvaluation},
     rate_limit::RateLimiters,
     rooms::Rooms,
     server_key::{self, ServerKey},
@@ -35,6 +36,7 @@ pub struct Services {
     pub sync: Syncer,
     pub rate_limits: RateLimiters,
     pub federation: Arc<Federation>,
+    pub push: Arc<Push>,
 }
 
 /// What handlers receive as axum state.
@@ -78,14 +80,20 @@ impl Services {
         let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone(), e2ee.clone())
             .map_err(StartError::Federation)?;
         let streams = Arc::new(Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start));
-        // The listeners of every commit, in the order they run: syncs are
-        // woken first, then other servers are told.
-        let listeners: Vec<Arc<dyn CommitListener>> =
-            vec![notifier.clone(), Arc::new(FederationListener::new(&federation))];
+        let push = Arc::new(Push::new(db.clone(), config.clone(), streams.clone(), rooms.clone()));
+        // The listeners of every commit, in the order they run: push rules
+        // are evaluated first (a sync that returns an event counts it),
+        // then syncs are woken, then other servers are told.
+        let listeners: Vec<Arc<dyn CommitListener>> = vec![
+            Arc::new(PushEvaluation::new(push.clone())),
+            notifier.clone(),
+            Arc::new(FederationListener::new(&federation)),
+        ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
         let sync = Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone());
         Ok(Arc::new(Self {
             federation,
+            push,
             users: Users::new(db.clone(), config.clone()),
             streams,
             e2ee,

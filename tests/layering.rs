@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["services"],
     &["sync"],
-    &["federation"],
+    &["federation", "push"],
     &["streams", "e2ee"],
     &["rooms", "users", "media"],
     &["commit"],

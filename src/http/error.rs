@@ -10,7 +10,7 @@ use ruma::api::{
 };
 
 use crate::{
-    e2ee::E2eeError, rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError,
+    e2ee::E2eeError, push::PushError, rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError,
     users::UsersError,
 };
 
@@ -161,6 +161,19 @@ impl From<StreamsError> for ApiError {
             StreamsError::BadJson(_) => Self::bad_json(message),
             StreamsError::Rooms(e) => e.into(),
             StreamsError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<PushError> for ApiError {
+    fn from(e: PushError) -> Self {
+        let message = e.to_string();
+        match e {
+            PushError::NotFound(_) => Self::not_found(message),
+            PushError::InvalidParam(_) => Self::invalid_param(message),
+            PushError::Streams(e) => e.into(),
+            PushError::Rooms(e) => e.into(),
+            PushError::Storage(e) => e.into(),
         }
     }
 }

@@ -281,6 +281,10 @@ where
     {
         for path in paths {
             let handler = handler.clone();
+            // Requests reach the router with trailing slashes trimmed
+            // (`super::layered`), so a path ruma spells with one
+            // (`/pushrules/`) is mounted without it.
+            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
             router = router.route(
                 path,
                 // Extraction is boxed and freed before the handler runs, so

@@ -493,26 +493,36 @@ impl Rooms {
         &self,
         head: &RoomHead,
     ) -> Result<ruma::events::room::power_levels::RoomPowerLevels, RoomsError> {
+        self.power_levels_in_state(&head.state, &head.rules).await
+    }
+
+    /// The power levels a state of a room gives (the defaults without a
+    /// power levels event), with the creators' privileges of version 12.
+    pub async fn power_levels_in_state(
+        &self,
+        state: &StateMap,
+        rules: &RoomVersionRules,
+    ) -> Result<ruma::events::room::power_levels::RoomPowerLevels, RoomsError> {
         use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent};
-        let pl = match head.state.get(&(StateEventType::RoomPowerLevels, String::new())) {
+        let pl = match state.get(&(StateEventType::RoomPowerLevels, String::new())) {
             Some(id) => self.get_pdu(id).await?.and_then(|p| p.content::<RoomPowerLevelsEventContent>()),
             None => None,
         };
-        let creators = self.creators(head).await?;
-        Ok(RoomPowerLevels::new(pl.into(), &head.rules.authorization, creators))
+        let creators = self.creators(state, rules).await?;
+        Ok(RoomPowerLevels::new(pl.into(), &rules.authorization, creators))
     }
 
     /// The room's creators: the create event's sender, plus the
     /// `additional_creators` of room version 12.
-    async fn creators(&self, head: &RoomHead) -> Result<Vec<ruma::OwnedUserId>, RoomsError> {
-        let Some(id) = head.state.get(&(StateEventType::RoomCreate, String::new())) else {
+    async fn creators(&self, state: &StateMap, rules: &RoomVersionRules) -> Result<Vec<ruma::OwnedUserId>, RoomsError> {
+        let Some(id) = state.get(&(StateEventType::RoomCreate, String::new())) else {
             return Ok(vec![]);
         };
         let Some(create) = self.get_pdu(id).await? else {
             return Ok(vec![]);
         };
         let mut creators = vec![create.sender().to_owned()];
-        if head.rules.authorization.additional_room_creators
+        if rules.authorization.additional_room_creators
             && let Some(extra) = create.content_value().get("additional_creators").and_then(Value::as_array)
         {
             creators.extend(extra.iter().filter_map(|v| v.as_str()).filter_map(|s| ruma::UserId::parse(s).ok()));

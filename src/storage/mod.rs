@@ -9,6 +9,7 @@ pub mod directory;
 pub mod e2ee;
 pub mod federation;
 pub mod media;
+pub mod push;
 pub mod rooms;
 pub mod server_meta;
 mod sqlite;
@@ -21,6 +22,7 @@ pub use self::{
     e2ee::{E2eeStore, KeyBackupStore},
     federation::FederationStore,
     media::MediaStore,
+    push::PushStore,
     rooms::{EventStore, MembershipStore, StateStore},
     server_meta::ServerMetaStore,
     sqlite::SqliteStore,
@@ -55,6 +57,7 @@ pub trait Storage:
     + E2eeStore
     + KeyBackupStore
     + MediaStore
+    + PushStore
     + FederationStore
     + DirectoryStore
     + ServerMetaStore

@@ -90,13 +90,45 @@ pub struct RoomDetailsQuery {
     pub members: bool,
 }
 
-/// Messages from others after the user's read receipt, and up to where
-/// they were counted (so the next sync counts only what is new).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A user's unread notifications in one room (the push actions after
+/// their read receipts), and what they were counted against, so the next
+/// sync counts only the actions stored since.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UnreadCount {
-    pub read_up_to: i64,
+    /// The stream position each read receipt of the user reaches, by
+    /// thread (`""` for unthreaded receipts, `"main"` for the main
+    /// timeline, else the thread root), in thread order. Counts carry on
+    /// only while these stay the same.
+    pub receipts: Vec<(String, i64)>,
+    /// The last push action counted (insertion order).
+    pub counted_seq: i64,
+    /// The events position counted up to: a redaction after it (which
+    /// removes the redacted event's actions) makes the next sync count
+    /// again from the receipts.
     pub counted_until: i64,
-    pub count: i64,
+    /// The main timeline's counts.
+    pub main: NotificationCounts,
+    /// Each thread's counts (thread root, counts), in thread order; only
+    /// threads with unread notifications.
+    pub threads: Vec<(String, NotificationCounts)>,
+}
+
+/// Notifications and highlights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotificationCounts {
+    pub notifications: u64,
+    pub highlights: u64,
+}
+
+impl UnreadCount {
+    /// Everything unread, threads included.
+    pub fn total(&self) -> NotificationCounts {
+        self.threads.iter().fold(self.main, |mut total, (_, c)| {
+            total.notifications += c.notifications;
+            total.highlights += c.highlights;
+            total
+        })
+    }
 }
 
 /// The second pass over one room.

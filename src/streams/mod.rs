@@ -105,6 +105,12 @@ impl Streams {
         self.store_account_data(user, room, kind, &content).await
     }
 
+    /// Stores the user's push rules (`m.push_rules`, which clients change
+    /// only through the push rules API) and wakes the user.
+    pub async fn set_push_rules(&self, user: &OwnedUserId, content: &Value) -> Result<()> {
+        self.store_account_data(user, None, "m.push_rules", content).await
+    }
+
     async fn store_account_data(
         &self,
         user: &OwnedUserId,

@@ -22,6 +22,9 @@ pub struct TimelineOptions {
     pub filter: EventFilter,
     /// Member events only for the timeline's senders and the user.
     pub lazy_members: bool,
+    /// Unread counts per thread (`unread_thread_notifications`), the room's
+    /// own counting only its main timeline.
+    pub thread_counts: bool,
 }
 
 /// What every section works from: who syncs, over which positions, and

@@ -24,7 +24,7 @@ use super::{
         ephemeral, memberships, presence, rooms, timeline, to_device,
     },
 };
-use crate::storage::sync::SyncUserRows;
+use crate::{push, storage::sync::SyncUserRows};
 
 /// Whether an incremental response carries nothing for the client.
 pub fn is_empty(r: &Response) -> bool {
@@ -73,6 +73,10 @@ pub(super) async fn compute(
 
     let mut response = Response::new(window.until.to_string());
     let mut account_data = AccountData::from_rows(account_data);
+    if scope.window.since.is_none() {
+        // A user who never changed their push rules has the defaults.
+        account_data.add_global_default("m.push_rules", || push::server_default_rules(scope.user_id));
+    }
     response.account_data.events = account_data.take_global();
     let membership_rows = MembershipRows { current: memberships, changed: memberships_changed, rooms_changed };
     let mut plans = select_rooms(&scope, req, membership_rows, &mut account_data, &mut response.rooms).await?;
@@ -106,6 +110,7 @@ fn timeline_options(filter: &RoomFilter) -> TimelineOptions {
     TimelineOptions {
         filter: timeline::event_filter(&filter.timeline),
         lazy_members: matches!(filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+        thread_counts: filter.timeline.unread_thread_notifications,
     }
 }
 
@@ -209,7 +214,7 @@ async fn joined_room(scope: &Scope<'_>, plan: RoomPlan) -> Result<Option<JoinedR
     if let Some(summary) = rooms::summary(scope, &timeline) {
         joined.summary = summary;
     }
-    joined.unread_notifications = rooms::unread(&timeline);
+    (joined.unread_notifications, joined.unread_thread_notifications) = rooms::unread(scope, &timeline);
     Ok(Some(joined))
 }
 

@@ -14,6 +14,7 @@ mod federation;
 mod fixtures;
 mod media;
 mod membership;
+mod push;
 mod server_meta;
 mod state;
 mod streams;
@@ -90,6 +91,10 @@ contract_tests!(sqlite, crate::open_sqlite;
     membership: [
         memberships_follow_member_events,
         remote_invites_round_trip,
+    ],
+    push: [
+        notifications_page_newest_first_with_their_read_flag,
+        threaded_receipts_read_only_their_thread,
     ],
     streams: [
         account_data_is_overwritten,

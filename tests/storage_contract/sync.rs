@@ -5,8 +5,9 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use plexus::storage::{
     Storage,
+    push::PushActionRow,
     streams::ReceiptRow,
-    sync::{RoomDetailsQuery, SyncRoomQuery, SyncUserQuery},
+    sync::{NotificationCounts, RoomDetailsQuery, SyncRoomQuery, SyncUserQuery},
 };
 
 use crate::fixtures::{Room, content_of};
@@ -21,6 +22,9 @@ pub async fn room_reads_stay_within_their_ranges(store: Arc<dyn Storage>) {
     for n in 1..=5 {
         sent.push(room.send(&*store, ALICE, &format!("m{n}")).await);
     }
+    // What push evaluation stores for bob: each message notifies, m5 highlights.
+    let rows = sent.iter().enumerate().map(|(i, s)| notifies(&room.room_id, s, i == 4)).collect();
+    store.add_push_actions(rows).await.unwrap();
     let misc = store.misc_position().await.unwrap();
     let query = SyncRoomQuery {
         room_id: room.room_id.clone(),
@@ -39,8 +43,9 @@ pub async fn room_reads_stay_within_their_ranges(store: Arc<dyn Storage>) {
     let members = details.members.as_ref().unwrap();
     assert_eq!((members.joined_count, members.invited_count), (2, 0));
     assert_eq!(members.heroes, [ALICE, BOB]);
-    let unread = details.unread.unwrap();
-    assert_eq!((unread.read_up_to, unread.count, unread.counted_until), (0, 5, sent[4].1));
+    let unread = details.unread.clone().unwrap();
+    assert_eq!(unread.total(), NotificationCounts { notifications: 5, highlights: 1 });
+    assert_eq!((unread.receipts.len(), unread.counted_until), (0, sent[4].1));
 
     // Bob reads up to m3: two unread, then three once m6 arrives (counted
     // on from the earlier count).
@@ -74,8 +79,9 @@ pub async fn room_reads_stay_within_their_ranges(store: Arc<dyn Storage>) {
         members: false,
     };
     let details = store.sync_room_details(BOB.into(), vec![details_query(Some(unread))]).await.unwrap();
-    let counted = details[0].unread.unwrap();
-    assert_eq!((counted.read_up_to, counted.count), (sent[2].1, 2));
+    let counted = details[0].unread.clone().unwrap();
+    assert_eq!(counted.receipts, [(String::new(), sent[2].1)]);
+    assert_eq!(counted.total(), NotificationCounts { notifications: 2, highlights: 1 });
     assert!(details[0].members.is_none());
     let create_group = store.get_event(room.create_id.clone()).await.unwrap().unwrap().state_group;
     let before_bob =
@@ -85,12 +91,31 @@ pub async fn room_reads_stay_within_their_ranges(store: Arc<dyn Storage>) {
     assert!(create_group > 0);
     assert_eq!(details[0].state_groups, [Some(before_bob), Some(room.group), None]);
 
-    room.send(&*store, ALICE, "m6").await;
-    room.send(&*store, BOB, "bob's own message does not count").await;
-    let details = store.sync_room_details(BOB.into(), vec![details_query(Some(counted))]).await.unwrap();
-    let again = details[0].unread.unwrap();
-    assert_eq!((again.read_up_to, again.count), (sent[2].1, 3));
+    let m6 = room.send(&*store, ALICE, "m6").await;
+    room.send(&*store, BOB, "bob's own message does not notify him").await;
+    store.add_push_actions(vec![notifies(&room.room_id, &m6, false)]).await.unwrap();
+    let details = store.sync_room_details(BOB.into(), vec![details_query(Some(counted.clone()))]).await.unwrap();
+    let again = details[0].unread.clone().unwrap();
+    assert_eq!(again.total(), NotificationCounts { notifications: 3, highlights: 1 });
+    assert!(again.counted_seq > counted.counted_seq);
+    // Counting afresh gives the same.
+    let afresh = store.sync_room_details(BOB.into(), vec![details_query(None)]).await.unwrap();
+    assert_eq!(afresh[0].unread.as_ref().unwrap().total(), again.total());
     assert!(store.sync_room_details(BOB.into(), vec![]).await.unwrap().is_empty());
+}
+
+/// Bob's push actions for a message that notifies him.
+fn notifies(room_id: &str, (event_id, stream): &(String, i64), highlight: bool) -> PushActionRow {
+    PushActionRow {
+        user_id: BOB.into(),
+        room_id: room_id.into(),
+        event_id: event_id.clone(),
+        stream_ordering: *stream,
+        thread_id: None,
+        highlight,
+        actions: r#"["notify"]"#.into(),
+        ts: 1,
+    }
 }
 
 pub async fn user_reads_report_what_changed(store: Arc<dyn Storage>) {

@@ -15,6 +15,7 @@ mod membership;
 mod message;
 mod presence;
 mod profile;
+mod push;
 mod receipts;
 mod room;
 mod session;
@@ -50,5 +51,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = to_device::routes(router);
     let router = backup::routes(router);
     let router = media::routes(router);
+    let router = push::routes(router);
     account_data::routes(router)
 }

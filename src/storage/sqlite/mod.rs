@@ -14,6 +14,7 @@ mod federation;
 mod media;
 mod membership;
 mod migrations;
+mod push;
 mod server_meta;
 mod state;
 mod streams;

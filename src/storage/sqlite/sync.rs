@@ -14,10 +14,7 @@ use crate::storage::{
     Result, SyncStore,
     e2ee::ToDeviceRow,
     streams::{AccountDataRow, PresenceRow, ReceiptRow},
-    sync::{
-        MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncRoomRows, SyncUserQuery, SyncUserRows,
-        UnreadCount,
-    },
+    sync::{MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncRoomRows, SyncUserQuery, SyncUserRows},
 };
 
 fn membership_rows(
@@ -217,8 +214,12 @@ fn room_rows(c: &Connection, user_id: &str, q: &SyncRoomQuery) -> Result<SyncRoo
             .collect::<rusqlite::Result<_>>()?;
     }
     if q.unread.is_some() || q.members {
-        let query =
-            RoomDetailsQuery { room_id: q.room_id.clone(), state_at: vec![], unread: q.unread, members: q.members };
+        let query = RoomDetailsQuery {
+            room_id: q.room_id.clone(),
+            state_at: vec![],
+            unread: q.unread.clone(),
+            members: q.members,
+        };
         out.details = Some(room_details(c, user_id, &query)?);
     }
     Ok(out)
@@ -249,47 +250,10 @@ fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<R
         }
         out.members = Some(members);
     }
-    if let Some(earlier) = q.unread {
-        out.unread = Some(unread_count(c, &q.room_id, user_id, earlier)?);
+    if let Some(earlier) = &q.unread {
+        out.unread = Some(super::push::unread_count(c, &q.room_id, user_id, earlier.clone())?);
     }
     Ok(out)
-}
-
-/// Counts messages from others after the user's read receipt. Counting
-/// every time costs a pass over the room's history, so an earlier count
-/// for the same receipt is carried on: nothing before its end can change
-/// except by a redaction, which is itself a new event after that end.
-fn unread_count(c: &Connection, room_id: &str, user_id: &str, earlier: Option<UnreadCount>) -> Result<UnreadCount> {
-    let read_up_to: i64 = c.one(
-        "SELECT COALESCE(MAX(e.stream_ordering), 0) FROM receipts r JOIN events e ON e.event_id = r.event_id
-         WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.receipt_type IN ('m.read', 'm.read.private')",
-        params![room_id, user_id],
-        |r| r.get(0),
-    )?;
-    let newest: i64 = c.one(
-        "SELECT COALESCE(MAX(stream_ordering), 0) FROM events WHERE room_id = ?1 AND outlier = 0",
-        [room_id],
-        |r| r.get(0),
-    )?;
-    let mut count_after = c.prepare_cached(
-        "SELECT COUNT(*) FROM events WHERE room_id = ?1 AND stream_ordering > ?3 AND sender != ?2 AND outlier = 0
-         AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker') AND redacted_by IS NULL",
-    )?;
-    if let Some(earlier) = earlier.filter(|e| e.read_up_to == read_up_to && e.counted_until <= newest) {
-        let redacted: bool = c.one(
-            "SELECT EXISTS (SELECT 1 FROM events WHERE room_id = ?1 AND stream_ordering > ?2
-             AND type = 'm.room.redaction')",
-            params![room_id, earlier.counted_until],
-            |r| r.get(0),
-        )?;
-        if !redacted {
-            let from = earlier.counted_until.max(read_up_to);
-            let more: i64 = count_after.query_row(params![room_id, user_id, from], |r| r.get(0))?;
-            return Ok(UnreadCount { read_up_to, counted_until: newest, count: earlier.count + more });
-        }
-    }
-    let count = count_after.query_row(params![room_id, user_id, read_up_to], |r| r.get(0))?;
-    Ok(UnreadCount { read_up_to, counted_until: newest, count })
 }
 
 /// At most this many rooms make an incremental sync's room reads quick.

@@ -34,6 +34,14 @@ impl AccountData {
         Self { global, rooms }
     }
 
+    /// Adds a global account data event the user has not stored, with the
+    /// content they start with.
+    pub fn add_global_default(&mut self, kind: &str, content: impl FnOnce() -> Value) {
+        if !self.global.iter().any(|e| e["type"] == kind) {
+            self.global.push(json!({"type": kind, "content": content()}));
+        }
+    }
+
     /// The global account data events.
     pub fn take_global<T>(&mut self) -> Vec<Raw<T>> {
         raw_events(std::mem::take(&mut self.global))

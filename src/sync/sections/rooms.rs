@@ -1,13 +1,13 @@
 //! Joined and left rooms (client-server API, "Syncing": `rooms.join`,
 //! `rooms.leave`): each room's timeline slice (`timeline`), the state
 //! before it (`state`), its member summary, sent only when it may have
-//! changed, and its unread count. What it needs read goes into the plan's
+//! changed, and its unread notification counts (from push actions). What it needs read goes into the plan's
 //! room queries; what it made is in each room's `RoomTimeline`.
 
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use ruma::{
-    OwnedUserId, UInt,
+    OwnedEventId, OwnedUserId, UInt,
     api::client::sync::sync_events::{
         UnreadNotificationsCount,
         v3::{RoomSummary, Timeline},
@@ -25,7 +25,7 @@ use crate::{
     rooms::{StateMap, pdu::Pdu},
     storage::{
         rooms::StoredEvent,
-        sync::{RoomDetails, RoomDetailsQuery, UnreadCount},
+        sync::{NotificationCounts, RoomDetails, RoomDetailsQuery, UnreadCount},
     },
     sync::SyncError,
 };
@@ -133,8 +133,8 @@ pub fn take_rows(
 ) -> Result<Vec<Arc<Pdu>>, SyncError> {
     let rooms = &scope.syncer.rooms;
     if let Some(details) = details {
-        if let Some(unread) = details.unread {
-            rooms.remember_unread_count(&view.room_id, scope.user_id, unread);
+        if let Some(unread) = &details.unread {
+            rooms.remember_unread_count(&view.room_id, scope.user_id, unread.clone());
         }
         room.details = Some(details);
     }
@@ -194,7 +194,7 @@ pub fn take_details(scope: &Scope<'_>, view: &RoomView, room: &mut RoomTimeline,
     if view.membership == Membership::Join {
         let known = room.details.get_or_insert_with(RoomDetails::default);
         if let Some(unread) = details.unread {
-            scope.syncer.rooms.remember_unread_count(&view.room_id, scope.user_id, unread);
+            scope.syncer.rooms.remember_unread_count(&view.room_id, scope.user_id, unread.clone());
             known.unread = Some(unread);
         }
         if details.members.is_some() {
@@ -250,13 +250,28 @@ pub fn summary(scope: &Scope<'_>, room: &RoomTimeline) -> Option<RoomSummary> {
     Some(summary)
 }
 
-/// The unread notification count of a joined room the response carries.
-pub fn unread(room: &RoomTimeline) -> UnreadNotificationsCount {
+/// The unread notification counts of a joined room the response carries:
+/// the room's, and each thread's when the filter asks for them apart.
+pub fn unread(
+    scope: &Scope<'_>,
+    room: &RoomTimeline,
+) -> (UnreadNotificationsCount, BTreeMap<OwnedEventId, UnreadNotificationsCount>) {
     // Every joined room the response carries had its unread count read.
     debug_assert!(room.details.as_ref().is_some_and(|d| d.unread.is_some()), "a returned room has its unread count");
-    let count = room.details.as_ref().and_then(|d| d.unread).unwrap_or_default();
-    let mut unread = UnreadNotificationsCount::new();
-    unread.notification_count = Some(UInt::try_from(count.count.max(0) as u64).unwrap_or_default());
-    unread.highlight_count = Some(UInt::from(0u32));
-    unread
+    let count = room.details.as_ref().and_then(|d| d.unread.clone()).unwrap_or_default();
+    let to_client = |c: NotificationCounts| {
+        let mut unread = UnreadNotificationsCount::new();
+        unread.notification_count = Some(UInt::try_from(c.notifications).unwrap_or(UInt::MAX));
+        unread.highlight_count = Some(UInt::try_from(c.highlights).unwrap_or(UInt::MAX));
+        unread
+    };
+    if !scope.timeline.thread_counts {
+        return (to_client(count.total()), BTreeMap::new());
+    }
+    let threads = count
+        .threads
+        .iter()
+        .filter_map(|(root, c)| Some((OwnedEventId::try_from(root.as_str()).ok()?, to_client(*c))))
+        .collect();
+    (to_client(count.main), threads)
 }
