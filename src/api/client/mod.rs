@@ -21,6 +21,7 @@ mod session;
 mod state;
 pub mod sync;
 pub mod sync_push;
+mod thirdparty;
 mod to_device;
 mod typing;
 
@@ -50,5 +51,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = to_device::routes(router);
     let router = backup::routes(router);
     let router = media::routes(router);
+    let router = thirdparty::routes(router);
     account_data::routes(router)
 }
