@@ -22,6 +22,7 @@ mod session;
 mod state;
 pub mod sync;
 pub mod sync_push;
+mod thirdparty;
 mod to_device;
 mod typing;
 
@@ -52,5 +53,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = backup::routes(router);
     let router = media::routes(router);
     let router = push::routes(router);
+    let router = thirdparty::routes(router);
     account_data::routes(router)
 }
