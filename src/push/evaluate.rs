@@ -5,7 +5,9 @@
 //! room gives every member (member count, power levels, display names) is
 //! worked out once per state group; the event is flattened once. The
 //! actions that notify are stored before syncs wake (the listener runs
-//! ahead of the notifier), so a sync that returns the event counts it.
+//! ahead of the notifier), so a sync that returns the event counts it;
+//! then they are queued for the users' pushers (`delivery.rs`), while a
+//! sync that will return the event still holds its device's guard.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -98,8 +100,9 @@ impl PushEvaluation {
                 ts,
             });
         }
+        let pushes = self.push.pushes_to_queue(&rows).await?;
         self.push.db.add_push_actions(rows).await?;
-        Ok(())
+        self.push.queue_pushes(event, pushes).await
     }
 
     /// The shared evaluation context of a room in a state group.

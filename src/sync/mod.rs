@@ -24,6 +24,7 @@ pub use self::v3::is_empty;
 pub use crate::commit::SyncToken;
 use crate::{
     commit::Notifier,
+    push::ActiveSyncs,
     rooms::{Rooms, RoomsError},
     storage::{Storage, StorageError},
     streams::{Streams, StreamsError},
@@ -43,17 +44,25 @@ pub enum SyncError {
 
 /// What sync reads from, and nothing more: the batched sync reads (and the
 /// to-device acknowledgement) in storage, the room caches, the typing and
-/// presence streams, and the notifier's positions and wake-ups.
+/// presence streams, and the notifier's positions and wake-ups; and the
+/// registry of devices syncing now, which push delivery reads.
 pub struct Syncer {
     db: Arc<dyn Storage>,
     rooms: Arc<Rooms>,
     streams: Arc<Streams>,
     notifier: Arc<dyn Notifier>,
+    active_syncs: Arc<ActiveSyncs>,
 }
 
 impl Syncer {
-    pub fn new(db: Arc<dyn Storage>, rooms: Arc<Rooms>, streams: Arc<Streams>, notifier: Arc<dyn Notifier>) -> Self {
-        Self { db, rooms, streams, notifier }
+    pub fn new(
+        db: Arc<dyn Storage>,
+        rooms: Arc<Rooms>,
+        streams: Arc<Streams>,
+        notifier: Arc<dyn Notifier>,
+        active_syncs: Arc<ActiveSyncs>,
+    ) -> Self {
+        Self { db, rooms, streams, notifier, active_syncs }
     }
 }
 
@@ -76,6 +85,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Computes a sync response, waiting up to the timeout for something new
 /// when the sync is incremental and nothing is pending.
 pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
+    // The device gets what is committed meanwhile from this sync, so its
+    // pusher is not pushed to while it runs or waits.
+    let _active = syncer.active_syncs.enter(&req.user_id, &req.device_id);
     if let Some(state) = &req.set_presence {
         Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
     }

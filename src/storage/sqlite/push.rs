@@ -164,7 +164,8 @@ impl PushStore for SqliteStore {
 
     async fn remove_push_actions(&self, event_id: String) -> Result<()> {
         self.write(move |c| {
-            c.exec("DELETE FROM push_actions WHERE event_id = ?1", [event_id])?;
+            c.exec("DELETE FROM push_actions WHERE event_id = ?1", [&event_id])?;
+            c.exec("DELETE FROM push_queue WHERE event_id = ?1", [&event_id])?;
             Ok(())
         })
         .await
