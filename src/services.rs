@@ -89,7 +89,7 @@ impl Services {
         // the device of a sync still waiting for it gets no push), then
         // syncs are woken, then other servers are told.
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
-            Arc::new(PushEvaluation::new(push.clone())),
+            Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
         ];
