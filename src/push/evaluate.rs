@@ -156,7 +156,7 @@ impl PushEvaluation {
 
 /// The actions of the first enabled rule that applies (the rules are in
 /// priority order), or none.
-async fn first_match<'a>(rules: &'a Ruleset, event: &FlattenedJson, ctx: &PushConditionRoomCtx) -> &'a [Action] {
+pub async fn first_match<'a>(rules: &'a Ruleset, event: &FlattenedJson, ctx: &PushConditionRoomCtx) -> &'a [Action] {
     for rule in rules.iter() {
         if rule.applies(event, ctx).await {
             return rule.actions();

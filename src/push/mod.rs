@@ -26,7 +26,7 @@ use serde_json::Value;
 use self::delivery::Delivery;
 pub use self::{
     active_syncs::{ActiveSync, ActiveSyncs},
-    evaluate::PushEvaluation,
+    evaluate::{PushEvaluation, first_match},
 };
 use crate::{
     config::Config,
