@@ -59,13 +59,15 @@ impl RoomPlan {
     }
 }
 
-/// Everything about the user and device, in one read. Raises
+/// Everything about the user and device, in one read; to-device messages
+/// after `to_device_after` (see `SyncUserQuery`). Raises
 /// `window.until.events` to the newest membership change found.
 pub async fn read_user(
     syncer: &Syncer,
     user_id: &OwnedUserId,
     device_id: &OwnedDeviceId,
     window: &mut Window,
+    to_device_after: Option<Option<i64>>,
 ) -> Result<SyncUserRows, SyncError> {
     let rows = syncer
         .db
@@ -76,6 +78,7 @@ pub async fn read_user(
             until_events: window.until.events,
             until_misc: window.until.misc,
             presence: syncer.streams.presence_enabled(),
+            to_device_after,
         })
         .await?;
     // A membership committed before the notifier heard of it: every event
@@ -153,7 +156,7 @@ async fn read_details(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(), S
 async fn resolve_state(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
     let mut groups = Vec::new();
     for plan in plans.iter_mut().filter(|p| p.timeline.needs_state_groups(&p.view)) {
-        plan.timeline.state_groups_needed(&mut groups);
+        plan.timeline.state_groups_needed(&plan.view, &mut groups);
     }
     scope.syncer.rooms.preload_state_groups(groups).await?;
     for plan in plans.iter_mut().filter(|p| p.timeline.needs_state_groups(&p.view)) {
