@@ -12,15 +12,16 @@
 //!
 //! An assembler chooses the rooms (`RoomView`s), runs the plan and places
 //! what the sections made: `v3` builds the `/sync` response. Sliding sync
-//! (MSC4186) is to be another assembler over the same plan and sections:
+//! (MSC4186, `v5`) is the other assembler over the same plan and sections:
 //! its lists and room subscriptions give the `RoomView`s (a room entering
 //! a window is `initial`, and each carries its own `timeline_limit`), its
 //! `required_state` is one more filter on the state a room keeps, beside
-//! lazy loading (`sections::state`), and its extensions are the sections
-//! of the same name (`to_device`, `device_keys` for e2ee, `account_data`,
-//! `ephemeral` for receipts and typing), fed from the same rows. An
-//! extension left off leaves its part of the queries empty (a room's
-//! receipt range, or a flag in `SyncUserQuery` as presence has).
+//! lazy loading (`StateWanted::Required`, `sections::state`), and its
+//! extensions are the sections of the same name (`to_device`,
+//! `device_keys` for e2ee, `account_data`, `ephemeral` for receipts and
+//! typing), fed from the same rows. An extension left off leaves its part
+//! of the queries empty (a room's receipt range through the scope's
+//! `EphemeralOptions`, or `to_device_after` in `SyncUserQuery`).
 
 use ruma::{OwnedDeviceId, OwnedEventId, OwnedUserId};
 use serde_json::Value;
