@@ -187,6 +187,42 @@ async fn lists_select_their_range_in_activity_order_and_count_all() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn kicked_rooms_stay_listed_and_rooms_left_only_where_sent() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let stays = named_room(&server, &alice, "stays").await;
+    let left = named_room(&server, &alice, "left").await;
+    let kicked = server.create_room(&bob.access_token, json!({"name": "kicked", "invite": [alice.user_id]})).await;
+    server.join(&alice.access_token, &kicked).await;
+    let body = list_request((0, 9), 1, json!([["m.room.member", "$ME"]]));
+    let first = sliding_ok(&server, &alice, None, body.clone()).await;
+    assert_eq!(first["lists"]["all"]["count"], 3);
+
+    server.room_post(&alice.access_token, &left, "leave", json!({})).await;
+    server.room_post(&bob.access_token, &kicked, "kick", json!({"user_id": alice.user_id})).await;
+    // This connection had both rooms: it gets the leave and the kick.
+    let second = sliding_ok(&server, &alice, Some(&pos(&first)), body.clone()).await;
+    assert_eq!(second["lists"]["all"]["count"], 3);
+    for room in [&left, &kicked] {
+        let me = &second["rooms"][room]["required_state"][0];
+        assert_eq!(
+            (me["state_key"].as_str(), me["content"]["membership"].as_str()),
+            (Some(alice.user_id.as_str()), Some("leave")),
+            "{second}"
+        );
+    }
+    // A new connection lists the kick, not the room alice left herself.
+    let fresh = sliding_ok(&server, &alice, None, body).await;
+    assert_eq!(fresh["lists"]["all"]["count"], 2);
+    let mut rooms: Vec<&str> = fresh["rooms"].as_object().unwrap().keys().map(String::as_str).collect();
+    rooms.sort();
+    let mut expected = vec![stays.as_str(), kicked.as_str()];
+    expected.sort();
+    assert_eq!(rooms, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_second_response_carries_only_what_changed() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;

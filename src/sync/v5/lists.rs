@@ -48,8 +48,12 @@ pub fn passes(room: &ListRoom, filters: &ListFilters, space_children: Option<&Ha
 }
 
 /// The indexes (into the filtered, ordered list) the ranges select,
-/// inclusive at both ends, each once.
+/// inclusive at both ends, each once; without ranges, every room (MSC4186:
+/// a list without a range is not limited by one).
 pub fn in_ranges(ranges: &[(UInt, UInt)], len: usize) -> Vec<usize> {
+    if ranges.is_empty() {
+        return (0..len).collect();
+    }
     let mut selected = vec![false; len];
     for (start, end) in ranges {
         let start = usize::try_from(u64::from(*start)).unwrap_or(usize::MAX);
@@ -127,5 +131,6 @@ mod tests {
         assert_eq!(in_ranges(&[(uint!(0), uint!(1)), (uint!(1), uint!(3))], 3), [0, 1, 2]);
         assert_eq!(in_ranges(&[(uint!(5), uint!(9))], 3), Vec::<usize>::new());
         assert_eq!(in_ranges(&[(uint!(0), uint!(19))], 0), Vec::<usize>::new());
+        assert_eq!(in_ranges(&[], 3), [0, 1, 2], "no range: the whole list");
     }
 }

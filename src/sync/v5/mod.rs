@@ -28,7 +28,7 @@ use self::{
     lists::{ListMembership, ListRoom},
 };
 use super::{
-    SyncError, Syncer,
+    SyncError, SyncToken, Syncer,
     plan::{self, RoomPlan},
     scope::{EphemeralOptions, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
     sections::{
@@ -94,7 +94,12 @@ pub(super) async fn compute(
 ) -> Result<(Response, ConnectionState, bool), SyncError> {
     let ext = &req.body.extensions;
     let mut window = Window { since: prev.token, until: syncer.notifier.current() };
-    let to_device_since = ext.to_device.since.as_deref().and_then(|s| s.parse::<i64>().ok());
+    // Our own `next_batch`, or a `/sync` token (a client may carry one over).
+    let to_device_since = ext
+        .to_device
+        .since
+        .as_deref()
+        .and_then(|s| s.parse::<i64>().ok().or_else(|| SyncToken::parse(s).map(|t| t.misc)));
     let to_device_on = ext.to_device.enabled == Some(true);
     let rows =
         plan::read_user(syncer, &req.user_id, &req.device_id, &mut window, to_device_on.then_some(to_device_since))
@@ -142,6 +147,10 @@ pub(super) async fn compute(
     let changed: HashSet<String> =
         rooms_changed.into_iter().chain(memberships_changed.iter().map(|(room, _, _)| room.clone())).collect();
     let current = if window.since.is_none() { memberships_changed } else { memberships };
+    // A connection for extensions only (Element X's "encryption") orders
+    // no rooms.
+    let wants_rooms = !req.body.lists.is_empty() || !req.body.room_subscriptions.is_empty();
+    let current = if wants_rooms { current } else { Vec::new() };
     let list_rooms = read_list_rooms(&scope, current, &changed, &mut state).await?;
     let (configs, counts) = select_rooms(&req.body, &list_rooms);
     let counts_changed = counts != state.list_counts;
@@ -546,4 +555,20 @@ async fn room_profile(scope: &Scope<'_>, room: &rooms::RoomTimeline) -> Result<R
         );
     }
     Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn direct_rooms_are_every_room_of_m_direct() {
+        let direct = json!({"@a:x": ["!1:x", "!2:x"], "@b:x": ["!2:x", "not a room"], "@c:x": "junk"});
+        let rooms = dm_rooms(&direct);
+        assert_eq!(rooms.len(), 2);
+        assert!(rooms.contains(&OwnedRoomId::try_from("!1:x").unwrap()));
+        assert!(dm_rooms(&json!([])).is_empty());
+    }
 }
