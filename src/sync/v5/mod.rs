@@ -100,25 +100,8 @@ pub(super) async fn compute(
         .since
         .as_deref()
         .and_then(|s| s.parse::<i64>().ok().or_else(|| SyncToken::parse(s).map(|t| t.misc)));
-    let to_device_on = ext.to_device.enabled == Some(true);
-    let rows =
-        plan::read_user(syncer, &req.user_id, &req.device_id, &mut window, to_device_on.then_some(to_device_since))
-            .await?;
-    let SyncUserRows {
-        until_events: _,
-        memberships_changed,
-        memberships,
-        account_data,
-        rooms_changed,
-        presence: _,
-        to_device,
-        to_device_to_ack,
-        device_list_changes,
-        users_sharing_rooms,
-        membership_changes_seen,
-        one_time_key_counts,
-        unused_fallback_algorithms,
-    } = rows;
+    let to_device_after = (ext.to_device.enabled == Some(true)).then_some(to_device_since);
+    let mut rows = plan::read_user(syncer, &req.user_id, &req.device_id, &mut window, to_device_after).await?;
     let scope = Scope {
         syncer,
         user_id: &req.user_id,
@@ -134,7 +117,7 @@ pub(super) async fn compute(
     state.token = Some(window.until);
     let mut response = Response::new(String::new());
 
-    let mut account_data = AccountData::from_rows(account_data);
+    let mut account_data = AccountData::from_rows(std::mem::take(&mut rows.account_data));
     if window.since.is_none() {
         // A user who never changed their push rules has the defaults.
         account_data.add_global_default("m.push_rules", || push::server_default_rules(scope.user_id));
@@ -143,14 +126,19 @@ pub(super) async fn compute(
         state.dm_rooms = dm_rooms(direct);
     }
 
+    let changed: HashSet<String> = std::mem::take(&mut rows.rooms_changed)
+        .into_iter()
+        .chain(rows.memberships_changed.iter().map(|(room, _, _)| room.clone()))
+        .collect();
     // Every current membership: an initial read finds them all as changed.
-    let changed: HashSet<String> =
-        rooms_changed.into_iter().chain(memberships_changed.iter().map(|(room, _, _)| room.clone())).collect();
-    let current = if window.since.is_none() { memberships_changed } else { memberships };
     // A connection for extensions only (Element X's "encryption") orders
     // no rooms.
     let wants_rooms = !req.body.lists.is_empty() || !req.body.room_subscriptions.is_empty();
-    let current = if wants_rooms { current } else { Vec::new() };
+    let current = match (wants_rooms, window.since) {
+        (false, _) => Vec::new(),
+        (true, None) => std::mem::take(&mut rows.memberships_changed),
+        (true, Some(_)) => std::mem::take(&mut rows.memberships),
+    };
     let list_rooms = read_list_rooms(&scope, current, &changed, &mut state).await?;
     let (configs, counts) = select_rooms(&req.body, &list_rooms);
     let counts_changed = counts != state.list_counts;
@@ -182,33 +170,50 @@ pub(super) async fn compute(
     for plan in plans {
         place_room(&scope, plan, prev, &mut state, &mut response).await?;
     }
+    place_extensions(&scope, req, rows, account_data, to_device_since, &mut response.extensions).await?;
+    Ok((response, state, counts_changed))
+}
 
-    if to_device_on {
-        let acked = to_device_since.filter(|_| to_device_to_ack);
+/// The `to_device`, `e2ee` and `account_data` extensions the request
+/// enables (`receipts` and `typing` come with the rooms).
+async fn place_extensions(
+    scope: &Scope<'_>,
+    req: &SlidingSyncRequest,
+    rows: SyncUserRows,
+    mut account_data: AccountData,
+    to_device_since: Option<i64>,
+    out: &mut response::Extensions,
+) -> Result<(), SyncError> {
+    let ext = &req.body.extensions;
+    if ext.to_device.enabled == Some(true) {
+        let acked = to_device_since.filter(|_| rows.to_device_to_ack);
         let mut messages = response::ToDevice::default();
-        messages.events = to_device::events(&scope, to_device, acked).await?;
-        messages.next_batch = window.until.misc.to_string();
-        response.extensions.to_device = Some(messages);
+        messages.events = to_device::events(scope, rows.to_device, acked).await?;
+        messages.next_batch = scope.window.until.misc.to_string();
+        out.to_device = Some(messages);
     }
     if ext.e2ee.enabled == Some(true) {
-        let e2ee = &mut response.extensions.e2ee;
-        if window.since.is_some() {
-            let rows = DeviceListRows { changes: device_list_changes, users_sharing_rooms, membership_changes_seen };
-            e2ee.device_lists = device_keys::device_lists(&req.user_id, rows);
+        if scope.window.since.is_some() {
+            let changes = DeviceListRows {
+                changes: rows.device_list_changes,
+                users_sharing_rooms: rows.users_sharing_rooms,
+                membership_changes_seen: rows.membership_changes_seen,
+            };
+            out.e2ee.device_lists = device_keys::device_lists(&req.user_id, changes);
         }
-        e2ee.device_one_time_keys_count = device_keys::one_time_key_counts(one_time_key_counts);
-        e2ee.device_unused_fallback_key_types = Some(device_keys::fallback_key_types(unused_fallback_algorithms));
+        out.e2ee.device_one_time_keys_count = device_keys::one_time_key_counts(rows.one_time_key_counts);
+        out.e2ee.device_unused_fallback_key_types =
+            Some(device_keys::fallback_key_types(rows.unused_fallback_algorithms));
     }
     if ext.account_data.enabled == Some(true) {
-        let out = &mut response.extensions.account_data;
-        out.global = account_data.take_global();
+        out.account_data.global = account_data.take_global();
         for (room, events) in account_data.take_rooms() {
             if let Ok(room_id) = OwnedRoomId::try_from(room) {
-                out.rooms.insert(room_id, account_data::raw_events(events));
+                out.account_data.rooms.insert(room_id, account_data::raw_events(events));
             }
         }
     }
-    Ok((response, state, counts_changed))
+    Ok(())
 }
 
 /// The rooms in the user's `m.direct` account data.
@@ -418,22 +423,11 @@ async fn place_room(
 ) -> Result<(), SyncError> {
     let RoomPlan { view, timeline, ephemeral, account_data: _ } = plan;
     let room_id = view.room_id.clone();
-    for event in ephemeral.events {
-        match event["type"].as_str() {
-            Some("m.typing") => {
-                response.extensions.typing.rooms.insert(room_id.clone(), raw(event));
-            }
-            Some("m.receipt") => {
-                response.extensions.receipts.rooms.insert(room_id.clone(), raw(event));
-            }
-            _ => {}
-        }
-    }
+    place_ephemeral(&room_id, ephemeral.events, &mut response.extensions);
     let sent = if view.initial { None } else { prev.rooms.get(&room_id) };
-    let info = state.room_info.get(&room_id).cloned().unwrap_or_default();
     let is_dm = state.dm_rooms.contains(&room_id);
     let bump_stamp = match view.membership {
-        Membership::Join => info.bump_stamp,
+        Membership::Join => state.room_info.get(&room_id).and_then(|i| i.bump_stamp),
         Membership::Leave(_) => view.timeline.map(|(_, until)| until),
     };
     let has_timeline = view.timeline.is_some();
@@ -465,7 +459,7 @@ async fn place_room(
         _ => JsOption::Undefined,
     };
     if profile.name.is_none() {
-        out.heroes = profile.heroes;
+        out.heroes = profile.heroes.clone();
     }
     if let Some(summary) = rooms::summary(scope, &timeline) {
         out.joined_count = summary.joined_member_count;
@@ -475,43 +469,64 @@ async fn place_room(
         out.unread_notifications = rooms::unread(scope, &timeline).0;
     }
     if sent.is_none_or(|s| s.is_dm != is_dm) {
+        // Absent in an initial room means not a DM.
         out.is_dm = (is_dm || sent.is_some()).then_some(is_dm);
     }
     if sent.is_none_or(|s| s.bump_stamp != bump_stamp) {
         out.bump_stamp = bump_stamp.and_then(|b| UInt::try_from(b.max(0) as u64).ok());
     }
+    let sent_now = sent_room(&view, &timeline, prev.rooms.get(&room_id), profile, is_dm, bump_stamp);
+    state.rooms.insert(room_id.clone(), sent_now);
+    response.rooms.insert(room_id, out);
+    Ok(())
+}
 
-    let (config, members_sent) = match &view.state {
+/// A room's typing notice and receipts, in their extensions.
+fn place_ephemeral(room_id: &OwnedRoomId, events: Vec<Value>, out: &mut response::Extensions) {
+    for event in events {
+        match event["type"].as_str() {
+            Some("m.typing") => {
+                out.typing.rooms.insert(room_id.clone(), raw(event));
+            }
+            Some("m.receipt") => {
+                out.receipts.rooms.insert(room_id.clone(), raw(event));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What the connection has of a room once this response is sent.
+fn sent_room(
+    view: &RoomView,
+    timeline: &rooms::RoomTimeline,
+    previous: Option<&SentRoom>,
+    profile: RoomProfile,
+    is_dm: bool,
+    bump_stamp: Option<i64>,
+) -> SentRoom {
+    let (required_state, members_sent) = match &view.state {
         StateWanted::Required { config, members_sent } => (config.clone(), members_sent.clone()),
         StateWanted::BeforeTimeline => (Arc::default(), Arc::default()),
     };
     let mut members = (*members_sent).clone();
-    for (kind, key) in timeline.state.keys() {
-        if *kind == StateEventType::RoomMember {
-            members.insert(key.clone());
-        }
-    }
-    let previous = prev.rooms.get(&room_id);
-    let membership = match &view.membership {
-        Membership::Join => "join".to_owned(),
-        Membership::Leave(m) => m.clone(),
-    };
-    state.rooms.insert(
-        room_id.clone(),
-        SentRoom {
-            events_until: view.timeline.map(|(_, until)| until).or(previous.map(|p| p.events_until)).unwrap_or(0),
-            membership,
-            timeline_limit: view.timeline_limit,
-            required_state: config,
-            members_sent: Arc::new(members),
-            name: profile.name,
-            avatar: profile.avatar,
-            is_dm,
-            bump_stamp,
-        },
+    members.extend(
+        timeline.state.keys().filter(|(kind, _)| *kind == StateEventType::RoomMember).map(|(_, key)| key.clone()),
     );
-    response.rooms.insert(room_id, out);
-    Ok(())
+    SentRoom {
+        events_until: view.timeline.map(|(_, until)| until).or(previous.map(|p| p.events_until)).unwrap_or(0),
+        membership: match &view.membership {
+            Membership::Join => "join".to_owned(),
+            Membership::Leave(m) => m.clone(),
+        },
+        timeline_limit: view.timeline_limit,
+        required_state,
+        members_sent: Arc::new(members),
+        name: profile.name,
+        avatar: profile.avatar,
+        is_dm,
+        bump_stamp,
+    }
 }
 
 /// What a client shows a room as: its name and avatar, and heroes when it
