@@ -140,9 +140,6 @@ pub async fn sliding_sync(syncer: &Syncer, req: &SlidingSyncRequest) -> Result<s
         let notified = listener.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let superseded = ticket.superseded.notified();
-        tokio::pin!(superseded);
-        superseded.as_mut().enable();
         let (mut response, state, counts_changed) = Box::pin(v5::compute(syncer, req, &ticket.state)).await?;
         let current = connections.is_current(&ticket);
         if !v5::is_empty(&response, counts_changed) || Instant::now() >= deadline || !current {
@@ -157,7 +154,7 @@ pub async fn sliding_sync(syncer: &Syncer, req: &SlidingSyncRequest) -> Result<s
         drop((response, state));
         tokio::select! {
             _ = &mut notified => {}
-            _ = &mut superseded => {}
+            _ = ticket.superseded() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 
 use super::super::{SyncToken, sections::required_state::RequiredState};
 use crate::storage::sync::SlidingRoomInfo;
@@ -60,9 +60,9 @@ struct Connection {
     /// States by `pos` number: the newest, and the one it was made from.
     states: Vec<(u64, Arc<ConnectionState>)>,
     next_pos: u64,
-    /// The request currently in flight, and how to tell it it was superseded.
-    in_flight: u64,
-    superseded: Arc<Notify>,
+    /// The number of the newest request: a request that sees it move on
+    /// was superseded.
+    in_flight: watch::Sender<u64>,
     last_used: Instant,
 }
 
@@ -73,11 +73,17 @@ pub struct Ticket {
     /// The `pos` number the request was made with.
     base: Option<u64>,
     number: u64,
-    pub superseded: Arc<Notify>,
+    newest: watch::Receiver<u64>,
     pub state: Arc<ConnectionState>,
 }
 
 impl Ticket {
+    /// Resolves once a newer request on the connection has begun.
+    pub async fn superseded(&self) {
+        let number = self.number;
+        let _ = self.newest.clone().wait_for(|newest| *newest != number).await;
+    }
+
     /// The `pos` the request was made with (`None` for a new connection).
     pub fn base_pos(&self, connections: &Connections) -> Option<String> {
         self.base.map(|n| connections.pos_string(n))
@@ -144,18 +150,16 @@ impl Connections {
         let connection = connections.entry(key.clone()).or_insert_with(|| Connection {
             states: Vec::new(),
             next_pos: 1,
-            in_flight: 0,
-            superseded: Arc::new(Notify::new()),
+            in_flight: watch::Sender::new(0),
             last_used: now,
         });
         if base.is_none() {
             connection.states.clear();
         }
         connection.last_used = now;
-        connection.in_flight += 1;
-        connection.superseded.notify_waiters();
-        connection.superseded = Arc::new(Notify::new());
-        Ok(Ticket { key, base, number: connection.in_flight, superseded: connection.superseded.clone(), state })
+        connection.in_flight.send_modify(|n| *n += 1);
+        let number = *connection.in_flight.borrow();
+        Ok(Ticket { key, base, number, newest: connection.in_flight.subscribe(), state })
     }
 
     /// Records the state after a response and returns its `pos`; `None`
@@ -164,7 +168,7 @@ impl Connections {
     pub fn commit(&self, ticket: &Ticket, state: ConnectionState) -> Option<String> {
         let mut connections = self.connections.lock().expect("connections mutex is never poisoned");
         let connection = connections.get_mut(&ticket.key)?;
-        if connection.in_flight != ticket.number {
+        if *connection.in_flight.borrow() != ticket.number {
             return None;
         }
         // The client has this request's `pos`: everything before it can go,
@@ -179,12 +183,13 @@ impl Connections {
     /// Whether the request holding `ticket` is still the connection's newest.
     pub fn is_current(&self, ticket: &Ticket) -> bool {
         let connections = self.connections.lock().expect("connections mutex is never poisoned");
-        connections.get(&ticket.key).is_some_and(|c| c.in_flight == ticket.number)
+        connections.get(&ticket.key).is_some_and(|c| *c.in_flight.borrow() == ticket.number)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::FutureExt;
     use ruma::{owned_device_id, owned_user_id};
 
     use super::*;
@@ -217,6 +222,8 @@ mod tests {
         let old = connections.begin(&user, &device, "c", Some(&p1)).unwrap();
         let new = connections.begin(&user, &device, "c", Some(&p1)).unwrap();
         assert!(!connections.is_current(&old));
+        assert!(old.superseded().now_or_never().is_some(), "the old request stops waiting");
+        assert!(new.superseded().now_or_never().is_none());
         assert!(connections.commit(&old, ConnectionState::default()).is_none());
         assert!(connections.commit(&new, ConnectionState::default()).is_some());
     }
