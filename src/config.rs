@@ -19,6 +19,7 @@ pub struct Config {
     pub presence: PresenceConfig,
     pub rooms: RoomsConfig,
     pub media: MediaConfig,
+    pub push: PushConfig,
     pub federation: FederationConfig,
     pub logging: LoggingConfig,
 }
@@ -105,6 +106,16 @@ impl Default for MediaConfig {
             url_preview_allowed_ranges: Vec::new(),
         }
     }
+}
+
+/// Push notifications sent to the push gateways of users' pushers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushConfig {
+    /// Internal address ranges (CIDR) push gateways may still be reached
+    /// at; by default loopback, private and link-local addresses are
+    /// refused, so a pusher cannot make the server probe its own network.
+    pub gateway_allowed_ranges: Vec<String>,
 }
 
 /// Which new rooms get `m.room.encryption` in their initial state.
@@ -375,6 +386,9 @@ impl Config {
         }
         if let Err(message) = crate::address_policy::parse_ranges(&self.media.url_preview_allowed_ranges) {
             return Err(ConfigError::Invalid { key: "media.url_preview_allowed_ranges", message });
+        }
+        if let Err(message) = crate::address_policy::parse_ranges(&self.push.gateway_allowed_ranges) {
+            return Err(ConfigError::Invalid { key: "push.gateway_allowed_ranges", message });
         }
         if let Err(message) = crate::address_policy::parse_ranges(&self.federation.allowed_ranges) {
             return Err(ConfigError::Invalid { key: "federation.allowed_ranges", message });

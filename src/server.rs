@@ -37,6 +37,8 @@ impl Server {
             );
         }
 
+        // Pushes queued before a restart go out now.
+        services.push.start_delivery().await;
         let (shutdown, _) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -106,6 +108,7 @@ impl Server {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.services.push.stop_delivery();
         self.services.db.close();
     }
 }

@@ -54,6 +54,8 @@ pub enum StartError {
     Users(#[from] users::UsersError),
     #[error("cannot set up federation: {0}")]
     Federation(String),
+    #[error("cannot set up push delivery: {0}")]
+    Push(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -80,17 +82,20 @@ impl Services {
         let federation = Federation::new(config.clone(), db.clone(), server_key.clone(), rooms.clone(), e2ee.clone())
             .map_err(StartError::Federation)?;
         let streams = Arc::new(Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start));
-        let push = Arc::new(Push::new(db.clone(), config.clone(), streams.clone(), rooms.clone()));
+        let push =
+            Arc::new(Push::new(db.clone(), config.clone(), streams.clone(), rooms.clone()).map_err(StartError::Push)?);
         // The listeners of every commit, in the order they run: push rules
-        // are evaluated first (a sync that returns an event counts it),
-        // then syncs are woken, then other servers are told.
+        // are evaluated first (a sync that returns an event counts it, and
+        // the device of a sync still waiting for it gets no push), then
+        // syncs are woken, then other servers are told.
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
-            Arc::new(PushEvaluation::new(push.clone())),
+            Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
-        let sync = Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone());
+        let sync =
+            Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
         Ok(Arc::new(Self {
             federation,
             push,

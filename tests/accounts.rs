@@ -233,6 +233,20 @@ async fn deactivated_accounts_cannot_log_in_and_keep_their_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn accounts_have_no_third_party_ids_and_cannot_add_one() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let token = Some(alice.access_token.as_str());
+    let (status, threepids) = server.get("/_matrix/client/v3/account/3pid", token).await;
+    assert_eq!(status, 200);
+    // `threepids` is optional (ruma leaves an empty list out).
+    assert!(threepids.get("threepids").is_none_or(|list| list == &json!([])), "{threepids}");
+    let (_, caps) = server.get("/_matrix/client/v3/capabilities", token).await;
+    assert_eq!(caps["capabilities"]["m.3pid_changes"]["enabled"], false);
+    assert_error(&server.get("/_matrix/client/v3/account/3pid", None).await, 401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn profiles_are_readable_by_others_and_writable_by_their_owner() {
     let server = TestServer::start().await;
     let client = server.sdk_client().await;

@@ -27,6 +27,17 @@ async fn discovery_endpoints_describe_the_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn no_third_party_protocols_are_bridged() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let token = Some(alice.access_token.as_str());
+    let (status, protocols) = server.get("/_matrix/client/v3/thirdparty/protocols", token).await;
+    assert_eq!((status, protocols), (200, json!({})));
+    assert_error(&server.get("/_matrix/client/v3/thirdparty/protocol/irc", token).await, 404, "M_NOT_FOUND");
+    assert_error(&server.get("/_matrix/client/v3/thirdparty/protocols", None).await, 401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_endpoints_and_methods_are_unrecognized() {
     let server = TestServer::start().await;
     assert_error(&server.get("/_matrix/client/v3/no/such/endpoint", None).await, 404, "M_UNRECOGNIZED");

@@ -1,7 +1,11 @@
-//! Interoperability with a second client library: matrix-nio (Python)
-//! runs `tests/interop/nio_flow.py` against a real server. `.ci/run`
-//! installs matrix-nio in a virtualenv and sets `PLEXUS_NIO_PYTHON` to its
-//! interpreter; without it the test says so and does nothing.
+//! Interoperability with other client libraries against a real server:
+//! matrix-nio (Python) runs `tests/interop/nio_flow.py`, matrix-js-sdk
+//! (Node) runs `tests/interop/js_sdk_flow.mjs`. `.ci/run` installs
+//! matrix-nio in a virtualenv and sets `PLEXUS_NIO_PYTHON` to its
+//! interpreter, and installs matrix-js-sdk with `npm ci` in
+//! `tests/interop/js` and sets `PLEXUS_JS_SDK_DIR` to that directory;
+//! without the variable a test says so and does nothing. `PLEXUS_NODE`
+//! names another `node` than the one on the path.
 
 mod common;
 
@@ -25,4 +29,48 @@ async fn matrix_nio_registers_talks_syncs_and_paginates() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "matrix-nio flow failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("ok: bob receives alice's message"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_js_sdk_syncs_invites_joins_talks_types_and_reads() {
+    let Ok(sdk_dir) = std::env::var("PLEXUS_JS_SDK_DIR") else {
+        eprintln!("PLEXUS_JS_SDK_DIR is not set: skipping the matrix-js-sdk interop flow (CI runs it)");
+        return;
+    };
+    let server = TestServer::start().await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/js_sdk_flow.mjs");
+    let node = std::env::var("PLEXUS_NODE").unwrap_or_else(|_| "node".to_owned());
+    // The script bounds each of its waits; this bounds the whole run, so a
+    // hung Node process fails the test instead of holding CI.
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(180),
+        tokio::process::Command::new(node).arg(script).arg(&server.base_url).arg(&sdk_dir).kill_on_drop(true).output(),
+    )
+    .await
+    .expect("the matrix-js-sdk flow finishes within 3 minutes")
+    .expect("node runs the interop script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The SDK's warnings and errors, shown with --nocapture.
+    eprintln!("{stderr}");
+    assert!(output.status.success(), "matrix-js-sdk flow failed:\n{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    for expected in [
+        "ok: @alice_js:plexus.test syncs",
+        "ok: @bob_js:plexus.test syncs",
+        "ok: bob sees the invite from @alice_js:plexus.test, named \"Alice in js\"",
+        "ok: bob joins",
+        "ok: alice sees bob join",
+        "ok: bob receives alice's message: hello from matrix-js-sdk",
+        "ok: bob sees alice typing",
+    ] {
+        assert!(lines.contains(&expected), "missing {expected:?} in:\n{stdout}\n{stderr}");
+    }
+    let sent = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ok: alice sends "))
+        .unwrap_or_else(|| panic!("alice's message was not sent:\n{stdout}\n{stderr}"));
+    assert!(sent.starts_with('$'), "{sent}");
+    let receipt = format!("ok: alice sees bob's read receipt on {sent}");
+    assert!(lines.contains(&receipt.as_str()), "missing {receipt:?} in:\n{stdout}\n{stderr}");
 }

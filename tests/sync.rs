@@ -332,6 +332,32 @@ async fn invites_and_leaves_appear_in_their_sections() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_invite_shows_who_invited() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let path = format!("/_matrix/client/v3/profile/{}/displayname", enc(&alice.user_id));
+    server.put(&path, Some(&alice.access_token), json!({"displayname": "Alice Liddell"})).await;
+    // A direct chat has no name: clients name the invite after the inviter.
+    let room = server.create_room(&alice.access_token, json!({"is_direct": true, "invite": [bob.user_id]})).await;
+
+    let invited = sync(&server, &bob, "timeout=0").await;
+    let invite_state = invited["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();
+    let member = |user: &str| {
+        invite_state
+            .iter()
+            .find(|e| e["type"] == "m.room.member" && e["state_key"] == user)
+            .unwrap_or_else(|| panic!("no membership of {user} in {invite_state:?}"))
+    };
+    let inviter = member(&alice.user_id);
+    assert_eq!(inviter["content"]["membership"], "join");
+    assert_eq!(inviter["content"]["displayname"], "Alice Liddell");
+    let own = member(&bob.user_id);
+    assert_eq!((&own["content"]["membership"], &own["sender"]), (&json!("invite"), &json!(alice.user_id)));
+    assert_eq!(own["content"]["is_direct"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn private_receipts_and_read_markers() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;

@@ -5,9 +5,14 @@
 //! room gives every member (member count, power levels, display names) is
 //! worked out once per state group; the event is flattened once. The
 //! actions that notify are stored before syncs wake (the listener runs
-//! ahead of the notifier), so a sync that returns the event counts it.
+//! ahead of the notifier), so a sync that returns the event counts it;
+//! then they are queued for the users' pushers (`delivery.rs`), while a
+//! sync that will return the event still holds its device's guard.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Weak},
+};
 
 use futures_util::future::BoxFuture;
 use ruma::{
@@ -38,24 +43,26 @@ struct RoomContext {
 
 /// The push listener of the commit pipeline.
 pub struct PushEvaluation {
-    push: Arc<Push>,
+    /// Weak: `Push` reaches the pipeline that holds this listener (through
+    /// `Rooms`), and a strong reference would keep both alive forever.
+    push: Weak<Push>,
     contexts: quick_cache::sync::Cache<OwnedRoomId, Arc<RoomContext>>,
 }
 
 impl PushEvaluation {
-    pub fn new(push: Arc<Push>) -> Self {
-        Self { push, contexts: quick_cache::sync::Cache::new(CONTEXT_CACHE_ROOMS) }
+    pub fn new(push: &Arc<Push>) -> Self {
+        Self { push: Arc::downgrade(push), contexts: quick_cache::sync::Cache::new(CONTEXT_CACHE_ROOMS) }
     }
 
-    async fn event_committed(&self, position: i64, event: &Pdu, wake: &[&UserId]) -> Result<()> {
+    async fn event_committed(&self, push: &Push, position: i64, event: &Pdu, wake: &[&UserId]) -> Result<()> {
         if event.rejected {
             return Ok(());
         }
         if let Some(target) = event.redacts_target() {
             // A redacted event no longer notifies anyone.
-            self.push.db.remove_push_actions(target.to_string()).await?;
+            push.db.remove_push_actions(target.to_string()).await?;
         }
-        let own = self.push.server_name();
+        let own = push.server_name();
         let mut members: Vec<&UserId> =
             wake.iter().copied().filter(|u| u.server_name() == own && *u != event.sender()).collect();
         members.sort_unstable();
@@ -64,8 +71,8 @@ impl PushEvaluation {
             return Ok(());
         }
         let Some(group) = event.state_group else { return Ok(()) };
-        let context = self.room_context(&event.room, group).await?;
-        let client_event = self.push.rooms.client_event(event, None).await?;
+        let context = self.room_context(push, &event.room, group).await?;
+        let client_event = push.rooms.client_event(event, None).await?;
         let raw: Raw<Value> = Raw::new(&client_event).map_err(|e| super::PushError::InvalidParam(e.to_string()))?;
         let flat = FlattenedJson::from_raw(&raw);
         let thread = thread_root(&client_event);
@@ -80,7 +87,7 @@ impl PushEvaluation {
         let mut rows = Vec::new();
         for user in members {
             let user = user.to_owned();
-            let rules = self.push.rules(&user).await?;
+            let rules = push.rules(&user).await?;
             ctx.user_display_name = context.display_names.get(&user).cloned().unwrap_or_default();
             ctx.user_id = user;
             let actions = first_match(&rules, &flat, &ctx).await;
@@ -98,18 +105,19 @@ impl PushEvaluation {
                 ts,
             });
         }
-        self.push.db.add_push_actions(rows).await?;
-        Ok(())
+        let pushes = push.pushes_to_queue(&rows).await?;
+        push.db.add_push_actions(rows).await?;
+        push.queue_pushes(event, pushes).await
     }
 
     /// The shared evaluation context of a room in a state group.
-    async fn room_context(&self, room_id: &OwnedRoomId, group: i64) -> Result<Arc<RoomContext>> {
+    async fn room_context(&self, push: &Push, room_id: &OwnedRoomId, group: i64) -> Result<Arc<RoomContext>> {
         if let Some(context) = self.contexts.get(room_id).filter(|c| c.state_group == group) {
             return Ok(context);
         }
-        let rooms = &self.push.rooms;
+        let rooms = &push.rooms;
         let state = rooms.state_at_group(group).await?;
-        let own = self.push.server_name();
+        let own = push.server_name();
         let member_ids: Vec<_> = state
             .iter()
             .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
@@ -169,13 +177,15 @@ fn thread_root(event: &Value) -> Option<String> {
 impl CommitListener for PushEvaluation {
     fn committed<'a>(&'a self, commit: &'a Commit<'a>) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            // Gone only while the server shuts down.
+            let Some(push) = self.push.upgrade() else { return };
             match commit {
                 Commit::RoomEvent { position, event, wake, .. } => {
-                    if let Err(e) = self.event_committed(*position, event, wake).await {
+                    if let Err(e) = self.event_committed(&push, *position, event, wake).await {
                         tracing::error!(event_id = %event.event_id, error = %e, "push evaluation failed");
                     }
                 }
-                Commit::AccountData { user, .. } => self.push.forget_rules(user),
+                Commit::AccountData { user, .. } => push.forget_rules(user),
                 _ => {}
             }
         })

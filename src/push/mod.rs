@@ -1,11 +1,17 @@
 //! Push notifications (client-server API, "Push notifications" and "Push
-//! rules"): each user's push rules (the `m.push_rules` account data;
-//! ruma's server-default ruleset until the user changes it), their
-//! evaluation for every event committed to a room (`evaluate.rs`, a
-//! listener of the commit pipeline), and the notifications that result,
-//! which sync counts and `GET /notifications` lists.
+//! rules"; push gateway API): each user's push rules (the `m.push_rules`
+//! account data; ruma's server-default ruleset until the user changes
+//! it), their evaluation for every event committed to a room
+//! (`evaluate.rs`, a listener of the commit pipeline), the notifications
+//! that result, which sync counts and `GET /notifications` lists, and
+//! their delivery to the push gateways of users' pushers (`pushers.rs`,
+//! `delivery.rs`, `gateway.rs`).
 
+mod active_syncs;
+mod delivery;
 mod evaluate;
+mod gateway;
+mod pushers;
 pub mod rules;
 
 use std::sync::Arc;
@@ -17,7 +23,11 @@ use ruma::{
 };
 use serde_json::Value;
 
-pub use self::evaluate::PushEvaluation;
+use self::delivery::Delivery;
+pub use self::{
+    active_syncs::{ActiveSync, ActiveSyncs},
+    evaluate::PushEvaluation,
+};
 use crate::{
     config::Config,
     rooms::{Rooms, RoomsError},
@@ -54,6 +64,9 @@ pub struct Push {
     rules: quick_cache::sync::Cache<OwnedUserId, Arc<Ruleset>>,
     /// Rule changes read, change and write the whole ruleset: one at a time.
     rule_writes: tokio::sync::Mutex<()>,
+    /// The devices syncing now, which get no pushes.
+    active_syncs: Arc<ActiveSyncs>,
+    delivery: Arc<Delivery>,
 }
 
 /// One notification as `GET /notifications` lists it.
@@ -74,15 +87,29 @@ pub fn server_default_rules(user: &UserId) -> Value {
 }
 
 impl Push {
-    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, streams: Arc<Streams>, rooms: Arc<Rooms>) -> Self {
-        Self {
+    /// The push service; fails only when the gateway client cannot be built.
+    pub fn new(
+        db: Arc<dyn Storage>,
+        config: Arc<Config>,
+        streams: Arc<Streams>,
+        rooms: Arc<Rooms>,
+    ) -> std::result::Result<Self, String> {
+        let delivery = Arc::new(Delivery::new(db.clone(), rooms.clone(), &config.push)?);
+        Ok(Self {
             db,
             config,
             streams,
             rooms,
             rules: quick_cache::sync::Cache::new(RULES_CACHE_ENTRIES),
             rule_writes: tokio::sync::Mutex::new(()),
-        }
+            active_syncs: Arc::new(ActiveSyncs::default()),
+            delivery,
+        })
+    }
+
+    /// The registry of devices syncing now, which sync marks.
+    pub fn active_syncs(&self) -> &Arc<ActiveSyncs> {
+        &self.active_syncs
     }
 
     /// The user's push rules.

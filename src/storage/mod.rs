@@ -10,6 +10,7 @@ pub mod e2ee;
 pub mod federation;
 pub mod media;
 pub mod push;
+pub mod pushers;
 pub mod rooms;
 pub mod server_meta;
 mod sqlite;
@@ -23,6 +24,7 @@ pub use self::{
     federation::FederationStore,
     media::MediaStore,
     push::PushStore,
+    pushers::PusherStore,
     rooms::{EventStore, MembershipStore, StateStore},
     server_meta::ServerMetaStore,
     sqlite::SqliteStore,
@@ -58,6 +60,7 @@ pub trait Storage:
     + KeyBackupStore
     + MediaStore
     + PushStore
+    + PusherStore
     + FederationStore
     + DirectoryStore
     + ServerMetaStore

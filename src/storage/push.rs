@@ -38,7 +38,8 @@ pub trait PushStore: Send + Sync {
     /// Stores the actions of one event for its users, in one write.
     async fn add_push_actions(&self, rows: Vec<PushActionRow>) -> Result<()>;
 
-    /// Forgets the actions of a redacted event: it no longer notifies.
+    /// Forgets the actions of a redacted event and the pushes queued for
+    /// it (`PusherStore`), in one write: it no longer notifies.
     async fn remove_push_actions(&self, event_id: String) -> Result<()>;
 
     /// The user's notifications, newest first, strictly before stream

@@ -22,6 +22,8 @@ use super::Result;
 ///   a deactivated account. A backend that caches lookups retires its
 ///   cache in the same step.
 /// - Tokens are kept and looked up only as the hashes given.
+/// - A write that removes devices removes their pushers (and what those
+///   had queued) in the same step (`PusherStore`).
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates an account (with its display name, if any), consuming a
@@ -75,8 +77,8 @@ pub trait AccountStore: Send + Sync {
         display_name: Option<String>,
     ) -> Result<bool>;
 
-    /// Deletes devices with their tokens and end-to-end keys. Returns how
-    /// many existed.
+    /// Deletes devices with their tokens, end-to-end keys and pushers.
+    /// Returns how many existed.
     async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize>;
 
     /// Deletes every device of the user except `keep`, like `delete_devices`.

@@ -29,6 +29,7 @@ pub use self::{v3::is_empty, v5::SlidingSyncRequest};
 pub use crate::commit::SyncToken;
 use crate::{
     commit::Notifier,
+    push::ActiveSyncs,
     rooms::{Rooms, RoomsError},
     storage::{Storage, StorageError},
     streams::{Streams, StreamsError},
@@ -51,19 +52,27 @@ pub enum SyncError {
 
 /// What sync reads from, and nothing more: the batched sync reads (and the
 /// to-device acknowledgement) in storage, the room caches, the typing and
-/// presence streams, and the notifier's positions and wake-ups.
+/// presence streams, and the notifier's positions and wake-ups; and the
+/// registry of devices syncing now, which push delivery reads.
 pub struct Syncer {
     db: Arc<dyn Storage>,
     rooms: Arc<Rooms>,
     streams: Arc<Streams>,
     notifier: Arc<dyn Notifier>,
+    active_syncs: Arc<ActiveSyncs>,
     /// Sliding sync's connections and what each has sent.
     connections: v5::connection::Connections,
 }
 
 impl Syncer {
-    pub fn new(db: Arc<dyn Storage>, rooms: Arc<Rooms>, streams: Arc<Streams>, notifier: Arc<dyn Notifier>) -> Self {
-        Self { db, rooms, streams, notifier, connections: Default::default() }
+    pub fn new(
+        db: Arc<dyn Storage>,
+        rooms: Arc<Rooms>,
+        streams: Arc<Streams>,
+        notifier: Arc<dyn Notifier>,
+        active_syncs: Arc<ActiveSyncs>,
+    ) -> Self {
+        Self { db, rooms, streams, notifier, active_syncs, connections: Default::default() }
     }
 }
 
@@ -86,6 +95,9 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// Computes a sync response, waiting up to the timeout for something new
 /// when the sync is incremental and nothing is pending.
 pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Response, SyncError> {
+    // The device gets what is committed meanwhile from this sync, so its
+    // pusher is not pushed to while it runs or waits.
+    let _active = syncer.active_syncs.enter(&req.user_id, &req.device_id);
     if let Some(state) = &req.set_presence {
         Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
     }
@@ -123,6 +135,8 @@ pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Respons
 /// supersedes it (whose client will not use this response: it gets its
 /// own `pos` back and nothing else).
 pub async fn sliding_sync(syncer: &Syncer, req: &SlidingSyncRequest) -> Result<sync_v5::Response, SyncError> {
+    // As with `sync`: the device is not pushed to while it syncs.
+    let _active = syncer.active_syncs.enter(&req.user_id, &req.device_id);
     if let Some(state) = &req.set_presence {
         Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
     }

@@ -15,6 +15,7 @@ mod fixtures;
 mod media;
 mod membership;
 mod push;
+mod pushers;
 mod server_meta;
 mod state;
 mod streams;
@@ -95,6 +96,11 @@ contract_tests!(sqlite, crate::open_sqlite;
     push: [
         notifications_page_newest_first_with_their_read_flag,
         threaded_receipts_read_only_their_thread,
+    ],
+    pushers: [
+        pushers_are_set_updated_and_replaced,
+        pushers_go_with_their_device,
+        queues_are_fifo_per_pusher,
     ],
     streams: [
         account_data_is_overwritten,

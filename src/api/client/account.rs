@@ -1,9 +1,11 @@
 //! Account registration and management (client-server API, "Account
-//! registration and management", "Current account information").
+//! registration and management", "Current account information", "Adding
+//! Account Administrative Contact Information").
 
 use axum::Router;
 use ruma::api::client::account::{
-    change_password, check_registration_token_validity, deactivate, get_username_availability, register, whoami,
+    change_password, check_registration_token_validity, deactivate, get_3pids, get_username_availability, register,
+    whoami,
 };
 
 use crate::{
@@ -20,6 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(whoami)
         .ruma(change_password)
         .ruma(deactivate)
+        .ruma(third_party_ids)
 }
 
 async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<register::v3::Response, ApiError> {
@@ -92,4 +95,11 @@ async fn deactivate(state: AppState, req: Ruma<deactivate::v3::Request>) -> Resu
     let session = req.session().clone();
     state.users.deactivate(&session, req.body.auth.as_ref()).await?;
     Ok(deactivate::v3::Response::new(ruma::api::client::account::ThirdPartyIdRemovalStatus::NoSupport))
+}
+
+/// Plexus binds no third-party identifiers (email, phone) to accounts, and
+/// its capabilities say they cannot be changed (`m.3pid_changes`): every
+/// account has none. Clients list them in their settings.
+async fn third_party_ids(_: AppState, _: Ruma<get_3pids::v3::Request>) -> Result<get_3pids::v3::Response, ApiError> {
+    Ok(get_3pids::v3::Response::new(Vec::new()))
 }

@@ -23,6 +23,7 @@ pub mod sliding_sync;
 mod state;
 pub mod sync;
 pub mod sync_push;
+mod thirdparty;
 mod to_device;
 mod typing;
 
@@ -54,5 +55,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = backup::routes(router);
     let router = media::routes(router);
     let router = push::routes(router);
+    let router = thirdparty::routes(router);
     account_data::routes(router)
 }

@@ -1,12 +1,14 @@
-//! Push rules and notifications (client-server API, "Push notifications":
-//! "Push rules: API", "Listing notifications").
+//! Push rules, pushers and notifications (client-server API, "Push
+//! notifications": "Push rules: API", "Client behaviour" (pushers),
+//! "Listing notifications").
 
 use axum::Router;
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::client::push::{
-        delete_pushrule, get_notifications, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
-        get_pushrules_all, get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled,
+        delete_pushrule, get_notifications, get_pushers, get_pushrule, get_pushrule_actions, get_pushrule_enabled,
+        get_pushrules_all, get_pushrules_global_scope, set_pusher, set_pushrule, set_pushrule_actions,
+        set_pushrule_enabled,
     },
     serde::Raw,
 };
@@ -32,6 +34,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(get_actions)
         .ruma(set_actions)
         .ruma(notifications)
+        .ruma(pushers)
+        .ruma(set_pusher)
 }
 
 async fn all_rules(
@@ -141,4 +145,15 @@ async fn notifications(
     let mut response = get_notifications::v3::Response::new(notifications);
     response.next_token = next_token;
     Ok(response)
+}
+
+async fn pushers(state: AppState, req: Ruma<get_pushers::v3::Request>) -> Result<get_pushers::v3::Response, ApiError> {
+    let pushers = state.push.pushers(&req.session().user_id).await?;
+    Ok(get_pushers::v3::Response::new(pushers))
+}
+
+async fn set_pusher(state: AppState, req: Ruma<set_pusher::v3::Request>) -> Result<set_pusher::v3::Response, ApiError> {
+    let session = req.session().clone();
+    state.push.set_pusher(&session.user_id, &session.device_id, req.body.action).await?;
+    Ok(set_pusher::v3::Response::new())
 }

@@ -15,6 +15,7 @@ mod media;
 mod membership;
 mod migrations;
 mod push;
+mod pushers;
 mod server_meta;
 mod state;
 mod streams;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{CachedSql, SqliteStore, snapshot};
 use crate::storage::{
@@ -14,7 +14,9 @@ use crate::storage::{
 };
 
 /// The stream position each of the user's read receipts in the room
-/// reaches, by thread (`""`: unthreaded), in thread order.
+/// reaches, by thread (`""`: unthreaded), in thread order. Joining counts
+/// as an unthreaded receipt at the join: what came before it (the invite
+/// that notified the user, say) is not unread in the room.
 fn read_receipt_positions(c: &Connection, room_id: &str, user_id: &str) -> Result<Vec<(String, i64)>> {
     let mut stmt = c.prepare_cached(
         "SELECT r.thread_id, MAX(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id
@@ -22,7 +24,21 @@ fn read_receipt_positions(c: &Connection, room_id: &str, user_id: &str) -> Resul
          GROUP BY r.thread_id ORDER BY r.thread_id",
     )?;
     let rows = stmt.query_map(params![room_id, user_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut positions: Vec<(String, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+    let joined: Option<i64> = c
+        .one(
+            "SELECT stream_ordering FROM room_memberships WHERE room_id = ?1 AND user_id = ?2 AND membership = 'join'",
+            params![room_id, user_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(joined) = joined {
+        match positions.first_mut() {
+            Some((thread, position)) if thread.is_empty() => *position = (*position).max(joined),
+            _ => positions.insert(0, (String::new(), joined)),
+        }
+    }
+    Ok(positions)
 }
 
 /// Where the user has read up to for events of `thread` (`""`: the main
@@ -148,7 +164,8 @@ impl PushStore for SqliteStore {
 
     async fn remove_push_actions(&self, event_id: String) -> Result<()> {
         self.write(move |c| {
-            c.exec("DELETE FROM push_actions WHERE event_id = ?1", [event_id])?;
+            c.exec("DELETE FROM push_actions WHERE event_id = ?1", [&event_id])?;
+            c.exec("DELETE FROM push_queue WHERE event_id = ?1", [&event_id])?;
             Ok(())
         })
         .await

@@ -26,7 +26,11 @@ pub async fn knocked_room(scope: &Scope<'_>, room: &RoomId) -> Result<KnockedRoo
     Ok(KnockedRoom::from(state))
 }
 
-/// The room's stripped state and the user's own membership event.
+/// The room's stripped state, the user's own membership event and, for an
+/// invite, the inviter's membership event: the same state an invitee on
+/// another server is sent (`Rooms::invite_state_pdus`), from which clients
+/// name a room that has no name after who invited them (matrix-js-sdk
+/// otherwise shows "Empty room" for a direct chat invite).
 pub async fn stripped_state<T>(scope: &Scope<'_>, room: &RoomId) -> Result<Vec<Raw<T>>, SyncError> {
     let rooms = &scope.syncer.rooms;
     if !rooms.knows_room(room).await? {
@@ -36,6 +40,12 @@ pub async fn stripped_state<T>(scope: &Scope<'_>, room: &RoomId) -> Result<Vec<R
     let mut ids: Vec<OwnedEventId> =
         STRIPPED_STATE.iter().filter_map(|kind| current.get(&(kind.clone(), String::new())).cloned()).collect();
     if let Some(own) = current.get(&(StateEventType::RoomMember, scope.user_id.to_string())) {
+        if let Some(own_pdu) = rooms.get_pdu(own).await?
+            && own_pdu.sender() != scope.user_id
+            && let Some(inviter) = current.get(&(StateEventType::RoomMember, own_pdu.sender().to_string()))
+        {
+            ids.push(inviter.clone());
+        }
         ids.push(own.clone());
     }
     let mut out = Vec::new();
