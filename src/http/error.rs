@@ -201,6 +201,8 @@ impl From<SyncError> for ApiError {
     fn from(e: SyncError) -> Self {
         match e {
             SyncError::InvalidToken => Self::invalid_param("the `since` token is not valid"),
+            // MSC4186: the client starts a new connection.
+            SyncError::UnknownPos => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UnknownPos, "unknown position"),
             SyncError::Rooms(e) => e.into(),
             SyncError::Streams(e) => e.into(),
             SyncError::Storage(e) => e.into(),

@@ -25,6 +25,10 @@ pub struct SyncUserQuery {
     pub until_events: i64,
     pub until_misc: i64,
     pub presence: bool,
+    /// Read the device's to-device messages: those after this `misc`
+    /// position (`Some(None)`: all of them). A sliding sync connection
+    /// without the to-device extension reads none.
+    pub to_device_after: Option<Option<i64>>,
 }
 
 /// Everything user-level a sync needs.
@@ -149,6 +153,25 @@ pub struct MemberSummary {
     pub heroes: Vec<String>,
 }
 
+/// What sliding sync orders and filters a user's rooms by (MSC4186), read
+/// for one room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlidingRoomInfo {
+    /// The position of the newest event of a type that counts as activity
+    /// (MSC4186, "bump_stamp": create, message, encrypted, sticker, call
+    /// invite, poll start, beacon info).
+    pub bump_stamp: Option<i64>,
+    /// The position of the newest event of any type.
+    pub last_event: Option<i64>,
+    /// The create event's `type` (spaces and other room types).
+    pub room_type: Option<String>,
+    /// Whether the room has an `m.room.encryption` state event.
+    pub encrypted: bool,
+    /// Who sent the user's current membership event (a leave sent by
+    /// someone else is a kick).
+    pub membership_sender: Option<String>,
+}
+
 /// The batched reads of one sync.
 ///
 /// What every backend must guarantee, beyond those of [`super::Storage`]:
@@ -178,4 +201,8 @@ pub trait SyncStore: Send + Sync {
     /// The second pass over the rooms a sync includes (state groups,
     /// summaries, unread counts); one result per query, in order.
     async fn sync_room_details(&self, user_id: String, queries: Vec<RoomDetailsQuery>) -> Result<Vec<RoomDetails>>;
+
+    /// What sliding sync orders and filters the user's rooms by; one result
+    /// per room, in order.
+    async fn sliding_room_info(&self, user_id: String, rooms: Vec<String>) -> Result<Vec<SlidingRoomInfo>>;
 }

@@ -3,24 +3,29 @@
 //! extension and Server-Sent Events all call it and differ only in how
 //! they wait and deliver. `plan` reads what a response needs in a few
 //! batched passes, `sections` turn those reads into the parts of a
-//! response, and `v3` assembles the `/sync` response from them. The
-//! notifier (`commit::notifier`) wakes waiting syncs; `commit::token`
-//! encodes stream positions.
+//! response, and `v3` assembles the `/sync` response from them; `v5`
+//! assembles sliding sync's (MSC4186) from the same plan and sections, per
+//! connection. The notifier (`commit::notifier`) wakes waiting syncs;
+//! `commit::token` encodes stream positions.
 
 mod plan;
 mod scope;
 mod sections;
 mod v3;
+mod v5;
 
 use std::{sync::Arc, time::Duration};
 
 use ruma::{
     OwnedDeviceId, OwnedUserId,
-    api::client::{filter::FilterDefinition, sync::sync_events::v3 as sync_v3},
+    api::client::{
+        filter::FilterDefinition,
+        sync::sync_events::{v3 as sync_v3, v5 as sync_v5},
+    },
 };
 use tokio::time::Instant;
 
-pub use self::v3::is_empty;
+pub use self::{v3::is_empty, v5::SlidingSyncRequest};
 pub use crate::commit::SyncToken;
 use crate::{
     commit::Notifier,
@@ -34,6 +39,9 @@ use crate::{
 pub enum SyncError {
     #[error("the `since` token is not valid")]
     InvalidToken,
+    /// A sliding sync `pos` this server does not know (any more).
+    #[error("unknown position")]
+    UnknownPos,
     #[error(transparent)]
     Rooms(#[from] RoomsError),
     #[error(transparent)]
@@ -52,6 +60,8 @@ pub struct Syncer {
     streams: Arc<Streams>,
     notifier: Arc<dyn Notifier>,
     active_syncs: Arc<ActiveSyncs>,
+    /// Sliding sync's connections and what each has sent.
+    connections: v5::connection::Connections,
 }
 
 impl Syncer {
@@ -62,7 +72,7 @@ impl Syncer {
         notifier: Arc<dyn Notifier>,
         active_syncs: Arc<ActiveSyncs>,
     ) -> Self {
-        Self { db, rooms, streams, notifier, active_syncs }
+        Self { db, rooms, streams, notifier, active_syncs, connections: Default::default() }
     }
 }
 
@@ -114,6 +124,51 @@ pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Respons
         drop(response);
         tokio::select! {
             _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// Computes a sliding sync response on a connection, waiting up to the
+/// timeout for something new when the request continues from a `pos` and
+/// nothing is pending, or until a newer request on the connection
+/// supersedes it (whose client will not use this response: it gets its
+/// own `pos` back and nothing else).
+pub async fn sliding_sync(syncer: &Syncer, req: &SlidingSyncRequest) -> Result<sync_v5::Response, SyncError> {
+    // As with `sync`: the device is not pushed to while it syncs.
+    let _active = syncer.active_syncs.enter(&req.user_id, &req.device_id);
+    if let Some(state) = &req.set_presence {
+        Box::pin(syncer.streams.touch_presence(&req.user_id, state)).await?;
+    }
+    let connections = &syncer.connections;
+    let ticket = connections
+        .begin(&req.user_id, &req.device_id, &req.conn_id, req.pos.as_deref())
+        .map_err(|_| SyncError::UnknownPos)?;
+    // A new connection answers at once (MSC4186: `timeout` is ignored
+    // without a `pos`).
+    let timeout = if req.pos.is_some() { req.timeout.min(MAX_TIMEOUT) } else { Duration::ZERO };
+    let deadline = Instant::now() + timeout;
+    let listener = syncer.notifier.listener(&req.user_id);
+    loop {
+        // Register for wake-ups before looking, as `sync` does.
+        let notified = listener.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (mut response, state, counts_changed) = Box::pin(v5::compute(syncer, req, &ticket.state)).await?;
+        let current = connections.is_current(&ticket);
+        if !v5::is_empty(&response, counts_changed) || Instant::now() >= deadline || !current {
+            return Ok(match connections.commit(&ticket, state) {
+                Some(pos) => {
+                    response.pos = pos;
+                    response
+                }
+                None => sync_v5::Response::new(ticket.base_pos(connections).unwrap_or_default()),
+            });
+        }
+        drop((response, state));
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = ticket.superseded() => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }

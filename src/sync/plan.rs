@@ -12,15 +12,16 @@
 //!
 //! An assembler chooses the rooms (`RoomView`s), runs the plan and places
 //! what the sections made: `v3` builds the `/sync` response. Sliding sync
-//! (MSC4186) is to be another assembler over the same plan and sections:
+//! (MSC4186, `v5`) is the other assembler over the same plan and sections:
 //! its lists and room subscriptions give the `RoomView`s (a room entering
 //! a window is `initial`, and each carries its own `timeline_limit`), its
 //! `required_state` is one more filter on the state a room keeps, beside
-//! lazy loading (`sections::state`), and its extensions are the sections
-//! of the same name (`to_device`, `device_keys` for e2ee, `account_data`,
-//! `ephemeral` for receipts and typing), fed from the same rows. An
-//! extension left off leaves its part of the queries empty (a room's
-//! receipt range, or a flag in `SyncUserQuery` as presence has).
+//! lazy loading (`StateWanted::Required`, `sections::state`), and its
+//! extensions are the sections of the same name (`to_device`,
+//! `device_keys` for e2ee, `account_data`, `ephemeral` for receipts and
+//! typing), fed from the same rows. An extension left off leaves its part
+//! of the queries empty (a room's receipt range through the scope's
+//! `EphemeralOptions`, or `to_device_after` in `SyncUserQuery`).
 
 use ruma::{OwnedDeviceId, OwnedEventId, OwnedUserId};
 use serde_json::Value;
@@ -59,13 +60,15 @@ impl RoomPlan {
     }
 }
 
-/// Everything about the user and device, in one read. Raises
+/// Everything about the user and device, in one read; to-device messages
+/// after `to_device_after` (see `SyncUserQuery`). Raises
 /// `window.until.events` to the newest membership change found.
 pub async fn read_user(
     syncer: &Syncer,
     user_id: &OwnedUserId,
     device_id: &OwnedDeviceId,
     window: &mut Window,
+    to_device_after: Option<Option<i64>>,
 ) -> Result<SyncUserRows, SyncError> {
     let rows = syncer
         .db
@@ -76,6 +79,7 @@ pub async fn read_user(
             until_events: window.until.events,
             until_misc: window.until.misc,
             presence: syncer.streams.presence_enabled(),
+            to_device_after,
         })
         .await?;
     // A membership committed before the notifier heard of it: every event
@@ -153,7 +157,7 @@ async fn read_details(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(), S
 async fn resolve_state(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
     let mut groups = Vec::new();
     for plan in plans.iter_mut().filter(|p| p.timeline.needs_state_groups(&p.view)) {
-        plan.timeline.state_groups_needed(&mut groups);
+        plan.timeline.state_groups_needed(&plan.view, &mut groups);
     }
     scope.syncer.rooms.preload_state_groups(groups).await?;
     for plan in plans.iter_mut().filter(|p| p.timeline.needs_state_groups(&p.view)) {

@@ -3,9 +3,11 @@
 //! assembler puts in view (`RoomView`). Sections and the read plan both
 //! take these; only the plan runs the sections.
 
+use std::{collections::HashSet, sync::Arc};
+
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
 
-use super::{SyncToken, Syncer};
+use super::{SyncToken, Syncer, sections::required_state::RequiredState};
 use crate::rooms::EventFilter;
 
 /// The stream positions a sync covers: after `since` (from the start
@@ -27,6 +29,14 @@ pub struct TimelineOptions {
     pub thread_counts: bool,
 }
 
+/// Which ephemeral events of the rooms in view are read: `/sync` has both;
+/// sliding sync those its `receipts` and `typing` extensions ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct EphemeralOptions {
+    pub receipts: bool,
+    pub typing: bool,
+}
+
 /// What every section works from: who syncs, over which positions, and
 /// how timelines are read.
 pub struct Scope<'a> {
@@ -35,6 +45,7 @@ pub struct Scope<'a> {
     pub device_id: &'a OwnedDeviceId,
     pub window: Window,
     pub timeline: TimelineOptions,
+    pub ephemeral: EphemeralOptions,
 }
 
 /// The user's membership of a room in view. Invites and knocks carry only
@@ -58,4 +69,20 @@ pub struct RoomView {
     pub timeline: Option<(i64, i64)>,
     /// The most timeline events to send.
     pub timeline_limit: usize,
+    /// Which state the room carries.
+    pub state: StateWanted,
+}
+
+/// Which state a room in view carries with its timeline.
+#[derive(Debug, Clone)]
+pub enum StateWanted {
+    /// `/sync`: the state before the timeline (all of it for a room new to
+    /// the client, else what changed since the token), members lazy-loaded
+    /// as the scope's timeline options say.
+    BeforeTimeline,
+    /// Sliding sync: the state at the timeline's end that `required_state`
+    /// asks for (all of it for a room new to the connection, else what
+    /// changed since the timeline's start), and with lazy members those of
+    /// the timeline's senders the connection was not sent yet.
+    Required { config: Arc<RequiredState>, members_sent: Arc<HashSet<String>> },
 }

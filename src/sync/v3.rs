@@ -17,7 +17,7 @@ use ruma::{
 use super::{
     SyncError, SyncRequest, SyncToken, Syncer,
     plan::{self, RoomPlan},
-    scope::{Membership, RoomView, Scope, TimelineOptions, Window},
+    scope::{EphemeralOptions, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
     sections::{
         account_data::{self, AccountData},
         device_keys::{self, DeviceListRows},
@@ -47,7 +47,8 @@ pub(super) async fn compute(
     since: Option<SyncToken>,
 ) -> Result<Response, SyncError> {
     let mut window = Window { since, until: syncer.notifier.current() };
-    let rows = plan::read_user(syncer, &req.user_id, &req.device_id, &mut window).await?;
+    let to_device_after = Some(since.map(|s| s.misc));
+    let rows = plan::read_user(syncer, &req.user_id, &req.device_id, &mut window, to_device_after).await?;
     let SyncUserRows {
         until_events: _,
         memberships_changed,
@@ -69,6 +70,7 @@ pub(super) async fn compute(
         device_id: &req.device_id,
         window,
         timeline: timeline_options(&req.filter.room),
+        ephemeral: EphemeralOptions { receipts: true, typing: true },
     };
 
     let mut response = Response::new(window.until.to_string());
@@ -95,7 +97,8 @@ pub(super) async fn compute(
         }
     }
 
-    response.to_device.events = to_device::events(&scope, to_device, to_device_to_ack).await?;
+    let acked = since.filter(|_| to_device_to_ack).map(|s| s.misc);
+    response.to_device.events = to_device::events(&scope, to_device, acked).await?;
     if since.is_some() {
         let rows = DeviceListRows { changes: device_list_changes, users_sharing_rooms, membership_changes_seen };
         response.device_lists = device_keys::device_lists(&req.user_id, rows);
@@ -167,7 +170,14 @@ async fn select_rooms(
                 let initial = changed_membership || req.full_state;
                 let after = if initial { 0 } else { since.unwrap_or_default().events };
                 let timeline = (initial || with_events.contains(&room)).then_some((after, until.events));
-                let view = RoomView { room_id, membership: Membership::Join, initial, timeline, timeline_limit };
+                let view = RoomView {
+                    room_id,
+                    membership: Membership::Join,
+                    initial,
+                    timeline,
+                    timeline_limit,
+                    state: StateWanted::BeforeTimeline,
+                };
                 plans.push(RoomPlan::new(view, account_data.take_room(&room)));
             }
             "invite" if changed_membership => {
@@ -185,7 +195,14 @@ async fn select_rooms(
                 let after = since.map(|s| s.events).unwrap_or(0);
                 let timeline = Some((after.min(pos), pos));
                 let membership = Membership::Leave(membership.clone());
-                let view = RoomView { room_id, membership, initial, timeline, timeline_limit };
+                let view = RoomView {
+                    room_id,
+                    membership,
+                    initial,
+                    timeline,
+                    timeline_limit,
+                    state: StateWanted::BeforeTimeline,
+                };
                 plans.push(RoomPlan::new(view, account_data.take_room(&room)));
             }
             _ => {}

@@ -67,6 +67,7 @@ pub async fn one_time_key_claims_are_atomic(store: Arc<dyn Storage>) {
             until_events: 0,
             until_misc: 0,
             presence: false,
+            to_device_after: Some(None),
         })
         .await
         .unwrap();
@@ -145,6 +146,7 @@ fn user_query(user: &str, device: &str, since_misc: Option<i64>, until_misc: i64
         until_events: 0,
         until_misc,
         presence: false,
+        to_device_after: Some(since_misc),
     }
 }
 

@@ -23,6 +23,7 @@ fn initial(user: &str, until_misc: i64) -> SyncUserQuery {
         until_events: 0,
         until_misc,
         presence: true,
+        to_device_after: Some(None),
     }
 }
 

@@ -126,13 +126,14 @@ pub async fn user_reads_report_what_changed(store: Arc<dyn Storage>) {
     let joined_second = store.get_event(second.head[0].clone()).await.unwrap().unwrap().stream_ordering;
     let (_, message) = first.send(&*store, ALICE, "after the token").await;
 
-    let query = |since, until_events| SyncUserQuery {
+    let query = |since: Option<(i64, i64)>, until_events| SyncUserQuery {
         user_id: ALICE.into(),
         device_id: "PHONE".into(),
         since,
         until_events,
         until_misc: token.1,
         presence: false,
+        to_device_after: Some(since.map(|(_, misc)| misc)),
     };
     // Initial: every membership.
     let rows = store.sync_user_rows(query(None, message)).await.unwrap();

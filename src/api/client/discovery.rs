@@ -38,6 +38,8 @@ async fn versions(
         ("org.matrix.msc2918.refresh_token".to_owned(), true),
         ("io.plexus.websocket".to_owned(), true),
         ("org.matrix.msc2108".to_owned(), true),
+        // Simplified sliding sync (MSC4186), which Element X requires.
+        ("org.matrix.simplified_msc3575".to_owned(), true),
     ]);
     Ok(response)
 }

@@ -19,6 +19,7 @@ mod push;
 mod receipts;
 mod room;
 mod session;
+pub mod sliding_sync;
 mod state;
 pub mod sync;
 pub mod sync_push;
@@ -43,6 +44,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = state::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);
+    let router = sliding_sync::routes(router);
     let router = sync_push::routes(router);
     let router = filter::routes(router);
     let router = typing::routes(router);

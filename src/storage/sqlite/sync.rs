@@ -14,7 +14,10 @@ use crate::storage::{
     Result, SyncStore,
     e2ee::ToDeviceRow,
     streams::{AccountDataRow, PresenceRow, ReceiptRow},
-    sync::{MemberSummary, RoomDetails, RoomDetailsQuery, SyncRoomQuery, SyncRoomRows, SyncUserQuery, SyncUserRows},
+    sync::{
+        MemberSummary, RoomDetails, RoomDetailsQuery, SlidingRoomInfo, SyncRoomQuery, SyncRoomRows, SyncUserQuery,
+        SyncUserRows,
+    },
 };
 
 fn membership_rows(
@@ -114,24 +117,25 @@ fn device_rows(
     out: &mut SyncUserRows,
 ) -> Result<()> {
     let (user, device) = (&q.user_id, &q.device_id);
-    if q.since.is_none() || misc_moved {
+    if let Some(after) = q.to_device_after
+        && after.is_none_or(|after| q.until_misc > after)
+    {
         let mut stmt = c.prepare_cached(
             "SELECT sender, type, content FROM to_device_messages
              WHERE user_id = ?1 AND device_id = ?2 AND stream_id > ?3 AND stream_id <= ?4 ORDER BY id",
         )?;
         // Syncing with a token acknowledges what it covered: those messages
         // are deleted (by the caller) and never sent again.
-        let after = if q.since.is_some() { since_misc } else { i64::MIN };
         out.to_device = stmt
-            .query_map(params![user, device, after, q.until_misc], |r| {
+            .query_map(params![user, device, after.unwrap_or(i64::MIN), q.until_misc], |r| {
                 Ok(ToDeviceRow { sender: r.get(0)?, kind: r.get(1)?, content: r.get(2)? })
             })?
             .collect::<rusqlite::Result<_>>()?;
     }
-    if q.since.is_some() {
+    if let Some(Some(acked)) = q.to_device_after {
         out.to_device_to_ack = c.one(
             "SELECT EXISTS (SELECT 1 FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3)",
-            params![user, device, since_misc],
+            params![user, device, acked],
             |r| r.get(0),
         )?;
     }
@@ -256,6 +260,47 @@ fn room_details(c: &Connection, user_id: &str, q: &RoomDetailsQuery) -> Result<R
     Ok(out)
 }
 
+/// What sliding sync orders and filters one room by.
+fn sliding_room_info(c: &Connection, user_id: &str, room_id: &str) -> Result<SlidingRoomInfo> {
+    let newest = |sql: &str| -> Result<Option<i64>> {
+        Ok(c.prepare_cached(sql)?.query_row(params![room_id], |r| r.get(0)).optional()?)
+    };
+    // Walks the room's events from the newest: the newest is almost always
+    // one that counts as activity.
+    let bump_stamp = newest(
+        "SELECT stream_ordering FROM events INDEXED BY events_by_room
+         WHERE room_id = ?1 AND outlier = 0 AND type IN ('m.room.create', 'm.room.message', 'm.room.encrypted',
+             'm.sticker', 'm.call.invite', 'm.poll.start', 'm.beacon_info')
+         ORDER BY stream_ordering DESC LIMIT 1",
+    )?;
+    let last_event = newest(
+        "SELECT stream_ordering FROM events INDEXED BY events_by_room
+         WHERE room_id = ?1 AND outlier = 0 ORDER BY stream_ordering DESC LIMIT 1",
+    )?;
+    let room_type = c
+        .prepare_cached(
+            "SELECT json_extract(json, '$.content.type') FROM events
+             WHERE room_id = ?1 AND type = 'm.room.create' AND state_key = '' LIMIT 1",
+        )?
+        .query_row(params![room_id], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten();
+    let encrypted = c.one(
+        "SELECT EXISTS (SELECT 1 FROM events
+         WHERE room_id = ?1 AND type = 'm.room.encryption' AND state_key = '' AND outlier = 0)",
+        params![room_id],
+        |r| r.get(0),
+    )?;
+    let membership_sender = c
+        .prepare_cached(
+            "SELECT e.sender FROM room_memberships m JOIN events e ON e.event_id = m.event_id
+             WHERE m.room_id = ?1 AND m.user_id = ?2",
+        )?
+        .query_row(params![room_id, user_id], |r| r.get(0))
+        .optional()?;
+    Ok(SlidingRoomInfo { bump_stamp, last_event, room_type, encrypted, membership_sender })
+}
+
 /// At most this many rooms make an incremental sync's room reads quick.
 const QUICK_ROOMS: usize = 8;
 
@@ -284,5 +329,16 @@ impl SyncStore for SqliteStore {
             return Ok(vec![]);
         }
         self.read(move |c| snapshot(c, |c| queries.iter().map(|q| room_details(c, &user_id, q)).collect())).await
+    }
+
+    // Quick when only a few rooms changed since the connection's last look.
+    async fn sliding_room_info(&self, user_id: String, rooms: Vec<String>) -> Result<Vec<SlidingRoomInfo>> {
+        if rooms.is_empty() {
+            return Ok(vec![]);
+        }
+        let quick = rooms.len() <= QUICK_ROOMS;
+        let read =
+            move |c: &Connection| snapshot(c, |c| rooms.iter().map(|r| sliding_room_info(c, &user_id, r)).collect());
+        if quick { self.read_quick(read).await } else { self.read(read).await }
     }
 }

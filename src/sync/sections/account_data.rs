@@ -42,6 +42,16 @@ impl AccountData {
         }
     }
 
+    /// The content of a global account data event that changed, if it did.
+    pub fn global_content(&self, kind: &str) -> Option<&Value> {
+        self.global.iter().rev().find(|e| e["type"] == kind).map(|e| &e["content"])
+    }
+
+    /// Every room's account data events, by room.
+    pub fn take_rooms(&mut self) -> HashMap<String, Vec<Value>> {
+        std::mem::take(&mut self.rooms)
+    }
+
     /// The global account data events.
     pub fn take_global<T>(&mut self) -> Vec<Raw<T>> {
         raw_events(std::mem::take(&mut self.global))

@@ -21,6 +21,9 @@ pub struct RoomEphemeral {
 /// The receipts to read for a room: those that changed in the window (all
 /// of them for a room new to the client), none for a room left.
 pub fn receipts_range(scope: &Scope<'_>, view: &RoomView) -> (i64, i64) {
+    if !scope.ephemeral.receipts {
+        return (0, 0);
+    }
     match view.membership {
         Membership::Join if view.initial => (0, scope.window.until.misc),
         Membership::Join => (scope.window.since.unwrap_or_default().misc, scope.window.until.misc),
@@ -34,7 +37,9 @@ pub fn collect(scope: &Scope<'_>, view: &RoomView, ephemeral: &mut RoomEphemeral
         return;
     }
     let typing_since = if view.initial { 0 } else { scope.window.since.unwrap_or_default().typing };
-    if let Some(typing) = scope.syncer.streams.typing_in(&view.room_id, typing_since) {
+    if scope.ephemeral.typing
+        && let Some(typing) = scope.syncer.streams.typing_in(&view.room_id, typing_since)
+    {
         ephemeral.events.push(json!({"type": "m.typing", "content": {"user_ids": typing}}));
     }
     let receipts = receipt_content(scope.user_id, std::mem::take(&mut ephemeral.receipts));

@@ -6,7 +6,9 @@
 //! state then); `to_device` acknowledges what the token covered (a write).
 //!
 //! - `rooms` (with `timeline` and `state`): joined and left rooms'
-//!   timelines, the state before them, member summaries, unread counts.
+//!   timelines, the state before them (or, for sliding sync, the state
+//!   `required_state` asks for), member summaries, unread counts.
+//! - `required_state`: sliding sync's state filter, merged per room.
 //! - `ephemeral`: typing and receipts of joined rooms.
 //! - `account_data`: global and per room.
 //! - `to_device`: the device's to-device messages.
@@ -19,6 +21,7 @@ pub mod device_keys;
 pub mod ephemeral;
 pub mod memberships;
 pub mod presence;
+pub mod required_state;
 pub mod rooms;
 pub mod state;
 pub mod timeline;
@@ -27,6 +30,6 @@ pub mod to_device;
 use ruma::serde::Raw;
 use serde_json::Value;
 
-fn raw<T>(value: Value) -> Raw<T> {
+pub fn raw<T>(value: Value) -> Raw<T> {
     Raw::from_json(serde_json::value::to_raw_value(&value).expect("a JSON value always serialises"))
 }

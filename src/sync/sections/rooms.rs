@@ -17,7 +17,7 @@ use ruma::{
 };
 
 use super::{
-    super::scope::{Membership, RoomView, Scope},
+    super::scope::{Membership, RoomView, Scope, StateWanted},
     raw, state,
     timeline::{self, Slice},
 };
@@ -42,6 +42,9 @@ pub struct RoomTimeline {
     member_change: bool,
     /// The state groups at the positions asked for (`RoomDetailsQuery::state_at`).
     state_groups: Vec<Option<i64>>,
+    /// Sliding sync: the whole state at the timeline's end, once resolved
+    /// (name, avatar and heroes are read from it).
+    pub end_state: Option<Arc<StateMap>>,
 }
 
 impl RoomTimeline {
@@ -53,6 +56,7 @@ impl RoomTimeline {
             details: None,
             member_change: false,
             state_groups: vec![],
+            end_state: None,
         }
     }
 
@@ -74,7 +78,11 @@ impl RoomTimeline {
     /// Whether the state sent is computed from state groups (else only
     /// lazy-loaded members are added to a complete incremental timeline).
     pub fn needs_state_groups(&self, view: &RoomView) -> bool {
-        view.initial || self.slice.limited
+        match view.state {
+            StateWanted::BeforeTimeline => view.initial || self.slice.limited,
+            // Sliding sync's state is the state at the timeline's end.
+            StateWanted::Required { .. } => view.timeline.is_some(),
+        }
     }
 
     /// Whether this section has nothing new for the room: no events, no
@@ -85,14 +93,20 @@ impl RoomTimeline {
 
     /// Whether the room, if kept, needs the plan's second read.
     pub fn lacks_details(&self, view: &RoomView) -> bool {
-        let needs_groups = self.needs_state_groups(view) && (self.slice.before_group.is_none() || !view.initial);
+        let before_known = self.slice.before_group.is_some() && view.initial;
+        let needs_groups =
+            self.needs_state_groups(view) && (matches!(view.state, StateWanted::Required { .. }) || !before_known);
         self.lacks_unread(view) || self.lacks_member_summary(view) || needs_groups
     }
 
     /// Settles the state group at the timeline's start from the second
     /// read when the first did not tell it, and adds every group the state
     /// is computed from to `groups`.
-    pub fn state_groups_needed(&mut self, groups: &mut Vec<i64>) {
+    pub fn state_groups_needed(&mut self, view: &RoomView, groups: &mut Vec<i64>) {
+        if let StateWanted::Required { .. } = view.state {
+            groups.extend(self.state_groups.iter().copied().flatten());
+            return;
+        }
         let mut found = self.state_groups.iter().copied();
         if self.slice.before_group.is_none() {
             self.slice.before_group = Some(found.next().flatten());
@@ -172,7 +186,13 @@ pub async fn state_without_groups(
 /// count and member summary still missing.
 pub fn details_query(scope: &Scope<'_>, view: &RoomView, room: &RoomTimeline) -> RoomDetailsQuery {
     let mut state_at = Vec::new();
-    if room.needs_state_groups(view) {
+    if let (StateWanted::Required { .. }, Some((after, until))) = (&view.state, view.timeline) {
+        // At the timeline's end, and where the connection's copy ends.
+        state_at.push(until);
+        if !view.initial {
+            state_at.push(after);
+        }
+    } else if room.needs_state_groups(view) {
         if room.slice.before_group.is_none() {
             state_at.push(room.slice.before);
         }
@@ -205,6 +225,14 @@ pub fn take_details(scope: &Scope<'_>, view: &RoomView, room: &mut RoomTimeline,
 
 /// The state of a new or gappy timeline (its state groups already read).
 pub async fn state_from_groups(scope: &Scope<'_>, view: &RoomView, room: &mut RoomTimeline) -> Result<(), SyncError> {
+    if let StateWanted::Required { config, members_sent } = &view.state {
+        let end = room.state_groups.first().copied().flatten();
+        let since = room.state_groups.get(1).copied().flatten();
+        let (state, end_state) = state::required(scope, view, &room.slice, (end, since), config, members_sent).await?;
+        room.state = state;
+        room.end_state = Some(end_state);
+        return Ok(());
+    }
     let at_since = room.state_groups.last().copied().flatten();
     room.state = state::from_groups(scope, view, &room.slice, at_since).await?;
     Ok(())

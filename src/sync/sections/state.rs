@@ -2,7 +2,8 @@
 //! `state`; "Lazy-loading room members"): the state before the timeline
 //! for a room new to the client, what changed since the token for a gappy
 //! timeline, and, when members are lazy-loaded, only the members the
-//! timeline needs.
+//! timeline needs. Sliding sync (MSC4186, `required_state`) takes the
+//! state at the timeline's end instead, filtered by its room config.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -10,6 +11,7 @@ use ruma::{OwnedEventId, RoomId, events::StateEventType};
 
 use super::{
     super::scope::{RoomView, Scope},
+    required_state::RequiredState,
     timeline::Slice,
 };
 use crate::{rooms::StateMap, sync::SyncError};
@@ -87,4 +89,53 @@ async fn lazy_members(
     }
     state.retain(|_, id| !in_timeline.contains(id));
     Ok(state)
+}
+
+/// Sliding sync's state of a room: what `config` asks for of the state at
+/// the timeline's end (group `end`), all of it for a room new to the
+/// connection, else what changed since group `since`; with lazy members,
+/// the members of the timeline's senders and targets that changed or that
+/// the connection was not sent yet. Events in the timeline stay in: a
+/// sliding sync client reads state only from `required_state`. Also
+/// returns the whole state at the end.
+pub async fn required(
+    scope: &Scope<'_>,
+    view: &RoomView,
+    slice: &Slice,
+    (end, since): (Option<i64>, Option<i64>),
+    config: &RequiredState,
+    members_sent: &HashSet<String>,
+) -> Result<(StateMap, Arc<StateMap>), SyncError> {
+    let rooms = &scope.syncer.rooms;
+    let at_end = match end {
+        Some(group) => rooms.state_at_group(group).await?,
+        None => Arc::default(),
+    };
+    let at_since = match (view.initial, since) {
+        (true, _) => None,
+        (false, Some(group)) => Some(rooms.state_at_group(group).await?),
+        (false, None) => Some(Arc::default()),
+    };
+    let changed =
+        |key: &(StateEventType, String), id: &OwnedEventId| at_since.as_ref().is_none_or(|s| s.get(key) != Some(id));
+    let mut state: StateMap = at_end
+        .iter()
+        .filter(|(k, id)| changed(k, id) && config.matches(&k.0, &k.1, scope.user_id))
+        .map(|(k, id)| (k.clone(), id.clone()))
+        .collect();
+    if config.lazy_members {
+        for pdu in &slice.events {
+            let target =
+                (*pdu.kind() == ruma::events::TimelineEventType::RoomMember).then(|| pdu.state_key()).flatten();
+            for user in std::iter::once(pdu.sender().as_str()).chain(target) {
+                let key = (StateEventType::RoomMember, user.to_owned());
+                if let Some(id) = at_end.get(&key)
+                    && (changed(&key, id) || !members_sent.contains(user))
+                {
+                    state.insert(key, id.clone());
+                }
+            }
+        }
+    }
+    Ok((state, at_end))
 }

@@ -9,12 +9,15 @@ use super::{super::scope::Scope, raw};
 use crate::{storage::e2ee::ToDeviceRow, sync::SyncError};
 
 /// The device's new messages. Syncing with a token acknowledges what
-/// that token covered, when the user row read found any still stored.
-pub async fn events<T>(scope: &Scope<'_>, messages: Vec<ToDeviceRow>, to_ack: bool) -> Result<Vec<Raw<T>>, SyncError> {
-    if let Some(since) = scope.window.since
-        && to_ack
-    {
-        scope.syncer.db.ack_to_device(scope.user_id.to_string(), scope.device_id.to_string(), since.misc).await?;
+/// that token covered (`acked`, when the user row read found any of it
+/// still stored).
+pub async fn events<T>(
+    scope: &Scope<'_>,
+    messages: Vec<ToDeviceRow>,
+    acked: Option<i64>,
+) -> Result<Vec<Raw<T>>, SyncError> {
+    if let Some(through) = acked {
+        scope.syncer.db.ack_to_device(scope.user_id.to_string(), scope.device_id.to_string(), through).await?;
     }
     Ok(messages
         .into_iter()

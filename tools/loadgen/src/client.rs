@@ -174,6 +174,66 @@ impl User {
     }
 }
 
+/// Element X's room list request (matrix-sdk-ui's `RoomListService`):
+/// one list over `range`, timeline limit 1, its required state.
+pub fn room_list_request(range: (u64, u64)) -> Value {
+    json!({
+        "conn_id": "room-list",
+        "lists": {"all_rooms": {
+            "ranges": [[range.0, range.1]],
+            "timeline_limit": 1,
+            "required_state": [
+                ["m.room.name", ""], ["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+                ["m.room.member", "$ME"], ["m.room.topic", ""], ["m.room.avatar", ""],
+                ["m.room.canonical_alias", ""], ["m.room.power_levels", ""], ["org.matrix.msc3401.call.member", "*"],
+                ["m.room.join_rules", ""], ["m.room.tombstone", ""], ["m.room.create", ""],
+                ["m.room.history_visibility", ""], ["io.element.functional_members", ""],
+                ["m.space.parent", "*"], ["m.space.child", "*"],
+            ],
+        }},
+        "extensions": {"account_data": {"enabled": true}, "receipts": {"enabled": true}, "typing": {"enabled": true}},
+    })
+}
+
+impl User {
+    /// One simplified sliding sync (MSC4186) request.
+    pub async fn sliding_sync(&self, pos: Option<&str>, timeout_ms: u64, body: &Value) -> anyhow::Result<Value> {
+        let mut path = format!("/_matrix/client/unstable/org.matrix.simplified_msc3575/sync?timeout={timeout_ms}");
+        if let Some(pos) = pos {
+            path.push_str(&format!("&pos={}", enc(pos)));
+        }
+        self.call(reqwest::Method::POST, &path, Some(body.clone())).await
+    }
+
+    /// Runs a sliding sync loop (Element X's room list over the 20 most
+    /// active rooms) from now on, reporting `(event_id, arrival)` of every
+    /// timeline event until `deadline`.
+    pub async fn watch_sliding(&self, deadline: Instant) -> anyhow::Result<mpsc::UnboundedReceiver<(String, Instant)>> {
+        let body = room_list_request((0, 19));
+        let first = self.sliding_sync(None, 0, &body).await?;
+        let mut pos = first["pos"].as_str().context("pos")?.to_owned();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let me = self.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline && !tx.is_closed() {
+                let Ok(resp) = me.sliding_sync(Some(&pos), 30_000, &body).await else { break };
+                let now = Instant::now();
+                for room in resp["rooms"].as_object().into_iter().flat_map(|r| r.values()) {
+                    for event in room["timeline"].as_array().into_iter().flatten() {
+                        if let Some(id) = event["event_id"].as_str() {
+                            let _ = tx.send((id.to_owned(), now));
+                        }
+                    }
+                }
+                if let Some(next) = resp["pos"].as_str() {
+                    pos = next.to_owned();
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
 fn report(sync: &Value, at: Instant, tx: &mpsc::UnboundedSender<(String, Instant)>) {
     if let Some(rooms) = sync["rooms"]["join"].as_object() {
         for room in rooms.values() {

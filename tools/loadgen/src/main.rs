@@ -83,6 +83,15 @@ pub enum Scenario {
         #[arg(long, default_value_t = 100)]
         members: usize,
     },
+    /// A user in R rooms: a fresh sliding sync (MSC4186) of the 20 most
+    /// active (timeline limit 1, Element X's required state), then N
+    /// messages' latency through sliding sync and through `/sync`.
+    SlidingSync {
+        #[arg(long, default_value_t = 300)]
+        rooms: usize,
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+    },
 }
 
 /// The longest any single wait in a scenario may take.
@@ -100,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Idle { connections, seconds } => scenarios::idle(&cli, connections, seconds).await?,
         Scenario::InitialSync { rooms, events } => scenarios::initial_sync(&cli, rooms, events).await?,
         Scenario::Join { members } => scenarios::join(&cli, members).await?,
+        Scenario::SlidingSync { rooms, messages } => scenarios::sliding_sync(&cli, rooms, messages).await?,
     };
     println!("{}", result.summary);
     println!("{}", result.json);

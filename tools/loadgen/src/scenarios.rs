@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use crate::{
-    Cli, WAIT_LIMIT,
-    client::{User, http_client, process_memory, register, run_prefix},
+    Cli, Transport, WAIT_LIMIT,
+    client::{User, http_client, process_memory, register, room_list_request, run_prefix},
     stats::{describe, summary},
 };
 
@@ -354,5 +354,89 @@ pub async fn join(cli: &Cli, members: usize) -> anyhow::Result<Outcome> {
         "join",
         text,
         json!({"members": members, "join_ms": joined.as_secs_f64() * 1000.0, "join_and_sync_ms": first_sync.as_secs_f64() * 1000.0}),
+    ))
+}
+
+/// Waits for each of `messages` sends to arrive through `arrivals`; returns
+/// the end-to-end latencies.
+async fn message_latencies(
+    sender: &User,
+    room: &str,
+    messages: usize,
+    arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut e2e = Vec::with_capacity(messages);
+    for i in 0..messages {
+        let start = Instant::now();
+        let event_id = sender.send(room, &format!("latency {i}")).await?;
+        let wait_until = Instant::now() + WAIT_LIMIT;
+        loop {
+            let (id, at) = tokio::time::timeout_at(wait_until.into(), arrivals.recv())
+                .await
+                .context("a message never arrived")?
+                .context("the sync loop ended")?;
+            if id == event_id {
+                e2e.push(at.duration_since(start));
+                break;
+            }
+        }
+    }
+    Ok(e2e)
+}
+
+pub async fn sliding_sync(cli: &Cli, rooms: usize, messages: usize) -> anyhow::Result<Outcome> {
+    let prefix = run_prefix();
+    let users = register_many(cli, &prefix, 2).await?;
+    let (user, sender) = (&users[0], &users[1]);
+    let mut room_ids = Vec::new();
+    for _ in 0..rooms {
+        room_ids.push(user.create_room(true).await?);
+    }
+    // A few messages in every room, so each has a latest event.
+    for chunk in room_ids.chunks(8) {
+        let mut tasks = Vec::new();
+        for room in chunk {
+            let (user, room) = (user.clone(), room.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..3 {
+                    user.send(&room, &format!("history {i}")).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+    }
+    let mut firsts = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        let resp = user.sliding_sync(None, 0, &room_list_request((0, 19))).await?;
+        firsts.push(start.elapsed());
+        let returned = resp["rooms"].as_object().map(|r| r.len()).unwrap_or(0);
+        anyhow::ensure!(returned == rooms.min(20), "the first response has {returned} rooms");
+    }
+    // The latency room: the sender joins one of the user's rooms.
+    let room = room_ids[0].clone();
+    sender.join(&room).await?;
+    let deadline = Instant::now() + WAIT_LIMIT + Duration::from_secs(2 * messages as u64);
+    let mut sliding = user.watch_sliding(deadline).await?;
+    let sliding_e2e = message_latencies(sender, &room, messages, &mut sliding).await?;
+    drop(sliding);
+    let mut longpoll = user.watch(Transport::Longpoll, deadline).await?;
+    let sync_e2e = message_latencies(sender, &room, messages, &mut longpoll).await?;
+    let first = summary(&firsts);
+    let (sliding_s, sync_s) = (summary(&sliding_e2e), summary(&sync_e2e));
+    let text = format!(
+        "{rooms} rooms: {}; {}; {}",
+        describe("first sliding sync (0-19, limit 1)", &first),
+        describe("e2e via sliding sync", &sliding_s),
+        describe("e2e via /sync", &sync_s),
+    );
+    Ok(outcome(
+        cli,
+        "sliding-sync",
+        text,
+        json!({"rooms": rooms, "messages": messages, "first_response": first, "e2e_sliding": sliding_s, "e2e_sync": sync_s}),
     ))
 }
