@@ -100,6 +100,15 @@ async fn public_rooms_are_found_in_the_directory_and_joined_by_alias() {
     // Taking the alias again is refused; unknown aliases are 404.
     let again = server.post("/_matrix/client/v3/createRoom", Some(&token), json!({"room_alias_name": "lobby"})).await;
     assert_error(&again, 400, "M_ROOM_IN_USE");
+    let (_, other) = server.post("/_matrix/client/v3/createRoom", Some(&token), json!({})).await;
+    let taken = server
+        .put(
+            &format!("/_matrix/client/v3/directory/room/{}", enc("#lobby:plexus.test")),
+            Some(&token),
+            json!({"room_id": other["room_id"]}),
+        )
+        .await;
+    assert_error(&taken, 409, "M_UNKNOWN");
     assert_error(
         &server.get(&format!("/_matrix/client/v3/directory/room/{}", enc("#nope:plexus.test")), None).await,
         404,
@@ -328,4 +337,46 @@ async fn knocking_and_forgetting() {
     assert_eq!(server.room_post(&bob.access_token, &room, "forget", json!({})).await.0, 200);
     let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob.access_token)).await;
     assert_eq!(rooms["joined_rooms"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_display_name_reaches_every_room_the_user_is_in() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let first = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let second = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    for room in [&first, &second] {
+        server.join(&bob.access_token, room).await;
+    }
+    let (status, _) = server
+        .put(
+            "/_matrix/client/v3/profile/@alice:plexus.test/displayname",
+            Some(&alice.access_token),
+            json!({"displayname": "Alice Liddell"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The member events go out in the background: wait for them.
+    for room in [&first, &second] {
+        common::wait_until("alice's member event to carry her new name", || async {
+            let (_, member) = server.get_state(&bob.access_token, room, "m.room.member", "@alice:plexus.test").await;
+            member["displayname"] == "Alice Liddell" && member["membership"] == "join"
+        })
+        .await;
+    }
+    // Nothing is sent where the name is already right.
+    let (_, page) = server.messages(&bob.access_token, &first, "dir=b&limit=20").await;
+    let renames = page["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "m.room.member" && e["content"]["displayname"] == "Alice Liddell")
+        .count();
+    assert_eq!(renames, 1);
+    assert_eq!(
+        page["chunk"].as_array().unwrap().iter().find(|e| e["content"]["displayname"] == "Alice Liddell").unwrap()["unsigned"]
+            ["prev_content"]["membership"],
+        "join"
+    );
 }

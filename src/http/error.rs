@@ -145,6 +145,7 @@ impl From<RoomsError> for ApiError {
             RoomsError::InvalidParam(_) => Self::invalid_param(message),
             RoomsError::BadJson(_) => Self::bad_json(message),
             RoomsError::RoomInUse(_) => Self::new(S::BAD_REQUEST, ErrorKind::RoomInUse, message),
+            RoomsError::AliasExists(_) => Self::new(S::CONFLICT, ErrorKind::Unknown, message),
             RoomsError::BadAlias(_) => Self::new(S::BAD_REQUEST, ErrorKind::InvalidParam, message),
             RoomsError::Internal(detail) => Self::internal_with(detail),
             RoomsError::Storage(e) => e.into(),

@@ -38,7 +38,7 @@ impl Rooms {
         self.check_alias_server(alias)?;
         self.current_state(room_id).await?;
         if !self.db.create_alias(alias.to_string(), room_id.to_string(), user.to_string()).await? {
-            return Err(RoomsError::RoomInUse("the room alias is already taken".into()));
+            return Err(RoomsError::AliasExists(format!("room alias {alias} already exists")));
         }
         Ok(())
     }

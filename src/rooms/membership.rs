@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use ruma::{
     OwnedUserId, RoomId, UserId,
-    events::room::member::{MembershipState, RoomMemberEventContent},
+    events::{
+        StateEventType,
+        room::member::{MembershipState, RoomMemberEventContent},
+    },
 };
 
 use super::{EventDraft, Rooms, RoomsError, pdu::Pdu};
@@ -171,5 +174,30 @@ impl Rooms {
         content.displayname = field("displayname");
         content.avatar_url = field("avatar_url").map(Into::into);
         Ok(content)
+    }
+
+    /// Sends the user's current display name and avatar into every room
+    /// they have joined, as a new join event where either differs from
+    /// what their member event says (spec: "Events on change of profile
+    /// information"). A room that refuses it (the user may not change
+    /// their member event there) is skipped; the others go on.
+    pub async fn refresh_member_profiles(&self, user: &OwnedUserId) -> Result<(), RoomsError> {
+        let wanted = self.member_content(user, MembershipState::Join).await?;
+        for room_id in self.joined_rooms(user).await? {
+            let current = self
+                .current_state_event(&room_id, &StateEventType::RoomMember, user.as_str())
+                .await?
+                .and_then(|pdu| pdu.content::<RoomMemberEventContent>());
+            let Some(mut content) = current.filter(|c| c.membership == MembershipState::Join) else { continue };
+            if content.displayname == wanted.displayname && content.avatar_url == wanted.avatar_url {
+                continue;
+            }
+            content.displayname = wanted.displayname.clone();
+            content.avatar_url = wanted.avatar_url.clone();
+            if let Err(e) = self.member_event(&room_id, user, user, content, None).await {
+                tracing::warn!(%room_id, %user, error = %e, "could not send a profile change into a room");
+            }
+        }
+        Ok(())
     }
 }

@@ -69,6 +69,9 @@ pub enum RoomsError {
     BadJson(String),
     #[error("{0}")]
     RoomInUse(String),
+    /// `PUT /directory/room/{alias}` for an alias that exists (409).
+    #[error("{0}")]
+    AliasExists(String),
     #[error("{0}")]
     BadAlias(String),
     #[error("internal error: {0}")]

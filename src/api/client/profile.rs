@@ -55,7 +55,8 @@ async fn set_field(
     // empty string (matrix-sdk and Synapse both do this).
     let unset = json.is_null() || (json.as_str() == Some("") && matches!(field.as_str(), "displayname" | "avatar_url"));
     let json = if unset { None } else { Some(json) };
-    state.users.set_profile_field(&session, &req.body.user_id, field, json).await?;
+    state.users.set_profile_field(&session, &req.body.user_id, field.clone(), json).await?;
+    announce_profile(&state, &req.body.user_id, &field);
     Ok(set_profile_field::v3::Response::new())
 }
 
@@ -65,6 +66,22 @@ async fn delete_field(
 ) -> Result<delete_profile_field::v3::Response, ApiError> {
     let session = req.session().clone();
     let field = req.body.field.as_str().to_owned();
-    state.users.set_profile_field(&session, &req.body.user_id, field, None).await?;
+    state.users.set_profile_field(&session, &req.body.user_id, field.clone(), None).await?;
+    announce_profile(&state, &req.body.user_id, &field);
     Ok(delete_profile_field::v3::Response::new())
+}
+
+/// A new display name or avatar goes into the user's member event in every
+/// room they have joined, in the background: a user in many rooms does not
+/// wait for each room's event.
+fn announce_profile(state: &AppState, user: &ruma::OwnedUserId, field: &str) {
+    if !matches!(field, "displayname" | "avatar_url") {
+        return;
+    }
+    let (state, user) = (state.clone(), user.clone());
+    tokio::spawn(async move {
+        if let Err(e) = state.rooms.refresh_member_profiles(&user).await {
+            tracing::warn!(%user, error = %e, "could not send a profile change into the user's rooms");
+        }
+    });
 }
