@@ -242,4 +242,30 @@ async fn plexus_and_synapse_federate_both_ways() {
         assert_eq!(got["sender"], sue.user_id.as_str(), "{got}");
         assert_eq!(got["event_id"], sent.as_str(), "{got}");
     }
+
+    // A new display name reaches Synapse's members in every shared room
+    // within seconds (new member events, sent over federation).
+    let (status, _) = plexus
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&pat.user_id)),
+            Some(&pat.access_token),
+            json!({"displayname": "Pat from Plexus"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, rooms) = synapse.get("/_matrix/client/v3/joined_rooms", Some(&sue.access_token)).await;
+    let rooms: Vec<String> =
+        rooms["joined_rooms"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
+    assert_eq!(rooms.len(), 4, "{rooms:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for room in &rooms {
+        loop {
+            let members = sue_c.joined_members(room).await;
+            if members[&pat.user_id]["display_name"] == "Pat from Plexus" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Synapse did not see pat's new name in {room}: {members}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
