@@ -105,6 +105,7 @@ impl Server {
     /// database after its last commit.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.services.sync.close();
         for task in self.tasks {
             let _ = task.await;
         }

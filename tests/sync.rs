@@ -479,3 +479,22 @@ async fn unread_counts_follow_new_messages_redactions_and_receipts() {
     let fresh = sync(&server, &bob, "timeout=0").await;
     assert_eq!(count(&fresh), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_sync_answers_when_the_server_stops() {
+    let mut server = TestServer::start().await;
+    let bob = server.register("bob").await;
+    let initial = sync(&server, &bob, "timeout=0").await;
+    let since = initial["next_batch"].as_str().unwrap().to_owned();
+    let http = server.http.clone();
+    let url = server.url(&format!("/_matrix/client/v3/sync?since={since}&timeout=300000"));
+    let token = bob.access_token.clone();
+    let held = tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().status() });
+    let bob_id: matrix_sdk::ruma::OwnedUserId = bob.user_id.as_str().try_into().unwrap();
+    let notifier = server.services().notifier.clone();
+    wait_until("bob's sync to wait", || notifier.is_waiting(&bob_id)).await;
+    // Stopping does not wait out the five-minute long-poll: it answers.
+    tokio::time::timeout(Duration::from_secs(60), server.stop()).await.expect("the server stops");
+    let status = tokio::time::timeout(Duration::from_secs(10), held).await.expect("the sync answered").unwrap();
+    assert_eq!(status, 200);
+}

@@ -29,6 +29,9 @@ pub trait Notifier: Send + Sync {
     fn listener(&self, user: &UserId) -> Arc<Notify>;
     /// Whether a sync of this user is waiting now (tests and diagnostics).
     fn is_waiting(&self, user: &UserId) -> bool;
+    /// Wakes every waiting sync (at shutdown, so held syncs answer at once
+    /// instead of holding the stop up until their timeouts).
+    fn wake_all(&self);
 }
 
 /// The notifier of one process: positions in atomics, one weak `Notify`
@@ -79,6 +82,11 @@ impl Notifier for LocalNotifier {
     fn is_waiting(&self, user: &UserId) -> bool {
         let users = self.users.lock().expect("notifier mutex is never poisoned");
         users.get(user).is_some_and(|w| w.strong_count() > 0)
+    }
+
+    fn wake_all(&self) {
+        let users = self.users.lock().expect("notifier mutex is never poisoned");
+        users.values().filter_map(Weak::upgrade).for_each(|notify| notify.notify_waiters());
     }
 }
 

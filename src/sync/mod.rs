@@ -14,7 +14,13 @@ mod sections;
 mod v3;
 mod v5;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use ruma::{
     OwnedDeviceId, OwnedUserId,
@@ -62,6 +68,8 @@ pub struct Syncer {
     active_syncs: Arc<ActiveSyncs>,
     /// Sliding sync's connections and what each has sent.
     connections: v5::connection::Connections,
+    /// Set at shutdown: held syncs answer with what they have.
+    closing: AtomicBool,
 }
 
 impl Syncer {
@@ -72,7 +80,26 @@ impl Syncer {
         notifier: Arc<dyn Notifier>,
         active_syncs: Arc<ActiveSyncs>,
     ) -> Self {
-        Self { db, rooms, streams, notifier, active_syncs, connections: Default::default() }
+        Self {
+            db,
+            rooms,
+            streams,
+            notifier,
+            active_syncs,
+            connections: Default::default(),
+            closing: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes every held sync answer now and none wait from now on, so the
+    /// server stops without waiting out the long-polls' timeouts.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.notifier.wake_all();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 }
 
@@ -117,7 +144,7 @@ pub async fn sync(syncer: &Syncer, req: &SyncRequest) -> Result<sync_v3::Respons
         // waits (for minutes, by the thousand) should not keep.
         let response = Box::pin(v3::compute(syncer, req, since)).await?;
         let nothing_new = since.is_some() && !req.full_state && is_empty(&response);
-        if !nothing_new || Instant::now() >= deadline {
+        if !nothing_new || Instant::now() >= deadline || syncer.is_closing() {
             return Ok(response);
         }
         // Not kept while waiting: even empty, it holds a few allocations.
@@ -156,7 +183,7 @@ pub async fn sliding_sync(syncer: &Syncer, req: &SlidingSyncRequest) -> Result<s
         notified.as_mut().enable();
         let (mut response, state, counts_changed) = Box::pin(v5::compute(syncer, req, &ticket.state)).await?;
         let current = connections.is_current(&ticket);
-        if !v5::is_empty(&response, counts_changed) || Instant::now() >= deadline || !current {
+        if !v5::is_empty(&response, counts_changed) || Instant::now() >= deadline || !current || syncer.is_closing() {
             return Ok(match connections.commit(&ticket, state) {
                 Some(pos) => {
                     response.pos = pos;
