@@ -180,6 +180,17 @@ async fn filters_narrow_by_room_and_sender() {
     )
     .await;
     assert_eq!(bodies(&found), [format!("alice says hello in {second}")]);
+    assert!(found.get("state").is_none(), "state only when asked for");
+    let found = search(
+        &server,
+        &alice,
+        json!({"search_term": "hello", "filter": {"rooms": [second]}, "include_state": true}),
+        None,
+    )
+    .await;
+    let state = found["state"].as_object().unwrap();
+    assert_eq!(state.keys().collect::<Vec<_>>(), [&second]);
+    assert!(state[&second].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
     // Only names and topics: no message body is found.
     let found = search(&server, &alice, json!({"search_term": "hello", "keys": ["content.name"]}), None).await;
     assert_eq!(found["count"], 0);

@@ -69,6 +69,8 @@ pub struct EventSearch {
     pub before_limit: usize,
     pub after_limit: usize,
     pub include_profile: bool,
+    /// Return the state of the rooms of the results.
+    pub include_state: bool,
     pub next_batch: Option<String>,
 }
 
@@ -107,6 +109,9 @@ pub struct SearchPage {
     pub next_batch: Option<String>,
     /// The words to highlight in the results.
     pub highlights: Vec<String>,
+    /// The state of each room of the results the user may read, when
+    /// asked for.
+    pub state: BTreeMap<OwnedRoomId, Vec<Arc<Pdu>>>,
 }
 
 /// What the user directory found.
@@ -139,7 +144,13 @@ impl Search {
             None => None,
         };
         let highlights = query::words(&search.term);
-        let empty = SearchPage { results: vec![], count: 0, next_batch: None, highlights: highlights.clone() };
+        let empty = SearchPage {
+            results: vec![],
+            count: 0,
+            next_batch: None,
+            highlights: highlights.clone(),
+            state: BTreeMap::new(),
+        };
         let Some(matching) = query::match_expression(&search.term, &search.keys) else { return Ok(empty) };
         let rooms = self.searchable_rooms(user, search).await?;
         if rooms.is_empty() {
@@ -189,7 +200,16 @@ impl Search {
             let context = self.context(user, &event, search).await?;
             results.push(Found { event, rank: hit.rank, context });
         }
-        Ok(SearchPage { results, count, next_batch, highlights })
+        let mut state = BTreeMap::new();
+        if search.include_state {
+            for found in &results {
+                if !state.contains_key(&found.event.room) {
+                    let readable = self.rooms.readable_state(user, &found.event.room).await?;
+                    state.insert(found.event.room.clone(), self.rooms.state_events(&readable).await?);
+                }
+            }
+        }
+        Ok(SearchPage { results, count, next_batch, highlights, state })
     }
 
     /// The rooms whose history the user may have seen (joined, or left or

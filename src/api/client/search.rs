@@ -63,6 +63,7 @@ async fn search(state: AppState, req: Ruma<Request>) -> Result<Response, ApiErro
         before_limit: usize::try_from(context.before_limit).unwrap_or(usize::MAX).min(100),
         after_limit: usize::try_from(context.after_limit).unwrap_or(usize::MAX).min(100),
         include_profile: context.include_profile,
+        include_state: criteria.include_state.unwrap_or(false),
         next_batch: body.next_batch,
     };
     let page = state.search.search_events(&user, &search).await?;
@@ -85,6 +86,9 @@ async fn search(state: AppState, req: Ruma<Request>) -> Result<Response, ApiErro
             ))),
             _ => None,
         };
+    }
+    for (room, events) in &page.state {
+        room_events.state.insert(room.clone(), raw_events(&state, events).await?);
     }
     for found in &page.results {
         room_events.results.push(result(&state, found).await?);
