@@ -18,6 +18,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub presence: PresenceConfig,
     pub rooms: RoomsConfig,
+    pub user_directory: UserDirectoryConfig,
     pub media: MediaConfig,
     pub push: PushConfig,
     pub federation: FederationConfig,
@@ -140,6 +141,15 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         Self { encrypt_by_default: EncryptByDefault::Off }
     }
+}
+
+/// The user directory (`POST /user_directory/search`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserDirectoryConfig {
+    /// Let every local user be found, not only those sharing a room with
+    /// the searcher or in a room anyone may join.
+    pub search_all_users: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -15,6 +15,7 @@ pub mod pdu;
 pub mod push;
 pub mod rate_limit;
 pub mod rooms;
+pub mod search;
 pub mod server;
 pub mod server_key;
 pub mod services;

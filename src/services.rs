@@ -1,6 +1,6 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, push, keys, media), and shared by the handlers
+//! server, federation, streams, push, keys, media, search), and shared by the handlers
 //! as axum state. A second storage backend or a broker-backed notifier
 //! plugs in here and nowhere else.
 
@@ -15,6 +15,7 @@ use crate::{
     push::{Push, PushEvaluation},
     rate_limit::RateLimiters,
     rooms::Rooms,
+    search::{Search, SearchIndexer},
     server_key::{self, ServerKey},
     storage::{self, Storage},
     streams::Streams,
@@ -37,6 +38,7 @@ pub struct Services {
     pub rate_limits: RateLimiters,
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
+    pub search: Search,
 }
 
 /// What handlers receive as axum state.
@@ -87,11 +89,15 @@ impl Services {
         // The listeners of every commit, in the order they run: push rules
         // are evaluated first (a sync that returns an event counts it, and
         // the device of a sync still waiting for it gets no push), then
-        // syncs are woken, then other servers are told.
+        // syncs are woken, then other servers are told, then the search
+        // index is updated (last: it delays no sync and no other server,
+        // and the sender's 200 still waits for it, so what a client sent
+        // it can find).
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
             Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
+            Arc::new(SearchIndexer::new(db.clone())),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
         let sync =
@@ -99,6 +105,7 @@ impl Services {
         Ok(Arc::new(Self {
             federation,
             push,
+            search: Search::new(db.clone(), rooms.clone(), config.clone()),
             users: Users::new(db.clone(), config.clone()),
             streams,
             e2ee,

@@ -10,8 +10,8 @@ use ruma::api::{
 };
 
 use crate::{
-    e2ee::E2eeError, push::PushError, rooms::RoomsError, storage::StorageError, streams::StreamsError, sync::SyncError,
-    users::UsersError,
+    e2ee::E2eeError, push::PushError, rooms::RoomsError, search::SearchError, storage::StorageError,
+    streams::StreamsError, sync::SyncError, users::UsersError,
 };
 
 /// An error answered to a client.
@@ -175,6 +175,17 @@ impl From<PushError> for ApiError {
             PushError::Streams(e) => e.into(),
             PushError::Rooms(e) => e.into(),
             PushError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<SearchError> for ApiError {
+    fn from(e: SearchError) -> Self {
+        let message = e.to_string();
+        match e {
+            SearchError::InvalidParam(_) => Self::invalid_param(message),
+            SearchError::Rooms(e) => e.into(),
+            SearchError::Storage(e) => e.into(),
         }
     }
 }

@@ -72,7 +72,18 @@ impl<'a> VisibilityCheck<'a> {
         if pdu.kind().to_string() == "m.room.member" && pdu.state_key() == Some(self.user.as_str()) {
             return Ok(true); // one's own membership changes are always visible
         }
-        let Some(group) = pdu.state_group else {
+        self.can_see_at(pdu.state_group, pdu.stream_ordering).await
+    }
+
+    /// Whether the user may see an event that is not their own membership
+    /// change, from the state group after it and its stream position (what
+    /// search knows of its hits without parsing them).
+    pub async fn can_see_at(
+        &mut self,
+        state_group: Option<i64>,
+        stream_ordering: Option<i64>,
+    ) -> Result<bool, RoomsError> {
+        let Some(group) = state_group else {
             return Ok(false);
         };
         let facts = self.facts(group).await?;
@@ -89,7 +100,7 @@ impl<'a> VisibilityCheck<'a> {
                 if self.current_membership == Some(MembershipState::Join) {
                     return Ok(true);
                 }
-                let after = pdu.stream_ordering.unwrap_or(i64::MAX);
+                let after = stream_ordering.unwrap_or(i64::MAX);
                 Ok(self.rooms.db.joined_since(self.room_id.to_string(), self.user.to_string(), after).await?)
             }
         }

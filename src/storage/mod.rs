@@ -12,6 +12,7 @@ pub mod media;
 pub mod push;
 pub mod pushers;
 pub mod rooms;
+pub mod search;
 pub mod server_meta;
 mod sqlite;
 pub mod streams;
@@ -26,6 +27,7 @@ pub use self::{
     push::PushStore,
     pushers::PusherStore,
     rooms::{EventStore, MembershipStore, StateStore},
+    search::SearchStore,
     server_meta::ServerMetaStore,
     sqlite::SqliteStore,
     streams::StreamStore,
@@ -63,6 +65,7 @@ pub trait Storage:
     + PusherStore
     + FederationStore
     + DirectoryStore
+    + SearchStore
     + ServerMetaStore
     + SyncStore
 {

@@ -16,6 +16,7 @@ mod media;
 mod membership;
 mod push;
 mod pushers;
+mod search;
 mod server_meta;
 mod state;
 mod streams;
@@ -101,6 +102,10 @@ contract_tests!(sqlite, crate::open_sqlite;
         pushers_are_set_updated_and_replaced,
         pushers_go_with_their_device,
         queues_are_fifo_per_pusher,
+    ],
+    search: [
+        indexed_events_are_found_in_their_rooms_until_taken_out,
+        the_directory_finds_members_of_shared_rooms_only,
     ],
     streams: [
         account_data_is_overwritten,

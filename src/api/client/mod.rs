@@ -18,6 +18,7 @@ mod profile;
 mod push;
 mod receipts;
 mod room;
+mod search;
 mod session;
 pub mod sliding_sync;
 mod state;
@@ -26,6 +27,7 @@ pub mod sync_push;
 mod thirdparty;
 mod to_device;
 mod typing;
+mod user_directory;
 
 use axum::Router;
 
@@ -56,5 +58,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = media::routes(router);
     let router = push::routes(router);
     let router = thirdparty::routes(router);
+    let router = search::routes(router);
+    let router = user_directory::routes(router);
     account_data::routes(router)
 }
