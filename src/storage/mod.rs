@@ -11,6 +11,7 @@ pub mod federation;
 pub mod media;
 pub mod push;
 pub mod pushers;
+pub mod relations;
 pub mod rooms;
 pub mod server_meta;
 mod sqlite;
@@ -25,6 +26,7 @@ pub use self::{
     media::MediaStore,
     push::PushStore,
     pushers::PusherStore,
+    relations::RelationStore,
     rooms::{EventStore, MembershipStore, StateStore},
     server_meta::ServerMetaStore,
     sqlite::SqliteStore,
@@ -61,6 +63,7 @@ pub trait Storage:
     + MediaStore
     + PushStore
     + PusherStore
+    + RelationStore
     + FederationStore
     + DirectoryStore
     + ServerMetaStore

@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_membership_counts.sql"),
     include_str!("migrations/0008_push.sql"),
     include_str!("migrations/0009_pushers.sql"),
+    include_str!("migrations/0010_relations.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
