@@ -86,20 +86,22 @@ impl RelationStore for SqliteStore {
         self.read(move |c| {
             let (sql, from, to) = match q.direction {
                 Direction::Backward => (
-                    "SELECT {cols} FROM event_relations r JOIN events ON events.event_id = r.event_id
-                     WHERE r.relates_to = ?1 AND r.room_id = ?2 AND (?3 IS NULL OR r.rel_type = ?3)
-                       AND (?4 IS NULL OR r.type = ?4) AND r.stream_ordering <= ?5 AND r.stream_ordering > ?6
-                       AND events.redacted_by IS NULL
-                     ORDER BY r.stream_ordering DESC LIMIT ?7",
+                    "SELECT {cols} FROM events
+                     WHERE event_id IN (SELECT r.event_id FROM event_relations r
+                                        WHERE r.relates_to = ?1 AND r.room_id = ?2
+                                          AND (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
+                       AND stream_ordering <= ?5 AND stream_ordering > ?6 AND redacted_by IS NULL
+                     ORDER BY stream_ordering DESC LIMIT ?7",
                     q.from.unwrap_or(i64::MAX),
                     q.to.unwrap_or(i64::MIN),
                 ),
                 Direction::Forward => (
-                    "SELECT {cols} FROM event_relations r JOIN events ON events.event_id = r.event_id
-                     WHERE r.relates_to = ?1 AND r.room_id = ?2 AND (?3 IS NULL OR r.rel_type = ?3)
-                       AND (?4 IS NULL OR r.type = ?4) AND r.stream_ordering > ?5 AND r.stream_ordering <= ?6
-                       AND events.redacted_by IS NULL
-                     ORDER BY r.stream_ordering ASC LIMIT ?7",
+                    "SELECT {cols} FROM events
+                     WHERE event_id IN (SELECT r.event_id FROM event_relations r
+                                        WHERE r.relates_to = ?1 AND r.room_id = ?2
+                                          AND (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
+                       AND stream_ordering > ?5 AND stream_ordering <= ?6 AND redacted_by IS NULL
+                     ORDER BY stream_ordering ASC LIMIT ?7",
                     q.from.unwrap_or(i64::MIN),
                     q.to.unwrap_or(i64::MAX),
                 ),
