@@ -34,7 +34,29 @@ use crate::{
 const DEFAULT_LIMIT: usize = 50;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(relations).ruma(relations_of_type).ruma(relations_of_type_and_event_type).ruma(threads)
+    let threads = Router::new().ruma(threads).layer(axum::middleware::map_request(default_thread_include));
+    router.ruma(relations).ruma(relations_of_type).ruma(relations_of_type_and_event_type).merge(threads)
+}
+
+/// ruma's `get_threads` leaves `include` out of a query when it is the
+/// default but requires it when parsing one; the spec makes it optional
+/// (default `all`), so a query without it gets the default added.
+async fn default_thread_include(mut req: axum::extract::Request) -> axum::extract::Request {
+    let query = req.uri().query().unwrap_or("");
+    if form_urlencoded::parse(query.as_bytes()).any(|(key, _)| key == "include") {
+        return req;
+    }
+    let path = req.uri().path();
+    let with_default =
+        if query.is_empty() { format!("{path}?include=all") } else { format!("{path}?{query}&include=all") };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(path_and_query) = with_default.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
 }
 
 /// The parameters the three `/relations` endpoints share.
