@@ -8,7 +8,11 @@ use std::{collections::HashMap, sync::Arc};
 use ruma::{DeviceId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
 
-use super::{Rooms, RoomsError, parse_stored, pdu::Pdu, timeline::PaginationToken};
+use super::{
+    Rooms, RoomsError, parse_stored,
+    pdu::Pdu,
+    timeline::{PageRequest, PaginationToken},
+};
 use crate::storage::{
     relations::{RelationQuery, RelationSummary},
     rooms::Direction,
@@ -49,11 +53,9 @@ impl Rooms {
         room_id: &RoomId,
         parent: &OwnedEventId,
         filter: RelationFilter,
-        from: Option<PaginationToken>,
-        to: Option<PaginationToken>,
-        direction: Direction,
-        limit: usize,
+        page: PageRequest,
     ) -> Result<RelationsPage, RoomsError> {
+        let PageRequest { from, to, direction, limit } = page;
         self.event_for_user(user, room_id, parent).await?;
         let mut check = self.visibility(room_id, user).await?;
         let limit = limit.clamp(1, MAX_PAGE);

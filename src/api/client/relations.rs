@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     http::{ApiError, RouterExt, Ruma},
-    rooms::{RelationFilter, ThreadInclude},
+    rooms::{PageRequest, RelationFilter, ThreadInclude},
     services::AppState,
 };
 
@@ -79,8 +79,8 @@ async fn read_relations(
     let from = parse_token(req.from, "from")?;
     let to = parse_token(req.to, "to")?;
     let limit = req.limit.and_then(|l| usize::try_from(l).ok()).unwrap_or(DEFAULT_LIMIT);
-    let page =
-        state.rooms.relations(user, req.room_id, req.event_id, req.filter, from, to, direction(req.dir), limit).await?;
+    let page = PageRequest { from, to, direction: direction(req.dir), limit };
+    let page = state.rooms.relations(user, req.room_id, req.event_id, req.filter, page).await?;
     let chunk = timeline_events(state, user, &page.chunk).await?;
     Ok((chunk, page.next_batch.map(|t| t.to_string())))
 }
