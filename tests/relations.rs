@@ -279,3 +279,18 @@ async fn relations_are_refused_to_users_who_cannot_see_the_parent() {
         server.get(&format!("/_matrix/client/v1/rooms/{}/threads", enc(&room)), Some(&eve.access_token)).await;
     assert!(status == 403 || status == 404, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thread_reply_after_leaving_is_not_bundled() {
+    let server = TestServer::start().await;
+    let (alice, bob, room) = room_with_bob(&server).await;
+    let root = text(&server, &alice, &room, "before Bob leaves").await;
+    assert_eq!(server.room_post(&bob.access_token, &room, "leave", json!({})).await.0, 200);
+    thread_reply(&server, &alice, &room, &root, "after Bob left").await;
+
+    let (status, served) = event(&server, &bob, &room, &root).await;
+    assert_eq!(status, 200, "Bob still sees what he saw: {served}");
+    assert!(served["unsigned"].get("m.relations").is_none(), "{served}");
+    let (_, served) = event(&server, &alice, &room, &root).await;
+    assert_eq!(served["unsigned"]["m.relations"]["m.thread"]["count"], 1);
+}

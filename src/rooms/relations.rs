@@ -3,7 +3,10 @@
 //! "Threading", "Reference relations"): `/relations`, `/threads`, and the
 //! `unsigned.m.relations` of events served to clients.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Arc,
+};
 
 use ruma::{DeviceId, OwnedEventId, OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -12,6 +15,7 @@ use super::{
     Rooms, RoomsError, parse_stored,
     pdu::Pdu,
     timeline::{PageRequest, PaginationToken},
+    visibility::VisibilityCheck,
 };
 use crate::storage::{
     relations::{RelationQuery, RelationSummary},
@@ -121,7 +125,7 @@ impl Rooms {
     pub async fn bundled_aggregations(
         &self,
         pdus: &[Arc<Pdu>],
-        user: &UserId,
+        user: &OwnedUserId,
     ) -> Result<HashMap<OwnedEventId, Value>, RoomsError> {
         // A redacted event has no relations to bundle.
         let parents: Vec<String> =
@@ -140,10 +144,15 @@ impl Rooms {
             .collect();
         let events = self.get_pdus(&referenced).await?;
         let by_id: HashMap<&str, &Arc<Pdu>> = pdus.iter().map(|p| (p.event_id.as_str(), p)).collect();
+        let mut checks: HashMap<&RoomId, VisibilityCheck<'_>> = HashMap::new();
         let mut out = HashMap::new();
         for summary in summaries {
             let Some(parent) = by_id.get(summary.parent.as_str()) else { continue };
-            let aggregation = self.aggregation(parent, &summary, &events, user).await?;
+            let check = match checks.entry(&parent.room) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(VisibilityCheck::new(self, &parent.room, user).await?),
+            };
+            let aggregation = self.aggregation(parent, &summary, &events, check).await?;
             if let Some(aggregation) = aggregation {
                 out.insert(parent.event_id.clone(), aggregation);
             }
@@ -157,25 +166,29 @@ impl Rooms {
         parent: &Pdu,
         summary: &RelationSummary,
         events: &HashMap<OwnedEventId, Arc<Pdu>>,
-        user: &UserId,
+        check: &mut VisibilityCheck<'_>,
     ) -> Result<Option<Value>, RoomsError> {
         let lookup = |id: &str| OwnedEventId::try_from(id).ok().and_then(|id| events.get(&id));
         let mut relations = serde_json::Map::new();
         // Spec: "Event replacements": an edit of an edit is not applied.
         if let Some(edit) = summary.latest_edit.as_deref().and_then(lookup)
             && !is_edit(parent)
+            && check.can_see(edit).await?
         {
             relations.insert("m.replace".into(), self.client_event(edit, None).await?);
         }
+        // A thread whose latest reply the user may not see (they left
+        // before it) is not summed up for them.
         if let Some(thread) = &summary.thread
             && let Some(latest) = lookup(&thread.latest_event)
+            && check.can_see(latest).await?
         {
             relations.insert(
                 "m.thread".into(),
                 json!({
                     "latest_event": self.client_event(latest, None).await?,
                     "count": thread.count,
-                    "current_user_participated": thread.participated || parent.sender() == user,
+                    "current_user_participated": thread.participated || parent.sender() == check.user(),
                 }),
             );
         }
@@ -192,7 +205,7 @@ impl Rooms {
     pub async fn client_events(
         &self,
         pdus: &[Arc<Pdu>],
-        user: &UserId,
+        user: &OwnedUserId,
         viewer: Option<&DeviceId>,
     ) -> Result<Vec<Value>, RoomsError> {
         let aggregations = self.bundled_aggregations(pdus, user).await?;

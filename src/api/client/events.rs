@@ -25,7 +25,7 @@ pub async fn raw_events<T>(state: &AppState, pdus: &[std::sync::Arc<Pdu>]) -> Re
 /// (`unsigned.m.relations`) as `user` sees them, read in one batch.
 pub async fn timeline_events<T>(
     state: &AppState,
-    user: &ruma::UserId,
+    user: &ruma::OwnedUserId,
     pdus: &[std::sync::Arc<Pdu>],
 ) -> Result<Vec<Raw<T>>, ApiError> {
     state.rooms.client_events(pdus, user, None).await?.into_iter().map(to_raw).collect()
@@ -34,7 +34,7 @@ pub async fn timeline_events<T>(
 /// One timeline event in client format with its bundled aggregations.
 pub async fn timeline_event<T>(
     state: &AppState,
-    user: &ruma::UserId,
+    user: &ruma::OwnedUserId,
     pdu: &std::sync::Arc<Pdu>,
 ) -> Result<Raw<T>, ApiError> {
     let mut events = timeline_events(state, user, std::slice::from_ref(pdu)).await?;

@@ -15,6 +15,9 @@ use crate::storage::{
     rooms::{Direction, StoredEvent},
 };
 
+/// Up to how many events' summaries are read on the calling thread.
+const QUICK_SUMMARIES: usize = 16;
+
 /// Records the relation of a just stored timeline event, if it has one
 /// (`m.relates_to` with a `rel_type` and an `event_id`).
 pub(super) fn record_relation(c: &Connection, event_id: &str) -> Result<()> {
@@ -118,7 +121,8 @@ impl RelationStore for SqliteStore {
     }
 
     async fn relation_summaries(&self, parents: Vec<String>, user: String) -> Result<Vec<RelationSummary>> {
-        self.read(move |c| {
+        let parents_len = parents.len();
+        let read = move |c: &Connection| {
             let mut out = Vec::new();
             for parent in &parents {
                 if let Some(summary) = summary(c, parent, &user)? {
@@ -126,8 +130,10 @@ impl RelationStore for SqliteStore {
                 }
             }
             Ok(out)
-        })
-        .await
+        };
+        // An incremental sync's few events are a few index lookups, cheaper
+        // here than handed to the blocking pool (as its other reads).
+        if parents_len <= QUICK_SUMMARIES { self.read_quick(read).await } else { self.read(read).await }
     }
 
     async fn thread_roots(
