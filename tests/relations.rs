@@ -142,6 +142,15 @@ async fn edits_reactions_replies_and_threads_are_bundled_everywhere() {
     assert_eq!(status, 200, "{all}");
     assert_eq!(chunk_ids(&all), [reference.as_str(), in_thread.as_str(), reaction.as_str(), edited.as_str()]);
     assert_eq!(all["chunk"][2]["content"]["m.relates_to"]["key"], "👍");
+
+    // A reaction in the thread is listed with `recurse`.
+    let nested = react(&server, &alice, &room, &in_thread, "🍋").await;
+    let (_, direct) = relations(&server, &bob, &room, &root, "/m.annotation").await;
+    assert_eq!(chunk_ids(&direct), [reaction.as_str()]);
+    let (status, deep) = relations(&server, &bob, &room, &root, "/m.annotation?recurse=true").await;
+    assert_eq!(status, 200, "{deep}");
+    assert_eq!(chunk_ids(&deep), [nested.as_str(), reaction.as_str()]);
+    assert!(deep["recursion_depth"].as_u64().is_some_and(|d| d >= 2), "{deep}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

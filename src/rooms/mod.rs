@@ -37,7 +37,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoomsPage,
-    relations::{RelationFilter, RelationsPage, ThreadInclude},
+    relations::{RECURSION_DEPTH, RelationFilter, RelationsPage, ThreadInclude},
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };

@@ -22,6 +22,9 @@ use crate::storage::{
     rooms::Direction,
 };
 
+/// How deep `/relations?recurse=true` follows relations of relations.
+pub const RECURSION_DEPTH: u32 = 3;
+
 /// The most events one page of `/relations` or `/threads` returns.
 const MAX_PAGE: usize = 100;
 
@@ -30,6 +33,8 @@ const MAX_PAGE: usize = 100;
 pub struct RelationFilter {
     pub rel_type: Option<String>,
     pub event_type: Option<String>,
+    /// Whether relations of relations count too (up to `RECURSION_DEPTH`).
+    pub recurse: bool,
 }
 
 /// A page of `/relations` or `/threads`: events, and where the next page
@@ -66,12 +71,13 @@ impl Rooms {
         let query = RelationQuery {
             room_id: room_id.to_string(),
             parent: parent.to_string(),
-            rel_type: filter.rel_type,
-            event_type: filter.event_type,
+            rel_type: filter.rel_type.clone(),
+            event_type: filter.event_type.clone(),
             from: from.map(|t| t.0),
             to: to.map(|t| t.0),
             direction,
             limit,
+            depth: if filter.recurse { RECURSION_DEPTH } else { 1 },
         };
         let stored = self.db.relations(query).await?;
         let full = stored.len() == limit;

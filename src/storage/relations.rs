@@ -25,6 +25,10 @@ pub struct RelationQuery {
     pub to: Option<i64>,
     pub direction: Direction,
     pub limit: usize,
+    /// How deep to follow relations of relations: 1 reads only those of
+    /// `parent`; the type filters apply to the events returned, not to
+    /// those followed.
+    pub depth: u32,
 }
 
 /// What the relations of one event add up to, for its bundled

@@ -36,6 +36,7 @@ fn query(room: &Room, parent: &str) -> RelationQuery {
         to: None,
         direction: Direction::Backward,
         limit: 10,
+        depth: 1,
     }
 }
 
@@ -73,6 +74,15 @@ pub async fn relations_are_paged_and_filtered(store: Arc<dyn Storage>) {
     let messages =
         store.relations(RelationQuery { event_type: Some("m.room.message".into()), ..query(&room, &parent) }).await;
     assert_eq!(ids(&messages.unwrap()), [reference.as_str(), reply.as_str()]);
+
+    // A reaction to the thread reply is a relation of a relation.
+    let (nested, _) = relate(&mut room, &*store, "m.reaction", ALICE, relates("m.annotation", &reply)).await;
+    let direct = store.relations(query(&room, &parent)).await.unwrap();
+    assert!(!ids(&direct).contains(&nested.as_str()));
+    let deep = store.relations(RelationQuery { depth: 3, ..query(&room, &parent) }).await.unwrap();
+    assert_eq!(ids(&deep)[0], nested);
+    let reactions = RelationQuery { depth: 3, event_type: Some("m.reaction".into()), ..query(&room, &parent) };
+    assert_eq!(ids(&store.relations(reactions).await.unwrap()), [nested.as_str(), reaction.as_str()]);
 }
 
 pub async fn summaries_leave_out_redacted_relations(store: Arc<dyn Storage>) {

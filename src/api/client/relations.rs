@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     http::{ApiError, RouterExt, Ruma},
-    rooms::{PageRequest, RelationFilter, ThreadInclude},
+    rooms::{PageRequest, RECURSION_DEPTH, RelationFilter, ThreadInclude},
     services::AppState,
 };
 
@@ -94,15 +94,17 @@ async fn relations(
     let request = RelationsRequest {
         room_id: &b.room_id,
         event_id: &b.event_id,
-        filter: RelationFilter::default(),
+        filter: RelationFilter { recurse: b.recurse, ..RelationFilter::default() },
         from: b.from.as_deref(),
         to: b.to.as_deref(),
         dir: b.dir,
         limit: b.limit,
     };
+    let recurse = request.filter.recurse;
     let (chunk, next_batch) = read_relations(&state, &user, request).await?;
     let mut response = get_relating_events::v1::Response::new(chunk);
     response.next_batch = next_batch;
+    response.recursion_depth = recurse.then(|| UInt::from(RECURSION_DEPTH));
     Ok(response)
 }
 
@@ -115,15 +117,17 @@ async fn relations_of_type(
     let request = RelationsRequest {
         room_id: &b.room_id,
         event_id: &b.event_id,
-        filter: RelationFilter { rel_type: Some(b.rel_type.to_string()), event_type: None },
+        filter: RelationFilter { rel_type: Some(b.rel_type.to_string()), event_type: None, recurse: b.recurse },
         from: b.from.as_deref(),
         to: b.to.as_deref(),
         dir: b.dir,
         limit: b.limit,
     };
+    let recurse = request.filter.recurse;
     let (chunk, next_batch) = read_relations(&state, &user, request).await?;
     let mut response = get_relating_events_with_rel_type::v1::Response::new(chunk);
     response.next_batch = next_batch;
+    response.recursion_depth = recurse.then(|| UInt::from(RECURSION_DEPTH));
     Ok(response)
 }
 
@@ -136,15 +140,21 @@ async fn relations_of_type_and_event_type(
     let request = RelationsRequest {
         room_id: &b.room_id,
         event_id: &b.event_id,
-        filter: RelationFilter { rel_type: Some(b.rel_type.to_string()), event_type: Some(b.event_type.to_string()) },
+        filter: RelationFilter {
+            rel_type: Some(b.rel_type.to_string()),
+            event_type: Some(b.event_type.to_string()),
+            recurse: b.recurse,
+        },
         from: b.from.as_deref(),
         to: b.to.as_deref(),
         dir: b.dir,
         limit: b.limit,
     };
+    let recurse = request.filter.recurse;
     let (chunk, next_batch) = read_relations(&state, &user, request).await?;
     let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(chunk);
     response.next_batch = next_batch;
+    response.recursion_depth = recurse.then(|| UInt::from(RECURSION_DEPTH));
     Ok(response)
 }
 

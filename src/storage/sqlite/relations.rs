@@ -89,20 +89,30 @@ impl RelationStore for SqliteStore {
         self.read(move |c| {
             let (sql, from, to) = match q.direction {
                 Direction::Backward => (
-                    "SELECT {cols} FROM events
-                     WHERE event_id IN (SELECT r.event_id FROM event_relations r
-                                        WHERE r.relates_to = ?1 AND r.room_id = ?2
-                                          AND (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
+                    "WITH RECURSIVE tree(event_id, depth) AS (
+                         SELECT event_id, 1 FROM event_relations WHERE relates_to = ?1 AND room_id = ?2
+                         UNION
+                         SELECT r.event_id, tree.depth + 1 FROM event_relations r
+                         JOIN tree ON r.relates_to = tree.event_id
+                         WHERE tree.depth < ?8 AND r.room_id = ?2)
+                     SELECT {cols} FROM events
+                     WHERE event_id IN (SELECT r.event_id FROM tree JOIN event_relations r ON r.event_id = tree.event_id
+                                        WHERE (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
                        AND stream_ordering <= ?5 AND stream_ordering > ?6 AND redacted_by IS NULL
                      ORDER BY stream_ordering DESC LIMIT ?7",
                     q.from.unwrap_or(i64::MAX),
                     q.to.unwrap_or(i64::MIN),
                 ),
                 Direction::Forward => (
-                    "SELECT {cols} FROM events
-                     WHERE event_id IN (SELECT r.event_id FROM event_relations r
-                                        WHERE r.relates_to = ?1 AND r.room_id = ?2
-                                          AND (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
+                    "WITH RECURSIVE tree(event_id, depth) AS (
+                         SELECT event_id, 1 FROM event_relations WHERE relates_to = ?1 AND room_id = ?2
+                         UNION
+                         SELECT r.event_id, tree.depth + 1 FROM event_relations r
+                         JOIN tree ON r.relates_to = tree.event_id
+                         WHERE tree.depth < ?8 AND r.room_id = ?2)
+                     SELECT {cols} FROM events
+                     WHERE event_id IN (SELECT r.event_id FROM tree JOIN event_relations r ON r.event_id = tree.event_id
+                                        WHERE (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
                        AND stream_ordering > ?5 AND stream_ordering <= ?6 AND redacted_by IS NULL
                      ORDER BY stream_ordering ASC LIMIT ?7",
                     q.from.unwrap_or(i64::MIN),
@@ -112,7 +122,7 @@ impl RelationStore for SqliteStore {
             let sql = sql.replace("{cols}", EVENT_COLUMNS);
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
-                params![q.parent, q.room_id, q.rel_type, q.event_type, from, to, q.limit as i64],
+                params![q.parent, q.room_id, q.rel_type, q.event_type, from, to, q.limit as i64, q.depth.max(1)],
                 event_from_row,
             )?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
