@@ -303,3 +303,40 @@ async fn a_thread_reply_after_leaving_is_not_bundled() {
     let (_, served) = event(&server, &alice, &room, &root).await;
     assert_eq!(served["unsigned"]["m.relations"]["m.thread"]["count"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_sdk_edits_a_message_and_reads_the_edit_back() {
+    use matrix_sdk::{
+        room::{IncludeRelations, RelationsOptions},
+        ruma::{
+            api::client::room::create_room,
+            events::{
+                relation::RelationType,
+                room::message::{ReplacementMetadata, RoomMessageEventContent},
+            },
+        },
+    };
+
+    let server = TestServer::start().await;
+    server.register("alice").await;
+    let alice = server.sdk_logged_in("alice").await;
+    let room = alice.create_room(create_room::v3::Request::new()).await.expect("room created");
+    let original = room.send(RoomMessageEventContent::text_plain("Helo")).await.expect("sent").response.event_id;
+    let edit =
+        RoomMessageEventContent::text_plain("Hello").make_replacement(ReplacementMetadata::new(original.clone(), None));
+    let edit_id = room.send(edit).await.expect("edit sent").response.event_id;
+
+    let fetched = room.event(&original, None).await.expect("the original");
+    let served: Value = serde_json::from_str(fetched.raw().json().get()).expect("JSON");
+    let replacement = &served["unsigned"]["m.relations"]["m.replace"];
+    assert_eq!(replacement["event_id"], edit_id.as_str());
+    assert_eq!(replacement["content"]["m.new_content"]["body"], "Hello");
+
+    let options = RelationsOptions {
+        include_relations: IncludeRelations::RelationsOfType(RelationType::Replacement),
+        ..RelationsOptions::default()
+    };
+    let relations = room.relations(original, options).await.expect("relations");
+    let ids: Vec<_> = relations.chunk.iter().filter_map(|e| e.event_id()).collect();
+    assert_eq!(ids, [edit_id]);
+}
