@@ -104,6 +104,13 @@ pub async fn summaries_leave_out_redacted_relations(store: Arc<dyn Storage>) {
     let (reply_two, _) = relate(&mut room, &*store, "m.room.message", BOB, relates("m.thread", &parent)).await;
     let (reference, _) = relate(&mut room, &*store, "m.room.message", BOB, relates("m.reference", &parent)).await;
 
+    // Relations from another room do not count.
+    let mut elsewhere = Room::create(&*store, "!elsewhere:contract.test", BOB).await;
+    relate(&mut elsewhere, &*store, "m.room.message", BOB, relates("m.thread", &parent)).await;
+    relate(&mut elsewhere, &*store, "m.room.message", BOB, relates("m.reference", &parent)).await;
+    let foreign_threads = store.thread_roots(elsewhere.room_id.clone(), None, None, 10).await.unwrap();
+    assert!(foreign_threads.is_empty(), "the root is not in that room");
+
     let summaries = store.relation_summaries(vec![parent.clone(), lonely], ALICE.into()).await.unwrap();
     assert_eq!(summaries.len(), 1, "an event without relations has no summary");
     let summary = &summaries[0];

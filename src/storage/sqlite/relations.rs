@@ -34,6 +34,8 @@ pub(super) fn record_relation(c: &Connection, event_id: &str) -> Result<()> {
     Ok(())
 }
 
+/// One event's summary. Relations from other rooms never count (an event
+/// may name any event id in `m.relates_to`).
 fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSummary>> {
     // The edit must come from the original's sender and keep its type
     // (spec: "Validity of replacement events").
@@ -43,7 +45,8 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
              JOIN events e ON e.event_id = r.event_id
              JOIN events p ON p.event_id = r.relates_to
              WHERE r.relates_to = ?1 AND r.rel_type = 'm.replace' AND e.redacted_by IS NULL
-               AND e.sender = p.sender AND e.type = p.type AND e.state_key IS NULL AND p.state_key IS NULL
+               AND r.room_id = p.room_id AND e.sender = p.sender AND e.type = p.type
+               AND e.state_key IS NULL AND p.state_key IS NULL
                AND json_type(e.json, '$.content.\"m.new_content\"') = 'object'
              ORDER BY e.origin_server_ts DESC, e.event_id DESC LIMIT 1",
             [parent],
@@ -54,9 +57,11 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
         "SELECT COUNT(*), MAX(r.sender = ?2),
                     (SELECT r2.event_id FROM event_relations r2 JOIN events e2 ON e2.event_id = r2.event_id
                      WHERE r2.relates_to = ?1 AND r2.rel_type = 'm.thread' AND e2.redacted_by IS NULL
+                       AND r2.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
                      ORDER BY r2.stream_ordering DESC LIMIT 1)
              FROM event_relations r JOIN events e ON e.event_id = r.event_id
-             WHERE r.relates_to = ?1 AND r.rel_type = 'm.thread' AND e.redacted_by IS NULL",
+             WHERE r.relates_to = ?1 AND r.rel_type = 'm.thread' AND e.redacted_by IS NULL
+               AND r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)",
         params![parent, user],
         |r| {
             let count: i64 = r.get(0)?;
@@ -73,6 +78,7 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
         let mut stmt = c.prepare_cached(
             "SELECT r.event_id FROM event_relations r JOIN events e ON e.event_id = r.event_id
              WHERE r.relates_to = ?1 AND r.rel_type = 'm.reference' AND e.redacted_by IS NULL
+               AND r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
              ORDER BY r.stream_ordering ASC",
         )?;
         stmt.query_map([parent], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?
@@ -161,7 +167,7 @@ impl RelationStore for SqliteStore {
                     WHERE r.room_id = ?1 AND r.rel_type = 'm.thread' AND e.redacted_by IS NULL
                     GROUP BY r.relates_to) t
                  JOIN events ON events.event_id = t.root
-                 WHERE t.latest <= ?2 AND events.outlier = 0
+                 WHERE t.latest <= ?2 AND events.outlier = 0 AND events.room_id = ?1
                    AND (?3 IS NULL OR events.sender = ?3 OR EXISTS (
                         SELECT 1 FROM event_relations p JOIN events pe ON pe.event_id = p.event_id
                         WHERE p.relates_to = t.root AND p.rel_type = 'm.thread' AND p.sender = ?3
