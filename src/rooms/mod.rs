@@ -11,6 +11,7 @@ pub mod directory;
 pub mod event_format;
 mod joined;
 mod membership;
+mod relations;
 mod remote;
 mod remote_invite;
 mod remote_state;
@@ -36,6 +37,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoomsPage,
+    relations::{RECURSION_DEPTH, RelationFilter, RelationsPage, ThreadInclude},
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
 };

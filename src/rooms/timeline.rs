@@ -133,7 +133,7 @@ impl Rooms {
         VisibilityCheck::new(self, room_id, user).await
     }
 
-    async fn visibility<'a>(
+    pub(super) async fn visibility<'a>(
         &'a self,
         room_id: &'a RoomId,
         user: &'a OwnedUserId,

@@ -56,6 +56,11 @@ impl<'a> VisibilityCheck<'a> {
         Ok(facts)
     }
 
+    /// The user the check is for.
+    pub fn user(&self) -> &OwnedUserId {
+        self.user
+    }
+
     /// A check for a user whose current membership the caller knows.
     pub fn with_membership(
         rooms: &'a Rooms,

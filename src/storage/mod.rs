@@ -11,6 +11,7 @@ pub mod federation;
 pub mod media;
 pub mod push;
 pub mod pushers;
+pub mod relations;
 pub mod rooms;
 pub mod search;
 pub mod server_meta;
@@ -26,6 +27,7 @@ pub use self::{
     media::MediaStore,
     push::PushStore,
     pushers::PusherStore,
+    relations::RelationStore,
     rooms::{EventStore, MembershipStore, StateStore},
     search::SearchStore,
     server_meta::ServerMetaStore,
@@ -63,6 +65,7 @@ pub trait Storage:
     + MediaStore
     + PushStore
     + PusherStore
+    + RelationStore
     + FederationStore
     + DirectoryStore
     + SearchStore

@@ -7,7 +7,8 @@
 //! The reads: everything about the user and device in one (`read_user`);
 //! then, over the rooms in view (`read_rooms`), their timelines and
 //! receipts in one, and the state groups, summaries and unread counts of
-//! the rooms kept in one more. Between them the `Rooms` caches sections
+//! the rooms kept in one more, and the bundled aggregations of all their
+//! timeline events in one more. Between them the `Rooms` caches sections
 //! read from (resolved state groups, parsed events) are warmed in batches.
 //!
 //! An assembler chooses the rooms (`RoomView`s), runs the plan and places
@@ -102,7 +103,25 @@ pub async fn read_rooms(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(),
     }
     read_details(scope, plans).await?;
     resolve_state(scope, plans).await?;
-    preload_referenced(scope, plans).await
+    preload_referenced(scope, plans).await?;
+    read_aggregations(scope, plans).await
+}
+
+/// The bundled aggregations (`unsigned.m.relations`) of every timeline
+/// event of the response, in one read for all rooms (and one more for the
+/// edits and latest thread replies they name, only when there are any).
+async fn read_aggregations(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(), SyncError> {
+    let events: Vec<std::sync::Arc<crate::rooms::pdu::Pdu>> =
+        plans.iter().flat_map(|p| p.timeline.slice.events.iter().cloned()).collect();
+    let aggregations = scope.syncer.rooms.bundled_aggregations(&events, scope.user_id).await?;
+    if aggregations.is_empty() {
+        return Ok(());
+    }
+    let aggregations = std::sync::Arc::new(aggregations);
+    for plan in plans.iter_mut() {
+        plan.timeline.aggregations = aggregations.clone();
+    }
+    Ok(())
 }
 
 /// The first pass over the rooms: timelines and receipts. A joined room

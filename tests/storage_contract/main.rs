@@ -16,6 +16,7 @@ mod media;
 mod membership;
 mod push;
 mod pushers;
+mod relations;
 mod search;
 mod server_meta;
 mod state;
@@ -97,6 +98,11 @@ contract_tests!(sqlite, crate::open_sqlite;
     push: [
         notifications_page_newest_first_with_their_read_flag,
         threaded_receipts_read_only_their_thread,
+    ],
+    relations: [
+        relations_are_paged_and_filtered,
+        summaries_leave_out_redacted_relations,
+        thread_roots_follow_latest_activity,
     ],
     pushers: [
         pushers_are_set_updated_and_replaced,

@@ -1,6 +1,6 @@
 //! Turning PDUs into what clients see (client-server API, "Room Events":
 //! the client event format with `unsigned.age`, `prev_content` and
-//! `redacted_because`).
+//! `redacted_because`, bundled aggregations).
 
 use ruma::serde::Raw;
 use serde_json::Value;
@@ -19,6 +19,26 @@ pub async fn raw_events<T>(state: &AppState, pdus: &[std::sync::Arc<Pdu>]) -> Re
         out.push(to_raw(client_event(state, pdu).await?)?);
     }
     Ok(out)
+}
+
+/// Timeline events in client format with their bundled aggregations
+/// (`unsigned.m.relations`) as `user` sees them, read in one batch.
+pub async fn timeline_events<T>(
+    state: &AppState,
+    user: &ruma::OwnedUserId,
+    pdus: &[std::sync::Arc<Pdu>],
+) -> Result<Vec<Raw<T>>, ApiError> {
+    state.rooms.client_events(pdus, user, None).await?.into_iter().map(to_raw).collect()
+}
+
+/// One timeline event in client format with its bundled aggregations.
+pub async fn timeline_event<T>(
+    state: &AppState,
+    user: &ruma::OwnedUserId,
+    pdu: &std::sync::Arc<Pdu>,
+) -> Result<Raw<T>, ApiError> {
+    let mut events = timeline_events(state, user, std::slice::from_ref(pdu)).await?;
+    events.pop().ok_or_else(ApiError::internal)
 }
 
 pub fn to_raw<T>(value: Value) -> Result<Raw<T>, ApiError> {

@@ -18,7 +18,7 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::events::{client_event, raw_events, to_raw};
+use super::events::{raw_events, timeline_event, timeline_events};
 use crate::{
     http::{ApiError, RouterExt, Ruma},
     rooms::{EventDraft, EventFilter, PageRequest, PaginationToken, TxnRef},
@@ -84,14 +84,14 @@ pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
     }
 }
 
-fn direction(dir: RumaDirection) -> Direction {
+pub(super) fn direction(dir: RumaDirection) -> Direction {
     match dir {
         RumaDirection::Backward => Direction::Backward,
         RumaDirection::Forward => Direction::Forward,
     }
 }
 
-fn parse_token(token: Option<&str>, name: &str) -> Result<Option<PaginationToken>, ApiError> {
+pub(super) fn parse_token(token: Option<&str>, name: &str) -> Result<Option<PaginationToken>, ApiError> {
     token
         .map(|t| PaginationToken::parse(t).ok_or_else(|| ApiError::invalid_param(format!("invalid `{name}` token"))))
         .transpose()
@@ -122,7 +122,7 @@ async fn messages(
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start.to_string();
     response.end = page.end.map(|t| t.to_string());
-    response.chunk = raw_events(&state, &page.chunk).await?;
+    response.chunk = timeline_events(&state, &user, &page.chunk).await?;
     Ok(response)
 }
 
@@ -134,9 +134,9 @@ async fn context(state: AppState, req: Ruma<get_context::v3::Request>) -> Result
     let (event, before, after, room_state) =
         state.rooms.context(&user, &body.room_id, &body.event_id, limit, &filter).await?;
     let mut response = get_context::v3::Response::new();
-    response.event = Some(to_raw(client_event(&state, &event).await?)?);
-    response.events_before = raw_events(&state, &before.chunk).await?;
-    response.events_after = raw_events(&state, &after.chunk).await?;
+    response.event = Some(timeline_event(&state, &user, &event).await?);
+    response.events_before = timeline_events(&state, &user, &before.chunk).await?;
+    response.events_after = timeline_events(&state, &user, &after.chunk).await?;
     response.start = Some(before.end.unwrap_or(PaginationToken(0)).to_string());
     response.end = Some(after.end.unwrap_or(after.start).to_string());
     response.state = raw_events(&state, &room_state).await?;
@@ -149,7 +149,7 @@ async fn event(
 ) -> Result<get_room_event::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     let pdu = state.rooms.event_for_user(&user, &req.body.room_id, &req.body.event_id).await?;
-    Ok(get_room_event::v3::Response::new(to_raw(client_event(&state, &pdu).await?)?))
+    Ok(get_room_event::v3::Response::new(timeline_event(&state, &user, &pdu).await?))
 }
 
 async fn timestamp_to_event(

@@ -17,6 +17,7 @@ mod presence;
 mod profile;
 mod push;
 mod receipts;
+mod relations;
 mod room;
 mod search;
 mod session;
@@ -43,6 +44,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = room::routes(router);
     let router = membership::routes(router);
     let router = message::routes(router);
+    let router = relations::routes(router);
     let router = state::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);

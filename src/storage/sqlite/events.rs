@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, SqliteStore};
+use super::{CachedSql, SqliteStore, relations::record_relation};
 use crate::storage::{
     EventStore, Result, StorageError, now_ms,
     rooms::{
@@ -93,6 +93,7 @@ fn append(c: &Connection, e: &NewEvent) -> Result<Appended> {
         e.replaces_state
     ])?;
     let stream_ordering = c.last_insert_rowid();
+    record_relation(c, &e.event_id)?;
     {
         let mut edge =
             c.prepare_cached("INSERT OR IGNORE INTO event_edges (event_id, prev_event_id) VALUES (?1, ?2)")?;
@@ -273,6 +274,7 @@ impl EventStore for SqliteStore {
                         state_group
                     ],
                 )?;
+                record_relation(c, &e.event_id)?;
                 next -= 1;
                 stored += 1;
                 let mut edge =

@@ -16,6 +16,7 @@ mod membership;
 mod migrations;
 mod push;
 mod pushers;
+mod relations;
 mod search;
 mod server_meta;
 mod state;

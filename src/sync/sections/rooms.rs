@@ -4,7 +4,10 @@
 //! changed, and its unread notification counts (from push actions). What it needs read goes into the plan's
 //! room queries; what it made is in each room's `RoomTimeline`.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use ruma::{
     OwnedEventId, OwnedUserId, UInt,
@@ -45,6 +48,9 @@ pub struct RoomTimeline {
     /// Sliding sync: the whole state at the timeline's end, once resolved
     /// (name, avatar and heroes are read from it).
     pub end_state: Option<Arc<StateMap>>,
+    /// The bundled aggregations of the response's timeline events, by
+    /// event id (read once for all rooms, shared).
+    pub aggregations: Arc<HashMap<OwnedEventId, serde_json::Value>>,
 }
 
 impl RoomTimeline {
@@ -57,6 +63,7 @@ impl RoomTimeline {
             member_change: false,
             state_groups: vec![],
             end_state: None,
+            aggregations: Arc::default(),
         }
     }
 
@@ -245,7 +252,19 @@ pub async fn state_events(scope: &Scope<'_>, room: &RoomTimeline) -> Result<Vec<
 
 /// The room's `timeline` as the response carries it.
 pub async fn timeline(scope: &Scope<'_>, room: &RoomTimeline) -> Result<Timeline, SyncError> {
-    Ok(timeline::section(&room.slice, client_events(scope, &room.slice.events).await?))
+    let mut events = Vec::with_capacity(room.slice.events.len());
+    for pdu in &room.slice.events {
+        let mut event = scope
+            .syncer
+            .rooms
+            .client_event_bundled(pdu, scope.user_id, Some(scope.device_id), &room.aggregations)
+            .await?;
+        if let Some(obj) = event.as_object_mut() {
+            obj.remove("room_id"); // the sync format omits it
+        }
+        events.push(raw(event));
+    }
+    Ok(timeline::section(&room.slice, events))
 }
 
 /// Events in the client format of sync (no `room_id`; the sender's own
