@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{CachedSql, SqliteStore, relations::record_relation};
+use super::{CachedSql, SqliteStore};
 use crate::storage::{
     EventStore, Result, StorageError, now_ms,
     rooms::{
@@ -486,4 +486,20 @@ impl EventStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Records the relation of a just stored timeline event, if it has one
+/// (`m.relates_to` with a `rel_type` and an `event_id`).
+fn record_relation(c: &Connection, event_id: &str) -> Result<()> {
+    c.exec(
+        "INSERT OR IGNORE INTO event_relations (event_id, room_id, relates_to, rel_type, type, sender, stream_ordering)
+         SELECT event_id, room_id, json_extract(json, '$.content.\"m.relates_to\".event_id'),
+                json_extract(json, '$.content.\"m.relates_to\".rel_type'), type, sender, stream_ordering
+         FROM events
+         WHERE event_id = ?1 AND outlier = 0
+           AND json_type(json, '$.content.\"m.relates_to\".rel_type') = 'text'
+           AND json_type(json, '$.content.\"m.relates_to\".event_id') = 'text'",
+        [event_id],
+    )?;
+    Ok(())
 }

@@ -18,22 +18,6 @@ use crate::storage::{
 /// Up to how many events' summaries are read on the calling thread.
 const QUICK_SUMMARIES: usize = 16;
 
-/// Records the relation of a just stored timeline event, if it has one
-/// (`m.relates_to` with a `rel_type` and an `event_id`).
-pub(super) fn record_relation(c: &Connection, event_id: &str) -> Result<()> {
-    c.exec(
-        "INSERT OR IGNORE INTO event_relations (event_id, room_id, relates_to, rel_type, type, sender, stream_ordering)
-         SELECT event_id, room_id, json_extract(json, '$.content.\"m.relates_to\".event_id'),
-                json_extract(json, '$.content.\"m.relates_to\".rel_type'), type, sender, stream_ordering
-         FROM events
-         WHERE event_id = ?1 AND outlier = 0
-           AND json_type(json, '$.content.\"m.relates_to\".rel_type') = 'text'
-           AND json_type(json, '$.content.\"m.relates_to\".event_id') = 'text'",
-        [event_id],
-    )?;
-    Ok(())
-}
-
 /// One event's summary. Relations from other rooms never count (an event
 /// may name any event id in `m.relates_to`).
 fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSummary>> {
