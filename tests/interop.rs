@@ -1,8 +1,8 @@
 //! Interoperability with other client libraries against a real server:
 //! matrix-nio (Python) runs `tests/interop/nio_flow.py`, matrix-js-sdk
-//! (Node) runs `tests/interop/js_sdk_flow.mjs`. `.ci/run` installs
-//! matrix-nio in a virtualenv and sets `PLEXUS_NIO_PYTHON` to its
-//! interpreter, and installs matrix-js-sdk with `npm ci` in
+//! (Node) runs `tests/interop/js_sdk_flow.mjs` and `js_sdk_relations.mjs`
+//! (sharing `js_sdk_common.mjs`). `.ci/run` installs matrix-nio in a
+//! virtualenv and sets `PLEXUS_NIO_PYTHON` to its interpreter, and installs matrix-js-sdk with `npm ci` in
 //! `tests/interop/js` and sets `PLEXUS_JS_SDK_DIR` to that directory;
 //! without the variable a test says so and does nothing. `PLEXUS_NODE`
 //! names another `node` than the one on the path.
@@ -31,14 +31,15 @@ async fn matrix_nio_registers_talks_syncs_and_paginates() {
     assert!(stdout.contains("ok: bob receives alice's message"), "{stdout}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn matrix_js_sdk_syncs_invites_joins_talks_types_and_reads() {
+/// Runs the matrix-js-sdk script `name` (in `tests/interop`) against a fresh
+/// server; returns its result lines, or `None` when the SDK is not installed.
+async fn run_js_sdk_script(name: &str) -> Option<(Vec<String>, String)> {
     let Ok(sdk_dir) = std::env::var("PLEXUS_JS_SDK_DIR") else {
-        eprintln!("PLEXUS_JS_SDK_DIR is not set: skipping the matrix-js-sdk interop flow (CI runs it)");
-        return;
+        eprintln!("PLEXUS_JS_SDK_DIR is not set: skipping the matrix-js-sdk interop flow {name} (CI runs it)");
+        return None;
     };
     let server = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/js_sdk_flow.mjs");
+    let script = format!("{}/tests/interop/{name}", env!("CARGO_MANIFEST_DIR"));
     let node = std::env::var("PLEXUS_NODE").unwrap_or_else(|_| "node".to_owned());
     // The script bounds each of its waits; this bounds the whole run, so a
     // hung Node process fails the test instead of holding CI.
@@ -49,28 +50,65 @@ async fn matrix_js_sdk_syncs_invites_joins_talks_types_and_reads() {
     .await
     .expect("the matrix-js-sdk flow finishes within 3 minutes")
     .expect("node runs the interop script");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     // The SDK's warnings and errors, shown with --nocapture.
     eprintln!("{stderr}");
-    assert!(output.status.success(), "matrix-js-sdk flow failed:\n{stdout}\n{stderr}");
-    let lines: Vec<&str> = stdout.lines().collect();
-    for expected in [
-        "ok: @alice_js:plexus.test syncs",
-        "ok: @bob_js:plexus.test syncs",
-        "ok: bob sees the invite from @alice_js:plexus.test, named \"Alice in js\"",
-        "ok: bob joins",
-        "ok: alice sees bob join",
-        "ok: bob receives alice's message: hello from matrix-js-sdk",
-        "ok: bob sees alice typing",
-    ] {
-        assert!(lines.contains(&expected), "missing {expected:?} in:\n{stdout}\n{stderr}");
+    assert!(output.status.success(), "matrix-js-sdk flow {name} failed:\n{stdout}\n{stderr}");
+    let lines = stdout.lines().map(str::to_owned).collect();
+    Some((lines, format!("{stdout}\n{stderr}")))
+}
+
+fn assert_lines(lines: &[String], expected: &[&str], output: &str) {
+    for line in expected {
+        assert!(lines.iter().any(|l| l == line), "missing {line:?} in:\n{output}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_js_sdk_syncs_invites_joins_talks_types_and_reads() {
+    let Some((lines, output)) = run_js_sdk_script("js_sdk_flow.mjs").await else { return };
+    assert_lines(
+        &lines,
+        &[
+            "ok: @alice_js:plexus.test syncs",
+            "ok: @bob_js:plexus.test syncs",
+            "ok: bob sees the invite from @alice_js:plexus.test, named \"Alice in js\"",
+            "ok: bob joins",
+            "ok: alice sees bob join",
+            "ok: bob receives alice's message: hello from matrix-js-sdk",
+            "ok: bob sees alice typing",
+        ],
+        &output,
+    );
     let sent = lines
         .iter()
         .find_map(|l| l.strip_prefix("ok: alice sends "))
-        .unwrap_or_else(|| panic!("alice's message was not sent:\n{stdout}\n{stderr}"));
+        .unwrap_or_else(|| panic!("alice's message was not sent:\n{output}"));
     assert!(sent.starts_with('$'), "{sent}");
     let receipt = format!("ok: alice sees bob's read receipt on {sent}");
-    assert!(lines.contains(&receipt.as_str()), "missing {receipt:?} in:\n{stdout}\n{stderr}");
+    assert_lines(&lines, &[receipt.as_str()], &output);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_js_sdk_round_trips_a_reply_edits_a_reaction_and_a_thread() {
+    let Some((lines, output)) = run_js_sdk_script("js_sdk_relations.mjs").await else { return };
+    assert_lines(
+        &lines,
+        &[
+            "ok: bob sees alice's post",
+            "ok: alice sees bob's reply to her post",
+            "ok: bob sees the post edited to \"first edit\"",
+            "ok: bob sees the post edited to \"second edit\"",
+            "ok: alice sees one 👍 on her post",
+            "ok: alice's client opens a thread on her post",
+            "ok: alice's thread holds bob's reply",
+            "ok: alice redacts the second edit",
+            "ok: a fresh client shows the post as \"first edit\"",
+            "ok: a fresh client has the thread summary: 1 reply, bob participated",
+            "ok: a fresh client lists the thread (all and participated)",
+            "ok: a fresh client reads the 👍 through /relations",
+        ],
+        &output,
+    );
 }

@@ -17,9 +17,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
-    latency_n=50; fan_members=20; fan_msgs=10; big_fan_members=50; tp_secs=3; idle_conns=200; idle_big=1000; idle_secs=3; is_rooms=10; is_events=20; join_members=20
+    latency_n=50; fan_members=20; fan_msgs=10; big_fan_members=50; tp_secs=3; idle_conns=200; idle_big=1000; idle_secs=3; is_rooms=10; is_events=20; join_members=20; search_msgs=2000; search_big=5000; reactions=100
 else
-    latency_n=200; fan_members=100; fan_msgs=20; big_fan_members=1000; tp_secs=10; idle_conns=1000; idle_big=10000; idle_secs=10; is_rooms=50; is_events=100; join_members=100
+    latency_n=200; fan_members=100; fan_msgs=20; big_fan_members=1000; tp_secs=10; idle_conns=1000; idle_big=10000; idle_secs=10; is_rooms=50; is_events=100; join_members=100; search_msgs=10000; search_big=100000; reactions=1000
 fi
 
 echo "== building"
@@ -108,9 +108,15 @@ scenarios() { # label url pid is_plexus
     run "$label" "$url" "$pid" idle --connections "$idle_conns" --seconds "$idle_secs"
     run "$label" "$url" "$pid" initial-sync --rooms "$is_rooms" --events "$is_events"
     run "$label" "$url" "$pid" join --members "$join_members"
-    # Last, as it leaves a thousand users behind. Plexus only: Synapse takes
+    # Late, as it leaves a thousand users behind. Plexus only: Synapse takes
     # minutes on this machine just to start a thousand sync loops.
     [ "$plexus" = 1 ] && run "$label" "$url" "$pid" fanout --members "$big_fan_members" --rate 10 --messages "$fan_msgs"
+    run "$label" "$url" "$pid" relations --reactions "$reactions"
+    run "$label" "$url" "$pid" search --messages "$search_msgs"
+    # Relations and search last, so that their large database does not weigh
+    # on the figures above. Search over 100,000 messages is Plexus only:
+    # filling Synapse with that many takes longer than the rest of the run.
+    [ "$plexus" = 1 ] && run "$label" "$url" "$pid" search --messages "$search_big"
     return 0
 }
 
@@ -186,6 +192,17 @@ row(f"initial sync, {get(is_p,'rooms')} rooms x {get(is_p,'events')} messages: p
 row("/messages over 1,000 events, pages of 100 (ms)", get(is_s, "messages_1000_ms"), get(is_p, "messages_1000_ms"))
 j_s, j_p = find("synapse", "join"), find("plexus", "join")
 row(f"join a room of {get(j_p,'members')} + first sync (ms)", get(j_s, "join_and_sync_ms"), get(j_p, "join_and_sync_ms"))
+r_s, r_p = find("synapse", "relations"), find("plexus", "relations")
+n = get(r_p, "reactions")
+row(f"/relations of an event with {n} reactions, all pages of 100 (ms)", get(r_s, "all_pages", "p50_ms"), get(r_p, "all_pages", "p50_ms"))
+row(f"/relations, first 50 of {n} annotations: p50 (ms)", get(r_s, "first_page", "p50_ms"), get(r_p, "first_page", "p50_ms"))
+row(f"/event with bundled aggregations ({n} reactions, a thread): p50 (ms)", get(r_s, "event", "p50_ms"), get(r_p, "event", "p50_ms"))
+for r in rows:
+    if r["scenario"] == "search" and r["server"] == "plexus":
+        same = find("synapse", "search", messages=r["messages"])
+        row(f"search over {r['messages']:,} messages, a rare word ranked: p50 (ms)", get(same, "ranked", "p50_ms"), get(r, "ranked", "p50_ms"))
+        row(f"search over {r['messages']:,} messages, a common word newest first: p50 (ms)", get(same, "recent", "p50_ms"), get(r, "recent", "p50_ms"))
+        row(f"search over {r['messages']:,} messages, its next page: p50 (ms)", get(same, "next_page", "p50_ms"), get(r, "next_page", "p50_ms"))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
 cores = os.cpu_count()
 mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)

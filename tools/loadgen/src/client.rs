@@ -99,6 +99,50 @@ impl User {
         Ok(resp["event_id"].as_str().context("event_id")?.to_owned())
     }
 
+    /// Sends an event of any type; returns its event id.
+    pub async fn send_event(&self, room: &str, event_type: &str, content: Value) -> anyhow::Result<String> {
+        let txn = format!("lg{}", TXN.fetch_add(1, Ordering::Relaxed));
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{txn}", enc(room), enc(event_type));
+        let resp = self.call(reqwest::Method::PUT, &path, Some(content)).await?;
+        Ok(resp["event_id"].as_str().context("event_id")?.to_owned())
+    }
+
+    /// `POST /search` over room events; `order_by` is `rank` or `recent`.
+    pub async fn search(&self, term: &str, order_by: &str, next_batch: Option<&str>) -> anyhow::Result<Value> {
+        let mut path = "/_matrix/client/v3/search".to_owned();
+        if let Some(b) = next_batch {
+            path.push_str(&format!("?next_batch={}", enc(b)));
+        }
+        let body = json!({"search_categories": {"room_events": {"search_term": term, "order_by": order_by}}});
+        self.call(reqwest::Method::POST, &path, Some(body)).await
+    }
+
+    /// `GET /relations/{event_id}[/{rel_type}]`, one page.
+    pub async fn relations(
+        &self,
+        room: &str,
+        event_id: &str,
+        rel_type: Option<&str>,
+        from: Option<&str>,
+        limit: usize,
+    ) -> anyhow::Result<Value> {
+        let mut path = format!("/_matrix/client/v1/rooms/{}/relations/{}", enc(room), enc(event_id));
+        if let Some(r) = rel_type {
+            path.push_str(&format!("/{}", enc(r)));
+        }
+        path.push_str(&format!("?limit={limit}"));
+        if let Some(f) = from {
+            path.push_str(&format!("&from={}", enc(f)));
+        }
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
+    /// `GET /rooms/{room}/event/{event_id}`.
+    pub async fn event(&self, room: &str, event_id: &str) -> anyhow::Result<Value> {
+        let path = format!("/_matrix/client/v3/rooms/{}/event/{}", enc(room), enc(event_id));
+        self.call(reqwest::Method::GET, &path, None).await
+    }
+
     /// One `/sync` call.
     pub async fn sync(&self, since: Option<&str>, timeout_ms: u64, filter: Option<&str>) -> anyhow::Result<Value> {
         let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");

@@ -83,6 +83,23 @@ pub enum Scenario {
         #[arg(long, default_value_t = 100)]
         members: usize,
     },
+    /// N messages over 10 rooms, one of them holding a unique word: time
+    /// `/search` for that word (ranked) and for a common word (recent first).
+    Search {
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
+    },
+    /// One message with R reactions (and a few replies in a thread): time
+    /// `/relations` paged through all of them, its first page, and `/event`
+    /// carrying the bundled aggregations.
+    Relations {
+        #[arg(long, default_value_t = 1000)]
+        reactions: usize,
+        #[arg(long, default_value_t = 50)]
+        queries: usize,
+    },
     /// A user in R rooms: a fresh sliding sync (MSC4186) of the 20 most
     /// active (timeline limit 1, Element X's required state), then N
     /// messages' latency through sliding sync and through `/sync`.
@@ -110,6 +127,8 @@ async fn main() -> anyhow::Result<()> {
         Scenario::InitialSync { rooms, events } => scenarios::initial_sync(&cli, rooms, events).await?,
         Scenario::Join { members } => scenarios::join(&cli, members).await?,
         Scenario::SlidingSync { rooms, messages } => scenarios::sliding_sync(&cli, rooms, messages).await?,
+        Scenario::Search { messages, queries } => scenarios::search(&cli, messages, queries).await?,
+        Scenario::Relations { reactions, queries } => scenarios::relations(&cli, reactions, queries).await?,
     };
     println!("{}", result.summary);
     println!("{}", result.json);

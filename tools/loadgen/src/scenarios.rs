@@ -440,3 +440,165 @@ pub async fn sliding_sync(cli: &Cli, rooms: usize, messages: usize) -> anyhow::R
         json!({"rooms": rooms, "messages": messages, "first_response": first, "e2e_sliding": sliding_s, "e2e_sync": sync_s}),
     ))
 }
+
+/// Runs `count` jobs with at most `in_flight` at a time; `job(i)` makes the
+/// i-th.
+async fn bounded_concurrency<F, Fut>(count: usize, in_flight: usize, job: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..count {
+        if running.len() >= in_flight {
+            running.join_next().await.context("a job")???;
+        }
+        running.spawn(job(i));
+    }
+    while let Some(done) = running.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// A message body of four words drawn from a 500-word vocabulary, so that
+/// every word is common except the needle's.
+fn filler(i: usize) -> String {
+    const SYLLABLES: [&str; 25] = [
+        "ka", "lo", "mi", "ne", "po", "ru", "sa", "te", "vi", "zu", "bra", "cle", "dri", "fro", "glu", "pla", "qui",
+        "sto", "tra", "wen", "xo", "yel", "cor", "dun", "fay",
+    ];
+    let word = |n: usize| format!("{}{}", SYLLABLES[n % 25], SYLLABLES[(n / 25) % 20]);
+    let h = i.wrapping_mul(2_654_435_761);
+    format!("{} {} {} {} number {i}", word(h % 500), word((h >> 9) % 500), word((h >> 18) % 500), word((h >> 27) % 500))
+}
+
+pub async fn search(cli: &Cli, messages: usize, queries: usize) -> anyhow::Result<Outcome> {
+    let prefix = run_prefix();
+    let users = register_many(cli, &prefix, 1).await?;
+    let user = users[0].clone();
+    let mut rooms = Vec::new();
+    for _ in 0..10 {
+        rooms.push(user.create_room(false).await?);
+    }
+    let needle_at = messages / 2;
+    let needle = format!("zebrafish{prefix}");
+    let fill_start = Instant::now();
+    let (rooms, needle_body) = (Arc::new(rooms), format!("the {needle} swims past"));
+    let (u, r, n) = (user.clone(), rooms.clone(), needle_body.clone());
+    bounded_concurrency(messages, 16, move |i| {
+        let (user, room) = (u.clone(), r[i % r.len()].clone());
+        let body = if i == needle_at { n.clone() } else { filler(i) };
+        async move {
+            user.send(&room, &body).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let fill = fill_start.elapsed();
+    // Ranked search for the one message holding the word.
+    let query = needle.clone();
+    let mut ranked = Vec::with_capacity(queries);
+    for _ in 0..queries {
+        let start = Instant::now();
+        let resp = user.search(&query, "rank", None).await?;
+        ranked.push(start.elapsed());
+        let results = &resp["search_categories"]["room_events"]["results"];
+        let first = results[0]["result"]["content"]["body"].as_str().unwrap_or_default();
+        anyhow::ensure!(first == needle_body, "the search for {query} found {results}");
+    }
+    // A common word, newest first, and the next page.
+    let common = filler(0).split(' ').next().unwrap_or_default().to_owned();
+    let (mut recent, mut paged) = (Vec::with_capacity(queries), Vec::with_capacity(queries));
+    for _ in 0..queries {
+        let start = Instant::now();
+        let resp = user.search(&common, "recent", None).await?;
+        recent.push(start.elapsed());
+        let category = &resp["search_categories"]["room_events"];
+        anyhow::ensure!(category["results"].as_array().is_some_and(|r| !r.is_empty()), "no results for {common}");
+        if let Some(next) = category["next_batch"].as_str() {
+            let start = Instant::now();
+            user.search(&common, "recent", Some(next)).await?;
+            paged.push(start.elapsed());
+        }
+    }
+    let (ranked_s, recent_s, paged_s) = (summary(&ranked), summary(&recent), summary(&paged));
+    let text = format!(
+        "{messages} messages (sent in {:.1}s): {}; {}; {}",
+        fill.as_secs_f64(),
+        describe("rare word, ranked", &ranked_s),
+        describe("common word, recent", &recent_s),
+        describe("its next page", &paged_s),
+    );
+    Ok(outcome(
+        cli,
+        "search",
+        text,
+        json!({"messages": messages, "fill_s": fill.as_secs_f64(), "ranked": ranked_s, "recent": recent_s, "next_page": paged_s}),
+    ))
+}
+
+pub async fn relations(cli: &Cli, reactions: usize, queries: usize) -> anyhow::Result<Outcome> {
+    let prefix = run_prefix();
+    let users = register_many(cli, &prefix, 1).await?;
+    let user = users[0].clone();
+    let room = user.create_room(false).await?;
+    let parent = user.send(&room, "react to me").await?;
+    let (u, r, p) = (user.clone(), room.clone(), parent.clone());
+    bounded_concurrency(reactions, 16, move |i| {
+        let (user, room, parent) = (u.clone(), r.clone(), p.clone());
+        async move {
+            let content =
+                json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": parent, "key": format!("r{i}")}});
+            user.send_event(&room, "m.reaction", content).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    for i in 0..5 {
+        let content = json!({"msgtype": "m.text", "body": format!("thread reply {i}"),
+            "m.relates_to": {"rel_type": "m.thread", "event_id": parent}});
+        user.send_event(&room, "m.room.message", content).await?;
+    }
+    // Every relation, paged by 100.
+    let mut all = Vec::new();
+    for _ in 0..queries.div_ceil(10) {
+        let start = Instant::now();
+        let (mut seen, mut from) = (0usize, None::<String>);
+        loop {
+            let page = user.relations(&room, &parent, None, from.as_deref(), 100).await?;
+            seen += page["chunk"].as_array().map(|c| c.len()).unwrap_or(0);
+            match page["next_batch"].as_str() {
+                Some(next) => from = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        all.push(start.elapsed());
+        anyhow::ensure!(seen == reactions + 5, "/relations listed {seen} of {} relations", reactions + 5);
+    }
+    let (mut first_page, mut event) = (Vec::with_capacity(queries), Vec::with_capacity(queries));
+    for _ in 0..queries {
+        let start = Instant::now();
+        let page = user.relations(&room, &parent, Some("m.annotation"), None, 50).await?;
+        first_page.push(start.elapsed());
+        anyhow::ensure!(page["chunk"].as_array().map(|c| c.len()) == Some(50), "a short first page: {page}");
+        let start = Instant::now();
+        let served = user.event(&room, &parent).await?;
+        event.push(start.elapsed());
+        let count = &served["unsigned"]["m.relations"]["m.thread"]["count"];
+        anyhow::ensure!(count == 5, "the thread summary on /event is {count}");
+    }
+    let (all_s, first_s, event_s) = (summary(&all), summary(&first_page), summary(&event));
+    let text = format!(
+        "{reactions} reactions: {}; {}; {}",
+        describe("all relations, pages of 100", &all_s),
+        describe("first 50 annotations", &first_s),
+        describe("/event with bundled aggregations", &event_s),
+    );
+    Ok(outcome(
+        cli,
+        "relations",
+        text,
+        json!({"reactions": reactions, "all_pages": all_s, "first_page": first_s, "event": event_s}),
+    ))
+}
