@@ -21,6 +21,7 @@ pub struct Config {
     pub user_directory: UserDirectoryConfig,
     pub media: MediaConfig,
     pub push: PushConfig,
+    pub appservice: AppserviceConfig,
     pub federation: FederationConfig,
     pub logging: LoggingConfig,
 }
@@ -117,6 +118,16 @@ pub struct PushConfig {
     /// at; by default loopback, private and link-local addresses are
     /// refused, so a pusher cannot make the server probe its own network.
     pub gateway_allowed_ranges: Vec<String>,
+}
+
+/// Application services (bridges, bots) registered with this server.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppserviceConfig {
+    /// Registration files in the YAML format Synapse reads (`id`, `url`,
+    /// `as_token`, `hs_token`, `sender_localpart`, `namespaces`, ...),
+    /// checked at start.
+    pub registration_files: Vec<PathBuf>,
 }
 
 /// Which new rooms get `m.room.encryption` in their initial state.

@@ -5,6 +5,7 @@
 
 pub mod address_policy;
 pub mod api;
+pub mod appservice;
 pub mod commit;
 pub mod config;
 pub mod e2ee;

@@ -2,7 +2,7 @@
 //! buckets (governor) keyed by client IP address or user. Exceeding one
 //! answers 429 `M_LIMIT_EXCEEDED` with `retry_after_ms`.
 
-use std::{hash::Hash, net::IpAddr, num::NonZeroU32, time::Duration};
+use std::{hash::Hash, net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use governor::{DefaultKeyedRateLimiter, Quota, clock::Clock};
 use ruma::OwnedUserId;
@@ -16,9 +16,13 @@ pub struct RateLimited {
     pub retry_after: Duration,
 }
 
+/// Which keys no limit applies to.
+pub type Exempt<K> = Arc<dyn Fn(&K) -> bool + Send + Sync>;
+
 /// One keyed token bucket; `None` when rate limits are switched off.
 pub struct Limiter<K: Hash + Eq + Clone> {
     inner: Option<DefaultKeyedRateLimiter<K>>,
+    exempt: Option<Exempt<K>>,
 }
 
 impl<K: Hash + Eq + Clone> Limiter<K> {
@@ -30,7 +34,12 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
                 Quota::with_period(period).expect("config validation ensures a positive rate").allow_burst(burst);
             DefaultKeyedRateLimiter::keyed(quota)
         });
-        Self { inner }
+        Self { inner, exempt: None }
+    }
+
+    fn exempting(mut self, exempt: &Exempt<K>) -> Self {
+        self.exempt = Some(exempt.clone());
+        self
     }
 
     /// Takes one token for `key`, or says how long to wait.
@@ -38,6 +47,9 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let Some(limiter) = &self.inner else {
             return Ok(());
         };
+        if self.exempt.as_ref().is_some_and(|exempt| exempt(key)) {
+            return Ok(());
+        }
         limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             RateLimited { retry_after: wait.max(Duration::from_millis(1)) }
@@ -57,15 +69,18 @@ pub struct RateLimiters {
 }
 
 impl RateLimiters {
-    pub fn new(config: &RateLimitsConfig) -> Self {
+    /// `exempt_users`: users no per-user limit applies to (those of
+    /// application services registered with `rate_limited: false`).
+    pub fn new(config: &RateLimitsConfig, exempt_users: Exempt<OwnedUserId>) -> Self {
+        let e = &exempt_users;
         Self {
             login: Limiter::new(config.enabled, config.login),
             registration: Limiter::new(config.enabled, config.registration),
-            message: Limiter::new(config.enabled, config.message),
-            join: Limiter::new(config.enabled, config.join),
-            invite: Limiter::new(config.enabled, config.invite),
-            room_creation: Limiter::new(config.enabled, config.room_creation),
-            media_upload: Limiter::new(config.enabled, config.media_upload),
+            message: Limiter::new(config.enabled, config.message).exempting(e),
+            join: Limiter::new(config.enabled, config.join).exempting(e),
+            invite: Limiter::new(config.enabled, config.invite).exempting(e),
+            room_creation: Limiter::new(config.enabled, config.room_creation).exempting(e),
+            media_upload: Limiter::new(config.enabled, config.media_upload).exempting(e),
         }
     }
 }

@@ -39,6 +39,8 @@ impl Server {
 
         // Pushes queued before a restart go out now.
         services.push.start_delivery().await;
+        // So do appservice transactions, the one in flight under its id.
+        services.appservice.start_delivery().await;
         let (shutdown, _) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -110,6 +112,7 @@ impl Server {
             let _ = task.await;
         }
         self.services.push.stop_delivery();
+        self.services.appservice.stop_delivery();
         self.services.db.close();
     }
 }

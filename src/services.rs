@@ -7,6 +7,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::{
+    appservice::{AppserviceListener, Appservices},
     commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
     config::Config,
     e2ee::E2ee,
@@ -39,6 +40,7 @@ pub struct Services {
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
+    pub appservice: Arc<Appservices>,
 }
 
 /// What handlers receive as axum state.
@@ -58,6 +60,8 @@ pub enum StartError {
     Federation(String),
     #[error("cannot set up push delivery: {0}")]
     Push(String),
+    #[error("cannot load the application services: {0}")]
+    Appservice(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -86,34 +90,49 @@ impl Services {
         let streams = Arc::new(Streams::new(db.clone(), config.clone(), commits.clone(), rooms.clone(), typing_start));
         let push =
             Arc::new(Push::new(db.clone(), config.clone(), streams.clone(), rooms.clone()).map_err(StartError::Push)?);
+        let appservice =
+            Arc::new(Appservices::open(&config, db.clone(), streams.clone()).map_err(StartError::Appservice)?);
         // The listeners of every commit, in the order they run: push rules
         // are evaluated first (a sync that returns an event counts it, and
         // the device of a sync still waiting for it gets no push), then
         // syncs are woken, then other servers are told, then the search
-        // index is updated (last: it delays no sync and no other server,
-        // and the sender's 200 still waits for it, so what a client sent
-        // it can find).
+        // index is updated (it delays no sync and no other server, and the
+        // sender's 200 still waits for it, so what a client sent it can
+        // find), then appservice transactions are queued (stored before
+        // the 200, so nothing acknowledged is lost for them).
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
             Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
             Arc::new(SearchIndexer::new(db.clone())),
+            Arc::new(AppserviceListener::new(&appservice)),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
+        let users = Users::new(db.clone(), config.clone());
+        // Each appservice acts as its sender user, which must exist.
+        for a in appservice.all() {
+            users.ensure_user(&a.sender).await?;
+        }
+        let exempt = appservice.clone();
+        let rate_limits = RateLimiters::new(
+            &config.rate_limits,
+            Arc::new(move |user: &ruma::OwnedUserId| exempt.is_rate_limit_exempt(user)),
+        );
         let sync =
             Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
         Ok(Arc::new(Self {
             federation,
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
-            users: Users::new(db.clone(), config.clone()),
+            users,
+            appservice,
             streams,
             e2ee,
             media: Media::new(db.clone(), config.clone()),
             rooms,
             notifier,
             sync,
-            rate_limits: RateLimiters::new(&config.rate_limits),
+            rate_limits,
             server_key,
             db,
             config,

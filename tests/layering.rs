@@ -20,7 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["http"],
     &["services"],
     &["sync"],
-    &["federation", "push"],
+    &["federation", "push", "appservice"],
     &["streams", "e2ee", "search"],
     &["rooms", "users", "media"],
     &["commit"],

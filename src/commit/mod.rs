@@ -5,8 +5,8 @@
 //! presence, account data, to-device messages, device lists) is handed,
 //! after its commit, to `CommitPipeline::committed`, which gives it to the
 //! registered listeners in their fixed order: push evaluation, the
-//! notifier (wakes syncs), the federation sender, the search index, and
-//! later appservices, metrics and a broker. A feature adds a listener; it never adds a call site.
+//! notifier (wakes syncs), the federation sender, the search index, the
+//! appservice queues, and later metrics and a broker. A feature adds a listener; it never adds a call site.
 //!
 //! This module sits below the domains: it knows PDUs and storage rows, not
 //! rooms or sync. `notifier` holds the wake-ups and current positions,

@@ -10,8 +10,15 @@ use ruma::api::{
 };
 
 use crate::{
-    e2ee::E2eeError, push::PushError, rooms::RoomsError, search::SearchError, storage::StorageError,
-    streams::StreamsError, sync::SyncError, users::UsersError,
+    appservice::{AppserviceCallError, AppserviceError},
+    e2ee::E2eeError,
+    push::PushError,
+    rooms::RoomsError,
+    search::SearchError,
+    storage::StorageError,
+    streams::StreamsError,
+    sync::SyncError,
+    users::UsersError,
 };
 
 /// An error answered to a client.
@@ -238,6 +245,33 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "cannot serialize an error response");
                 StatusCode::INTERNAL_SERVER_ERROR.into_response()
             }
+        }
+    }
+}
+
+impl From<AppserviceError> for ApiError {
+    fn from(e: AppserviceError) -> Self {
+        use ruma::api::error::BadStatusErrorData;
+        let message = e.to_string();
+        match e {
+            AppserviceError::NotInNamespace(_) => Self::new(StatusCode::FORBIDDEN, ErrorKind::Exclusive, message),
+            AppserviceError::NotRegistered(_) | AppserviceError::Forbidden(_) => Self::forbidden(message),
+            AppserviceError::Ping(call) => match call {
+                AppserviceCallError::UrlNotSet => Self::new(StatusCode::BAD_REQUEST, ErrorKind::UrlNotSet, message),
+                AppserviceCallError::Timeout => {
+                    Self::new(StatusCode::GATEWAY_TIMEOUT, ErrorKind::ConnectionTimeout, message)
+                }
+                AppserviceCallError::ConnectionFailed(_) | AppserviceCallError::Request(_) => {
+                    Self::new(StatusCode::BAD_GATEWAY, ErrorKind::ConnectionFailed, message)
+                }
+                AppserviceCallError::BadStatus { status, body } => {
+                    let mut data = BadStatusErrorData::new();
+                    data.status = Some(status);
+                    data.body = Some(body);
+                    Self::new(StatusCode::BAD_GATEWAY, ErrorKind::BadStatus(data), message)
+                }
+            },
+            AppserviceError::Storage(e) => e.into(),
         }
     }
 }

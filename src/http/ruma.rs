@@ -24,7 +24,7 @@ use ruma::api::{
 };
 
 use super::error::ApiError;
-use crate::{services::AppState, users::Session};
+use crate::{appservice::AppserviceError, services::AppState, users::Session};
 
 /// Whether an endpoint needs an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +92,46 @@ pub fn extract_access_token(parts: &http::request::Parts) -> Result<Option<Strin
     Ok(form_urlencoded_value(query, "access_token"))
 }
 
+/// The session an access token opens: a device's, or an application
+/// service's acting as its sender or, with `?user_id=`, as a user of its
+/// namespaces (application service API, "Identity assertion"), on the
+/// device `org.matrix.msc3202.device_id` names (MSC3202) if any.
+pub async fn authenticate(state: &AppState, parts: &http::request::Parts, token: &str) -> Result<Session, ApiError> {
+    let Some(appservice) = state.appservice.by_as_token(token) else {
+        return Ok(state.users.authenticate_token(token).await?);
+    };
+    let query = parts.uri.query().unwrap_or("");
+    let user_id = match form_urlencoded_value(query, "user_id") {
+        Some(user) => ruma::OwnedUserId::try_from(user)
+            .map_err(|_| ApiError::invalid_param("`user_id` is not a valid user id"))?,
+        None => appservice.sender.clone(),
+    };
+    if !appservice.is_user_in_namespace(&user_id) || user_id.server_name() != state.config.server.server_name {
+        return Err(AppserviceError::NotInNamespace(user_id.to_string()).into());
+    }
+    // `/register` creates the user the appservice asserts; everywhere
+    // else the user must exist.
+    if !parts.uri.path().ends_with("/register") && !state.users.exists(&user_id).await? {
+        return Err(AppserviceError::NotRegistered(user_id.to_string()).into());
+    }
+    let device_id = match form_urlencoded_value(query, "org.matrix.msc3202.device_id") {
+        Some(device) => {
+            let device = ruma::OwnedDeviceId::from(device);
+            state.users.get_device(&user_id, &device).await.map_err(|_| {
+                ApiError::forbidden(format!("{user_id} has no device {device} the application service may use"))
+            })?;
+            device
+        }
+        // Requests of an appservice without a device share one per user,
+        // which scopes their transaction ids.
+        None => ruma::OwnedDeviceId::from(APPSERVICE_DEVICE),
+    };
+    Ok(Session { user_id, device_id, is_admin: false, appservice_id: Some(appservice.id().to_owned()) })
+}
+
+/// The device id of an appservice's requests that name none.
+pub const APPSERVICE_DEVICE: &str = "APPSERVICE";
+
 fn form_urlencoded_value(query: &str, key: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
@@ -115,7 +155,7 @@ where
         let session = match (<T::Authentication as ClientAuth>::TOKEN, token) {
             (TokenRequirement::Required, None) => return Err(ApiError::missing_token()),
             (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
-            (_, Some(token)) => Some(state.users.authenticate_token(&token).await?),
+            (_, Some(token)) => Some(authenticate(state, &parts, &token).await?),
         };
 
         let mut body = read_body(body, &parts, state.config.server.max_request_bytes).await?;

@@ -63,6 +63,9 @@ pub struct Session {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
+    /// The application service acting, when the request carried its
+    /// `as_token` (the user is its sender or one of its users).
+    pub appservice_id: Option<String>,
 }
 
 /// Tokens issued to a device at login, registration or refresh.
@@ -392,7 +395,12 @@ impl Users {
         if owner.expires_ts.is_some_and(|e| e <= now_ms()) {
             return Err(UsersError::UnknownToken { soft_logout: true });
         }
-        Ok(Session { user_id: owner.user_id, device_id: owner.device_id, is_admin: owner.is_admin })
+        Ok(Session {
+            user_id: owner.user_id,
+            device_id: owner.device_id,
+            is_admin: owner.is_admin,
+            appservice_id: None,
+        })
     }
 
     /// `/logout`: the device and its tokens go.
@@ -512,6 +520,80 @@ impl Users {
         }
         self.db.set_profile_field(user_id.clone(), field, value).await?;
         Ok(())
+    }
+
+    /// Whether an account of this id exists.
+    pub async fn exists(&self, user_id: &UserId) -> Result<bool> {
+        Ok(self.db.get_user(user_id.to_owned()).await?.is_some())
+    }
+
+    /// Creates an account without a password unless it exists (an
+    /// appservice's sender user, at start).
+    pub async fn ensure_user(&self, user_id: &UserId) -> Result<()> {
+        if self.exists(user_id).await? {
+            return Ok(());
+        }
+        match self.create_account(user_id.to_owned(), None).await {
+            Ok(()) | Err(UsersError::UserInUse) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `m.login.application_service` registration: the appservice vouches
+    /// for the user (its namespace was checked by the caller), so there is
+    /// no user-interactive auth and no password.
+    pub async fn register_appservice_user(
+        &self,
+        user_id: OwnedUserId,
+        req: RegisterRequest,
+    ) -> Result<Option<IssuedTokens>> {
+        if self.exists(&user_id).await? {
+            return Err(UsersError::UserInUse);
+        }
+        self.create_account(user_id.clone(), None).await?;
+        tracing::info!(user_id = %user_id, "an application service registered an account");
+        if req.inhibit_login {
+            return Ok(None);
+        }
+        let tokens = self
+            .issue_tokens(user_id, req.device_id, req.initial_device_display_name, req.client_ip, req.refresh_token)
+            .await?;
+        Ok(Some(tokens))
+    }
+
+    /// `m.login.application_service` login of an existing user of the
+    /// appservice's namespaces.
+    pub async fn login_appservice_user(
+        &self,
+        user_id: OwnedUserId,
+        device_id: Option<OwnedDeviceId>,
+        display_name: Option<String>,
+        client_ip: Option<String>,
+        refresh: bool,
+    ) -> Result<IssuedTokens> {
+        match self.db.get_user(user_id.clone()).await? {
+            None => return Err(UsersError::InvalidCredentials),
+            Some(record) if record.deactivated => return Err(UsersError::UserDeactivated),
+            Some(_) => {}
+        }
+        self.issue_tokens(user_id, device_id, display_name, client_ip, refresh).await
+    }
+
+    async fn create_account(&self, user_id: OwnedUserId, password_hash: Option<String>) -> Result<()> {
+        let outcome = self
+            .db
+            .create_user(NewUser {
+                user_id: user_id.clone(),
+                password_hash,
+                is_admin: false,
+                displayname: Some(user_id.localpart().to_owned()),
+                registration_token: None,
+            })
+            .await?;
+        match outcome {
+            CreateUserOutcome::Created => Ok(()),
+            _ => Err(UsersError::UserInUse),
+        }
     }
 
     /// Makes sure registration tokens exist: the configured one, or in token

@@ -2,16 +2,23 @@
 //! registration and management", "Current account information", "Adding
 //! Account Administrative Contact Information").
 
+use std::sync::Arc;
+
 use axum::Router;
-use ruma::api::client::account::{
-    change_password, check_registration_token_validity, deactivate, get_3pids, get_username_availability, register,
-    whoami,
+use http::StatusCode;
+use ruma::api::{
+    client::account::{
+        change_password, check_registration_token_validity, deactivate, get_3pids, get_username_availability, register,
+        whoami,
+    },
+    error::ErrorKind,
 };
 
 use crate::{
+    appservice::Appservice,
     http::{ApiError, RouterExt, Ruma},
     services::AppState,
-    users::{RegisterRequest, UsersError},
+    users::{IssuedTokens, RegisterRequest, Session, UsersError},
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -25,11 +32,63 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(third_party_ids)
 }
 
+/// The application service whose token the request carried.
+fn calling_appservice(state: &AppState, session: Option<&Session>) -> Option<Arc<Appservice>> {
+    let id = session?.appservice_id.as_deref()?;
+    state.appservice.all().iter().find(|a| a.id() == id).cloned()
+}
+
+fn exclusive(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message)
+}
+
 async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<register::v3::Response, ApiError> {
-    state.rate_limits.registration.check(&req.client_ip())?;
+    let appservice = calling_appservice(&state, req.session.as_ref());
+    if appservice.is_none() {
+        state.rate_limits.registration.check(&req.client_ip())?;
+    }
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
         return Err(UsersError::GuestAccessForbidden.into());
+    }
+    let requested = body.username.as_deref().map(|name| state.users.user_id_for_new_account(name)).transpose()?;
+    if body.login_type == Some(register::LoginType::ApplicationService) {
+        // Spec: "Registration": an appservice registers users of its
+        // namespaces with its token and this type, without UIA.
+        let appservice = appservice.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorKind::MissingToken,
+                "m.login.application_service needs an application service's token",
+            )
+        })?;
+        let user_id = requested
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, "`username` is required"))?;
+        if !appservice.is_user_in_namespace(&user_id) {
+            return Err(exclusive(format!(
+                "{user_id} is not in the namespaces of application service {}",
+                appservice.id()
+            )));
+        }
+        let request = RegisterRequest {
+            username: None,
+            password: None,
+            device_id: body.device_id,
+            initial_device_display_name: body.initial_device_display_name,
+            inhibit_login: body.inhibit_login,
+            refresh_token: body.refresh_token,
+            client_ip: req.client_addr.map(|a| a.ip().to_string()),
+        };
+        return Ok(match state.users.register_appservice_user(user_id.clone(), request).await? {
+            Some(tokens) => registered(tokens),
+            None => register::v3::Response::new(user_id),
+        });
+    }
+    // Spec: exclusive namespaces are checked before user-interactive auth.
+    if let Some(user_id) = &requested
+        && let Some(owner) = state.appservice.exclusive_owner(user_id)
+    {
+        return Err(exclusive(format!("{user_id} is reserved by application service {}", owner.id())));
     }
     let request = RegisterRequest {
         username: body.username,
@@ -42,14 +101,7 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
     };
     let requested_user = request.username.clone();
     match state.users.register(request, body.auth.as_ref()).await? {
-        Some(tokens) => {
-            let mut response = register::v3::Response::new(tokens.user_id);
-            response.access_token = Some(tokens.access_token);
-            response.device_id = Some(tokens.device_id);
-            response.refresh_token = tokens.refresh_token;
-            response.expires_in = tokens.expires_in;
-            Ok(response)
-        }
+        Some(tokens) => Ok(registered(tokens)),
         None => {
             let name = requested_user.unwrap_or_default();
             let user_id = state.users.user_id_for_new_account(&name)?;
@@ -58,10 +110,23 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
     }
 }
 
+fn registered(tokens: IssuedTokens) -> register::v3::Response {
+    let mut response = register::v3::Response::new(tokens.user_id);
+    response.access_token = Some(tokens.access_token);
+    response.device_id = Some(tokens.device_id);
+    response.refresh_token = tokens.refresh_token;
+    response.expires_in = tokens.expires_in;
+    response
+}
+
 async fn username_available(
     state: AppState,
     req: Ruma<get_username_availability::v3::Request>,
 ) -> Result<get_username_availability::v3::Response, ApiError> {
+    let user_id = state.users.user_id_for_new_account(&req.body.username)?;
+    if let Some(owner) = state.appservice.exclusive_owner(&user_id) {
+        return Err(exclusive(format!("{user_id} is reserved by application service {}", owner.id())));
+    }
     let available = state.users.username_available(&req.body.username).await?;
     Ok(get_username_availability::v3::Response::new(available))
 }

@@ -33,6 +33,7 @@ async fn create(state: AppState, req: Ruma<create_alias::v3::Request>) -> Result
 }
 
 async fn resolve(state: AppState, req: Ruma<get_alias::v3::Request>) -> Result<get_alias::v3::Response, ApiError> {
+    state.appservice.query_alias_if_unknown(&req.body.room_alias).await?;
     let (room_id, servers) = state.federation.resolve_alias(&req.body.room_alias).await?;
     Ok(get_alias::v3::Response::new(room_id, servers))
 }

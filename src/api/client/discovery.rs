@@ -40,6 +40,9 @@ async fn versions(
         ("org.matrix.msc2108".to_owned(), true),
         // Simplified sliding sync (MSC4186), which Element X requires.
         ("org.matrix.simplified_msc3575".to_owned(), true),
+        // Appservice pings (MSC2659, in spec v1.7).
+        ("fi.mau.msc2659".to_owned(), true),
+        ("fi.mau.msc2659.stable".to_owned(), true),
     ]);
     Ok(response)
 }

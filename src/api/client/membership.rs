@@ -57,6 +57,9 @@ async fn join_by_id_or_alias(
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
     let body = req.body;
+    if let Ok(alias) = <&ruma::RoomAliasId>::try_from(body.room_id_or_alias.as_str()) {
+        state.appservice.query_alias_if_unknown(alias).await?;
+    }
     let room_id = state.federation.join(&user, body.room_id_or_alias, body.via, body.reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
@@ -67,6 +70,8 @@ async fn invite(state: AppState, req: Ruma<invite_user::v3::Request>) -> Result<
     let invite_user::v3::InvitationRecipient::UserId(recipient) = req.body.recipient else {
         return Err(ApiError::invalid_param("third-party invites are not supported"));
     };
+    // An unknown user of an appservice's namespace: the appservice may create it first.
+    state.appservice.query_user_if_unknown(&recipient.user_id).await?;
     state.federation.invite(&req.body.room_id, &sender, &recipient.user_id, recipient.reason).await?;
     Ok(invite_user::v3::Response::new())
 }

@@ -3,6 +3,7 @@
 
 mod account;
 mod account_data;
+mod appservice;
 mod backup;
 mod device;
 pub(crate) mod directory;
@@ -39,6 +40,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = discovery::routes(router);
     let router = account::routes(router);
     let router = session::routes(router);
+    let router = appservice::routes(router);
     let router = device::routes(router);
     let router = profile::routes(router);
     let router = room::routes(router);

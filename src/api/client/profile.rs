@@ -19,6 +19,7 @@ async fn profile_of(
     user: &ruma::OwnedUserId,
 ) -> Result<std::collections::BTreeMap<String, serde_json::Value>, ApiError> {
     if user.server_name() == state.config.server.server_name || !state.federation.enabled() {
+        state.appservice.query_user_if_unknown(user).await?;
         return Ok(state.users.get_profile(user).await?);
     }
     let request = ruma::api::federation::query::get_profile_information::v1::Request::new(user.clone());

@@ -234,7 +234,12 @@ async fn run_socket(state: AppState, socket: WebSocket, req: SyncRequest, token:
     };
 
     // Reader: requests, pongs, close.
-    let session = Session { user_id: req.user_id.clone(), device_id: req.device_id.clone(), is_admin: false };
+    let session = Session {
+        user_id: req.user_id.clone(),
+        device_id: req.device_id.clone(),
+        is_admin: false,
+        appservice_id: None,
+    };
     while let Some(message) = inbound.next().await {
         if let Ok(mut t) = last_heard.lock() {
             *t = Instant::now();

@@ -6,6 +6,7 @@
 //! the others. Reads run on a small pool of read-only connections (WAL lets
 //! them proceed while the writer commits). One module per table group.
 
+mod appservice;
 mod backup;
 mod directory;
 mod e2ee;

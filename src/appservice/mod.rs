@@ -1,0 +1,260 @@
+//! Application services (application service API; client-server API
+//! "Application service" sections): the registrations, who an `as_token`
+//! may act as, the exclusive namespaces, the transactions of events an
+//! appservice is interested in (fed by the commit pipeline, queued in
+//! storage, delivered by one worker per appservice), user and alias
+//! queries, and pings.
+
+mod client;
+mod delivery;
+pub mod registration;
+
+use std::{sync::Arc, time::Duration};
+
+use futures_util::future::BoxFuture;
+use ruma::{OwnedTransactionId, RoomAliasId, UserId, events::TimelineEventType};
+use serde_json::json;
+
+pub use self::{
+    client::AppserviceCallError,
+    registration::{Appservice, RegistrationError},
+};
+use self::{client::AppserviceClient, delivery::Delivery};
+use crate::{
+    commit::{Commit, CommitListener},
+    config::Config,
+    pdu::Pdu,
+    storage::{
+        Storage, StorageError,
+        appservice::{AppserviceItem, AppserviceItemKind},
+    },
+    streams::Streams,
+};
+
+/// What an appservice request could not do; the HTTP edge maps each to
+/// its Matrix error.
+#[derive(Debug, thiserror::Error)]
+pub enum AppserviceError {
+    /// `?user_id=` names a user outside the appservice's namespaces.
+    #[error("the application service cannot act as {0}")]
+    NotInNamespace(String),
+    /// `?user_id=` names a user no one registered.
+    #[error("the application service has not registered {0}")]
+    NotRegistered(String),
+    #[error("{0}")]
+    Forbidden(String),
+    /// A ping failed (the call's own error).
+    #[error("the ping failed: {0}")]
+    Ping(#[from] AppserviceCallError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// The appservices of this server.
+pub struct Appservices {
+    list: Vec<Arc<Appservice>>,
+    db: Arc<dyn Storage>,
+    streams: Arc<Streams>,
+    client: Arc<AppserviceClient>,
+    delivery: Arc<Delivery>,
+}
+
+impl Appservices {
+    /// Reads and checks the registration files the configuration names.
+    pub fn open(config: &Config, db: Arc<dyn Storage>, streams: Arc<Streams>) -> Result<Self, String> {
+        let list = registration::load(&config.appservice.registration_files, &config.server.server_name)
+            .map_err(|e| e.to_string())?;
+        let list: Vec<Arc<Appservice>> = list.into_iter().map(Arc::new).collect();
+        let client = Arc::new(AppserviceClient::new()?);
+        let delivery = Arc::new(Delivery::new(db.clone(), client.clone(), &list));
+        Ok(Self { list, db, streams, client, delivery })
+    }
+
+    pub fn all(&self) -> &[Arc<Appservice>] {
+        &self.list
+    }
+
+    /// The appservice whose `as_token` this is.
+    pub fn by_as_token(&self, token: &str) -> Option<&Arc<Appservice>> {
+        self.list.iter().find(|a| a.registration.as_token == token)
+    }
+
+    /// The appservice that claims `user` exclusively, if one does.
+    pub fn exclusive_owner(&self, user: &UserId) -> Option<&Arc<Appservice>> {
+        self.list.iter().find(|a| a.is_exclusive_user(user))
+    }
+
+    /// Whether an appservice registered with `rate_limited: false` acts
+    /// for `user` (its sender or a user of its namespaces).
+    pub fn is_rate_limit_exempt(&self, user: &UserId) -> bool {
+        self.list.iter().any(|a| !a.is_rate_limited() && a.is_user_in_namespace(user))
+    }
+
+    /// Asks the appservice whose namespace `user` is in to create it, when
+    /// no account of that id exists yet ("Querying the application
+    /// service", users). Failures are logged: the caller goes on and finds
+    /// the user, or not.
+    pub async fn query_user_if_unknown(&self, user: &UserId) -> Result<(), AppserviceError> {
+        let Some(appservice) =
+            self.exclusive_owner(user).or_else(|| self.list.iter().find(|a| a.is_user_in_namespace(user)))
+        else {
+            return Ok(());
+        };
+        if self.db.get_user(user.to_owned()).await?.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.client.query_user(appservice, user.to_owned()).await {
+            tracing::info!(appservice = appservice.id(), %user, error = %e, "the appservice did not create the user");
+        }
+        Ok(())
+    }
+
+    /// Asks the appservice whose namespace `alias` is in to create it, when
+    /// it does not resolve here yet.
+    pub async fn query_alias_if_unknown(&self, alias: &RoomAliasId) -> Result<(), AppserviceError> {
+        let Some(appservice) = self.list.iter().find(|a| a.is_alias_in_namespace(alias)) else {
+            return Ok(());
+        };
+        if self.db.resolve_alias(alias.to_string()).await?.is_some() {
+            return Ok(());
+        }
+        if let Err(e) = self.client.query_alias(appservice, alias.to_owned()).await {
+            tracing::info!(appservice = appservice.id(), %alias, error = %e, "the appservice did not create the alias");
+        }
+        Ok(())
+    }
+
+    /// `POST /appservice/{appserviceId}/ping` by `caller`: only an
+    /// appservice may ping itself.
+    pub async fn ping(
+        &self,
+        caller: &Appservice,
+        appservice_id: &str,
+        transaction_id: Option<OwnedTransactionId>,
+    ) -> Result<Duration, AppserviceError> {
+        if caller.id() != appservice_id {
+            return Err(AppserviceError::Forbidden("an application service may only ping itself".into()));
+        }
+        Ok(self.client.ping(caller, transaction_id).await?)
+    }
+
+    /// Starts delivering what was queued before a restart.
+    pub async fn start_delivery(&self) {
+        match self.db.queued_appservices().await {
+            Ok(ids) => self.delivery.wake(&ids),
+            Err(e) => tracing::error!(error = %e, "cannot read the appservice queues"),
+        }
+    }
+
+    /// Stops the delivery workers (at shutdown); queued items stay queued.
+    pub fn stop_delivery(&self) {
+        self.delivery.stop();
+    }
+
+    /// Whether the appservice is interested in an event: sent by or about
+    /// one of its users, in a room of its namespaces or with an alias of
+    /// them, or in a room one of its users is in (`members`: the local
+    /// users the event concerns).
+    async fn is_interested(&self, a: &Appservice, event: &Pdu, members: &[&UserId]) -> Result<bool, StorageError> {
+        if a.is_user_in_namespace(event.sender()) || a.is_room_in_namespace(&event.room) {
+            return Ok(true);
+        }
+        if *event.kind() == TimelineEventType::RoomMember
+            && let Some(target) = event.state_key().and_then(|s| <&UserId>::try_from(s).ok())
+            && a.is_user_in_namespace(target)
+        {
+            return Ok(true);
+        }
+        if members.iter().any(|u| a.is_user_in_namespace(u)) {
+            return Ok(true);
+        }
+        if a.aliases.is_empty() {
+            return Ok(false);
+        }
+        let aliases = self.db.room_aliases(event.room.to_string()).await?;
+        Ok(aliases.iter().filter_map(|s| <&RoomAliasId>::try_from(s.as_str()).ok()).any(|s| a.is_alias_in_namespace(s)))
+    }
+
+    /// What a commit gives each appservice, queued in one write.
+    async fn queue_commit(&self, commit: &Commit<'_>) -> Result<(), StorageError> {
+        if self.list.is_empty() {
+            return Ok(());
+        }
+        let mut items = Vec::new();
+        match commit {
+            Commit::RoomEvent { event, wake, .. } => {
+                let mut json = None;
+                for a in &self.list {
+                    if self.is_interested(a, event, wake).await? {
+                        let json =
+                            json.get_or_insert_with(|| serde_json::Value::Object(event.to_client_event()).to_string());
+                        items.push(item(a, AppserviceItemKind::Event, json.clone()));
+                    }
+                }
+            }
+            Commit::Typing { position: Some(_), room_id, wake, .. } => {
+                let typing = self.streams.typing_in(&(*room_id).to_owned(), 0).unwrap_or_default();
+                let edu = json!({"type": "m.typing", "room_id": room_id, "content": {"user_ids": typing}}).to_string();
+                for a in self.list.iter().filter(|a| a.wants_ephemeral()) {
+                    if wake.iter().any(|u| a.is_user_in_namespace(u)) || a.is_room_in_namespace(room_id) {
+                        items.push(item(a, AppserviceItemKind::Ephemeral, edu.clone()));
+                    }
+                }
+            }
+            // Private receipts are for the user's own devices only.
+            Commit::Receipt { room_id, user, receipt_type, event_id, thread, wake, .. }
+                if *receipt_type == "m.read" =>
+            {
+                let mut receipt = json!({"ts": crate::storage::now_ms()});
+                if let Some(thread) = thread {
+                    receipt["thread_id"] = (*thread).into();
+                }
+                let edu = json!({
+                    "type": "m.receipt",
+                    "room_id": room_id,
+                    "content": {event_id.as_str(): {*receipt_type: {user.as_str(): receipt}}},
+                })
+                .to_string();
+                for a in self.list.iter().filter(|a| a.wants_ephemeral()) {
+                    if wake.iter().any(|u| a.is_user_in_namespace(u)) || a.is_room_in_namespace(room_id) {
+                        items.push(item(a, AppserviceItemKind::Ephemeral, edu.clone()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut woken: Vec<String> = items.iter().map(|i| i.appservice_id.clone()).collect();
+        woken.dedup();
+        self.db.queue_appservice_items(items).await?;
+        self.delivery.wake(&woken);
+        Ok(())
+    }
+}
+
+fn item(a: &Appservice, kind: AppserviceItemKind, json: String) -> AppserviceItem {
+    AppserviceItem { appservice_id: a.id().to_owned(), kind, json }
+}
+
+/// The appservices' listener of the commit pipeline: queues what each
+/// appservice is interested in (the write is on the committing path, so
+/// nothing acknowledged is lost) and wakes their workers.
+pub struct AppserviceListener(Arc<Appservices>);
+
+impl AppserviceListener {
+    pub fn new(appservices: &Arc<Appservices>) -> Self {
+        Self(appservices.clone())
+    }
+}
+
+impl CommitListener for AppserviceListener {
+    fn committed<'a>(&'a self, commit: &'a Commit<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.0.queue_commit(commit).await {
+                tracing::error!(error = %e, "cannot queue a commit for the appservices");
+            }
+        })
+    }
+}
