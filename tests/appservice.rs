@@ -91,6 +91,7 @@ async fn the_as_token_registers_and_acts_as_users_of_its_namespace_only() {
     // Identity assertion: the sender by default, `?user_id=` for its users.
     let (status, me) = server.get("/_matrix/client/v3/account/whoami", Some(AS_TOKEN)).await;
     assert_eq!((status, me["user_id"].as_str()), (200, Some("@bridgebot:plexus.test")), "{me}");
+    assert!(me.get("device_id").is_none(), "no device: {me}");
     let ghost = "/_matrix/client/v3/account/whoami?user_id=%40bridge_alice%3Aplexus.test";
     let (status, me) = server.get(ghost, Some(AS_TOKEN)).await;
     assert_eq!((status, me["user_id"].as_str()), (200, Some("@bridge_alice:plexus.test")), "{me}");

@@ -23,7 +23,9 @@ use tracing::Span;
 
 pub use self::{
     error::ApiError,
-    ruma::{RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error},
+    ruma::{
+        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error,
+    },
     serve::serve,
 };
 use crate::services::AppState;

@@ -6,6 +6,7 @@
 //! docs state.
 
 mod accounts;
+mod appservice;
 mod backup;
 mod directory;
 mod e2ee;
@@ -69,6 +70,7 @@ macro_rules! contract_tests {
 }
 
 contract_tests!(sqlite, crate::open_sqlite;
+    appservice: [transactions_keep_their_id_and_items_until_completed],
     accounts: [
         users_are_created_once,
         registration_token_uses_are_bounded,

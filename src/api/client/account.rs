@@ -16,7 +16,7 @@ use ruma::api::{
 
 use crate::{
     appservice::Appservice,
-    http::{ApiError, RouterExt, Ruma},
+    http::{APPSERVICE_DEVICE, ApiError, RouterExt, Ruma},
     services::AppState,
     users::{IssuedTokens, RegisterRequest, Session, UsersError},
 };
@@ -142,7 +142,9 @@ async fn registration_token_validity(
 async fn whoami(_: AppState, req: Ruma<whoami::v3::Request>) -> Result<whoami::v3::Response, ApiError> {
     let session = req.session();
     let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
-    response.device_id = Some(session.device_id.clone());
+    // An appservice acting without a device has none to report.
+    let deviceless = session.appservice_id.is_some() && session.device_id.as_str() == APPSERVICE_DEVICE;
+    response.device_id = (!deviceless).then(|| session.device_id.clone());
     Ok(response)
 }
 
