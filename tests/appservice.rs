@@ -25,7 +25,8 @@ fn registration(url: Option<&str>) -> String {
     format!(
         "id: mautrix_test\nurl: {url}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\nsender_localpart: bridgebot\n\
          rate_limited: false\nreceive_ephemeral: true\nde.sorunome.msc2409.push_ephemeral: true\n\
-         namespaces:\n  users:\n  - exclusive: true\n    regex: '@bridge_.*:plexus\\.test'\n  aliases: []\n  rooms: []\n"
+         namespaces:\n  users:\n  - exclusive: true\n    regex: '@bridge_.*:plexus\\.test'\n  aliases:\n  \
+         - exclusive: true\n    regex: '#bridge_.*:plexus\\.test'\n  rooms: []\n"
     )
 }
 
@@ -119,6 +120,40 @@ async fn the_as_token_registers_and_acts_as_users_of_its_namespace_only() {
     let (_, versions) = server.get("/_matrix/client/versions", None).await;
     assert_eq!(versions["unstable_features"]["fi.mau.msc2659.stable"], true);
     assert!(versions["versions"].as_array().unwrap().iter().any(|v| v == "v1.7"), "{versions}");
+}
+
+#[tokio::test]
+async fn users_of_an_appservice_without_rate_limits_are_not_limited() {
+    let files = tempfile::tempdir().unwrap();
+    let path = write_registration(files.path(), &registration(None));
+    let server = TestServer::start_with(|c| {
+        c.appservice.registration_files = vec![path];
+        c.rate_limits.enabled = true;
+        c.rate_limits.message = plexus::config::RateLimit { per_second: 0.001, burst: 2 };
+        c.rate_limits.registration = plexus::config::RateLimit { per_second: 1000.0, burst: 1000 };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let as_ghost = |path: &str| format!("{path}?user_id=%40bridge_alice%3Aplexus.test");
+    let body = json!({"username": "bridge_alice", "type": "m.login.application_service"});
+    assert_eq!(as_post(&server, "/_matrix/client/v3/register", body).await.0, 200);
+    let join = as_ghost(&format!("/_matrix/client/v3/join/{room}"));
+    assert_eq!(as_post(&server, &join, json!({})).await.0, 200);
+    for i in 0..5 {
+        let path = as_ghost(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/g{i}"));
+        let sent = server.put(&path, Some(AS_TOKEN), json!({"msgtype": "m.text", "body": "hi"})).await;
+        assert_eq!(sent.0, 200, "the ghost is not limited: {sent:?}");
+    }
+    let mut limited = None;
+    for i in 0..5 {
+        let sent = server.send_text(&alice.access_token, &room, &format!("a{i}")).await;
+        if sent.0 != 200 {
+            limited = Some(sent);
+            break;
+        }
+    }
+    assert_error(&limited.expect("alice is limited"), 429, "M_LIMIT_EXCEEDED");
 }
 
 #[tokio::test]
@@ -274,6 +309,14 @@ async fn a_mautrix_bridge_receives_transactions_queries_and_acts_as_its_ghosts()
     let invited = server.room_post(&alice.access_token, &room, "invite", json!({"user_id": carol})).await;
     assert_eq!(invited.0, 200, "{invited:?}");
     bridge.wait_for("the user query", |l| l["kind"] == "query_user" && l["user_id"] == carol).await;
+
+    // So does resolving an unknown alias of its namespace: the bridge
+    // creates the room behind it.
+    let alias_path = format!("/_matrix/client/v3/directory/room/{}", common::enc("#bridge_lobby:plexus.test"));
+    let (status, resolved) = server.get(&alias_path, Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert!(resolved["room_id"].as_str().is_some_and(|r| r.starts_with('!')), "{resolved}");
+    bridge.wait_for("the alias query", |l| l["kind"] == "query_alias").await;
 
     // The bridge fails for a while, also across a restart of Plexus: every
     // message arrives once, in order, under the transaction id first tried.

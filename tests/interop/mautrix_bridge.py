@@ -4,7 +4,7 @@ Usage: mautrix_bridge.py HOMESERVER_URL SERVER_NAME PORT AS_TOKEN HS_TOKEN
 
 It serves the application service API on 127.0.0.1:PORT and reports what
 it receives as JSON lines on stdout: transactions' events and ephemeral
-data, user queries and failed transactions. It reads commands from stdin,
+data, user and alias queries and failed transactions. It reads commands from stdin,
 one JSON object a line, and answers each with a JSON line
 {"done": <cmd>, ...} (or {"error": ...}):
   ping                     the bridge pings itself through the homeserver
@@ -69,6 +69,14 @@ async def main() -> None:
         return {}
 
     bridge.query_user = query_user
+
+    async def query_alias(alias: str):
+        report(kind="query_alias", alias=alias)
+        localpart = alias[1:].split(":", 1)[0]
+        await bridge.intent.create_room(alias_localpart=localpart, name="bridged lobby")
+        return {}
+
+    bridge.query_alias = query_alias
 
     @bridge.matrix_event_handler
     async def on_event(event) -> None:
