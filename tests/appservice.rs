@@ -25,6 +25,7 @@ fn registration(url: Option<&str>) -> String {
     format!(
         "id: mautrix_test\nurl: {url}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\nsender_localpart: bridgebot\n\
          rate_limited: false\nreceive_ephemeral: true\nde.sorunome.msc2409.push_ephemeral: true\n\
+         io.element.msc4190: true\norg.matrix.msc3202: true\n\
          namespaces:\n  users:\n  - exclusive: true\n    regex: '@bridge_.*:plexus\\.test'\n  aliases:\n  \
          - exclusive: true\n    regex: '#bridge_.*:plexus\\.test'\n  rooms: []\n"
     )
@@ -110,6 +111,36 @@ async fn the_as_token_registers_and_acts_as_users_of_its_namespace_only() {
     assert_eq!(resp["user_id"], "@bridge_alice:plexus.test");
     assert_error(&server.post("/_matrix/client/v3/login", None, login).await, 403, "M_FORBIDDEN");
 
+    // MSC4190: the appservice creates and deletes its users' devices
+    // without logins; MSC3202: it acts on one of them.
+    let as_alice = |path: &str| format!("{path}?user_id=%40bridge_alice%3Aplexus.test");
+    let device = as_alice("/_matrix/client/v3/devices/BRIDGEDEV");
+    let (status, resp) = server.put(&device, Some(AS_TOKEN), json!({"display_name": "bridged"})).await;
+    assert_eq!(status, 200, "{resp}");
+    let (_, listed) = server.get(&as_alice("/_matrix/client/v3/devices"), Some(AS_TOKEN)).await;
+    let names: Vec<&Value> = listed["devices"].as_array().unwrap().iter().map(|d| &d["display_name"]).collect();
+    assert!(names.contains(&&json!("bridged")), "{listed}");
+    let on_device = format!("{}&org.matrix.msc3202.device_id=BRIDGEDEV", as_alice("/_matrix/client/v3/account/whoami"));
+    let (_, me) = server.get(&on_device, Some(AS_TOKEN)).await;
+    assert_eq!(me["device_id"], "BRIDGEDEV", "{me}");
+    let (status, resp) = server.request(reqwest::Method::DELETE, &device, Some(AS_TOKEN), Some(json!({}))).await;
+    assert_eq!(status, 200, "no user-interactive auth: {resp}");
+    assert_error(&server.get(&on_device, Some(AS_TOKEN)).await, 403, "M_FORBIDDEN");
+    // Without the appservice, deleting a device still needs UIA.
+    let (_, alice_devices) = server.get("/_matrix/client/v3/devices", Some(&alice.access_token)).await;
+    let alice_device = alice_devices["devices"][0]["device_id"].as_str().unwrap().to_owned();
+    let path = format!("/_matrix/client/v3/devices/{alice_device}");
+    let (status, _) = server.request(reqwest::Method::DELETE, &path, Some(&alice.access_token), Some(json!({}))).await;
+    assert_eq!(status, 401, "UIA is asked of alice");
+
+    // An exclusive alias namespace is the appservice's alone.
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    let alias = format!("/_matrix/client/v3/directory/room/{}", common::enc("#bridge_taken:plexus.test"));
+    let refused = server.put(&alias, Some(&alice.access_token), json!({"room_id": room})).await;
+    assert_error(&refused, 400, "M_EXCLUSIVE");
+    let (status, _) = server.get(&alias, Some(&alice.access_token)).await;
+    assert_eq!(status, 404, "the alias was not created");
+
     // Pings: only itself, and this registration has no URL.
     let ping = "/_matrix/client/v1/appservice/mautrix_test/ping";
     assert_error(&as_post(&server, ping, json!({})).await, 400, "M_URL_NOT_SET");
@@ -119,6 +150,7 @@ async fn the_as_token_registers_and_acts_as_users_of_its_namespace_only() {
 
     let (_, versions) = server.get("/_matrix/client/versions", None).await;
     assert_eq!(versions["unstable_features"]["fi.mau.msc2659.stable"], true);
+    assert_eq!(versions["unstable_features"]["io.element.msc4190"], true);
     assert!(versions["versions"].as_array().unwrap().iter().any(|v| v == "v1.7"), "{versions}");
 }
 

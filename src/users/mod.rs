@@ -457,6 +457,29 @@ impl Users {
         Ok(())
     }
 
+    /// MSC4190: an appservice creates a device of one of its users without
+    /// a login (or renames it if it exists). The device's access token is
+    /// random and never shown: the appservice acts with its own token.
+    pub async fn put_device_without_login(
+        &self,
+        user_id: &OwnedUserId,
+        device_id: &OwnedDeviceId,
+        display_name: Option<String>,
+    ) -> Result<()> {
+        if self.db.get_device(user_id.clone(), device_id.clone()).await?.is_some() {
+            return self.rename_device(user_id, device_id, display_name).await;
+        }
+        self.issue_tokens(user_id.clone(), Some(device_id.clone()), display_name, None, false).await?;
+        Ok(())
+    }
+
+    /// MSC4190: an appservice deletes devices of its users without
+    /// user-interactive auth.
+    pub async fn delete_devices_without_uia(&self, user_id: &OwnedUserId, devices: Vec<OwnedDeviceId>) -> Result<()> {
+        self.db.delete_devices(user_id.clone(), devices).await?;
+        Ok(())
+    }
+
     /// Changes the password; other devices are logged out unless
     /// `logout_devices` is false.
     pub async fn change_password(

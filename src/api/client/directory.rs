@@ -27,6 +27,16 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 
 async fn create(state: AppState, req: Ruma<create_alias::v3::Request>) -> Result<create_alias::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
+    // Spec: an exclusive alias namespace is the appservice's alone.
+    if let Some(owner) = state.appservice.all().iter().find(|a| a.is_exclusive_alias(&req.body.room_alias))
+        && req.session().appservice_id.as_deref() != Some(owner.id())
+    {
+        return Err(ApiError::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Exclusive,
+            format!("{} is reserved by application service {}", req.body.room_alias, owner.id()),
+        ));
+    }
     state.rooms.require_joined(&req.body.room_id, &user).await?;
     state.rooms.create_alias(&user, &req.body.room_alias, &req.body.room_id).await?;
     Ok(create_alias::v3::Response::new())

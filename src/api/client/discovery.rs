@@ -43,6 +43,8 @@ async fn versions(
         // Appservice pings (MSC2659, in spec v1.7).
         ("fi.mau.msc2659".to_owned(), true),
         ("fi.mau.msc2659.stable".to_owned(), true),
+        // Appservices create and delete their users' devices (MSC4190).
+        ("io.element.msc4190".to_owned(), true),
     ]);
     Ok(response)
 }
