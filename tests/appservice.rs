@@ -25,7 +25,7 @@ fn registration(url: Option<&str>) -> String {
     format!(
         "id: mautrix_test\nurl: {url}\nas_token: {AS_TOKEN}\nhs_token: {HS_TOKEN}\nsender_localpart: bridgebot\n\
          rate_limited: false\nreceive_ephemeral: true\nde.sorunome.msc2409.push_ephemeral: true\n\
-         io.element.msc4190: true\norg.matrix.msc3202: true\n\
+         io.element.msc4190: true\norg.matrix.msc3202: true\nprotocols: [fakechat]\n\
          namespaces:\n  users:\n  - exclusive: true\n    regex: '@bridge_.*:plexus\\.test'\n  aliases:\n  \
          - exclusive: true\n    regex: '#bridge_.*:plexus\\.test'\n  rooms: []\n"
     )
@@ -349,6 +349,19 @@ async fn a_mautrix_bridge_receives_transactions_queries_and_acts_as_its_ghosts()
     assert_eq!(status, 200, "{resolved}");
     assert!(resolved["room_id"].as_str().is_some_and(|r| r.starts_with('!')), "{resolved}");
     bridge.wait_for("the alias query", |l| l["kind"] == "query_alias").await;
+
+    // Third-party lookups are passed through to the bridge.
+    let (status, protocols) = server.get("/_matrix/client/v3/thirdparty/protocols", Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{protocols}");
+    assert_eq!(protocols["fakechat"]["user_fields"], json!(["nick"]));
+    assert_eq!(protocols["fakechat"]["instances"][0]["instance_id"], "mautrix_test|fakenet");
+    let users = "/_matrix/client/v3/thirdparty/user/fakechat?nick=zed";
+    let (status, found) = server.get(users, Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found[0]["userid"], "@bridge_zed:plexus.test");
+    assert_eq!(found[0]["fields"]["nick"], "zed");
+    let unknown = server.get("/_matrix/client/v3/thirdparty/protocol/nochat", Some(&alice.access_token)).await;
+    assert_error(&unknown, 404, "M_NOT_FOUND");
 
     // The bridge fails for a while, also across a restart of Plexus: every
     // message arrives once, in order, under the transaction id first tried.

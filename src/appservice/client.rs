@@ -113,6 +113,25 @@ impl AppserviceClient {
         Ok(started.elapsed())
     }
 
+    /// Any appservice API request whose answer is parsed (the
+    /// third-party lookups).
+    pub async fn call<R>(&self, appservice: &Appservice, request: R) -> Result<R::IncomingResponse, AppserviceCallError>
+    where
+        R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>,
+        for<'a> R::Authentication: ruma::api::auth_scheme::AuthScheme<Input<'a> = SendAccessToken<'a>>,
+    {
+        use ruma::api::IncomingResponse;
+        let request = self.build(appservice, request)?;
+        let body = self.execute(request).await?;
+        let response = http::Response::builder()
+            .status(http::StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(bytes::Bytes::from(body))
+            .map_err(|e| AppserviceCallError::Request(e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| AppserviceCallError::ConnectionFailed(format!("unexpected answer: {e}")))
+    }
+
     fn build<R: OutgoingRequest<PathBuilder = ruma::api::path_builder::SinglePath>>(
         &self,
         appservice: &Appservice,

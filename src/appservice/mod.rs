@@ -9,10 +9,18 @@ mod client;
 mod delivery;
 pub mod registration;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use ruma::{OwnedTransactionId, RoomAliasId, UserId, events::TimelineEventType};
+use ruma::{
+    OwnedRoomAliasId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
+    api::appservice::thirdparty::{
+        get_location_for_protocol, get_location_for_room_alias, get_protocol, get_user_for_protocol,
+        get_user_for_user_id,
+    },
+    events::TimelineEventType,
+    thirdparty::{Location, Protocol, User},
+};
 use serde_json::json;
 
 pub use self::{
@@ -48,6 +56,13 @@ pub enum AppserviceError {
     Ping(#[from] AppserviceCallError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+/// A third-party lookup: by protocol and its fields, or the reverse
+/// lookup by a Matrix id (user id or room alias).
+pub enum ThirdPartyLookup {
+    Protocol { protocol: String, fields: BTreeMap<String, String> },
+    Matrix(String),
 }
 
 /// The appservices of this server.
@@ -136,6 +151,105 @@ impl Appservices {
             return Err(AppserviceError::Forbidden("an application service may only ping itself".into()));
         }
         Ok(self.client.ping(caller, transaction_id).await?)
+    }
+
+    /// The appservices that declare a third-party protocol.
+    fn declaring<'a>(&'a self, protocol: &'a str) -> impl Iterator<Item = &'a Arc<Appservice>> {
+        self.list
+            .iter()
+            .filter(move |a| a.registration.protocols.as_ref().is_some_and(|p| p.iter().any(|p| p == protocol)))
+    }
+
+    /// "Third-party networks": a protocol as the first appservice that
+    /// declares it describes it, its instances given ids unique across
+    /// appservices (`{appservice id}|{network id}`).
+    pub async fn thirdparty_protocol(&self, protocol: &str) -> Option<Protocol> {
+        for a in self.declaring(protocol) {
+            match self.client.call(a, get_protocol::v1::Request::new(protocol.to_owned())).await {
+                Ok(answer) => {
+                    let mut value = serde_json::to_value(answer.protocol).ok()?;
+                    if let Some(instances) = value.get_mut("instances").and_then(|i| i.as_array_mut()) {
+                        for instance in instances {
+                            let network = instance.get("network_id").and_then(|n| n.as_str()).unwrap_or("").to_owned();
+                            instance["instance_id"] = format!("{}|{network}", a.id()).into();
+                        }
+                    }
+                    return serde_json::from_value(value).ok();
+                }
+                Err(e) => tracing::info!(appservice = a.id(), protocol, error = %e, "no third-party protocol answer"),
+            }
+        }
+        None
+    }
+
+    /// Every protocol the appservices declare and describe.
+    pub async fn thirdparty_protocols(&self) -> BTreeMap<String, Protocol> {
+        let mut names: Vec<&String> =
+            self.list.iter().filter_map(|a| a.registration.protocols.as_ref()).flatten().collect();
+        names.sort();
+        names.dedup();
+        let mut protocols = BTreeMap::new();
+        for name in names {
+            if let Some(protocol) = self.thirdparty_protocol(name).await {
+                protocols.insert(name.clone(), protocol);
+            }
+        }
+        protocols
+    }
+
+    /// Third-party users: of one protocol matching `fields`, or (no
+    /// protocol) those linked to a Matrix user id, from every appservice
+    /// asked; one that fails is left out.
+    pub async fn thirdparty_users(&self, lookup: ThirdPartyLookup) -> Vec<User> {
+        let mut found = Vec::new();
+        match lookup {
+            ThirdPartyLookup::Protocol { protocol, fields } => {
+                for a in self.declaring(&protocol) {
+                    let mut request = get_user_for_protocol::v1::Request::new(protocol.clone());
+                    request.fields = fields.clone();
+                    if let Ok(answer) = self.client.call(a, request).await {
+                        found.extend(answer.users);
+                    }
+                }
+            }
+            ThirdPartyLookup::Matrix(id) => {
+                let Ok(user) = OwnedUserId::try_from(id) else { return found };
+                for a in self.list.iter().filter(|a| a.registration.protocols.as_ref().is_some_and(|p| !p.is_empty())) {
+                    if let Ok(answer) = self.client.call(a, get_user_for_user_id::v1::Request::new(user.clone())).await
+                    {
+                        found.extend(answer.users);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// Third-party locations, like `thirdparty_users` (a Matrix alias for
+    /// the reverse lookup).
+    pub async fn thirdparty_locations(&self, lookup: ThirdPartyLookup) -> Vec<Location> {
+        let mut found = Vec::new();
+        match lookup {
+            ThirdPartyLookup::Protocol { protocol, fields } => {
+                for a in self.declaring(&protocol) {
+                    let mut request = get_location_for_protocol::v1::Request::new(protocol.clone());
+                    request.fields = fields.clone();
+                    if let Ok(answer) = self.client.call(a, request).await {
+                        found.extend(answer.locations);
+                    }
+                }
+            }
+            ThirdPartyLookup::Matrix(id) => {
+                let Ok(alias) = OwnedRoomAliasId::try_from(id) else { return found };
+                for a in self.list.iter().filter(|a| a.registration.protocols.as_ref().is_some_and(|p| !p.is_empty())) {
+                    let request = get_location_for_room_alias::v1::Request::new(alias.clone());
+                    if let Ok(answer) = self.client.call(a, request).await {
+                        found.extend(answer.locations);
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// Starts delivering what was queued before a restart.

@@ -84,6 +84,26 @@ async def main() -> None:
         report(kind="event", type=str(raw.get("type")), sender=raw.get("sender"),
                room_id=raw.get("room_id"), content=raw.get("content"), state_key=raw.get("state_key"))
 
+    # mautrix serves no third-party lookups; a bridge adds its own.
+    async def protocol(request: web.Request) -> web.Response:
+        if request.match_info["protocol"] != "fakechat":
+            return web.json_response({"errcode": "M_NOT_FOUND", "error": "no such protocol"}, status=404)
+        return web.json_response({
+            "user_fields": ["nick"], "location_fields": ["channel"], "icon": "mxc://example.org/icon",
+            "field_types": {"nick": {"regexp": ".*", "placeholder": "nick"},
+                            "channel": {"regexp": "#.*", "placeholder": "#channel"}},
+            "instances": [{"desc": "Fake Chat", "fields": {}, "network_id": "fakenet"}],
+        })
+
+    async def thirdparty_user(request: web.Request) -> web.Response:
+        nick = request.query.get("nick", "")
+        report(kind="thirdparty_user", nick=nick)
+        return web.json_response([{"userid": f"@bridge_{nick}:{server_name}", "protocol": "fakechat",
+                                   "fields": {"nick": nick}}])
+
+    bridge.app.router.add_route("GET", "/_matrix/app/v1/thirdparty/protocol/{protocol}", protocol)
+    bridge.app.router.add_route("GET", "/_matrix/app/v1/thirdparty/user/{protocol}", thirdparty_user)
+
     await bridge.start(host="127.0.0.1", port=int(port))
     report(kind="ready")
 
