@@ -335,6 +335,19 @@ async fn a_mautrix_bridge_receives_transactions_queries_and_acts_as_its_ghosts()
     let keys = with_ephemeral.await["ephemeral_keys"].clone();
     assert_eq!(keys, json!(["de.sorunome.msc2409.ephemeral", "ephemeral"]));
 
+    // So does presence of a user sharing a room with its ghost.
+    let presence_path = format!("/_matrix/client/v3/presence/{}/status", common::enc(&alice.user_id));
+    let body = json!({"presence": "online", "status_msg": "bridging"});
+    assert_eq!(server.put(&presence_path, Some(&alice.access_token), body).await.0, 200);
+    bridge
+        .wait_for("alice's presence", |l| {
+            l["kind"] == "event"
+                && l["type"] == "m.presence"
+                && l["sender"] == alice.user_id.as_str()
+                && l["content"]["status_msg"] == "bridging"
+        })
+        .await;
+
     // Inviting an unknown user of the namespace asks the bridge first,
     // which creates it: the invite then succeeds.
     let carol = "@bridge_carol:plexus.test";

@@ -335,8 +335,27 @@ impl Appservices {
                     }
                 }
             }
+            // Presence of a user sharing a room with its users (or its own).
+            Commit::Presence { row, user, audience, .. } => {
+                let info = crate::streams::presence_info(row);
+                let mut content = json!({"presence": info.state, "currently_active": info.currently_active});
+                if let Some(ago) = info.last_active_ago {
+                    content["last_active_ago"] = ago.into();
+                }
+                if let Some(msg) = &info.status_msg {
+                    content["status_msg"] = msg.as_str().into();
+                }
+                let edu = json!({"type": "m.presence", "sender": user, "content": content}).to_string();
+                for a in self.list.iter().filter(|a| a.wants_ephemeral()) {
+                    if a.is_user_in_namespace(user) || audience.iter().any(|u| a.is_user_in_namespace(u)) {
+                        items.push(item(a, AppserviceItemKind::Ephemeral, edu.clone()));
+                    }
+                }
+            }
             _ => {}
         }
+        // An appservice without a URL receives nothing: queue nothing for it.
+        items.retain(|i| self.list.iter().any(|a| a.id() == i.appservice_id && a.registration.url.is_some()));
         if items.is_empty() {
             return Ok(());
         }
