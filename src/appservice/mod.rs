@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
 use ruma::{
-    OwnedRoomAliasId, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
+    OwnedRoomAliasId, OwnedServerName, OwnedTransactionId, OwnedUserId, RoomAliasId, UserId,
     api::appservice::thirdparty::{
         get_location_for_protocol, get_location_for_room_alias, get_protocol, get_user_for_protocol,
         get_user_for_user_id,
@@ -68,6 +68,7 @@ pub enum ThirdPartyLookup {
 /// The appservices of this server.
 pub struct Appservices {
     list: Vec<Arc<Appservice>>,
+    server_name: OwnedServerName,
     db: Arc<dyn Storage>,
     streams: Arc<Streams>,
     client: Arc<AppserviceClient>,
@@ -82,7 +83,7 @@ impl Appservices {
         let list: Vec<Arc<Appservice>> = list.into_iter().map(Arc::new).collect();
         let client = Arc::new(AppserviceClient::new()?);
         let delivery = Arc::new(Delivery::new(db.clone(), client.clone(), &list));
-        Ok(Self { list, db, streams, client, delivery })
+        Ok(Self { list, server_name: config.server.server_name.clone(), db, streams, client, delivery })
     }
 
     pub fn all(&self) -> &[Arc<Appservice>] {
@@ -110,6 +111,9 @@ impl Appservices {
     /// service", users). Failures are logged: the caller goes on and finds
     /// the user, or not.
     pub async fn query_user_if_unknown(&self, user: &UserId) -> Result<(), AppserviceError> {
+        if user.server_name() != self.server_name {
+            return Ok(());
+        }
         let Some(appservice) =
             self.exclusive_owner(user).or_else(|| self.list.iter().find(|a| a.is_user_in_namespace(user)))
         else {
@@ -127,6 +131,9 @@ impl Appservices {
     /// Asks the appservice whose namespace `alias` is in to create it, when
     /// it does not resolve here yet.
     pub async fn query_alias_if_unknown(&self, alias: &RoomAliasId) -> Result<(), AppserviceError> {
+        if alias.server_name() != self.server_name {
+            return Ok(());
+        }
         let Some(appservice) = self.list.iter().find(|a| a.is_alias_in_namespace(alias)) else {
             return Ok(());
         };
