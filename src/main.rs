@@ -119,6 +119,11 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::CheckConfig => {
+                // The appservice registration files it names are checked too.
+                plexus::appservice::registration::load(
+                    &config.appservice.registration_files,
+                    &config.server.server_name,
+                )?;
                 eprintln!("configuration is valid");
                 Ok(())
             }

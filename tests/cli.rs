@@ -146,6 +146,7 @@ fn bad_config_fails_and_names_the_key() {
         ("[registration]\nmode = \"sometimes\"\n", "mode"),
         ("[storage]\nreaders = 0\n", "storage.readers"),
         ("[logging]\nlevel = \"[[[\"\n", "logging.level"),
+        ("[appservice]\nregistration_files = [\"/nonexistent/bridge.yaml\"]\n", "/nonexistent/bridge.yaml"),
     ] {
         let config = write_config(dir.path(), extra);
         let out = Command::new(PLEXUS).arg("check-config").arg("--config").arg(&config).output().unwrap();
