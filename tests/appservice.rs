@@ -197,6 +197,22 @@ async fn a_ping_reports_why_the_appservice_cannot_be_reached() {
     assert_error(&got, 502, "M_CONNECTION_FAILED");
 }
 
+#[tokio::test]
+async fn a_ping_reports_the_status_and_body_of_a_failing_appservice() {
+    // An appservice that answers every request with 500.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "bridge on fire") });
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (server, _files) = start_with_registration(&registration(Some(&url)), None).await;
+    let got =
+        as_post(&server, "/_matrix/client/v1/appservice/mautrix_test/ping", json!({"transaction_id": "t1"})).await;
+    assert_error(&got, 502, "M_BAD_STATUS");
+    assert_eq!(got.1["status"], 500, "{:?}", got.1);
+    assert_eq!(got.1["body"], "bridge on fire", "{:?}", got.1);
+    serving.abort();
+}
+
 /// The bridge process and its report lines.
 struct Bridge {
     child: Child,
