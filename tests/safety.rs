@@ -16,6 +16,10 @@ use matrix_sdk::{
     ruma::{UserId, events::ignored_user_list::IgnoredUserListEventContent},
     sync::SyncResponse,
 };
+use plexus::{
+    config::RateLimit,
+    storage::reports::{ReportListing, ReportTarget, StoredReport},
+};
 use serde_json::{Value, json};
 
 const SLIDING_SYNC: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
@@ -190,4 +194,112 @@ async fn an_ignore_list_must_name_users() {
     }
     let (status, stored) = server.get(&path, Some(&bob.access_token)).await;
     assert_eq!((status, stored), (200, valid), "a refused list changes nothing");
+}
+
+/// Every report stored, newest first.
+async fn reports(server: &TestServer) -> Vec<StoredReport> {
+    let listing = ReportListing { limit: 100, ..Default::default() };
+    server.services().db.list_reports(listing).await.expect("reports listed")
+}
+
+async fn report_event(server: &TestServer, user: &TestUser, room: &str, event: &str, body: Value) -> (u16, Value) {
+    let path = format!("/_matrix/client/v3/rooms/{}/report/{}", enc(room), enc(event));
+    server.post(&path, Some(&user.access_token), body).await
+}
+
+async fn report_room(server: &TestServer, user: &TestUser, room: &str, body: Value) -> (u16, Value) {
+    server.post(&format!("/_matrix/client/v3/rooms/{}/report", enc(room)), Some(&user.access_token), body).await
+}
+
+async fn report_user(server: &TestServer, user: &TestUser, target: &str, body: Value) -> (u16, Value) {
+    server.post(&format!("/_matrix/client/v3/users/{}/report", enc(target)), Some(&user.access_token), body).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_reach_the_admins_and_reveal_nothing_else() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    assert_eq!(server.join(&bob.access_token, &room).await.0, 200);
+    let spam = text(&server, &alice, &room, "buy now").await;
+
+    // An event, by a member who sees it.
+    let (status, body) = report_event(&server, &bob, &room, &spam, json!({"reason": "spam"})).await;
+    assert_eq!((status, body), (200, json!({})));
+    let stored = reports(&server).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].report.reporter, bob.user_id);
+    assert_eq!(stored[0].report.reason, "spam");
+    assert_eq!(
+        stored[0].report.target,
+        ReportTarget::Event { room_id: room.clone(), event_id: spam.clone(), sender: alice.user_id.clone() }
+    );
+    assert!(stored[0].report.ts > 0 && stored[0].resolved.is_none());
+    // The reason may be left out.
+    assert_eq!(report_event(&server, &bob, &room, &spam, json!({})).await.0, 200);
+    assert_eq!(reports(&server).await[0].report.reason, "");
+
+    // Not joined, unknown event, event of another room: the same 404.
+    assert_error(&report_event(&server, &carol, &room, &spam, json!({"reason": "x"})).await, 404, "M_NOT_FOUND");
+    let unknown = "$unknown:plexus.test";
+    assert_error(&report_event(&server, &bob, &room, unknown, json!({"reason": "x"})).await, 404, "M_NOT_FOUND");
+    let other = server.create_room(&bob.access_token, json!({})).await;
+    assert_error(&report_event(&server, &bob, &other, &spam, json!({"reason": "x"})).await, 404, "M_NOT_FOUND");
+    assert_error(&report_event(&server, &bob, &room, &spam, json!({"reason": 5})).await, 400, "M_BAD_JSON");
+    assert_eq!(reports(&server).await.len(), 2, "refused reports are not stored");
+
+    // A room: anyone may report it; an unknown one is answered alike and
+    // not stored.
+    assert_eq!(report_room(&server, &carol, &room, json!({"reason": "scam room"})).await, (200, json!({})));
+    assert_eq!(report_room(&server, &carol, "!nowhere:plexus.test", json!({"reason": "?"})).await, (200, json!({})));
+    let stored = reports(&server).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0].report.target, ReportTarget::Room { room_id: room.clone() });
+    assert_eq!(stored[0].report.reason, "scam room");
+
+    // A user: the same; users of other servers are kept.
+    assert_eq!(report_user(&server, &carol, &alice.user_id, json!({"reason": "rude"})).await, (200, json!({})));
+    assert_eq!(report_user(&server, &carol, "@nobody:plexus.test", json!({"reason": "?"})).await, (200, json!({})));
+    assert_eq!(report_user(&server, &carol, "@eve:elsewhere.test", json!({"reason": "bot"})).await.0, 200);
+    let stored = reports(&server).await;
+    assert_eq!(stored.len(), 5);
+    assert_eq!(stored[0].report.target, ReportTarget::User { user_id: "@eve:elsewhere.test".into() });
+    assert_eq!(stored[1].report.target, ReportTarget::User { user_id: alice.user_id.clone() });
+    assert_eq!(stored[1].report.reason, "rude");
+    // The spec requires a reason for a user.
+    assert_error(&report_user(&server, &carol, &alice.user_id, json!({})).await, 400, "M_BAD_JSON");
+    assert_eq!(report_user(&server, &carol, "not-a-user", json!({"reason": "?"})).await.0, 400);
+    assert_eq!(reports(&server).await.len(), 5);
+
+    // An admin resolves one (the admin API comes later; the store is ready).
+    let db = &server.services().db;
+    assert!(db.resolve_report(stored[0].id, "@admin:plexus.test".into(), 1).await.expect("resolved"));
+    let open =
+        db.list_reports(ReportListing { limit: 100, resolved: Some(false), before: None }).await.expect("listed");
+    assert_eq!(open.len(), 4);
+    assert!(open.iter().all(|r| r.id != stored[0].id));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_are_rate_limited_per_user() {
+    let server = TestServer::start_with(|config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.registration = RateLimit { per_second: 100.0, burst: 100 };
+        config.rate_limits.report = RateLimit { per_second: 0.001, burst: 2 };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    for reason in ["one", "two"] {
+        assert_eq!(report_room(&server, &alice, &room, json!({"reason": reason})).await.0, 200);
+    }
+    let limited = report_user(&server, &alice, &bob.user_id, json!({"reason": "three"})).await;
+    assert_error(&limited, 429, "M_LIMIT_EXCEEDED");
+    assert!(limited.1["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{}", limited.1);
+    assert_eq!(reports(&server).await.len(), 2, "a limited report is not stored");
+    // Another user has a bucket of their own.
+    assert_eq!(report_room(&server, &bob, &room, json!({"reason": "mine"})).await.0, 200);
 }
