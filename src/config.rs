@@ -257,6 +257,8 @@ pub struct RateLimitsConfig {
     pub room_creation: RateLimit,
     /// Media uploads, per user.
     pub media_upload: RateLimit,
+    /// Reports of events, rooms and users, per user.
+    pub report: RateLimit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -308,6 +310,7 @@ impl Default for RateLimitsConfig {
             invite: RateLimit { per_second: 0.5, burst: 10 },
             room_creation: RateLimit { per_second: 0.2, burst: 5 },
             media_upload: RateLimit { per_second: 1.0, burst: 10 },
+            report: RateLimit { per_second: 0.05, burst: 5 },
         }
     }
 }
@@ -386,6 +389,7 @@ impl Config {
             ("rate_limits.invite", limits.invite),
             ("rate_limits.room_creation", limits.room_creation),
             ("rate_limits.media_upload", limits.media_upload),
+            ("rate_limits.report", limits.report),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {

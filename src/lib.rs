@@ -14,6 +14,7 @@ pub mod media;
 pub mod pdu;
 pub mod push;
 pub mod rate_limit;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod server;

@@ -54,6 +54,7 @@ pub struct RateLimiters {
     pub invite: Limiter<OwnedUserId>,
     pub room_creation: Limiter<OwnedUserId>,
     pub media_upload: Limiter<OwnedUserId>,
+    pub report: Limiter<OwnedUserId>,
 }
 
 impl RateLimiters {
@@ -66,6 +67,7 @@ impl RateLimiters {
             invite: Limiter::new(config.enabled, config.invite),
             room_creation: Limiter::new(config.enabled, config.room_creation),
             media_upload: Limiter::new(config.enabled, config.media_upload),
+            report: Limiter::new(config.enabled, config.report),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, push, keys, media, search), and shared by the handlers
+//! server, federation, streams, push, keys, media, search, reports), and shared by the handlers
 //! as axum state. A second storage backend or a broker-backed notifier
 //! plugs in here and nowhere else.
 
@@ -14,6 +14,7 @@ use crate::{
     media::Media,
     push::{Push, PushEvaluation},
     rate_limit::RateLimiters,
+    reports::Reports,
     rooms::Rooms,
     search::{Search, SearchIndexer},
     server_key::{self, ServerKey},
@@ -39,6 +40,7 @@ pub struct Services {
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
+    pub reports: Reports,
 }
 
 /// What handlers receive as axum state.
@@ -106,6 +108,7 @@ impl Services {
             federation,
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
+            reports: Reports::new(db.clone(), rooms.clone(), config.clone()),
             users: Users::new(db.clone(), config.clone()),
             streams,
             e2ee,

@@ -10,8 +10,8 @@ use ruma::api::{
 };
 
 use crate::{
-    e2ee::E2eeError, push::PushError, rooms::RoomsError, search::SearchError, storage::StorageError,
-    streams::StreamsError, sync::SyncError, users::UsersError,
+    e2ee::E2eeError, push::PushError, reports::ReportsError, rooms::RoomsError, search::SearchError,
+    storage::StorageError, streams::StreamsError, sync::SyncError, users::UsersError,
 };
 
 /// An error answered to a client.
@@ -175,6 +175,17 @@ impl From<PushError> for ApiError {
             PushError::Streams(e) => e.into(),
             PushError::Rooms(e) => e.into(),
             PushError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<ReportsError> for ApiError {
+    fn from(e: ReportsError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReportsError::EventNotFound => Self::not_found(message),
+            ReportsError::Rooms(e) => e.into(),
+            ReportsError::Storage(e) => e.into(),
         }
     }
 }

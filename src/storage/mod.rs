@@ -12,6 +12,7 @@ pub mod media;
 pub mod push;
 pub mod pushers;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod server_meta;
@@ -28,6 +29,7 @@ pub use self::{
     push::PushStore,
     pushers::PusherStore,
     relations::RelationStore,
+    reports::ReportStore,
     rooms::{EventStore, MembershipStore, StateStore},
     search::SearchStore,
     server_meta::ServerMetaStore,
@@ -66,6 +68,7 @@ pub trait Storage:
     + PushStore
     + PusherStore
     + RelationStore
+    + ReportStore
     + FederationStore
     + DirectoryStore
     + SearchStore

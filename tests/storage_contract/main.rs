@@ -17,6 +17,7 @@ mod membership;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod search;
 mod server_meta;
 mod state;
@@ -103,6 +104,10 @@ contract_tests!(sqlite, crate::open_sqlite;
         relations_are_paged_and_filtered,
         summaries_leave_out_redacted_relations,
         thread_roots_follow_latest_activity,
+    ],
+    reports: [
+        reports_round_trip_newest_first,
+        reports_are_resolved_once,
     ],
     pushers: [
         pushers_are_set_updated_and_replaced,

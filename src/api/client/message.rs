@@ -81,6 +81,7 @@ pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
         not_types: filter.not_types.clone(),
         senders: filter.senders.as_ref().map(|s| s.iter().map(|u| u.to_string()).collect()),
         not_senders: filter.not_senders.iter().map(|u| u.to_string()).collect(),
+        ignored: Default::default(),
     }
 }
 
@@ -106,7 +107,8 @@ async fn messages(
     let from = parse_token(body.from.as_deref(), "from")?;
     let to = parse_token(body.to.as_deref(), "to")?;
     let limit = usize::try_from(body.limit).unwrap_or(1000);
-    let filter = event_filter(&body.filter);
+    let mut filter = event_filter(&body.filter);
+    filter.ignored = state.streams.ignored_users(&user).await?;
     let limit = body.filter.limit.map(|l| usize::try_from(l).unwrap_or(limit)).unwrap_or(limit);
     let request = PageRequest { from, to, direction: direction(body.dir), limit };
     let mut page = state.rooms.messages(&user, &body.room_id, request, &filter).await?;
@@ -130,7 +132,8 @@ async fn context(state: AppState, req: Ruma<get_context::v3::Request>) -> Result
     let user = req.session().user_id.clone();
     let body = req.body;
     let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
-    let filter = event_filter(&body.filter);
+    let mut filter = event_filter(&body.filter);
+    filter.ignored = state.streams.ignored_users(&user).await?;
     let (event, before, after, room_state) =
         state.rooms.context(&user, &body.room_id, &body.event_id, limit, &filter).await?;
     let mut response = get_context::v3::Response::new();

@@ -18,6 +18,7 @@ mod profile;
 mod push;
 mod receipts;
 mod relations;
+mod reporting;
 mod room;
 mod search;
 mod session;
@@ -62,5 +63,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = thirdparty::routes(router);
     let router = search::routes(router);
     let router = user_directory::routes(router);
+    let router = reporting::routes(router);
     account_data::routes(router)
 }

@@ -17,6 +17,7 @@ mod migrations;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod search;
 mod server_meta;
 mod state;
