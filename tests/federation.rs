@@ -1242,13 +1242,13 @@ async fn space_hierarchies_reach_rooms_of_other_servers() {
     let link = |via: &str, order: &str| json!({ "via": [via], "order": order });
 
     // On B, which A is in no room of: a public room, a private one, and a
-    // space holding a room of B and a room of A.
+    // space holding a room of B, a room of A and the private room.
     let b_room = p.b.create_room(&bob.access_token, room("B room", "public_chat", &json!({}))).await;
     let b_secret = p.b.create_room(&bob.access_token, room("B secret", "private_chat", &json!({}))).await;
     let b_space = p.b.create_room(&bob.access_token, room("B space", "public_chat", &space)).await;
     let b_leaf = p.b.create_room(&bob.access_token, room("B leaf", "public_chat", &json!({}))).await;
     let a_room = p.a.create_room(&alice.access_token, room("A room", "public_chat", &json!({}))).await;
-    for (child, via, order) in [(&b_leaf, &p.b_name, "a"), (&a_room, &p.a_name, "b")] {
+    for (child, via, order) in [(&b_leaf, &p.b_name, "a"), (&a_room, &p.a_name, "b"), (&b_secret, &p.b_name, "c")] {
         let (status, body) = p.b.put_state(&bob.access_token, &b_space, "m.space.child", child, link(via, order)).await;
         assert_eq!(status, 200, "{body}");
     }
@@ -1274,7 +1274,9 @@ async fn space_hierarchies_reach_rooms_of_other_servers() {
     assert_eq!(rooms[2]["room_type"], "m.space");
     let b_space_children: Vec<&str> =
         rooms[2]["children_state"].as_array().unwrap().iter().map(|c| c["state_key"].as_str().unwrap()).collect();
-    assert_eq!(b_space_children, [b_leaf.as_str(), a_room.as_str()]);
+    // B's space lists all its links, though A may not preview the private
+    // room (B named it among the inaccessible children).
+    assert_eq!(b_space_children, [b_leaf.as_str(), a_room.as_str(), b_secret.as_str()]);
     assert_eq!(rooms[3]["room_id"], b_leaf.as_str());
     // Pages of the same walk.
     let (status, first) = p.a.get(&format!("{path}?limit=3"), Some(&alice.access_token)).await;
@@ -1289,7 +1291,7 @@ async fn space_hierarchies_reach_rooms_of_other_servers() {
     let path = format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&b_space));
     let (status, page) = p.b.get(&path, Some(&bob.access_token)).await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(hierarchy_names(&page), ["B space", "B leaf", "A room"]);
+    assert_eq!(hierarchy_names(&page), ["B space", "B leaf", "A room", "B secret"]);
     assert_eq!(page["rooms"][2]["room_id"], a_room.as_str());
 
     // The federation endpoint itself wants a signed request.

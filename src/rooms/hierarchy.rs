@@ -157,17 +157,21 @@ fn space_children(
     children
 }
 
-/// The links of a space's children events (from this server or another),
-/// valid ones in the spec's order.
-fn links_of(children_state: &[Raw<HierarchySpaceChildEvent>], suggested_only: bool) -> Vec<ChildLink> {
-    let mut parsed: Vec<HierarchySpaceChildEvent> = children_state
+/// The valid links among a space's children events as another server
+/// sent them, in the spec's order, with those events (invalid ones, which
+/// remove a link or break the format, are not passed on).
+fn links_of(
+    children_state: &[Raw<HierarchySpaceChildEvent>],
+    suggested_only: bool,
+) -> (Vec<ChildLink>, Vec<Raw<HierarchySpaceChildEvent>>) {
+    let mut parsed: Vec<(HierarchySpaceChildEvent, &Raw<HierarchySpaceChildEvent>)> = children_state
         .iter()
         .take(MAX_CHILDREN)
-        .filter_map(|raw| raw.deserialize().ok())
-        .filter(|child| !child.content.via.is_empty() && (!suggested_only || child.content.suggested))
+        .filter_map(|raw| Some((raw.deserialize().ok()?, raw)))
+        .filter(|(child, _)| !child.content.via.is_empty() && (!suggested_only || child.content.suggested))
         .collect();
-    parsed.sort();
-    parsed.into_iter().map(|c| ChildLink { room_id: c.state_key, via: c.content.via }).collect()
+    parsed.sort_by(|a, b| a.0.cmp(&b.0));
+    parsed.into_iter().map(|(c, raw)| (ChildLink { room_id: c.state_key, via: c.content.via }, raw.clone())).unzip()
 }
 
 /// A string field of a state event's content.
@@ -480,12 +484,8 @@ impl Rooms {
         if !self.user_may_preview(user, &space.room.summary).await? {
             return Ok(None);
         }
-        Ok(Some(HierarchyNode {
-            summary: space.room.summary.clone(),
-            children: links_of(&space.room.children_state, suggested_only),
-            children_state: space.room.children_state.clone(),
-            remote: Some(space),
-        }))
+        let (children, children_state) = links_of(&space.room.children_state, suggested_only);
+        Ok(Some(HierarchyNode { summary: space.room.summary.clone(), children, children_state, remote: Some(space) }))
     }
 }
 
@@ -525,7 +525,10 @@ mod tests {
             event("!removed:example.org", json!({}), 1),
             event("!emptyvia:example.org", json!({ "via": [] }), 2),
         ];
-        let ids = |links: Vec<ChildLink>| links.into_iter().map(|l| l.room_id.to_string()).collect::<Vec<_>>();
+        let ids = |(links, raws): (Vec<ChildLink>, Vec<Raw<HierarchySpaceChildEvent>>)| {
+            assert_eq!(links.len(), raws.len(), "one event per link");
+            links.into_iter().map(|l| l.room_id.to_string()).collect::<Vec<_>>()
+        };
         assert_eq!(ids(links_of(&state, false)), ["!ordered:example.org", "!early:example.org", "!late:example.org"]);
         assert_eq!(ids(links_of(&state, true)), ["!early:example.org"]);
     }
