@@ -97,6 +97,61 @@ struct HierarchyNode {
     remote: Option<Arc<RemoteSpace>>,
 }
 
+impl HierarchyNode {
+    /// A room of this server, with its valid children events.
+    fn local(summary: RoomSummary, children: Vec<(HierarchySpaceChildEvent, Raw<HierarchySpaceChildEvent>)>) -> Self {
+        let (children, children_state) =
+            children.into_iter().map(|(c, raw)| (ChildLink { room_id: c.state_key, via: c.content.via }, raw)).unzip();
+        Self { summary, children_state, children, remote: None }
+    }
+}
+
+/// What one page of a walk is asked to do, defaults and caps applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Walk {
+    limit: usize,
+    max_depth: usize,
+    suggested_only: bool,
+    /// Rooms earlier pages returned, to skip.
+    offset: usize,
+}
+
+impl HierarchyRequest {
+    /// The walk this request asks for: `limit` (1 to 50, default 50),
+    /// `max_depth` (at most 50, default 50), and where `from` left off,
+    /// which must be a token of the same root, `suggested_only` and
+    /// `max_depth` (client-server API `GET /hierarchy`: "`max_depth` and
+    /// `suggested_only` cannot be changed from the first request").
+    fn walk(&self, root: &RoomId) -> Result<Walk> {
+        let limit = match self.limit {
+            Some(l) if l == UInt::MIN => {
+                return Err(RoomsError::InvalidParam("`limit` must be greater than zero".into()));
+            }
+            Some(l) => usize::try_from(l).unwrap_or(usize::MAX).min(HIERARCHY_PAGE_LIMIT),
+            None => HIERARCHY_PAGE_LIMIT,
+        };
+        let max_depth = self
+            .max_depth
+            .map_or(HIERARCHY_MAX_DEPTH, |d| usize::try_from(d).unwrap_or(usize::MAX).min(HIERARCHY_MAX_DEPTH));
+        let suggested_only = self.suggested_only;
+        let offset = match self.from.as_deref() {
+            None => 0,
+            Some(from) => {
+                let token = HierarchyToken::decode(from)
+                    .filter(|t| t.room_id == root.as_str() && t.offset <= MAX_ROOMS_WALKED)
+                    .ok_or_else(|| RoomsError::InvalidParam("unknown `from` token".into()))?;
+                if token.suggested_only != suggested_only || token.max_depth != max_depth {
+                    return Err(RoomsError::InvalidParam(
+                        "`suggested_only` and `max_depth` cannot change while paginating".into(),
+                    ));
+                }
+                token.offset
+            }
+        };
+        Ok(Walk { limit, max_depth, suggested_only, offset })
+    }
+}
+
 /// The walk's position: the parameters it was asked with and how many
 /// rooms earlier pages returned. Opaque to clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,46 +403,13 @@ impl Rooms {
         request: HierarchyRequest,
         remote: &dyn RemoteHierarchy,
     ) -> Result<HierarchyPage> {
-        let limit = match request.limit {
-            Some(l) if l == UInt::MIN => {
-                return Err(RoomsError::InvalidParam("`limit` must be greater than zero".into()));
-            }
-            Some(l) => usize::try_from(l).unwrap_or(usize::MAX).min(HIERARCHY_PAGE_LIMIT),
-            None => HIERARCHY_PAGE_LIMIT,
-        };
-        let max_depth = request
-            .max_depth
-            .map_or(HIERARCHY_MAX_DEPTH, |d| usize::try_from(d).unwrap_or(usize::MAX).min(HIERARCHY_MAX_DEPTH));
-        let suggested_only = request.suggested_only;
-        let offset = match request.from.as_deref() {
-            None => 0,
-            Some(from) => {
-                let token = HierarchyToken::decode(from)
-                    .filter(|t| t.room_id == root.as_str() && t.offset <= MAX_ROOMS_WALKED)
-                    .ok_or_else(|| RoomsError::InvalidParam("unknown `from` token".into()))?;
-                if token.suggested_only != suggested_only || token.max_depth != max_depth {
-                    return Err(RoomsError::InvalidParam(
-                        "`suggested_only` and `max_depth` cannot change while paginating".into(),
-                    ));
-                }
-                token.offset
-            }
-        };
-
+        let Walk { limit, max_depth, suggested_only, offset } = request.walk(root)?;
         let (root_summary, root_children) =
             self.local_space(root, suggested_only).await?.ok_or_else(|| RoomsError::NotFound("unknown room".into()))?;
         if !self.user_may_preview(user, &root_summary).await? {
             return Err(RoomsError::Forbidden("you may not preview this room".into()));
         }
-        let root_node = HierarchyNode {
-            children: root_children
-                .iter()
-                .map(|(c, _)| ChildLink { room_id: c.state_key.clone(), via: c.content.via.clone() })
-                .collect(),
-            children_state: root_children.into_iter().map(|(_, raw)| raw).collect(),
-            summary: root_summary,
-            remote: None,
-        };
+        let root_node = HierarchyNode::local(root_summary, root_children);
 
         // The stack of rooms to visit: (link, depth, the remote space that
         // named it, if any). Popped from the end, children pushed reversed,
@@ -451,15 +473,7 @@ impl Rooms {
             if !self.user_may_preview(user, &summary).await? {
                 return Ok(None);
             }
-            return Ok(Some(HierarchyNode {
-                children: children
-                    .iter()
-                    .map(|(c, _)| ChildLink { room_id: c.state_key.clone(), via: c.content.via.clone() })
-                    .collect(),
-                children_state: children.into_iter().map(|(_, raw)| raw).collect(),
-                summary,
-                remote: None,
-            }));
+            return Ok(Some(HierarchyNode::local(summary, children)));
         }
         if let Some(parent) = parent {
             if parent.inaccessible_children.contains(&link.room_id) {
@@ -502,6 +516,26 @@ mod tests {
         assert_eq!(HierarchyToken::decode("not base64!"), None);
         assert_eq!(HierarchyToken::decode(&URL_SAFE_NO_PAD.encode("x|1|3|!r:e")), None);
         assert_eq!(HierarchyToken::decode(&URL_SAFE_NO_PAD.encode("1|2|3|!r:e")), None);
+    }
+
+    #[test]
+    fn requests_get_defaults_caps_and_checked_tokens() {
+        let root: OwnedRoomId = "!space:example.org".try_into().unwrap();
+        let walk = HierarchyRequest::default().walk(&root).unwrap();
+        assert_eq!(walk, Walk { limit: 50, max_depth: 50, suggested_only: false, offset: 0 });
+        let big = HierarchyRequest { limit: Some(UInt::MAX), max_depth: Some(UInt::MAX), ..Default::default() };
+        assert_eq!(big.walk(&root).unwrap(), Walk { limit: 50, max_depth: 50, suggested_only: false, offset: 0 });
+        let zero = HierarchyRequest { limit: Some(UInt::MIN), ..Default::default() };
+        assert!(matches!(zero.walk(&root), Err(RoomsError::InvalidParam(_))));
+
+        let token =
+            HierarchyToken { room_id: root.to_string(), suggested_only: false, max_depth: 2, offset: 4 }.encode();
+        let next = HierarchyRequest { from: Some(token.clone()), max_depth: Some(2u32.into()), ..Default::default() };
+        assert_eq!(next.walk(&root).unwrap().offset, 4);
+        let deeper = HierarchyRequest { from: Some(token.clone()), ..Default::default() };
+        assert!(matches!(deeper.walk(&root), Err(RoomsError::InvalidParam(_))));
+        let other: OwnedRoomId = "!other:example.org".try_into().unwrap();
+        assert!(matches!(next.walk(&other), Err(RoomsError::InvalidParam(_))));
     }
 
     #[test]
