@@ -23,6 +23,7 @@ mod room;
 mod search;
 mod session;
 pub mod sliding_sync;
+mod space;
 mod state;
 pub mod sync;
 pub mod sync_push;
@@ -64,5 +65,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = search::routes(router);
     let router = user_directory::routes(router);
     let router = reporting::routes(router);
+    let router = space::routes(router);
     account_data::routes(router)
 }

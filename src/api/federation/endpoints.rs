@@ -1,7 +1,7 @@
 //! The federation endpoints but the membership handshakes: keys and the
 //! notary, version, transactions, room history (event, state, auth chain,
-//! backfill, missing events), directory and profile queries, public rooms
-//! and end-to-end encryption keys and devices.
+//! backfill, missing events), directory and profile queries, public rooms,
+//! space hierarchies and end-to-end encryption keys and devices.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use ruma::api::federation::{
     event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
     keys::{claim_keys, get_keys},
     query::{get_profile_information, get_room_information},
+    space::get_hierarchy,
     transactions::send_transaction_message,
 };
 use serde_json::Value;
@@ -311,5 +312,17 @@ pub(super) async fn public_rooms_filtered(
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;
     response.total_room_count_estimate = page.total_room_count_estimate;
+    Ok(response)
+}
+
+pub(super) async fn hierarchy(
+    state: AppState,
+    req: Fed<get_hierarchy::v1::Request>,
+) -> Result<get_hierarchy::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let space = state.federation.answer_hierarchy(&origin, &req.body.room_id, req.body.suggested_only).await?;
+    let mut response = get_hierarchy::v1::Response::new(space.room);
+    response.children = space.children;
+    response.inaccessible_children = space.inaccessible_children;
     Ok(response)
 }
