@@ -54,6 +54,8 @@ pub struct RateLimiters {
     pub invite: Limiter<OwnedUserId>,
     pub room_creation: Limiter<OwnedUserId>,
     pub media_upload: Limiter<OwnedUserId>,
+    /// Keyed by user id, or by client IP address for unauthenticated calls.
+    pub delayed_event_management: Limiter<String>,
 }
 
 impl RateLimiters {
@@ -66,6 +68,7 @@ impl RateLimiters {
             invite: Limiter::new(config.enabled, config.invite),
             room_creation: Limiter::new(config.enabled, config.room_creation),
             media_upload: Limiter::new(config.enabled, config.media_upload),
+            delayed_event_management: Limiter::new(config.enabled, config.delayed_event_management),
         }
     }
 }

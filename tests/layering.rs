@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["services"],
     &["sync"],
     &["federation", "push"],
-    &["streams", "e2ee", "search"],
+    &["streams", "e2ee", "search", "delayed"],
     &["rooms", "users", "media"],
     &["commit"],
     &["pdu", "storage"],
