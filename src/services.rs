@@ -36,7 +36,7 @@ pub struct Services {
     pub media: Media,
     pub notifier: Arc<dyn Notifier>,
     pub sync: Syncer,
-    pub rate_limits: RateLimiters,
+    pub rate_limits: Arc<RateLimiters>,
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
@@ -106,7 +106,8 @@ impl Services {
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
         let sync =
             Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
-        let delayed = Arc::new(DelayedEvents::new(db.clone(), rooms.clone(), config.clone()));
+        let rate_limits = Arc::new(RateLimiters::new(&config.rate_limits));
+        let delayed = Arc::new(DelayedEvents::new(db.clone(), rooms.clone(), config.clone(), rate_limits.clone()));
         Ok(Arc::new(Self {
             delayed,
             federation,
@@ -119,7 +120,7 @@ impl Services {
             rooms,
             notifier,
             sync,
-            rate_limits: RateLimiters::new(&config.rate_limits),
+            rate_limits,
             server_key,
             db,
             config,

@@ -348,3 +348,27 @@ async fn with_delayed_events_off_a_delayed_send_is_refused() {
     assert_error(&delay_state(&server, &alice, &room, "k", json!({}), "1000").await, 403, "M_FORBIDDEN");
     assert_eq!(state_content(&server, &alice, &room, "k").await, None);
 }
+
+#[tokio::test]
+async fn a_delayed_event_is_rate_limited_when_it_is_sent() {
+    let server = TestServer::start_with(|c| {
+        c.rate_limits.enabled = true;
+        c.rate_limits.message = plexus::config::RateLimit { per_second: 0.001, burst: 2 };
+        // The listing below is polled.
+        c.rate_limits.delayed_event_management = plexus::config::RateLimit { per_second: 1000.0, burst: 1000 };
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    // Scheduling takes one of alice's two tokens, a message the other.
+    delay_state_ok(&server, &alice, &room, "limited", json!({}), 300).await;
+    assert_eq!(server.send_text(&alice.access_token, &room, "hello").await.0, 200);
+    wait_until("the delayed event is finalised", || async {
+        list(&server, &alice, "?status=finalised").await["finalised"].as_array().is_some_and(|f| !f.is_empty())
+    })
+    .await;
+    let finalised = list(&server, &alice, "").await["finalised"][0].clone();
+    assert_eq!((finalised["outcome"].as_str(), finalised["reason"].as_str()), (Some("cancel"), Some("error")));
+    assert_eq!(finalised["error"]["errcode"], "M_LIMIT_EXCEEDED", "{finalised}");
+    assert_eq!(state_content(&server, &alice, &room, "limited").await, None);
+}

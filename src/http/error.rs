@@ -256,6 +256,9 @@ impl From<DelayedError> for ApiError {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), message)
             }
             DelayedError::NotFound => Self::not_found(message),
+            DelayedError::RateLimited { retry_after_ms } => {
+                Self::limit_exceeded(std::time::Duration::from_millis(retry_after_ms))
+            }
             DelayedError::Rooms(e) => e.into(),
             DelayedError::Storage(e) => e.into(),
         }
