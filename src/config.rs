@@ -135,11 +135,23 @@ pub enum EncryptByDefault {
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
     pub encrypt_by_default: EncryptByDefault,
+    /// The longest delay a delayed event (MSC4140) may ask for, in
+    /// milliseconds; 0 switches delayed events off.
+    pub max_event_delay_ms: u64,
+    /// How many delayed events one user may have scheduled at once; 0
+    /// switches delayed events off.
+    pub max_delayed_events_per_user: usize,
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        Self { encrypt_by_default: EncryptByDefault::Off }
+        Self {
+            encrypt_by_default: EncryptByDefault::Off,
+            // A day: Element Call's "leave" delays are seconds, a reminder
+            // may be hours.
+            max_event_delay_ms: 24 * 3600 * 1000,
+            max_delayed_events_per_user: 100,
+        }
     }
 }
 
@@ -259,6 +271,9 @@ pub struct RateLimitsConfig {
     pub media_upload: RateLimit,
     /// Reports of events, rooms and users, per user.
     pub report: RateLimit,
+    /// Delayed event management (restart, cancel, send, list), per user,
+    /// or per client IP address when unauthenticated.
+    pub delayed_event_management: RateLimit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +326,7 @@ impl Default for RateLimitsConfig {
             room_creation: RateLimit { per_second: 0.2, burst: 5 },
             media_upload: RateLimit { per_second: 1.0, burst: 10 },
             report: RateLimit { per_second: 0.05, burst: 5 },
+            delayed_event_management: RateLimit { per_second: 1.0, burst: 10 },
         }
     }
 }
@@ -390,6 +406,7 @@ impl Config {
             ("rate_limits.room_creation", limits.room_creation),
             ("rate_limits.media_upload", limits.media_upload),
             ("rate_limits.report", limits.report),
+            ("rate_limits.delayed_event_management", limits.delayed_event_management),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {

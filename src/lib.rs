@@ -7,6 +7,7 @@ pub mod address_policy;
 pub mod api;
 pub mod commit;
 pub mod config;
+pub mod delayed;
 pub mod e2ee;
 pub mod federation;
 pub mod http;

@@ -55,6 +55,8 @@ pub struct RateLimiters {
     pub room_creation: Limiter<OwnedUserId>,
     pub media_upload: Limiter<OwnedUserId>,
     pub report: Limiter<OwnedUserId>,
+    /// Keyed by user id, or by client IP address for unauthenticated calls.
+    pub delayed_event_management: Limiter<String>,
 }
 
 impl RateLimiters {
@@ -68,6 +70,7 @@ impl RateLimiters {
             room_creation: Limiter::new(config.enabled, config.room_creation),
             media_upload: Limiter::new(config.enabled, config.media_upload),
             report: Limiter::new(config.enabled, config.report),
+            delayed_event_management: Limiter::new(config.enabled, config.delayed_event_management),
         }
     }
 }

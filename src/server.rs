@@ -39,6 +39,9 @@ impl Server {
 
         // Pushes queued before a restart go out now.
         services.push.start_delivery().await;
+        // Delayed events scheduled before a restart are sent when due (at
+        // once if their time has passed).
+        services.delayed.start().await;
         let (shutdown, _) = watch::channel(false);
         let mut addrs = Vec::new();
         let mut tasks = Vec::new();
@@ -110,6 +113,7 @@ impl Server {
             let _ = task.await;
         }
         self.services.push.stop_delivery();
+        self.services.delayed.stop().await;
         self.services.db.close();
     }
 }

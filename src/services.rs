@@ -1,14 +1,15 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, push, keys, media, search, reports), and shared by the handlers
-//! as axum state. A second storage backend or a broker-backed notifier
-//! plugs in here and nowhere else.
+//! server, federation, streams, push, keys, media, search, reports, delayed
+//! events), and shared by the handlers as axum state. A second storage
+//! backend or a broker-backed notifier plugs in here and nowhere else.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::{
     commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
     config::Config,
+    delayed::{DelayedEvents, DelayedStateCanceller},
     e2ee::E2ee,
     federation::{Federation, listener::FederationListener},
     media::Media,
@@ -36,11 +37,12 @@ pub struct Services {
     pub media: Media,
     pub notifier: Arc<dyn Notifier>,
     pub sync: Syncer,
-    pub rate_limits: RateLimiters,
+    pub rate_limits: Arc<RateLimiters>,
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
     pub reports: Reports,
+    pub delayed: Arc<DelayedEvents>,
 }
 
 /// What handlers receive as axum state.
@@ -92,19 +94,24 @@ impl Services {
         // are evaluated first (a sync that returns an event counts it, and
         // the device of a sync still waiting for it gets no push), then
         // syncs are woken, then other servers are told, then the search
-        // index is updated (last: it delays no sync and no other server,
-        // and the sender's 200 still waits for it, so what a client sent
-        // it can find).
+        // index is updated (it delays no sync and no other server, and the
+        // sender's 200 still waits for it, so what a client sent it can
+        // find), then delayed state events that a state event overtook are
+        // cancelled (before the 200, so the sender's next request sees it).
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
             Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
             Arc::new(SearchIndexer::new(db.clone())),
+            Arc::new(DelayedStateCanceller::new(db.clone())),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
         let sync =
             Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
+        let rate_limits = Arc::new(RateLimiters::new(&config.rate_limits));
+        let delayed = Arc::new(DelayedEvents::new(db.clone(), rooms.clone(), config.clone(), rate_limits.clone()));
         Ok(Arc::new(Self {
+            delayed,
             federation,
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
@@ -116,7 +123,7 @@ impl Services {
             rooms,
             notifier,
             sync,
-            rate_limits: RateLimiters::new(&config.rate_limits),
+            rate_limits,
             server_key,
             db,
             config,

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     &["services"],
     &["sync"],
     &["federation", "push"],
-    &["streams", "e2ee", "search", "reports"],
+    &["streams", "e2ee", "search", "reports", "delayed"],
     &["rooms", "users", "media"],
     &["commit"],
     &["pdu", "storage"],

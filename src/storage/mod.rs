@@ -5,6 +5,7 @@
 //! `Services::open` opens the store. `tests/storage_contract/` holds the
 //! tests every backend must pass.
 
+pub mod delayed_events;
 pub mod directory;
 pub mod e2ee;
 pub mod federation;
@@ -22,6 +23,7 @@ pub mod sync;
 pub mod users;
 
 pub use self::{
+    delayed_events::DelayedEventStore,
     directory::DirectoryStore,
     e2ee::{E2eeStore, KeyBackupStore},
     federation::FederationStore,
@@ -74,6 +76,7 @@ pub trait Storage:
     + SearchStore
     + ServerMetaStore
     + SyncStore
+    + DelayedEventStore
 {
     /// Lets the writes queued so far commit, then refuses new ones
     /// (`WriterGone`); reads go on working. Called once, at shutdown.

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod backup;
+mod delayed_events;
 mod directory;
 mod e2ee;
 mod events;
@@ -87,6 +88,11 @@ contract_tests!(sqlite, crate::open_sqlite;
         backfill_goes_below_every_position,
         redactions_rewrite_their_target,
         a_failing_append_changes_nothing,
+    ],
+    delayed_events: [
+        schedules_respect_transactions_and_the_cap,
+        a_scheduled_event_is_claimed_once,
+        a_state_event_cancels_only_other_users_delayed_state,
     ],
     state: [
         state_group_deltas_resolve,

@@ -18,7 +18,10 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::events::{raw_events, timeline_event, timeline_events};
+use super::{
+    delayed_events::{DELAY_PARAM, send_delayed_message},
+    events::{raw_events, timeline_event, timeline_events},
+};
 use crate::{
     http::{ApiError, RouterExt, Ruma},
     rooms::{EventDraft, EventFilter, PageRequest, PaginationToken, TxnRef},
@@ -27,7 +30,13 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(send).ruma(messages).ruma(context).ruma(event).ruma(timestamp_to_event).ruma(redact)
+    router
+        .ruma_with_query_variant(send, DELAY_PARAM, send_delayed_message, false)
+        .ruma(messages)
+        .ruma(context)
+        .ruma(event)
+        .ruma(timestamp_to_event)
+        .ruma(redact)
 }
 
 fn txn(req_device: &ruma::OwnedDeviceId, txn_id: &ruma::TransactionId) -> TxnRef {

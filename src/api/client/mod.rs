@@ -4,6 +4,7 @@
 mod account;
 mod account_data;
 mod backup;
+mod delayed_events;
 mod device;
 pub(crate) mod directory;
 mod discovery;
@@ -48,6 +49,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = message::routes(router);
     let router = relations::routes(router);
     let router = state::routes(router);
+    let router = delayed_events::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);
     let router = sliding_sync::routes(router);

@@ -7,6 +7,7 @@
 //! them proceed while the writer commits). One module per table group.
 
 mod backup;
+mod delayed_events;
 mod directory;
 mod e2ee;
 mod events;
