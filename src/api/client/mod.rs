@@ -13,6 +13,7 @@ mod keys;
 mod media;
 mod membership;
 mod message;
+mod openid;
 mod presence;
 mod profile;
 mod push;
@@ -62,5 +63,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = thirdparty::routes(router);
     let router = search::routes(router);
     let router = user_directory::routes(router);
+    let router = openid::routes(router);
     account_data::routes(router)
 }

@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_pushers.sql"),
     include_str!("migrations/0010_search.sql"),
     include_str!("migrations/0011_relations.sql"),
+    include_str!("migrations/0013_openid.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
