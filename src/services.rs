@@ -1,12 +1,13 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, push, keys, media, search), and shared by the handlers
+//! server, federation, streams, push, keys, media, search, calls), and shared by the handlers
 //! as axum state. A second storage backend or a broker-backed notifier
 //! plugs in here and nowhere else.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::{
+    calls::Calls,
     commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
     config::Config,
     e2ee::E2ee,
@@ -39,6 +40,7 @@ pub struct Services {
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
+    pub calls: Calls,
 }
 
 /// What handlers receive as axum state.
@@ -106,6 +108,7 @@ impl Services {
             federation,
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
+            calls: Calls::new(config.clone()),
             users: Users::new(db.clone(), config.clone()),
             streams,
             e2ee,

@@ -10,7 +10,7 @@ use ruma::api::{
 };
 
 use crate::{
-    e2ee::E2eeError, push::PushError, rooms::RoomsError, search::SearchError, storage::StorageError,
+    calls::CallsError, e2ee::E2eeError, push::PushError, rooms::RoomsError, search::SearchError, storage::StorageError,
     streams::StreamsError, sync::SyncError, users::UsersError,
 };
 
@@ -127,6 +127,16 @@ impl From<UsersError> for ApiError {
             UsersError::InvalidParam(_) => Self::invalid_param(message),
             UsersError::Unrecognized(_) => Self::unrecognized(S::BAD_REQUEST, message),
             UsersError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallsError> for ApiError {
+    fn from(e: CallsError) -> Self {
+        match e {
+            CallsError::GuestAccessForbidden => {
+                Self::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, e.to_string())
+            }
         }
     }
 }

@@ -30,6 +30,7 @@ mod thirdparty;
 mod to_device;
 mod typing;
 mod user_directory;
+mod voip;
 
 use axum::Router;
 
@@ -63,6 +64,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = thirdparty::routes(router);
     let router = search::routes(router);
     let router = user_directory::routes(router);
+    let router = voip::routes(router);
     let router = openid::routes(router);
     account_data::routes(router)
 }
