@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use ruma::OwnedServerName;
+use ruma::{OwnedServerName, api::client::rtc::RtcTransport};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -23,6 +23,7 @@ pub struct Config {
     pub push: PushConfig,
     pub federation: FederationConfig,
     pub voip: VoipConfig,
+    pub rtc: RtcConfig,
     pub logging: LoggingConfig,
 }
 
@@ -71,6 +72,16 @@ impl std::fmt::Debug for VoipConfig {
             .field("turn_allow_guests", &self.turn_allow_guests)
             .finish()
     }
+}
+
+/// MatrixRTC (MSC4143): the transports clients may use for calls, such as
+/// a LiveKit SFU's JWT service, advertised by `GET /rtc/transports`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// Each a table with at least a `type`, passed on to clients as it is,
+    /// in order of preference.
+    pub transports: Vec<RtcTransport>,
 }
 
 /// The server-server API: talking to other homeservers over HTTPS.
@@ -460,6 +471,12 @@ impl Config {
             });
         }
         self.validate_voip()?;
+        if let Some(i) = self.rtc.transports.iter().position(|t| t.transport_type().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "rtc.transports",
+                message: format!("transport {} has an empty `type`", i + 1),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return Err(ConfigError::Invalid {
                 key: "logging.level",
@@ -573,6 +590,18 @@ mod tests {
         assert!(err.contains("voip.turn_uris"), "{err}");
         let debug = format!("{:?}", Config::parse("[voip]\nturn_shared_secret = \"hunter2\"\n").unwrap());
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn rtc_transports_keep_their_fields() {
+        let c =
+            Config::parse("[rtc]\ntransports = [{ type = \"livekit\", livekit_service_url = \"https://lk.test\" }]\n")
+                .unwrap();
+        c.validate().unwrap();
+        let json = serde_json::to_value(&c.rtc.transports).unwrap();
+        assert_eq!(json, serde_json::json!([{"type": "livekit", "livekit_service_url": "https://lk.test"}]));
+        let err = Config::parse("[rtc]\ntransports = [{ livekit_service_url = \"x\" }]\n").unwrap_err();
+        assert!(err.contains("type"), "{err}");
     }
 
     #[test]

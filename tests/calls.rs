@@ -1,6 +1,7 @@
 //! Calls against real servers: TURN credentials from `/voip/turnServer`
 //! checked by a real coturn (an allocation with them succeeds, one with
-//! expired or forged ones is refused), and OpenID tokens resolved by the
+//! expired or forged ones is refused), MatrixRTC transport discovery
+//! (MSC4143) from the configuration, and OpenID tokens resolved by the
 //! federation listener's `/openid/userinfo`.
 
 mod common;
@@ -214,6 +215,48 @@ async fn turn_server_without_turn_and_with_fixed_credentials() {
     let (status, creds) = server.get(TURN_SERVER, Some(&bob.access_token)).await;
     assert_eq!(status, 200, "{creds}");
     assert_eq!(creds, json!({"username": "plexus", "password": "fixed password", "uris": uris, "ttl": 3600}));
+}
+
+// ---------------------------------------------------------- MatrixRTC ---
+
+const RTC_UNSTABLE: &str = "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports";
+const RTC_STABLE: &str = "/_matrix/client/v1/rtc/transports";
+
+async fn unstable_features(server: &TestServer) -> Value {
+    let (status, versions) = server.get("/_matrix/client/versions", None).await;
+    assert_eq!(status, 200);
+    versions["unstable_features"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtc_transports_are_offered_as_configured() {
+    let transports = json!([
+        {"type": "livekit", "livekit_service_url": "https://livekit-jwt.plexus.test"},
+        {"type": "org.plexus.test.mesh", "relays": ["a", "b"], "options": {"max": 8, "audio_only": false}},
+    ]);
+    let server = TestServer::start_with(|c| {
+        c.rtc.transports = serde_json::from_value(transports.clone()).unwrap();
+    })
+    .await;
+    let alice = server.register("alice").await;
+    let token = Some(alice.access_token.as_str());
+
+    assert_eq!(server.get(RTC_UNSTABLE, token).await, (200, json!({"rtc_transports": transports})));
+    assert_eq!(server.get(RTC_STABLE, token).await, (200, json!({"transports": transports})));
+    assert_eq!(unstable_features(&server).await["org.matrix.msc4143"], true);
+    assert_error(&server.get(RTC_UNSTABLE, None).await, 401, "M_MISSING_TOKEN");
+    assert_error(&server.get(RTC_STABLE, None).await, 401, "M_MISSING_TOKEN");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_rtc_transports_msc4143_is_not_offered() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let token = Some(alice.access_token.as_str());
+    assert_error(&server.get(RTC_UNSTABLE, token).await, 404, "M_UNRECOGNIZED");
+    assert_error(&server.get(RTC_STABLE, token).await, 404, "M_UNRECOGNIZED");
+    let features = unstable_features(&server).await;
+    assert!(features.get("org.matrix.msc4143").is_none(), "{features}");
 }
 
 // ------------------------------------------------------------- OpenID ---

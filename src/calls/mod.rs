@@ -1,13 +1,14 @@
 //! Calls: what a client needs from its homeserver to place one. TURN
 //! relays for voice and video calls (client-server API, "Voice over IP":
-//! `GET /voip/turnServer`, `turn.rs`), from the configuration; nothing is
-//! stored.
+//! `GET /voip/turnServer`, `turn.rs`), and the MatrixRTC transports a
+//! group call may use (MSC4143, `GET /rtc/transports`). Both come from the
+//! configuration; nothing is stored.
 
 pub mod turn;
 
 use std::{sync::Arc, time::SystemTime};
 
-use ruma::UserId;
+use ruma::{UserId, api::client::rtc::RtcTransport};
 
 pub use self::turn::TurnCredentials;
 use crate::config::Config;
@@ -36,6 +37,13 @@ impl Calls {
         }
         Ok(turn::credentials(voip, user_id, SystemTime::now()))
     }
+
+    /// The configured MatrixRTC transports, most preferred first; `None`
+    /// when there are none, and the server does not offer MSC4143.
+    pub fn rtc_transports(&self) -> Option<&[RtcTransport]> {
+        let transports = &self.config.rtc.transports;
+        (!transports.is_empty()).then_some(transports.as_slice())
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +61,10 @@ mod tests {
         let calls = Calls::new(Arc::new(config));
         assert!(matches!(calls.turn_credentials(user, true), Err(CallsError::GuestAccessForbidden)));
         assert!(calls.turn_credentials(user, false).unwrap().is_some());
+    }
+
+    #[test]
+    fn no_transports_means_no_msc4143() {
+        assert!(Calls::new(Arc::new(Config::default())).rtc_transports().is_none());
     }
 }

@@ -30,7 +30,7 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
 }
 
 async fn versions(
-    _: AppState,
+    state: AppState,
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response, ApiError> {
     let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
@@ -41,6 +41,10 @@ async fn versions(
         // Simplified sliding sync (MSC4186), which Element X requires.
         ("org.matrix.simplified_msc3575".to_owned(), true),
     ]);
+    // MatrixRTC transport discovery, only when there is something to discover.
+    if state.calls.rtc_transports().is_some() {
+        response.unstable_features.insert("org.matrix.msc4143".to_owned(), true);
+    }
     Ok(response)
 }
 

@@ -20,6 +20,7 @@ mod push;
 mod receipts;
 mod relations;
 mod room;
+mod rtc;
 mod search;
 mod session;
 pub mod sliding_sync;
@@ -65,6 +66,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = search::routes(router);
     let router = user_directory::routes(router);
     let router = voip::routes(router);
+    let router = rtc::routes(router);
     let router = openid::routes(router);
     account_data::routes(router)
 }
