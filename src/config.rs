@@ -59,6 +59,10 @@ impl Default for VoipConfig {
     }
 }
 
+/// The longest `voip.turn_ttl`: credentials valid for longer are as good
+/// as permanent.
+const MAX_TURN_TTL_SECS: u64 = 365 * 24 * 3600;
+
 /// Secrets stay out of debug output (logs, panics).
 impl std::fmt::Debug for VoipConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -486,13 +490,17 @@ impl Config {
         Ok(())
     }
 
-    /// TURN: URIs the spec allows, and one way to make credentials for them.
+    /// TURN: URIs the spec allows, a lifetime that stays a lifetime, and
+    /// one way to make credentials for them.
     fn validate_voip(&self) -> Result<(), ConfigError> {
         let voip = &self.voip;
         let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
         // Spec: `uris` match `^turns?:`.
         if voip.turn_uris.iter().any(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
             return invalid("voip.turn_uris", "each URI must start with turn: or turns:");
+        }
+        if voip.turn_ttl > Duration::from_secs(MAX_TURN_TTL_SECS) {
+            return invalid("voip.turn_ttl", "must be at most 31536000 seconds (a year)");
         }
         if voip.turn_shared_secret.as_deref().is_some_and(str::is_empty) {
             return invalid("voip.turn_shared_secret", "must not be empty");
@@ -577,6 +585,8 @@ mod tests {
         assert!(err.contains("voip.turn_uris"), "{err}");
         with("turn_shared_secret = \"s\"").unwrap();
         with("turn_username = \"u\"\nturn_password = \"p\"").unwrap();
+        let err = with("turn_shared_secret = \"s\"\nturn_ttl = 99999999999").unwrap_err().to_string();
+        assert!(err.contains("voip.turn_ttl"), "{err}");
         let err = with("turn_username = \"u\"").unwrap_err().to_string();
         assert!(err.contains("voip.turn_username"), "{err}");
         let err =

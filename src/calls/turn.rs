@@ -32,7 +32,8 @@ pub fn credentials(voip: &VoipConfig, user_id: &UserId, now: SystemTime) -> Opti
     let (username, password) = match (&voip.turn_shared_secret, &voip.turn_username, &voip.turn_password) {
         (Some(secret), _, _) => {
             let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-            let username = format!("{}:{user_id}", (since_epoch + voip.turn_ttl).as_secs());
+            let expiry = since_epoch.saturating_add(voip.turn_ttl).as_secs();
+            let username = format!("{expiry}:{user_id}");
             let password = rest_api_password(secret, &username);
             (username, password)
         }
