@@ -5,6 +5,7 @@
 
 pub mod address_policy;
 pub mod api;
+pub mod calls;
 pub mod commit;
 pub mod config;
 pub mod delayed;

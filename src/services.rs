@@ -1,12 +1,14 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
 //! server, federation, streams, push, keys, media, search, reports, delayed
-//! events), and shared by the handlers as axum state. A second storage
-//! backend or a broker-backed notifier plugs in here and nowhere else.
+//! events, calls), and shared by the handlers as axum state. A second
+//! storage backend or a broker-backed notifier plugs in here and nowhere
+//! else.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::{
+    calls::Calls,
     commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
     config::Config,
     delayed::{DelayedEvents, DelayedStateCanceller},
@@ -43,6 +45,7 @@ pub struct Services {
     pub search: Search,
     pub reports: Reports,
     pub delayed: Arc<DelayedEvents>,
+    pub calls: Calls,
 }
 
 /// What handlers receive as axum state.
@@ -116,6 +119,7 @@ impl Services {
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
             reports: Reports::new(db.clone(), rooms.clone(), config.clone()),
+            calls: Calls::new(config.clone()),
             users: Users::new(db.clone(), config.clone()),
             streams,
             e2ee,

@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["sync"],
     &["federation", "push"],
     &["streams", "e2ee", "search", "reports", "delayed"],
-    &["rooms", "users", "media"],
+    &["rooms", "users", "media", "calls"],
     &["commit"],
     &["pdu", "storage"],
     &["server_key", "rate_limit"],

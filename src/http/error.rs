@@ -10,9 +10,9 @@ use ruma::api::{
 };
 
 use crate::{
-    delayed::DelayedError, e2ee::E2eeError, push::PushError, reports::ReportsError, rooms::RoomsError,
-    search::SearchError,
-    storage::StorageError, streams::StreamsError, sync::SyncError, users::UsersError,
+    calls::CallsError, delayed::DelayedError, e2ee::E2eeError, push::PushError, reports::ReportsError,
+    rooms::RoomsError, search::SearchError, storage::StorageError, streams::StreamsError, sync::SyncError,
+    users::UsersError,
 };
 
 /// An error answered to a client.
@@ -139,6 +139,16 @@ impl From<UsersError> for ApiError {
             UsersError::InvalidParam(_) => Self::invalid_param(message),
             UsersError::Unrecognized(_) => Self::unrecognized(S::BAD_REQUEST, message),
             UsersError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallsError> for ApiError {
+    fn from(e: CallsError) -> Self {
+        match e {
+            CallsError::GuestAccessForbidden => {
+                Self::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, e.to_string())
+            }
         }
     }
 }

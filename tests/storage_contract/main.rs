@@ -77,6 +77,7 @@ contract_tests!(sqlite, crate::open_sqlite;
         access_tokens_are_found_and_retired,
         devices_round_trip,
         profile_fields_are_set_and_removed,
+        openid_tokens_expire_and_go,
     ],
     events: [
         timeline_reads_follow_positions,

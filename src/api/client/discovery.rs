@@ -45,6 +45,10 @@ async fn versions(
     if state.delayed.enabled() {
         response.unstable_features.insert("org.matrix.msc4140".to_owned(), true);
     }
+    // MatrixRTC transport discovery, only when there is something to discover.
+    if state.calls.rtc_transports().is_some() {
+        response.unstable_features.insert("org.matrix.msc4143".to_owned(), true);
+    }
     Ok(response)
 }
 

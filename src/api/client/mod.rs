@@ -14,6 +14,7 @@ mod keys;
 mod media;
 mod membership;
 mod message;
+mod openid;
 mod presence;
 mod profile;
 mod push;
@@ -21,6 +22,7 @@ mod receipts;
 mod relations;
 mod reporting;
 mod room;
+mod rtc;
 mod search;
 mod session;
 pub mod sliding_sync;
@@ -32,6 +34,7 @@ mod thirdparty;
 mod to_device;
 mod typing;
 mod user_directory;
+mod voip;
 
 use axum::Router;
 
@@ -68,5 +71,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = user_directory::routes(router);
     let router = reporting::routes(router);
     let router = space::routes(router);
+    let router = voip::routes(router);
+    let router = rtc::routes(router);
+    let router = openid::routes(router);
     account_data::routes(router)
 }

@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_search.sql"),
     include_str!("migrations/0011_relations.sql"),
     include_str!("migrations/0012_reports.sql"),
+    include_str!("migrations/0013_openid.sql"),
     include_str!("migrations/0014_delayed_events.sql"),
 ];
 
