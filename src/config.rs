@@ -4,7 +4,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use ruma::OwnedServerName;
+use ruma::{OwnedServerName, api::client::rtc::RtcTransport};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -23,7 +23,70 @@ pub struct Config {
     pub push: PushConfig,
     pub appservice: AppserviceConfig,
     pub federation: FederationConfig,
+    pub voip: VoipConfig,
+    pub rtc: RtcConfig,
     pub logging: LoggingConfig,
+}
+
+/// TURN relays for voice and video calls (`GET /voip/turnServer`).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoipConfig {
+    /// The TURN servers' URIs (`turn:` or `turns:`); none means no TURN.
+    pub turn_uris: Vec<String>,
+    /// The secret shared with the TURN server for time-limited
+    /// credentials (coturn's `static-auth-secret` with `use-auth-secret`).
+    pub turn_shared_secret: Option<String>,
+    /// Fixed credentials, for a TURN server without a shared secret.
+    pub turn_username: Option<String>,
+    pub turn_password: Option<String>,
+    /// How long credentials made with the shared secret are valid.
+    #[serde(with = "humantime_secs")]
+    pub turn_ttl: Duration,
+    /// Whether guests may have TURN credentials.
+    pub turn_allow_guests: bool,
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        Self {
+            turn_uris: Vec::new(),
+            turn_shared_secret: None,
+            turn_username: None,
+            turn_password: None,
+            turn_ttl: Duration::from_secs(3600),
+            turn_allow_guests: true,
+        }
+    }
+}
+
+/// The longest `voip.turn_ttl`: credentials valid for longer are as good
+/// as permanent.
+const MAX_TURN_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// Secrets stay out of debug output (logs, panics).
+impl std::fmt::Debug for VoipConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "<hidden>");
+        f.debug_struct("VoipConfig")
+            .field("turn_uris", &self.turn_uris)
+            .field("turn_shared_secret", &hidden(&self.turn_shared_secret))
+            .field("turn_username", &self.turn_username)
+            .field("turn_password", &hidden(&self.turn_password))
+            .field("turn_ttl", &self.turn_ttl)
+            .field("turn_allow_guests", &self.turn_allow_guests)
+            .finish()
+    }
+}
+
+/// MatrixRTC (MSC4143): the transports clients may use for calls, such as
+/// a LiveKit SFU's JWT service, advertised by `GET /rtc/transports`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// Each a table with at least a `type`, passed on to clients as it is,
+    /// in order of preference.
+    pub transports: Vec<RtcTransport>,
 }
 
 /// The server-server API: talking to other homeservers over HTTPS.
@@ -146,11 +209,23 @@ pub enum EncryptByDefault {
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
     pub encrypt_by_default: EncryptByDefault,
+    /// The longest delay a delayed event (MSC4140) may ask for, in
+    /// milliseconds; 0 switches delayed events off.
+    pub max_event_delay_ms: u64,
+    /// How many delayed events one user may have scheduled at once; 0
+    /// switches delayed events off.
+    pub max_delayed_events_per_user: usize,
 }
 
 impl Default for RoomsConfig {
     fn default() -> Self {
-        Self { encrypt_by_default: EncryptByDefault::Off }
+        Self {
+            encrypt_by_default: EncryptByDefault::Off,
+            // A day: Element Call's "leave" delays are seconds, a reminder
+            // may be hours.
+            max_event_delay_ms: 24 * 3600 * 1000,
+            max_delayed_events_per_user: 100,
+        }
     }
 }
 
@@ -268,6 +343,11 @@ pub struct RateLimitsConfig {
     pub room_creation: RateLimit,
     /// Media uploads, per user.
     pub media_upload: RateLimit,
+    /// Reports of events, rooms and users, per user.
+    pub report: RateLimit,
+    /// Delayed event management (restart, cancel, send, list), per user,
+    /// or per client IP address when unauthenticated.
+    pub delayed_event_management: RateLimit,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,6 +399,8 @@ impl Default for RateLimitsConfig {
             invite: RateLimit { per_second: 0.5, burst: 10 },
             room_creation: RateLimit { per_second: 0.2, burst: 5 },
             media_upload: RateLimit { per_second: 1.0, burst: 10 },
+            report: RateLimit { per_second: 0.05, burst: 5 },
+            delayed_event_management: RateLimit { per_second: 1.0, burst: 10 },
         }
     }
 }
@@ -397,6 +479,8 @@ impl Config {
             ("rate_limits.invite", limits.invite),
             ("rate_limits.room_creation", limits.room_creation),
             ("rate_limits.media_upload", limits.media_upload),
+            ("rate_limits.report", limits.report),
+            ("rate_limits.delayed_event_management", limits.delayed_event_management),
         ] {
             if !(limit.per_second > 0.0 && limit.per_second.is_finite()) || limit.burst == 0 {
                 return Err(ConfigError::Invalid {
@@ -422,11 +506,46 @@ impl Config {
                     .into(),
             });
         }
+        self.validate_voip()?;
+        if let Some(i) = self.rtc.transports.iter().position(|t| t.transport_type().is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "rtc.transports",
+                message: format!("transport {} has an empty `type`", i + 1),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.logging.level).is_err() {
             return Err(ConfigError::Invalid {
                 key: "logging.level",
                 message: format!("`{}` is not a tracing filter", self.logging.level),
             });
+        }
+        Ok(())
+    }
+
+    /// TURN: URIs the spec allows, a lifetime that stays a lifetime, and
+    /// one way to make credentials for them.
+    fn validate_voip(&self) -> Result<(), ConfigError> {
+        let voip = &self.voip;
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        // Spec: `uris` match `^turns?:`.
+        if voip.turn_uris.iter().any(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+            return invalid("voip.turn_uris", "each URI must start with turn: or turns:");
+        }
+        if voip.turn_ttl > Duration::from_secs(MAX_TURN_TTL_SECS) {
+            return invalid("voip.turn_ttl", "must be at most 31536000 seconds (a year)");
+        }
+        if voip.turn_shared_secret.as_deref().is_some_and(str::is_empty) {
+            return invalid("voip.turn_shared_secret", "must not be empty");
+        }
+        let fixed = (voip.turn_username.is_some(), voip.turn_password.is_some());
+        if fixed.0 != fixed.1 {
+            return invalid("voip.turn_username", "turn_username and turn_password go together");
+        }
+        if voip.turn_shared_secret.is_some() && fixed.0 {
+            return invalid("voip.turn_shared_secret", "give either a shared secret or a username and password");
+        }
+        if !voip.turn_uris.is_empty() && voip.turn_shared_secret.is_none() && !fixed.0 {
+            return invalid("voip.turn_uris", "needs turn_shared_secret, or turn_username and turn_password");
         }
         Ok(())
     }
@@ -487,6 +606,44 @@ mod tests {
         assert!(err.contains("mode"), "{err}");
         let err = Config::parse("[server]\nserver_name = \"bad name!\"\n").unwrap_err();
         assert!(err.contains("server_name"), "{err}");
+    }
+
+    #[test]
+    fn turn_needs_one_kind_of_credentials() {
+        let with = |extra: &str| {
+            Config::parse(&format!("[voip]\nturn_uris = [\"turn:turn.test:3478\"]\n{extra}")).unwrap().validate()
+        };
+        let err = with("").unwrap_err().to_string();
+        assert!(err.contains("voip.turn_uris"), "{err}");
+        with("turn_shared_secret = \"s\"").unwrap();
+        with("turn_username = \"u\"\nturn_password = \"p\"").unwrap();
+        let err = with("turn_shared_secret = \"s\"\nturn_ttl = 99999999999").unwrap_err().to_string();
+        assert!(err.contains("voip.turn_ttl"), "{err}");
+        let err = with("turn_username = \"u\"").unwrap_err().to_string();
+        assert!(err.contains("voip.turn_username"), "{err}");
+        let err =
+            with("turn_shared_secret = \"s\"\nturn_username = \"u\"\nturn_password = \"p\"").unwrap_err().to_string();
+        assert!(err.contains("voip.turn_shared_secret"), "{err}");
+        let err = Config::parse("[voip]\nturn_uris = [\"http://x\"]\nturn_shared_secret = \"s\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("voip.turn_uris"), "{err}");
+        let debug = format!("{:?}", Config::parse("[voip]\nturn_shared_secret = \"hunter2\"\n").unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn rtc_transports_keep_their_fields() {
+        let c =
+            Config::parse("[rtc]\ntransports = [{ type = \"livekit\", livekit_service_url = \"https://lk.test\" }]\n")
+                .unwrap();
+        c.validate().unwrap();
+        let json = serde_json::to_value(&c.rtc.transports).unwrap();
+        assert_eq!(json, serde_json::json!([{"type": "livekit", "livekit_service_url": "https://lk.test"}]));
+        let err = Config::parse("[rtc]\ntransports = [{ livekit_service_url = \"x\" }]\n").unwrap_err();
+        assert!(err.contains("type"), "{err}");
     }
 
     #[test]

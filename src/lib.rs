@@ -6,8 +6,10 @@
 pub mod address_policy;
 pub mod api;
 pub mod appservice;
+pub mod calls;
 pub mod commit;
 pub mod config;
+pub mod delayed;
 pub mod e2ee;
 pub mod federation;
 pub mod http;
@@ -15,6 +17,7 @@ pub mod media;
 pub mod pdu;
 pub mod push;
 pub mod rate_limit;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod server;

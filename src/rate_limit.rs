@@ -66,6 +66,9 @@ pub struct RateLimiters {
     pub invite: Limiter<OwnedUserId>,
     pub room_creation: Limiter<OwnedUserId>,
     pub media_upload: Limiter<OwnedUserId>,
+    pub report: Limiter<OwnedUserId>,
+    /// Keyed by user id, or by client IP address for unauthenticated calls.
+    pub delayed_event_management: Limiter<String>,
 }
 
 impl RateLimiters {
@@ -81,6 +84,8 @@ impl RateLimiters {
             invite: Limiter::new(config.enabled, config.invite).exempting(e),
             room_creation: Limiter::new(config.enabled, config.room_creation).exempting(e),
             media_upload: Limiter::new(config.enabled, config.media_upload).exempting(e),
+            report: Limiter::new(config.enabled, config.report).exempting(e),
+            delayed_event_management: Limiter::new(config.enabled, config.delayed_event_management),
         }
     }
 }

@@ -39,6 +39,9 @@ impl Server {
 
         // Pushes queued before a restart go out now.
         services.push.start_delivery().await;
+        // Delayed events scheduled before a restart are sent when due (at
+        // once if their time has passed).
+        services.delayed.start().await;
         // So do appservice transactions, the one in flight under its id.
         services.appservice.start_delivery().await;
         let (shutdown, _) = watch::channel(false);
@@ -112,6 +115,7 @@ impl Server {
             let _ = task.await;
         }
         self.services.push.stop_delivery();
+        self.services.delayed.stop().await;
         self.services.appservice.stop_delivery();
         self.services.db.close();
     }

@@ -1,20 +1,24 @@
 //! `Services`: every domain service of a running server, wired together
 //! once at start (storage, the commit pipeline and its listeners, the room
-//! server, federation, streams, push, keys, media, search), and shared by the handlers
-//! as axum state. A second storage backend or a broker-backed notifier
-//! plugs in here and nowhere else.
+//! server, federation, streams, push, keys, media, search, reports, delayed
+//! events, calls), and shared by the handlers as axum state. A second
+//! storage backend or a broker-backed notifier plugs in here and nowhere
+//! else.
 
 use std::{net::SocketAddr, sync::Arc};
 
 use crate::{
     appservice::{AppserviceListener, Appservices},
+    calls::Calls,
     commit::{CommitListener, CommitPipeline, LocalNotifier, Notifier},
     config::Config,
+    delayed::{DelayedEvents, DelayedStateCanceller},
     e2ee::E2ee,
     federation::{Federation, listener::FederationListener},
     media::Media,
     push::{Push, PushEvaluation},
     rate_limit::RateLimiters,
+    reports::Reports,
     rooms::Rooms,
     search::{Search, SearchIndexer},
     server_key::{self, ServerKey},
@@ -36,11 +40,14 @@ pub struct Services {
     pub media: Media,
     pub notifier: Arc<dyn Notifier>,
     pub sync: Syncer,
-    pub rate_limits: RateLimiters,
+    pub rate_limits: Arc<RateLimiters>,
     pub federation: Arc<Federation>,
     pub push: Arc<Push>,
     pub search: Search,
     pub appservice: Arc<Appservices>,
+    pub reports: Reports,
+    pub delayed: Arc<DelayedEvents>,
+    pub calls: Calls,
 }
 
 /// What handlers receive as axum state.
@@ -98,13 +105,16 @@ impl Services {
         // syncs are woken, then other servers are told, then the search
         // index is updated (it delays no sync and no other server, and the
         // sender's 200 still waits for it, so what a client sent it can
-        // find), then appservice transactions are queued (stored before
-        // the 200, so nothing acknowledged is lost for them).
+        // find), then delayed state events that a state event overtook are
+        // cancelled (before the 200, so the sender's next request sees it),
+        // then appservice transactions are queued (stored before the 200,
+        // so nothing acknowledged is lost for them).
         let listeners: Vec<Arc<dyn CommitListener>> = vec![
             Arc::new(PushEvaluation::new(&push)),
             notifier.clone(),
             Arc::new(FederationListener::new(&federation)),
             Arc::new(SearchIndexer::new(db.clone())),
+            Arc::new(DelayedStateCanceller::new(db.clone())),
             Arc::new(AppserviceListener::new(&appservice)),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
@@ -114,16 +124,20 @@ impl Services {
             users.ensure_user(&a.sender).await?;
         }
         let exempt = appservice.clone();
-        let rate_limits = RateLimiters::new(
+        let rate_limits = Arc::new(RateLimiters::new(
             &config.rate_limits,
             Arc::new(move |user: &ruma::OwnedUserId| exempt.is_rate_limit_exempt(user)),
-        );
+        ));
         let sync =
             Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
+        let delayed = Arc::new(DelayedEvents::new(db.clone(), rooms.clone(), config.clone(), rate_limits.clone()));
         Ok(Arc::new(Self {
+            delayed,
             federation,
             push,
             search: Search::new(db.clone(), rooms.clone(), config.clone()),
+            reports: Reports::new(db.clone(), rooms.clone(), config.clone()),
+            calls: Calls::new(config.clone()),
             users,
             appservice,
             streams,

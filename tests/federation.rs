@@ -1225,3 +1225,84 @@ mod sdk {
         }
     }
 }
+
+/// The names of the rooms of a `/hierarchy` page, in order.
+fn hierarchy_names(page: &Value) -> Vec<String> {
+    let rooms = page["rooms"].as_array().unwrap_or_else(|| panic!("rooms in {page}"));
+    rooms.iter().map(|r| r["name"].as_str().unwrap_or("?").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn space_hierarchies_reach_rooms_of_other_servers() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let space = json!({ "type": "m.space" });
+    let room = |name: &str, preset: &str, creation: &Value| json!({ "name": name, "preset": preset, "creation_content": creation });
+    let link = |via: &str, order: &str| json!({ "via": [via], "order": order });
+
+    // On B, which A is in no room of: a public room, a private one, and a
+    // space holding a room of B, a room of A and the private room.
+    let b_room = p.b.create_room(&bob.access_token, room("B room", "public_chat", &json!({}))).await;
+    let b_secret = p.b.create_room(&bob.access_token, room("B secret", "private_chat", &json!({}))).await;
+    let b_space = p.b.create_room(&bob.access_token, room("B space", "public_chat", &space)).await;
+    let b_leaf = p.b.create_room(&bob.access_token, room("B leaf", "public_chat", &json!({}))).await;
+    let a_room = p.a.create_room(&alice.access_token, room("A room", "public_chat", &json!({}))).await;
+    for (child, via, order) in [(&b_leaf, &p.b_name, "a"), (&a_room, &p.a_name, "b"), (&b_secret, &p.b_name, "c")] {
+        let (status, body) = p.b.put_state(&bob.access_token, &b_space, "m.space.child", child, link(via, order)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // On A, a space linking to the three rooms of B.
+    let a_space = p.a.create_room(&alice.access_token, room("A space", "public_chat", &space)).await;
+    for (child, order) in [(&b_room, "a"), (&b_secret, "b"), (&b_space, "c")] {
+        let (status, body) =
+            p.a.put_state(&alice.access_token, &a_space, "m.space.child", child, link(&p.b_name, order)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Alice's server asks B (Plexus answering `/hierarchy` over
+    // federation): B's public room and space are described, the private
+    // room is not, and below B's space A's own room comes from A's state.
+    let path = format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&a_space));
+    let (status, page) = p.a.get(&path, Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(hierarchy_names(&page), ["A space", "B room", "B space", "B leaf", "A room"]);
+    let rooms = page["rooms"].as_array().unwrap();
+    assert_eq!(rooms[1]["room_id"], b_room.as_str());
+    assert_eq!(rooms[1]["num_joined_members"], 1);
+    assert!(matches!(rooms[1].get("join_rule").and_then(Value::as_str), None | Some("public")), "{page}");
+    assert_eq!(rooms[2]["room_type"], "m.space");
+    let b_space_children: Vec<&str> =
+        rooms[2]["children_state"].as_array().unwrap().iter().map(|c| c["state_key"].as_str().unwrap()).collect();
+    // B's space lists all its links, though A may not preview the private
+    // room (B named it among the inaccessible children).
+    assert_eq!(b_space_children, [b_leaf.as_str(), a_room.as_str(), b_secret.as_str()]);
+    assert_eq!(rooms[3]["room_id"], b_leaf.as_str());
+    // Pages of the same walk.
+    let (status, first) = p.a.get(&format!("{path}?limit=3"), Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{first}");
+    let token = first["next_batch"].as_str().expect("a second page");
+    let (status, second) = p.a.get(&format!("{path}?limit=3&from={}", enc(token)), Some(&alice.access_token)).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(hierarchy_names(&first), ["A space", "B room", "B space"]);
+    assert_eq!(hierarchy_names(&second), ["B leaf", "A room"]);
+
+    // The other way: Bob's server asks A about A's room under B's space.
+    let path = format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&b_space));
+    let (status, page) = p.b.get(&path, Some(&bob.access_token)).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(hierarchy_names(&page), ["B space", "B leaf", "A room", "B secret"]);
+    assert_eq!(page["rooms"][2]["room_id"], a_room.as_str());
+
+    // The federation endpoint itself wants a signed request.
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let port_b = p.b_name.rsplit(':').next().unwrap();
+    let unsigned = http
+        .get(format!("https://127.0.0.1:{port_b}/_matrix/federation/v1/hierarchy/{}", enc(&b_space)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    let body: Value = unsigned.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_UNAUTHORIZED");
+}

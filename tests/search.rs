@@ -290,11 +290,17 @@ async fn events_stored_before_the_index_existed_are_found() {
     let room = private_room(&server, &alice).await;
     send(&server, &alice, &room, "an old archived memo").await;
     server.stop().await;
-    // Back to the schema before search (and relations, which came after
-    // it): the migrations run again at start and index what is stored.
+    // Back to the schema before search (dropping the tables of every
+    // migration after it: relations, reports, OpenID tokens, delayed
+    // events): the migrations run again at start and index what is stored.
     {
         let db = rusqlite::Connection::open(server.dir.path().join("plexus.db")).unwrap();
-        db.execute_batch("DROP TABLE event_search; DROP TABLE event_relations; PRAGMA user_version = 9;").unwrap();
+        db.execute_batch(
+            "DROP TABLE event_search; DROP TABLE event_relations; DROP TABLE reports; DROP TABLE openid_tokens;
+             DROP TABLE delayed_events;
+             PRAGMA user_version = 9;",
+        )
+        .unwrap();
     }
     server.start_again().await;
     let found = search(&server, &alice, json!({"search_term": "memo"}), None).await;

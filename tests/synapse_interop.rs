@@ -268,4 +268,51 @@ async fn plexus_and_synapse_federate_both_ways() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    // Spaces across the two: each server describes its own room, over
+    // federation `/hierarchy`, to a space on the other.
+    let space = json!({"preset": "public_chat", "name": "Synapse space", "creation_content": {"type": "m.space"}});
+    let (status, created) = synapse.post("/_matrix/client/v3/createRoom", Some(&sue.access_token), space).await;
+    assert_eq!(status, 200, "{created}");
+    let space_s = created["room_id"].as_str().unwrap().to_owned();
+    let lone_p = plexus.create_room(&pat.access_token, json!({"preset": "public_chat", "name": "Plexus lone"})).await;
+    let (status, body) = synapse
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.space.child/{}", enc(&space_s), enc(&lone_p)),
+            Some(&sue.access_token),
+            json!({"via": [plexus_name]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, page) =
+        synapse.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space_s)), Some(&sue.access_token)).await;
+    assert_eq!(status, 200, "{page}");
+    let rooms = page["rooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 2, "Synapse lists Plexus's room under its space: {page}");
+    assert_eq!((rooms[1]["room_id"].as_str(), rooms[1]["name"].as_str()), (Some(lone_p.as_str()), Some("Plexus lone")));
+
+    let lone_s = {
+        let body = json!({"preset": "public_chat", "name": "Synapse lone"});
+        let (status, created) = synapse.post("/_matrix/client/v3/createRoom", Some(&sue.access_token), body).await;
+        assert_eq!(status, 200, "{created}");
+        created["room_id"].as_str().unwrap().to_owned()
+    };
+    let space_p = plexus
+        .create_room(
+            &pat.access_token,
+            json!({"preset": "public_chat", "name": "Plexus space", "creation_content": {"type": "m.space"}}),
+        )
+        .await;
+    let (status, body) =
+        plexus.put_state(&pat.access_token, &space_p, "m.space.child", &lone_s, json!({"via": [synapse_name]})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, page) =
+        plexus.get(&format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(&space_p)), Some(&pat.access_token)).await;
+    assert_eq!(status, 200, "{page}");
+    let rooms = page["rooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 2, "Plexus lists Synapse's room under its space: {page}");
+    assert_eq!(
+        (rooms[1]["room_id"].as_str(), rooms[1]["name"].as_str()),
+        (Some(lone_s.as_str()), Some("Synapse lone"))
+    );
 }

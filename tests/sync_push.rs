@@ -167,6 +167,33 @@ async fn websocket_pushes_sync_frames_answers_requests_and_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn websocket_frames_leave_out_ignored_users() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [bob.user_id]})).await;
+    server.join(&bob.access_token, &room).await;
+    let (mut socket, _) = connect(&server, &bob, "").await;
+    next_sync(&mut socket).await;
+
+    let path = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", common::enc(&bob.user_id));
+    let list = json!({"ignored_users": {alice.user_id.clone(): {}}});
+    assert_eq!(server.put(&path, Some(&bob.access_token), list).await.0, 200);
+    server.send_text(&alice.access_token, &room, "from someone ignored").await;
+    server.send_text(&bob.access_token, &room, "heard").await;
+
+    // Frames until bob's own message: alice's never comes before it.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        seen.extend(bodies(&next_sync(&mut socket).await, &room));
+        if seen.iter().any(|b| b == "heard") {
+            break;
+        }
+    }
+    assert_eq!(seen, ["heard"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn websocket_errors_before_the_upgrade_are_matrix_errors() {
     let server = TestServer::start().await;
     let bob = server.register("bob").await;

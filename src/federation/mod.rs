@@ -9,6 +9,7 @@ mod client_membership;
 mod directory;
 mod e2ee;
 mod edus;
+mod hierarchy;
 mod inbound;
 pub mod keys;
 pub mod listener;
@@ -93,6 +94,8 @@ pub struct Federation {
     http: reqwest::Client,
     resolver: resolve::Resolver,
     cache: keys::KeyCache,
+    /// Other servers' answers about spaces this server is not in.
+    spaces: hierarchy::RemoteSpaceCache,
     pub sender: Arc<sender::Sender>,
 }
 
@@ -114,7 +117,18 @@ impl Federation {
         let http = tls::client(fed, dns.clone(), &user_agent)?;
         let resolver = resolve::Resolver::new(dns, http.clone());
         let sender = Arc::new(sender::Sender::new(db.clone()));
-        Ok(Arc::new(Self { config, db, key, rooms, e2ee, http, resolver, cache: keys::KeyCache::default(), sender }))
+        Ok(Arc::new(Self {
+            config,
+            db,
+            key,
+            rooms,
+            e2ee,
+            http,
+            resolver,
+            cache: keys::KeyCache::default(),
+            spaces: hierarchy::remote_space_cache(),
+            sender,
+        }))
     }
 
     pub fn enabled(&self) -> bool {

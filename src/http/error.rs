@@ -11,8 +11,11 @@ use ruma::api::{
 
 use crate::{
     appservice::{AppserviceCallError, AppserviceError},
+    calls::CallsError,
+    delayed::DelayedError,
     e2ee::E2eeError,
     push::PushError,
+    reports::ReportsError,
     rooms::RoomsError,
     search::SearchError,
     storage::StorageError,
@@ -24,7 +27,17 @@ use crate::{
 /// An error answered to a client.
 #[derive(Debug)]
 pub enum ApiError {
-    Matrix { status: StatusCode, kind: ErrorKind, message: String },
+    Matrix {
+        status: StatusCode,
+        kind: ErrorKind,
+        message: String,
+    },
+    /// An error whose body carries fields ruma's `ErrorKind` cannot (an
+    /// unstable errcode beside `M_UNKNOWN`, as MSCs define them).
+    Json {
+        status: StatusCode,
+        body: serde_json::Value,
+    },
     Uia(Box<UiaaInfo>),
 }
 
@@ -97,13 +110,14 @@ impl ApiError {
                 serde_json::to_value(&body)
                     .unwrap_or_else(|_| serde_json::json!({"errcode": "M_UNKNOWN", "error": message}))
             }
+            Self::Json { body, .. } => body.clone(),
             Self::Uia(info) => serde_json::to_value(info).unwrap_or_default(),
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Matrix { status, .. } => *status,
+            Self::Matrix { status, .. } | Self::Json { status, .. } => *status,
             Self::Uia(_) => StatusCode::UNAUTHORIZED,
         }
     }
@@ -134,6 +148,16 @@ impl From<UsersError> for ApiError {
             UsersError::InvalidParam(_) => Self::invalid_param(message),
             UsersError::Unrecognized(_) => Self::unrecognized(S::BAD_REQUEST, message),
             UsersError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<CallsError> for ApiError {
+    fn from(e: CallsError) -> Self {
+        match e {
+            CallsError::GuestAccessForbidden => {
+                Self::new(StatusCode::FORBIDDEN, ErrorKind::GuestAccessForbidden, e.to_string())
+            }
         }
     }
 }
@@ -186,6 +210,17 @@ impl From<PushError> for ApiError {
     }
 }
 
+impl From<ReportsError> for ApiError {
+    fn from(e: ReportsError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReportsError::EventNotFound => Self::not_found(message),
+            ReportsError::Rooms(e) => e.into(),
+            ReportsError::Storage(e) => e.into(),
+        }
+    }
+}
+
 impl From<SearchError> for ApiError {
     fn from(e: SearchError) -> Self {
         let message = e.to_string();
@@ -229,12 +264,48 @@ impl From<SyncError> for ApiError {
     }
 }
 
+impl From<DelayedError> for ApiError {
+    fn from(e: DelayedError) -> Self {
+        let message = e.to_string();
+        match e {
+            DelayedError::Disabled => Self::forbidden(message),
+            DelayedError::InvalidParam(_) => Self::invalid_param(message),
+            // MSC4140's unstable form, which matrix-js-sdk reads to lower
+            // the delay it asks for.
+            DelayedError::MaxDelayExceeded { max_ms } => Self::Json {
+                status: StatusCode::BAD_REQUEST,
+                body: serde_json::json!({
+                    "errcode": "M_UNKNOWN",
+                    "org.matrix.msc4140.errcode": "M_MAX_DELAY_EXCEEDED",
+                    "org.matrix.msc4140.max_delay": max_ms,
+                    "error": message,
+                }),
+            },
+            DelayedError::LimitExceeded { retry_after_ms } => {
+                let mut data = LimitExceededErrorData::new();
+                data.retry_after = Some(RetryAfter::Delay(std::time::Duration::from_millis(retry_after_ms)));
+                Self::new(StatusCode::TOO_MANY_REQUESTS, ErrorKind::LimitExceeded(data), message)
+            }
+            DelayedError::NotFound => Self::not_found(message),
+            DelayedError::RateLimited { retry_after_ms } => {
+                Self::limit_exceeded(std::time::Duration::from_millis(retry_after_ms))
+            }
+            DelayedError::Rooms(e) => e.into(),
+            DelayedError::Storage(e) => e.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let response = match self {
             Self::Matrix { status, kind, message } => {
                 let error =
                     ruma::api::error::Error::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message)));
+                UiaaResponse::MatrixError(error).try_into_http_response::<Vec<u8>>()
+            }
+            Self::Json { status, body } => {
+                let error = ruma::api::error::Error::new(status, ErrorBody::Json(body));
                 UiaaResponse::MatrixError(error).try_into_http_response::<Vec<u8>>()
             }
             Self::Uia(info) => UiaaResponse::AuthResponse(*info).try_into_http_response::<Vec<u8>>(),

@@ -277,6 +277,39 @@ pub trait RouterExt: Sized {
         T::OutgoingResponse: Send,
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like `ruma` (`ruma_with_empty_last` with `empty_last`), except that
+    /// a request whose query has `param` goes to `variant`, with the
+    /// parameter's value: a second endpoint on the same paths, told apart by
+    /// a query parameter (MSC4140's delayed sends, `org.matrix.msc4140.delay`).
+    /// The request is parsed as `T` either way.
+    fn ruma_with_query_variant<T, F, Fut, G, GFut, V>(
+        self,
+        handler: F,
+        param: &'static str,
+        variant: G,
+        empty_last: bool,
+    ) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+        G: Fn(AppState, Ruma<T>, String) -> GFut + Clone + Send + Sync + 'static,
+        GFut: Future<Output = Result<V, ApiError>> + Send + 'static,
+        V: OutgoingResponse + Send;
+}
+
+/// The paths of `T`, each also without its last parameter when
+/// `empty_last`.
+fn paths_of<T: IncomingRequest>(empty_last: bool) -> Vec<&'static str> {
+    let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
+    let shortened = paths
+        .iter()
+        .filter(|_| empty_last)
+        .filter_map(|p| p.strip_suffix('}').and_then(|p| p.rsplit_once("/{")).map(|(head, _)| head));
+    shortened.chain(paths.iter().copied()).collect()
 }
 
 impl RouterExt for Router<AppState> {
@@ -299,13 +332,46 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        let paths: Vec<&'static str> = T::PATH_BUILDER.all_paths().collect();
-        let shortened = paths
-            .clone()
-            .into_iter()
-            .filter_map(|p| p.strip_suffix('}').and_then(|p| p.rsplit_once("/{")).map(|(head, _)| head));
-        let router = mount(self, shortened, handler.clone());
-        mount(router, paths.into_iter(), handler)
+        mount(self, paths_of::<T>(true).into_iter(), handler)
+    }
+
+    fn ruma_with_query_variant<T, F, Fut, G, GFut, V>(
+        self,
+        handler: F,
+        param: &'static str,
+        variant: G,
+        empty_last: bool,
+    ) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+        G: Fn(AppState, Ruma<T>, String) -> GFut + Clone + Send + Sync + 'static,
+        GFut: Future<Output = Result<V, ApiError>> + Send + 'static,
+        V: OutgoingResponse + Send,
+    {
+        let mut router = self;
+        for path in paths_of::<T>(empty_last) {
+            let (handler, variant) = (handler.clone(), variant.clone());
+            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+            router = router.route(
+                path,
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
+                    let (handler, variant) = (handler.clone(), variant.clone());
+                    async move {
+                        let value = form_urlencoded_value(req.uri().query().unwrap_or(""), param);
+                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
+                        match value {
+                            Some(value) => variant(state, req, value).await.map(|r| RumaResponse(r).into_response()),
+                            None => handler(state, req).await.map(|r| RumaResponse(r).into_response()),
+                        }
+                    }
+                }),
+            );
+        }
+        router
     }
 }
 

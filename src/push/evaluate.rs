@@ -7,7 +7,8 @@
 //! actions that notify are stored before syncs wake (the listener runs
 //! ahead of the notifier), so a sync that returns the event counts it;
 //! then they are queued for the users' pushers (`delivery.rs`), while a
-//! sync that will return the event still holds its device's guard.
+//! sync that will return the event still holds its device's guard. A
+//! member who ignores the sender of a non-state event is not evaluated.
 
 use std::{
     collections::HashMap,
@@ -87,6 +88,12 @@ impl PushEvaluation {
         let mut rows = Vec::new();
         for user in members {
             let user = user.to_owned();
+            // Spec: "Ignoring Users": nothing from an ignored user reaches
+            // the client, so it neither notifies nor counts as unread.
+            // Their state events are still sent, and may still notify.
+            if event.state_key().is_none() && push.streams.ignored_users(&user).await?.contains(event.sender()) {
+                continue;
+            }
             let rules = push.rules(&user).await?;
             ctx.user_display_name = context.display_names.get(&user).cloned().unwrap_or_default();
             ctx.user_id = user;

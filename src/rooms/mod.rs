@@ -9,6 +9,7 @@ mod backfill;
 mod create;
 pub mod directory;
 pub mod event_format;
+pub mod hierarchy;
 mod joined;
 mod membership;
 mod relations;
@@ -37,6 +38,7 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoomsPage,
+    hierarchy::{HierarchyPage, HierarchyRequest, RemoteHierarchy, RemoteSpace, SpaceForServer},
     relations::{RECURSION_DEPTH, RelationFilter, RelationsPage, ThreadInclude},
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},

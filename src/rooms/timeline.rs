@@ -5,7 +5,7 @@
 //! N: paginating backwards from it returns events at or before N, forwards
 //! returns events after N.
 
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
 
 use ruma::{
     OwnedEventId, OwnedUserId, RoomId,
@@ -53,13 +53,17 @@ pub struct MessagesPage {
 }
 
 /// Which events a page keeps: the part of a room event filter that
-/// pagination applies (types, senders; `*` wildcards at the end).
+/// pagination applies (types, senders; `*` wildcards at the end), and the
+/// users the reader ignores.
 #[derive(Debug, Default, Clone)]
 pub struct EventFilter {
     pub types: Option<Vec<String>>,
     pub not_types: Vec<String>,
     pub senders: Option<Vec<String>>,
     pub not_senders: Vec<String>,
+    /// The reader's ignored users (`m.ignored_user_list`), whose events
+    /// are left out but for state events.
+    pub ignored: Arc<HashSet<OwnedUserId>>,
 }
 
 fn glob_match(pattern: &str, value: &str) -> bool {
@@ -70,7 +74,17 @@ fn glob_match(pattern: &str, value: &str) -> bool {
 }
 
 impl EventFilter {
+    /// Whether the event is from a user the reader ignores. Spec: "Ignoring
+    /// Users": state events of ignored users are still sent, so that the
+    /// room looks the same to everyone.
+    pub fn ignores(&self, pdu: &Pdu) -> bool {
+        !self.ignored.is_empty() && pdu.state_key().is_none() && self.ignored.contains(pdu.sender())
+    }
+
     pub fn allows(&self, pdu: &Pdu) -> bool {
+        if self.ignores(pdu) {
+            return false;
+        }
         let kind = pdu.kind().to_string();
         let sender = pdu.sender().as_str();
         if self.not_types.iter().any(|p| glob_match(p, &kind)) || self.not_senders.iter().any(|s| s == sender) {
@@ -228,6 +242,9 @@ impl Rooms {
         filter: &EventFilter,
     ) -> Result<(Arc<Pdu>, MessagesPage, MessagesPage, Vec<Arc<Pdu>>), RoomsError> {
         let event = self.event_for_user(user, room_id, event_id).await?;
+        if filter.ignores(&event) {
+            return Err(RoomsError::NotFound("event not found".into()));
+        }
         let position = event.stream_ordering.unwrap_or(0);
         let before_n = limit / 2;
         let after_n = limit - before_n;

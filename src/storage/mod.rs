@@ -6,6 +6,7 @@
 //! tests every backend must pass.
 
 pub mod appservice;
+pub mod delayed_events;
 pub mod directory;
 pub mod e2ee;
 pub mod federation;
@@ -13,6 +14,7 @@ pub mod media;
 pub mod push;
 pub mod pushers;
 pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod search;
 pub mod server_meta;
@@ -23,6 +25,7 @@ pub mod users;
 
 pub use self::{
     appservice::AppserviceStore,
+    delayed_events::DelayedEventStore,
     directory::DirectoryStore,
     e2ee::{E2eeStore, KeyBackupStore},
     federation::FederationStore,
@@ -30,6 +33,7 @@ pub use self::{
     push::PushStore,
     pushers::PusherStore,
     relations::RelationStore,
+    reports::ReportStore,
     rooms::{EventStore, MembershipStore, StateStore},
     search::SearchStore,
     server_meta::ServerMetaStore,
@@ -68,12 +72,14 @@ pub trait Storage:
     + PushStore
     + PusherStore
     + RelationStore
+    + ReportStore
     + FederationStore
     + DirectoryStore
     + SearchStore
     + ServerMetaStore
     + SyncStore
     + AppserviceStore
+    + DelayedEventStore
 {
     /// Lets the writes queued so far commit, then refuses new ones
     /// (`WriterGone`); reads go on working. Called once, at shutdown.

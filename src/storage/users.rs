@@ -24,6 +24,9 @@ use super::Result;
 /// - Tokens are kept and looked up only as the hashes given.
 /// - A write that removes devices removes their pushers (and what those
 ///   had queued) in the same step (`PusherStore`).
+/// - `find_openid_token` never finds a token past its expiry, nor one of a
+///   deactivated account; expired OpenID tokens are deleted eventually
+///   (the SQLite backend does it in `insert_openid_token`'s write).
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     /// Creates an account (with its display name, if any), consuming a
@@ -105,6 +108,14 @@ pub trait AccountStore: Send + Sync {
 
     /// Whether the token exists, has uses left and has not expired.
     async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool>;
+
+    /// Stores an OpenID token (hashed) of `user_id`, valid until
+    /// `expires_ts` (Unix ms).
+    async fn insert_openid_token(&self, hash: Vec<u8>, user_id: OwnedUserId, expires_ts: i64) -> Result<()>;
+
+    /// The owner of a hashed OpenID token still valid at `now_ts` (Unix
+    /// ms), if the account is active.
+    async fn find_openid_token(&self, hash: Vec<u8>, now_ts: i64) -> Result<Option<OwnedUserId>>;
 }
 
 /// A stored account.

@@ -2,8 +2,10 @@
 //! events: typing notifications, receipts and read markers, presence,
 //! account data (with room tags) and stored filters (client-server API,
 //! "Typing Notifications", "Receipts", "Fully read markers", "Presence",
-//! "Client Config", "Room Tagging", "Filtering").
+//! "Client Config", "Room Tagging", "Filtering"), and the users each user
+//! ignores ("Ignoring Users", `ignored.rs`).
 
+pub mod ignored;
 pub mod typing;
 
 use std::sync::Arc;
@@ -11,7 +13,10 @@ use std::sync::Arc;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId, api::client::filter::FilterDefinition};
 use serde_json::Value;
 
-pub use self::typing::Typing;
+pub use self::{
+    ignored::{IGNORED_USER_LIST, IgnoredUsers},
+    typing::Typing,
+};
 use crate::{
     commit::{Commit, CommitPipeline},
     config::Config,
@@ -50,6 +55,9 @@ pub struct Streams {
     /// Stored filters as sync uses them. A filter never changes once
     /// created, so each is parsed once and shared by every sync using it.
     filters: quick_cache::sync::Cache<(OwnedUserId, i64), Arc<FilterDefinition>>,
+    /// Each user's ignored users, as last stored: replaced by the write
+    /// that changes them, before the user's syncs are woken.
+    ignored: quick_cache::sync::Cache<OwnedUserId, IgnoredUsers>,
 }
 
 /// How many users' stored presence is kept in memory.
@@ -85,7 +93,8 @@ impl Streams {
         let typing = Typing::new(commits.clone(), rooms.clone(), typing_start);
         let presence = quick_cache::sync::Cache::new(PRESENCE_CACHE_ENTRIES);
         let filters = quick_cache::sync::Cache::new(FILTER_CACHE_ENTRIES);
-        Self { db, config, commits, rooms, typing, presence, filters }
+        let ignored = quick_cache::sync::Cache::new(ignored::CACHE_ENTRIES);
+        Self { db, config, commits, rooms, typing, presence, filters, ignored }
     }
 
     /// Sets global (`room` = None) or room account data and wakes the user.
@@ -101,6 +110,9 @@ impl Streams {
         }
         if matches!(kind, "m.fully_read" | "m.push_rules") {
             return Err(StreamsError::BadJson(format!("{kind} cannot be set as account data directly")));
+        }
+        if room.is_none() && kind == IGNORED_USER_LIST {
+            ignored::check(&content).map_err(StreamsError::BadJson)?;
         }
         self.store_account_data(user, room, kind, &content).await
     }
@@ -124,8 +136,29 @@ impl Streams {
         let room_key = room.map(|r| r.to_string()).unwrap_or_default();
         let position =
             self.db.set_account_data(user.to_string(), room_key, kind.to_owned(), content.to_string()).await?;
+        if room.is_none() && kind == IGNORED_USER_LIST {
+            // Replaced, not removed, before any sync wakes: a read that
+            // missed the cache while the write ran cannot put back the
+            // list it read before (its placeholder is gone).
+            self.ignored.insert(user.clone(), ignored::parse(user, Some(&content.to_string())));
+        }
         self.commits.committed(Commit::AccountData { position, user }).await;
         Ok(())
+    }
+
+    /// The users `user` ignores (spec: "Ignoring Users"), from memory when
+    /// known: sync, pagination and push evaluation ask for every request.
+    pub async fn ignored_users(&self, user: &OwnedUserId) -> Result<IgnoredUsers> {
+        let guard = match self.ignored.get_value_or_guard_async(user).await {
+            Ok(users) => return Ok(users),
+            Err(guard) => guard,
+        };
+        let stored = self.db.get_account_data(user.to_string(), String::new(), IGNORED_USER_LIST.to_owned()).await?;
+        let users = ignored::parse(user, stored.as_deref());
+        // Refused when a write replaced the placeholder meanwhile: that
+        // write's list is the newer one.
+        let _ = guard.insert(users.clone());
+        Ok(users)
     }
 
     pub async fn get_account_data(&self, user: &OwnedUserId, room: Option<&RoomId>, kind: &str) -> Result<Value> {

@@ -48,6 +48,14 @@ pub struct Scope<'a> {
     pub ephemeral: EphemeralOptions,
 }
 
+impl Scope<'_> {
+    /// Whether the syncing user ignores `sender` (spec: "Ignoring Users").
+    pub fn ignores(&self, sender: &str) -> bool {
+        let ignored = &self.timeline.filter.ignored;
+        !ignored.is_empty() && ruma::UserId::parse(sender).is_ok_and(|u| ignored.contains(&u))
+    }
+}
+
 /// The user's membership of a room in view. Invites and knocks carry only
 /// stripped state and are not planned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use super::{
         ephemeral, memberships, presence, rooms, timeline, to_device,
     },
 };
-use crate::{push, storage::sync::SyncUserRows};
+use crate::{push, rooms::EventFilter, storage::sync::SyncUserRows, streams::IgnoredUsers};
 
 /// Whether an incremental response carries nothing for the client.
 pub fn is_empty(r: &Response) -> bool {
@@ -69,7 +69,7 @@ pub(super) async fn compute(
         user_id: &req.user_id,
         device_id: &req.device_id,
         window,
-        timeline: timeline_options(&req.filter.room),
+        timeline: timeline_options(&req.filter.room, syncer.streams.ignored_users(&req.user_id).await?),
         ephemeral: EphemeralOptions { receipts: true, typing: true },
     };
 
@@ -109,9 +109,9 @@ pub(super) async fn compute(
     Ok(response)
 }
 
-fn timeline_options(filter: &RoomFilter) -> TimelineOptions {
+fn timeline_options(filter: &RoomFilter, ignored: IgnoredUsers) -> TimelineOptions {
     TimelineOptions {
-        filter: timeline::event_filter(&filter.timeline),
+        filter: EventFilter { ignored, ..timeline::event_filter(&filter.timeline) },
         lazy_members: matches!(filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. }),
         thread_counts: filter.timeline.unread_thread_notifications,
     }
@@ -181,7 +181,10 @@ async fn select_rooms(
                 plans.push(RoomPlan::new(view, account_data.take_room(&room)));
             }
             "invite" if changed_membership => {
-                out.invite.insert(room_id.clone(), memberships::invited_room(scope, &room_id).await?);
+                // Spec: "Ignoring Users": invites from ignored users are not sent.
+                if let Some(invited) = memberships::invited_room(scope, &room_id).await? {
+                    out.invite.insert(room_id, invited);
+                }
             }
             "knock" if changed_membership => {
                 out.knock.insert(room_id.clone(), memberships::knocked_room(scope, &room_id).await?);

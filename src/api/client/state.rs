@@ -5,7 +5,10 @@ use axum::Router;
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
 use serde_json::Value;
 
-use super::events::{client_event, raw_events};
+use super::{
+    delayed_events::{DELAY_PARAM, send_delayed_state},
+    events::{client_event, raw_events},
+};
 use crate::{
     http::{ApiError, RouterExt, Ruma},
     rooms::EventDraft,
@@ -13,7 +16,12 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(get_all).ruma_with_empty_last(get_one).ruma_with_empty_last(put)
+    router.ruma(get_all).ruma_with_empty_last(get_one).ruma_with_query_variant(
+        put,
+        DELAY_PARAM,
+        send_delayed_state,
+        true,
+    )
 }
 
 async fn get_all(

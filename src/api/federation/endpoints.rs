@@ -1,7 +1,8 @@
 //! The federation endpoints but the membership handshakes: keys and the
 //! notary, version, transactions, room history (event, state, auth chain,
-//! backfill, missing events), directory and profile queries, public rooms
-//! and end-to-end encryption keys and devices.
+//! backfill, missing events), directory and profile queries, public rooms,
+//! space hierarchies, end-to-end encryption keys and devices, and OpenID
+//! userinfo.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +14,9 @@ use ruma::api::federation::{
     discovery::{get_remote_server_keys, get_remote_server_keys_batch, get_server_keys, get_server_version},
     event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
     keys::{claim_keys, get_keys},
+    openid::get_openid_userinfo,
     query::{get_profile_information, get_room_information},
+    space::get_hierarchy,
     transactions::send_transaction_message,
 };
 use serde_json::Value;
@@ -312,4 +315,27 @@ pub(super) async fn public_rooms_filtered(
     response.prev_batch = page.prev_batch;
     response.total_room_count_estimate = page.total_room_count_estimate;
     Ok(response)
+}
+
+pub(super) async fn hierarchy(
+    state: AppState,
+    req: Fed<get_hierarchy::v1::Request>,
+) -> Result<get_hierarchy::v1::Response, ApiError> {
+    let origin = req.origin().to_owned();
+    let space = state.federation.answer_hierarchy(&origin, &req.body.room_id, req.body.suggested_only).await?;
+    let mut response = get_hierarchy::v1::Response::new(space.room);
+    response.children = space.children;
+    response.inaccessible_children = space.inaccessible_children;
+    Ok(response)
+}
+
+/// Whose OpenID token this is (server-server API, "OpenID"). Asked by a
+/// third party, not a server: the request is not signed, the token is the
+/// credential.
+pub(super) async fn openid_userinfo(
+    state: AppState,
+    req: Fed<get_openid_userinfo::v1::Request>,
+) -> Result<get_openid_userinfo::v1::Response, ApiError> {
+    let user_id = state.users.openid_userinfo(&req.body.access_token).await?;
+    Ok(get_openid_userinfo::v1::Response::new(user_id))
 }

@@ -178,9 +178,11 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, endpoints::query_profile);
     let router = mount(router, endpoints::public_rooms);
     let router = mount(router, endpoints::public_rooms_filtered);
+    let router = mount(router, endpoints::hierarchy);
     let router = mount(router, endpoints::user_keys_query);
     let router = mount(router, endpoints::user_keys_claim);
     let router = mount(router, endpoints::user_devices);
+    let router = mount(router, endpoints::openid_userinfo);
     // The legacy `/_matrix/key/v2/server/{keyId}` answers like the plain path.
     router.route(
         "/_matrix/key/v2/server/{key_id}",

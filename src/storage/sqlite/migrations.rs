@@ -19,6 +19,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_pushers.sql"),
     include_str!("migrations/0010_search.sql"),
     include_str!("migrations/0011_relations.sql"),
+    include_str!("migrations/0012_reports.sql"),
+    include_str!("migrations/0013_openid.sql"),
+    include_str!("migrations/0014_delayed_events.sql"),
     include_str!("migrations/0016_appservice.sql"),
 ];
 

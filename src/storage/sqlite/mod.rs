@@ -8,6 +8,7 @@
 
 mod appservice;
 mod backup;
+mod delayed_events;
 mod directory;
 mod e2ee;
 mod events;
@@ -18,6 +19,7 @@ mod migrations;
 mod push;
 mod pushers;
 mod relations;
+mod reports;
 mod search;
 mod server_meta;
 mod state;

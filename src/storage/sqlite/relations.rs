@@ -29,7 +29,7 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
              JOIN events e ON e.event_id = r.event_id
              JOIN events p ON p.event_id = r.relates_to
              WHERE r.relates_to = ?1 AND r.rel_type = 'm.replace' AND e.redacted_by IS NULL
-               AND r.room_id = p.room_id AND e.sender = p.sender AND e.type = p.type
+               AND +r.room_id = p.room_id AND e.sender = p.sender AND e.type = p.type
                AND e.state_key IS NULL AND p.state_key IS NULL
                AND json_type(e.json, '$.content.\"m.new_content\"') = 'object'
              ORDER BY e.origin_server_ts DESC, e.event_id DESC LIMIT 1",
@@ -41,11 +41,11 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
         "SELECT COUNT(*), MAX(r.sender = ?2),
                     (SELECT r2.event_id FROM event_relations r2 JOIN events e2 ON e2.event_id = r2.event_id
                      WHERE r2.relates_to = ?1 AND r2.rel_type = 'm.thread' AND e2.redacted_by IS NULL
-                       AND r2.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
+                       AND +r2.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
                      ORDER BY r2.stream_ordering DESC LIMIT 1)
              FROM event_relations r JOIN events e ON e.event_id = r.event_id
              WHERE r.relates_to = ?1 AND r.rel_type = 'm.thread' AND e.redacted_by IS NULL
-               AND r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)",
+               AND +r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)",
         params![parent, user],
         |r| {
             let count: i64 = r.get(0)?;
@@ -62,7 +62,7 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
         let mut stmt = c.prepare_cached(
             "SELECT r.event_id FROM event_relations r JOIN events e ON e.event_id = r.event_id
              WHERE r.relates_to = ?1 AND r.rel_type = 'm.reference' AND e.redacted_by IS NULL
-               AND r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
+               AND +r.room_id = (SELECT room_id FROM events WHERE event_id = ?1)
              ORDER BY r.stream_ordering ASC",
         )?;
         stmt.query_map([parent], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?
@@ -77,39 +77,49 @@ fn summary(c: &Connection, parent: &str, user: &str) -> Result<Option<RelationSu
 impl RelationStore for SqliteStore {
     async fn relations(&self, q: RelationQuery) -> Result<Vec<StoredEvent>> {
         self.read(move |c| {
-            let (sql, from, to) = match q.direction {
+            let (order, bounds, from, to) = match q.direction {
                 Direction::Backward => (
-                    "WITH RECURSIVE tree(event_id, depth) AS (
-                         SELECT event_id, 1 FROM event_relations WHERE relates_to = ?1 AND room_id = ?2
-                         UNION
-                         SELECT r.event_id, tree.depth + 1 FROM event_relations r
-                         JOIN tree ON r.relates_to = tree.event_id
-                         WHERE tree.depth < ?8 AND r.room_id = ?2)
-                     SELECT {cols} FROM events
-                     WHERE event_id IN (SELECT r.event_id FROM tree JOIN event_relations r ON r.event_id = tree.event_id
-                                        WHERE (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
-                       AND stream_ordering <= ?5 AND stream_ordering > ?6 AND redacted_by IS NULL
-                     ORDER BY stream_ordering DESC LIMIT ?7",
+                    "DESC",
+                    "r.stream_ordering <= ?5 AND r.stream_ordering > ?6",
                     q.from.unwrap_or(i64::MAX),
                     q.to.unwrap_or(i64::MIN),
                 ),
                 Direction::Forward => (
-                    "WITH RECURSIVE tree(event_id, depth) AS (
-                         SELECT event_id, 1 FROM event_relations WHERE relates_to = ?1 AND room_id = ?2
-                         UNION
-                         SELECT r.event_id, tree.depth + 1 FROM event_relations r
-                         JOIN tree ON r.relates_to = tree.event_id
-                         WHERE tree.depth < ?8 AND r.room_id = ?2)
-                     SELECT {cols} FROM events
-                     WHERE event_id IN (SELECT r.event_id FROM tree JOIN event_relations r ON r.event_id = tree.event_id
-                                        WHERE (?3 IS NULL OR r.rel_type = ?3) AND (?4 IS NULL OR r.type = ?4))
-                       AND stream_ordering > ?5 AND stream_ordering <= ?6 AND redacted_by IS NULL
-                     ORDER BY stream_ordering ASC LIMIT ?7",
+                    "ASC",
+                    "r.stream_ordering > ?5 AND r.stream_ordering <= ?6",
                     q.from.unwrap_or(i64::MIN),
                     q.to.unwrap_or(i64::MAX),
                 ),
             };
-            let sql = sql.replace("{cols}", EVENT_COLUMNS);
+            // The page's ids first, then their columns. Direct relations of
+            // one type are a range of the by-parent index, read in order and
+            // stopped at the limit; otherwise the relations (and theirs, to
+            // the depth asked) are gathered and sorted. `+room_id` keeps
+            // SQLite off the by-room index, which would scan every relation
+            // in the room (and, in the recursive step, once per relation).
+            let relating = if q.depth <= 1 && q.rel_type.is_some() {
+                "SELECT r.event_id, r.stream_ordering FROM event_relations r
+                 JOIN events e ON e.event_id = r.event_id
+                 WHERE r.relates_to = ?1 AND +r.room_id = ?2 AND r.rel_type = ?3 AND ?8 >= 1"
+            } else {
+                "WITH RECURSIVE tree(event_id, depth) AS (
+                     SELECT event_id, 1 FROM event_relations WHERE relates_to = ?1 AND +room_id = ?2
+                     UNION
+                     SELECT r.event_id, tree.depth + 1 FROM tree
+                     JOIN event_relations r ON r.relates_to = tree.event_id
+                     WHERE tree.depth < ?8 AND +r.room_id = ?2)
+                 SELECT r.event_id, r.stream_ordering FROM tree
+                 JOIN event_relations r ON r.event_id = tree.event_id
+                 JOIN events e ON e.event_id = r.event_id
+                 WHERE (?3 IS NULL OR r.rel_type = ?3)"
+            };
+            let sql = format!(
+                "WITH page(id, pos) AS (
+                     {relating} AND (?4 IS NULL OR r.type = ?4) AND {bounds} AND e.redacted_by IS NULL
+                     ORDER BY r.stream_ordering {order} LIMIT ?7)
+                 SELECT {EVENT_COLUMNS} FROM page JOIN events ON events.event_id = page.id
+                 ORDER BY page.pos {order}"
+            );
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(
                 params![q.parent, q.room_id, q.rel_type, q.event_type, from, to, q.limit as i64, q.depth.max(1)],

@@ -169,6 +169,7 @@ impl AccountStore for SqliteStore {
             }
             c.exec("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
             c.exec("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
+            c.exec("DELETE FROM openid_tokens WHERE user_id = ?1", [user_id.as_str()])?;
             Ok(())
         })
         .await
@@ -389,6 +390,35 @@ impl AccountStore for SqliteStore {
 
     async fn registration_token_valid(&self, hash: Vec<u8>) -> Result<bool> {
         self.read(move |c| registration_token_usable(c, &hash, now_ms())).await
+    }
+
+    // Tokens live an hour and are not looked up often, so the expired ones
+    // go here rather than on a timer: the table holds about an hour's worth.
+    async fn insert_openid_token(&self, hash: Vec<u8>, user_id: OwnedUserId, expires_ts: i64) -> Result<()> {
+        self.write(move |c| {
+            c.exec("DELETE FROM openid_tokens WHERE expires_ts <= ?1", [now_ms()])?;
+            c.exec(
+                "INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?1, ?2, ?3)",
+                params![hash, user_id.as_str(), expires_ts],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn find_openid_token(&self, hash: Vec<u8>, now_ts: i64) -> Result<Option<OwnedUserId>> {
+        self.read(move |c| {
+            let user: Option<String> = c
+                .one(
+                    "SELECT t.user_id FROM openid_tokens t JOIN users u ON u.user_id = t.user_id
+                     WHERE t.token_hash = ?1 AND t.expires_ts > ?2 AND u.deactivated = 0",
+                    params![hash, now_ts],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(user.map(parse_user_id).transpose()?)
+        })
+        .await
     }
 }
 

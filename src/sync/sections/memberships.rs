@@ -14,9 +14,26 @@ use serde_json::{Value, json};
 use super::{super::scope::Scope, raw};
 use crate::{rooms::STRIPPED_STATE, sync::SyncError};
 
-/// A room the user is invited to.
-pub async fn invited_room(scope: &Scope<'_>, room: &RoomId) -> Result<InvitedRoom, SyncError> {
-    Ok(InvitedRoom::from(InviteState::from(stripped_state(scope, room).await?)))
+/// A room the user is invited to, unless by a user they ignore (spec:
+/// "Ignoring Users": servers must not send such invites).
+pub async fn invited_room(scope: &Scope<'_>, room: &RoomId) -> Result<Option<InvitedRoom>, SyncError> {
+    let state = stripped_state(scope, room).await?;
+    if inviter(scope, &state).is_some_and(|sender| scope.ignores(&sender)) {
+        return Ok(None);
+    }
+    Ok(Some(InvitedRoom::from(InviteState::from(state))))
+}
+
+/// Who sent the user's membership event among a room's stripped state.
+fn inviter<T>(scope: &Scope<'_>, state: &[Raw<T>]) -> Option<String> {
+    let field = |event: &Raw<T>, name: &str| event.get_field::<String>(name).ok().flatten();
+    state
+        .iter()
+        .find(|e| {
+            field(e, "type").as_deref() == Some("m.room.member")
+                && field(e, "state_key").as_deref() == Some(scope.user_id.as_str())
+        })
+        .and_then(|e| field(e, "sender"))
 }
 
 /// A room the user knocked on.

@@ -53,6 +53,7 @@ pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
         not_types: filter.not_types.clone(),
         senders: filter.senders.as_ref().map(|s| s.iter().map(|u| u.to_string()).collect()),
         not_senders: filter.not_senders.iter().map(|u| u.to_string()).collect(),
+        ignored: Default::default(),
     }
 }
 

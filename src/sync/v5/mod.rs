@@ -107,7 +107,11 @@ pub(super) async fn compute(
         user_id: &req.user_id,
         device_id: &req.device_id,
         window,
-        timeline: TimelineOptions { filter: EventFilter::default(), lazy_members: false, thread_counts: false },
+        timeline: TimelineOptions {
+            filter: EventFilter { ignored: syncer.streams.ignored_users(&req.user_id).await?, ..Default::default() },
+            lazy_members: false,
+            thread_counts: false,
+        },
         ephemeral: EphemeralOptions {
             receipts: ext.receipts.enabled == Some(true),
             typing: ext.typing.enabled == Some(true),
@@ -259,6 +263,8 @@ async fn read_list_rooms(
         let info = state.room_info.get(&room_id).cloned().unwrap_or_default();
         let membership = match membership.as_str() {
             "join" => ListMembership::Join,
+            // Spec: "Ignoring Users": invites from ignored users are not sent.
+            "invite" if info.membership_sender.as_deref().is_some_and(|s| scope.ignores(s)) => continue,
             "invite" => ListMembership::Invite,
             "knock" => ListMembership::Knock,
             "leave" | "ban" => {
