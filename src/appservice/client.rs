@@ -3,7 +3,10 @@
 //! `hs_token`. The operator chose the URL, so loopback and private
 //! addresses are allowed; every request has a connect and a total timeout.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use ruma::{
     OwnedRoomAliasId, OwnedTransactionId, OwnedUserId,
@@ -18,7 +21,7 @@ use ruma::{
     },
     serde::Raw,
 };
-use serde_json::value::RawValue;
+use serde_json::{Map, Value, json, value::RawValue};
 
 use super::registration::Appservice;
 
@@ -26,6 +29,50 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of an error body a failed ping reports.
 const MAX_REPORTED_BODY: usize = 4096;
+
+/// What a transaction carries beyond events and ephemeral data, under the
+/// keys Synapse sends (MSC2409's to-device key, MSC3202's with both forms
+/// of the one-time key counts' name); each is left out when empty.
+#[derive(Debug, Default)]
+pub(super) struct TransactionExtras {
+    pub to_device: Vec<Value>,
+    pub changed: Vec<String>,
+    pub left: Vec<String>,
+    /// user → device → algorithm → count.
+    pub one_time_keys_count: BTreeMap<String, BTreeMap<String, Value>>,
+    /// user → device → algorithms.
+    pub unused_fallback_key_types: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl TransactionExtras {
+    fn is_empty(&self) -> bool {
+        self.to_device.is_empty()
+            && self.changed.is_empty()
+            && self.left.is_empty()
+            && self.one_time_keys_count.is_empty()
+            && self.unused_fallback_key_types.is_empty()
+    }
+
+    fn add_to(self, body: &mut Map<String, Value>) {
+        if !self.to_device.is_empty() {
+            body.insert("de.sorunome.msc2409.to_device".into(), self.to_device.into());
+        }
+        if !self.changed.is_empty() || !self.left.is_empty() {
+            body.insert("org.matrix.msc3202.device_lists".into(), json!({"changed": self.changed, "left": self.left}));
+        }
+        if !self.one_time_keys_count.is_empty() {
+            let counts = json!(self.one_time_keys_count);
+            body.insert("org.matrix.msc3202.device_one_time_key_counts".into(), counts.clone());
+            body.insert("org.matrix.msc3202.device_one_time_keys_count".into(), counts);
+        }
+        if !self.unused_fallback_key_types.is_empty() {
+            body.insert(
+                "org.matrix.msc3202.device_unused_fallback_key_types".into(),
+                json!(self.unused_fallback_key_types),
+            );
+        }
+    }
+}
 
 /// Why a request to an appservice failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,16 +114,18 @@ impl AppserviceClient {
         txn_id: OwnedTransactionId,
         events: Vec<Box<RawValue>>,
         ephemeral: Vec<Box<RawValue>>,
+        extras: TransactionExtras,
     ) -> Result<(), AppserviceCallError> {
         let mut request = push_events::v1::Request::new(txn_id, events.into_iter().map(Raw::from_json).collect());
         request.ephemeral = ephemeral.iter().cloned().map(Raw::from_json).collect();
         let mut http_request = self.build(appservice, request)?;
-        if !ephemeral.is_empty() {
+        if !ephemeral.is_empty() || !extras.is_empty() {
             let mut body: serde_json::Map<String, serde_json::Value> =
                 serde_json::from_slice(http_request.body()).map_err(|e| AppserviceCallError::Request(e.to_string()))?;
             if let Some(stable) = body.get("ephemeral").cloned() {
                 body.insert("de.sorunome.msc2409.ephemeral".into(), stable);
             }
+            extras.add_to(&mut body);
             *http_request.body_mut() =
                 serde_json::to_vec(&body).map_err(|e| AppserviceCallError::Request(e.to_string()))?;
         }

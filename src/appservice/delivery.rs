@@ -14,11 +14,11 @@ use std::{
 };
 
 use ruma::OwnedTransactionId;
-use serde_json::value::RawValue;
+use serde_json::{Value, value::RawValue};
 use tokio::sync::watch;
 
 use super::{
-    client::{AppserviceCallError, AppserviceClient},
+    client::{AppserviceCallError, AppserviceClient, TransactionExtras},
     registration::Appservice,
 };
 use crate::storage::{Storage, StorageError, appservice::AppserviceItemKind};
@@ -91,19 +91,52 @@ impl Delivery {
         let Some(txn) = self.db.appservice_transaction(appservice.id().to_owned(), MAX_ITEMS).await? else {
             return Ok(false);
         };
-        let (mut events, mut ephemeral) = (Vec::new(), Vec::new());
+        let (mut events, mut ephemeral, mut extras) = (Vec::new(), Vec::new(), TransactionExtras::default());
         for (kind, json) in txn.items {
-            let Ok(raw) = RawValue::from_string(json) else { continue };
             match kind {
-                AppserviceItemKind::Event => events.push(raw),
-                AppserviceItemKind::Ephemeral => ephemeral.push(raw),
+                AppserviceItemKind::Event | AppserviceItemKind::Ephemeral => {
+                    let Ok(raw) = RawValue::from_string(json) else { continue };
+                    if kind == AppserviceItemKind::Event { events.push(raw) } else { ephemeral.push(raw) }
+                }
+                AppserviceItemKind::ToDevice => extras.to_device.extend(serde_json::from_str::<Value>(&json).ok()),
+                AppserviceItemKind::DeviceListChanged | AppserviceItemKind::DeviceListLeft => {
+                    let Ok(user) = serde_json::from_str::<String>(&json) else { continue };
+                    // The latest word on a user wins.
+                    extras.changed.retain(|u| *u != user);
+                    extras.left.retain(|u| *u != user);
+                    if kind == AppserviceItemKind::DeviceListChanged {
+                        extras.changed.push(user);
+                    } else {
+                        extras.left.push(user);
+                    }
+                }
+                AppserviceItemKind::KeyCounts => {
+                    let Ok(counts) = serde_json::from_str::<KeyCounts>(&json) else { continue };
+                    // A later count of the same device replaces an earlier one.
+                    extras
+                        .one_time_keys_count
+                        .entry(counts.user_id.clone())
+                        .or_default()
+                        .insert(counts.device_id.clone(), counts.counts);
+                    let fallback = extras.unused_fallback_key_types.entry(counts.user_id).or_default();
+                    fallback.insert(counts.device_id, counts.fallback);
+                }
             }
         }
         let txn_id: OwnedTransactionId = txn.txn_id.to_string().into();
-        self.client.send_transaction(appservice, txn_id, events, ephemeral).await?;
+        self.client.send_transaction(appservice, txn_id, events, ephemeral, extras).await?;
         self.db.complete_appservice_transaction(appservice.id().to_owned(), txn.txn_id).await?;
         Ok(true)
     }
+}
+
+/// A queued `KeyCounts` item.
+#[derive(serde::Deserialize)]
+struct KeyCounts {
+    user_id: String,
+    device_id: String,
+    counts: Value,
+    fallback: Value,
 }
 
 async fn run_worker(delivery: Weak<Delivery>, appservice: Arc<Appservice>, mut stopped: watch::Receiver<bool>) {

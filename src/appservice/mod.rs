@@ -302,6 +302,7 @@ impl Appservices {
             return Ok(());
         }
         let mut items = Vec::new();
+        let mut delivered_to_device = None;
         match commit {
             Commit::RoomEvent { event, wake, .. } => {
                 let mut json = None;
@@ -359,6 +360,37 @@ impl Appservices {
                     }
                 }
             }
+            Commit::ToDevice { position: Some(position), wake, .. } => {
+                let users = self.queue_to_device(*position, wake, &mut items).await?;
+                if !users.is_empty() {
+                    delivered_to_device = Some((*position, users));
+                }
+            }
+            // MSC3202: device list changes of users sharing a room with its users.
+            Commit::DeviceList { user, audience, .. } => {
+                let changed = serde_json::Value::from(user.as_str()).to_string();
+                for a in self.list.iter().filter(|a| a.wants_msc3202()) {
+                    if a.is_user_in_namespace(user) || audience.iter().any(|u| a.is_user_in_namespace(u)) {
+                        items.push(item(a, AppserviceItemKind::DeviceListChanged, changed.clone()));
+                    }
+                }
+            }
+            Commit::OneTimeKeys { user, device } => {
+                let owners: Vec<&Arc<Appservice>> =
+                    self.list.iter().filter(|a| a.wants_msc3202() && a.is_user_in_namespace(user)).collect();
+                if !owners.is_empty() {
+                    let mut counts: BTreeMap<String, i64> =
+                        self.db.one_time_key_counts(user.to_string(), (*device).to_owned()).await?.into_iter().collect();
+                    // As /sync: always there, so the bridge knows to upload more.
+                    counts.entry("signed_curve25519".into()).or_insert(0);
+                    let fallback = self.db.unused_fallback_key_types(user.to_string(), (*device).to_owned()).await?;
+                    let json =
+                        json!({"user_id": user, "device_id": device, "counts": counts, "fallback": fallback}).to_string();
+                    for a in owners {
+                        items.push(item(a, AppserviceItemKind::KeyCounts, json.clone()));
+                    }
+                }
+            }
             _ => {}
         }
         // An appservice without a URL receives nothing: queue nothing for it.
@@ -369,9 +401,69 @@ impl Appservices {
         let mut woken: Vec<String> = items.iter().map(|i| i.appservice_id.clone()).collect();
         woken.dedup();
         self.db.queue_appservice_items(items).await?;
+        // Queued first: a crash in between leaves a copy for /sync, never none.
+        if let Some((position, users)) = delivered_to_device {
+            self.db.delete_to_device_at(position, users).await?;
+        }
         self.delivery.wake(&woken);
         Ok(())
     }
+}
+
+impl Appservices {
+    /// MSC2409 / MSC4203: the to-device messages queued at `position` for
+    /// namespace users go to their appservice, each with `to_user_id` and
+    /// `to_device_id`. Those of exclusive namespace users then count as
+    /// delivered (the appservice's queue keeps them until it acknowledges
+    /// them, and those users do not sync); those of users an appservice
+    /// only shares stay for the users' own syncs too (MSC4203's suggested
+    /// rule). Returns those users.
+    async fn queue_to_device(
+        &self,
+        position: i64,
+        recipients: &[&UserId],
+        items: &mut Vec<AppserviceItem>,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut users: Vec<String> = recipients
+            .iter()
+            .filter(|u| self.list.iter().any(|a| a.wants_to_device() && a.is_user_in_namespace(u)))
+            .map(|u| u.to_string())
+            .collect();
+        users.sort();
+        users.dedup();
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut delivered = Vec::new();
+        for (user_id, device_id, message) in self.db.to_device_at(position, users).await? {
+            let Ok(user) = <&UserId>::try_from(user_id.as_str()) else { continue };
+            let content: serde_json::Value =
+                serde_json::from_str(&message.content).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let json = json!({
+                "type": message.kind,
+                "sender": message.sender,
+                "content": content,
+                "to_user_id": user,
+                "to_device_id": device_id,
+            })
+            .to_string();
+            let mut exclusive = false;
+            for a in self.list.iter().filter(|a| a.wants_to_device() && a.is_user_in_namespace(user)) {
+                exclusive |= a.is_exclusive_user(user);
+                items.push(item(a, AppserviceItemKind::ToDevice, json.clone()));
+            }
+            if exclusive && a_url_receives(&self.list, user) && !delivered.contains(&user_id) {
+                delivered.push(user_id);
+            }
+        }
+        Ok(delivered)
+    }
+}
+
+/// Whether an appservice with a URL (one that receives transactions)
+/// claims `user` exclusively.
+fn a_url_receives(list: &[Arc<Appservice>], user: &UserId) -> bool {
+    list.iter().any(|a| a.registration.url.is_some() && a.wants_to_device() && a.is_exclusive_user(user))
 }
 
 fn item(a: &Appservice, kind: AppserviceItemKind, json: String) -> AppserviceItem {

@@ -100,6 +100,18 @@ impl Appservice {
         self.receive_ephemeral
     }
 
+    /// Whether it asked for MSC3202's transaction extensions (device list
+    /// changes, one-time key counts, fallback key types).
+    pub fn wants_msc3202(&self) -> bool {
+        self.msc3202
+    }
+
+    /// Whether it receives its users' to-device messages (MSC2409, sent
+    /// with the ephemeral data, as Synapse does) — here only with MSC3202.
+    pub fn wants_to_device(&self) -> bool {
+        self.msc3202 && self.receive_ephemeral
+    }
+
     /// Whether requests with its token are rate-limited (`rate_limited`
     /// defaults to true).
     pub fn is_rate_limited(&self) -> bool {

@@ -81,6 +81,9 @@ pub enum Commit<'a> {
     ToDevice { position: Option<i64>, wake: &'a [&'a UserId], sender: &'a UserId, remote: Option<&'a RemoteToDevice> },
     /// A user's device list changed; `audience` shares a room with them.
     DeviceList { position: i64, user: &'a UserId, audience: &'a [OwnedUserId] },
+    /// A device's one-time or fallback keys changed (an upload, a claim);
+    /// no stream moves: `/sync` reads the counts each time.
+    OneTimeKeys { user: &'a UserId, device: &'a str },
 }
 
 /// To-device messages for users of other servers.
@@ -113,7 +116,7 @@ impl Commit<'_> {
             | Commit::Presence { position, .. }
             | Commit::DeviceList { position, .. } => Some((Stream::Misc, *position)),
             Commit::ToDevice { position, .. } => position.map(|p| (Stream::Misc, p)),
-            Commit::Backfilled { .. } => None,
+            Commit::Backfilled { .. } | Commit::OneTimeKeys { .. } => None,
             Commit::Typing { position, .. } => position.map(|p| (Stream::Typing, p)),
         }
     }
@@ -126,7 +129,7 @@ impl Commit<'_> {
             | Commit::Typing { wake, .. }
             | Commit::ToDevice { wake, .. } => wake.iter().for_each(|u| f(u)),
             Commit::RemoteInvite { user, .. } | Commit::AccountData { user, .. } => f(user),
-            Commit::Backfilled { .. } => {}
+            Commit::Backfilled { .. } | Commit::OneTimeKeys { .. } => {}
             Commit::Presence { user, audience, .. } | Commit::DeviceList { user, audience, .. } => {
                 audience.iter().for_each(|u| f(u));
                 f(user);

@@ -169,6 +169,7 @@ impl E2ee {
                 }
             }
         }
+        let keys_changed = !otks.is_empty() || !fallbacks.is_empty();
         if !otks.is_empty()
             && let Some(key_id) = self.db.add_one_time_keys(user.clone(), device.clone(), otks).await?
         {
@@ -176,6 +177,9 @@ impl E2ee {
         }
         if !fallbacks.is_empty() {
             self.db.set_fallback_keys(user.clone(), device.clone(), fallbacks).await?;
+        }
+        if keys_changed {
+            self.commits.committed(Commit::OneTimeKeys { user: &session.user_id, device: &device }).await;
         }
         Ok(self.db.one_time_key_counts(user, device).await?.into_iter().collect())
     }
@@ -297,6 +301,7 @@ impl E2ee {
                     let mut keys = Map::new();
                     keys.insert(key.key_id, value);
                     by_device.insert(device.to_string(), keys);
+                    self.commits.committed(Commit::OneTimeKeys { user: &user, device: device.as_str() }).await;
                 }
             }
             claimed.insert(user.to_string(), by_device);

@@ -14,6 +14,17 @@ pub enum AppserviceItemKind {
     Event,
     /// Typing or a receipt (`ephemeral` of a transaction).
     Ephemeral,
+    /// A to-device message for a device of a namespace user (MSC2409).
+    ToDevice,
+    /// A user id whose device list changed (MSC3202 `device_lists.changed`).
+    DeviceListChanged,
+    /// A user id no longer sharing a room with the appservice's users
+    /// (MSC3202 `device_lists.left`).
+    DeviceListLeft,
+    /// `{"user_id", "device_id", "counts", "fallback"}`: a namespace
+    /// user's device's one-time key counts and unused fallback key types
+    /// (MSC3202); a later one for the same device replaces it.
+    KeyCounts,
 }
 
 impl AppserviceItemKind {
@@ -21,6 +32,10 @@ impl AppserviceItemKind {
         match self {
             Self::Event => "event",
             Self::Ephemeral => "ephemeral",
+            Self::ToDevice => "to_device",
+            Self::DeviceListChanged => "device_list_changed",
+            Self::DeviceListLeft => "device_list_left",
+            Self::KeyCounts => "key_counts",
         }
     }
 
@@ -28,6 +43,10 @@ impl AppserviceItemKind {
         match s {
             "event" => Some(Self::Event),
             "ephemeral" => Some(Self::Ephemeral),
+            "to_device" => Some(Self::ToDevice),
+            "device_list_changed" => Some(Self::DeviceListChanged),
+            "device_list_left" => Some(Self::DeviceListLeft),
+            "key_counts" => Some(Self::KeyCounts),
             _ => None,
         }
     }

@@ -120,6 +120,9 @@ pub trait E2eeStore: Send + Sync {
     /// Unclaimed one-time keys per algorithm.
     async fn one_time_key_counts(&self, user_id: String, device_id: String) -> Result<Vec<(String, i64)>>;
 
+    /// The algorithms of the device's unused fallback keys, sorted.
+    async fn unused_fallback_key_types(&self, user_id: String, device_id: String) -> Result<Vec<String>>;
+
     /// Hands out one one-time key of `algorithm`, else the device's
     /// fallback key of it, else `None`.
     async fn claim_key(&self, user_id: String, device_id: String, algorithm: String) -> Result<Option<ClaimedKey>>;
@@ -155,6 +158,14 @@ pub trait E2eeStore: Send + Sync {
 
     /// Deletes messages the device acknowledged by syncing past `through`.
     async fn ack_to_device(&self, user_id: String, device_id: String, through: i64) -> Result<()>;
+
+    /// `(user, device, message)` of the messages queued at `position` for
+    /// `users`, in the order they were queued.
+    async fn to_device_at(&self, position: i64, users: Vec<String>) -> Result<Vec<(String, String, ToDeviceRow)>>;
+
+    /// Deletes the messages queued at `position` for `users` (handed to
+    /// their appservice instead of their devices).
+    async fn delete_to_device_at(&self, position: i64, users: Vec<String>) -> Result<()>;
 }
 
 /// Server-side key backup (client-server API, "Server-side key backups").

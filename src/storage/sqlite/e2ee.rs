@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{CachedSql, SqliteStore, streams::next_misc_position};
 use crate::storage::{
     E2eeStore, Result, StorageError,
-    e2ee::{ClaimedKey, DeviceKeysOutcome, OutgoingToDevice, SameIdentity},
+    e2ee::{ClaimedKey, DeviceKeysOutcome, OutgoingToDevice, SameIdentity, ToDeviceRow},
 };
 
 pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i64> {
@@ -142,6 +142,17 @@ impl E2eeStore for SqliteStore {
                 "SELECT algorithm, COUNT(*) FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm",
             )?;
             let rows = stmt.query_map(params![user_id, device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn unused_fallback_key_types(&self, user_id: String, device_id: String) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT algorithm FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND used = 0 ORDER BY algorithm",
+            )?;
+            let rows = stmt.query_map(params![user_id, device_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -280,6 +291,40 @@ impl E2eeStore for SqliteStore {
                 "DELETE FROM to_device_messages WHERE user_id = ?1 AND device_id = ?2 AND stream_id <= ?3",
                 params![user_id, device_id, through],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn to_device_at(&self, position: i64, users: Vec<String>) -> Result<Vec<(String, String, ToDeviceRow)>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT device_id, sender, type, content FROM to_device_messages
+                 WHERE user_id = ?1 AND stream_id = ?2 ORDER BY id",
+            )?;
+            let mut out = Vec::new();
+            for user in users {
+                let rows = stmt.query_map(params![user, position], |r| {
+                    Ok((r.get::<_, String>(0)?, ToDeviceRow { sender: r.get(1)?, kind: r.get(2)?, content: r.get(3)? }))
+                })?;
+                for row in rows {
+                    let (device, message) = row?;
+                    out.push((user.clone(), device, message));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_to_device_at(&self, position: i64, users: Vec<String>) -> Result<()> {
+        self.write(move |c| {
+            for user in &users {
+                c.exec(
+                    "DELETE FROM to_device_messages WHERE user_id = ?1 AND stream_id = ?2",
+                    params![user, position],
+                )?;
+            }
             Ok(())
         })
         .await
