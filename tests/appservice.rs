@@ -8,7 +8,12 @@
 
 mod common;
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::Path,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use common::{TestServer, assert_error, free_port};
 use serde_json::{Value, json};
@@ -427,4 +432,147 @@ async fn a_mautrix_bridge_receives_transactions_queries_and_acts_as_its_ghosts()
 
     bridge.stdin.write_all(b"{\"cmd\": \"quit\"}\n").await.expect("quit sent");
     let _ = tokio::time::timeout(Duration::from_secs(10), bridge.child.wait()).await;
+}
+
+/// A bare appservice on loopback recording the body of every transaction
+/// (and answering 200 to anything else).
+async fn recording_appservice() -> (String, Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let seen = received.clone();
+    let app = axum::Router::new().fallback(move |uri: http::Uri, body: axum::body::Bytes| {
+        let seen = seen.clone();
+        async move {
+            if uri.path().starts_with("/_matrix/app/v1/transactions/") {
+                seen.lock().unwrap().push(serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null));
+            }
+            axum::Json(json!({}))
+        }
+    });
+    let serving = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, received, serving)
+}
+
+/// Waits (bounded) until a recorded transaction satisfies `found`; returns it.
+async fn transaction_with(received: &Arc<Mutex<Vec<Value>>>, what: &str, found: impl Fn(&Value) -> bool) -> Value {
+    common::wait_until(what, || async { received.lock().unwrap().iter().any(&found) }).await;
+    received.lock().unwrap().iter().find(|t| found(t)).cloned().unwrap()
+}
+
+/// A device's identity keys, signed by the device, as a client uploads them.
+fn signed_device_keys(user: &str, device: &str) -> Value {
+    use plexus::ruma::{
+        CanonicalJsonObject,
+        serde::{Base64, base64::Standard},
+        signatures::{Ed25519KeyPair, sign_json},
+    };
+    let doc = Ed25519KeyPair::generate();
+    let pair = Ed25519KeyPair::from_der(&doc, device.to_owned()).unwrap();
+    let public = Base64::<Standard>::new(pair.public_key().to_vec()).encode();
+    let mut obj: CanonicalJsonObject = serde_json::from_value(json!({
+        "user_id": user,
+        "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {format!("ed25519:{device}"): public, format!("curve25519:{device}"): "Y3VydmUyNTUxOWtleWZvcnRlc3RpbmdvbmxpZXM"},
+    }))
+    .unwrap();
+    sign_json(user, &pair, &mut obj).unwrap();
+    serde_json::to_value(obj).unwrap()
+}
+
+#[tokio::test]
+async fn msc3202_transactions_carry_to_device_device_lists_and_key_counts() {
+    let (url, received, serving) = recording_appservice().await;
+    let (server, _files) = start_with_registration(&registration(Some(&url)), None).await;
+    const GHOST: &str = "@bridge_alice:plexus.test";
+    let as_ghost = |path: &str| format!("{path}?user_id=%40bridge_alice%3Aplexus.test");
+    let body = json!({"username": "bridge_alice", "type": "m.login.application_service", "inhibit_login": true});
+    assert_eq!(as_post(&server, "/_matrix/client/v3/register", body).await.0, 200);
+    // MSC4190: the ghost's device, made without a login.
+    let (status, resp) = server.put(&as_ghost("/_matrix/client/v3/devices/GHOSTDEV"), Some(AS_TOKEN), json!({})).await;
+    assert_eq!(status, 200, "{resp}");
+
+    // A normal user shares a room with the ghost.
+    let alice = server.register("alice").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [GHOST]})).await;
+    let join = as_ghost(&format!("/_matrix/client/v3/join/{}", common::enc(&room)));
+    assert_eq!(as_post(&server, &join, json!({})).await.0, 200);
+
+    // MSC2409: alice's to-device message to the ghost's device reaches the
+    // appservice, marked with its recipient.
+    let messages = json!({"messages": {GHOST: {"GHOSTDEV": {"secret": "for the ghost"}}}});
+    let (status, resp) =
+        server.put("/_matrix/client/v3/sendToDevice/m.test.ping/t1", Some(&alice.access_token), messages).await;
+    assert_eq!(status, 200, "{resp}");
+    let txn = transaction_with(&received, "the to-device message", |t| {
+        t["de.sorunome.msc2409.to_device"].as_array().is_some_and(|m| !m.is_empty())
+    })
+    .await;
+    let to_device = &txn["de.sorunome.msc2409.to_device"];
+    assert_eq!(
+        *to_device,
+        json!([{"type": "m.test.ping", "sender": alice.user_id, "content": {"secret": "for the ghost"},
+                "to_user_id": GHOST, "to_device_id": "GHOSTDEV"}]),
+        "{txn}"
+    );
+    // The ghost is the appservice's alone: the message counts as delivered.
+    let sync = format!("{}&org.matrix.msc3202.device_id=GHOSTDEV&timeout=0", as_ghost("/_matrix/client/v3/sync"));
+    let (status, synced) = server.get(&sync, Some(AS_TOKEN)).await;
+    assert_eq!(status, 200, "{synced}");
+    let left_for_sync = synced["to_device"]["events"].as_array().map_or(0, |e| e.len());
+    assert_eq!(left_for_sync, 0, "handed to the appservice, not left for a sync: {synced}");
+
+    // MSC3202: the ghost's device uploads keys; the counts follow, under both names.
+    let upload = format!("{}&org.matrix.msc3202.device_id=GHOSTDEV", as_ghost("/_matrix/client/v3/keys/upload"));
+    let keys = json!({
+        "one_time_keys": {"curve25519:AAAA": "a2V5b25l", "curve25519:AAAB": "a2V5dHdv"},
+        "fallback_keys": {"signed_curve25519:FB": {"key": "ZmFsbGJhY2s", "fallback": true}},
+    });
+    let (status, resp) = as_post(&server, &upload, keys).await;
+    assert_eq!((status, &resp["one_time_key_counts"]["curve25519"]), (200, &json!(2)), "{resp}");
+    let txn = transaction_with(&received, "the key counts", |t| {
+        t["org.matrix.msc3202.device_one_time_keys_count"][GHOST]["GHOSTDEV"]["curve25519"] == 2
+    })
+    .await;
+    assert_eq!(
+        txn["org.matrix.msc3202.device_one_time_keys_count"],
+        json!({GHOST: {"GHOSTDEV": {"curve25519": 2, "signed_curve25519": 0}}}),
+        "{txn}"
+    );
+    assert_eq!(
+        txn["org.matrix.msc3202.device_one_time_key_counts"],
+        txn["org.matrix.msc3202.device_one_time_keys_count"]
+    );
+    assert_eq!(
+        txn["org.matrix.msc3202.device_unused_fallback_key_types"],
+        json!({GHOST: {"GHOSTDEV": ["signed_curve25519"]}})
+    );
+
+    // A claim by alice lowers the count, and the appservice hears of it.
+    let claim = json!({"one_time_keys": {GHOST: {"GHOSTDEV": "curve25519"}}});
+    let (status, resp) = server.post("/_matrix/client/v3/keys/claim", Some(&alice.access_token), claim).await;
+    assert_eq!(status, 200, "{resp}");
+    transaction_with(&received, "the count after a claim", |t| {
+        t["org.matrix.msc3202.device_one_time_keys_count"][GHOST]["GHOSTDEV"]["curve25519"] == 1
+    })
+    .await;
+
+    // Alice, who shares a room with the ghost, changes her device list.
+    let (status, resp) = server
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            Some(&alice.access_token),
+            json!({"device_keys": signed_device_keys(&alice.user_id, &alice.device_id)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{resp}");
+    let txn = transaction_with(&received, "alice's device list change", |t| {
+        t["org.matrix.msc3202.device_lists"]["changed"].as_array().is_some_and(|c| c.contains(&json!(alice.user_id)))
+    })
+    .await;
+    assert_eq!(txn["org.matrix.msc3202.device_lists"]["left"], json!([]), "{txn}");
+    serving.abort();
 }

@@ -379,13 +379,17 @@ impl Appservices {
                 let owners: Vec<&Arc<Appservice>> =
                     self.list.iter().filter(|a| a.wants_msc3202() && a.is_user_in_namespace(user)).collect();
                 if !owners.is_empty() {
-                    let mut counts: BTreeMap<String, i64> =
-                        self.db.one_time_key_counts(user.to_string(), (*device).to_owned()).await?.into_iter().collect();
+                    let mut counts: BTreeMap<String, i64> = self
+                        .db
+                        .one_time_key_counts(user.to_string(), (*device).to_owned())
+                        .await?
+                        .into_iter()
+                        .collect();
                     // As /sync: always there, so the bridge knows to upload more.
                     counts.entry("signed_curve25519".into()).or_insert(0);
                     let fallback = self.db.unused_fallback_key_types(user.to_string(), (*device).to_owned()).await?;
-                    let json =
-                        json!({"user_id": user, "device_id": device, "counts": counts, "fallback": fallback}).to_string();
+                    let json = json!({"user_id": user, "device_id": device, "counts": counts, "fallback": fallback})
+                        .to_string();
                     for a in owners {
                         items.push(item(a, AppserviceItemKind::KeyCounts, json.clone()));
                     }
