@@ -574,5 +574,14 @@ async fn msc3202_transactions_carry_to_device_device_lists_and_key_counts() {
     })
     .await;
     assert_eq!(txn["org.matrix.msc3202.device_lists"]["left"], json!([]), "{txn}");
+
+    // Alice leaves the only room she shared with the ghost.
+    let leave = format!("/_matrix/client/v3/rooms/{}/leave", common::enc(&room));
+    assert_eq!(server.post(&leave, Some(&alice.access_token), json!({})).await.0, 200);
+    let txn = transaction_with(&received, "alice's leaving", |t| {
+        t["org.matrix.msc3202.device_lists"]["left"].as_array().is_some_and(|c| c.contains(&json!(alice.user_id)))
+    })
+    .await;
+    assert_eq!(txn["org.matrix.msc3202.device_lists"]["changed"], json!([]), "{txn}");
     serving.abort();
 }

@@ -18,7 +18,7 @@ use ruma::{
         get_location_for_protocol, get_location_for_room_alias, get_protocol, get_user_for_protocol,
         get_user_for_user_id,
     },
-    events::TimelineEventType,
+    events::{TimelineEventType, room::member::MembershipState},
     thirdparty::{Location, Protocol, User},
 };
 use serde_json::json;
@@ -313,6 +313,7 @@ impl Appservices {
                         items.push(item(a, AppserviceItemKind::Event, json.clone()));
                     }
                 }
+                self.queue_device_list_left(event, wake, &mut items).await?;
             }
             Commit::Typing { position: Some(_), room_id, wake, .. } => {
                 let typing = self.streams.typing_in(&(*room_id).to_owned(), 0).unwrap_or_default();
@@ -461,6 +462,45 @@ impl Appservices {
             }
         }
         Ok(delivered)
+    }
+}
+
+impl Appservices {
+    /// MSC3202 `device_lists.left`: a user who leaves (or is banned from) a
+    /// room shared with an appservice's users and now shares none with
+    /// them. (A namespace user leaving is not followed up on.)
+    async fn queue_device_list_left(
+        &self,
+        event: &Pdu,
+        wake: &[&UserId],
+        items: &mut Vec<AppserviceItem>,
+    ) -> Result<(), StorageError> {
+        if !matches!(event.membership(), Some(MembershipState::Leave | MembershipState::Ban)) {
+            return Ok(());
+        }
+        let Some(target) = event.state_key().and_then(|s| <&UserId>::try_from(s).ok()) else { return Ok(()) };
+        let concerned: Vec<&Arc<Appservice>> = self
+            .list
+            .iter()
+            .filter(|a| {
+                a.wants_msc3202()
+                    && !a.is_user_in_namespace(target)
+                    && wake.iter().any(|u| *u != target && a.is_user_in_namespace(u))
+            })
+            .collect();
+        if concerned.is_empty() {
+            return Ok(());
+        }
+        let sharing = self.db.users_sharing_rooms(target.to_string()).await?;
+        let left = serde_json::Value::from(target.as_str()).to_string();
+        for a in concerned {
+            let still =
+                sharing.iter().filter_map(|u| <&UserId>::try_from(u.as_str()).ok()).any(|u| a.is_user_in_namespace(u));
+            if !still {
+                items.push(item(a, AppserviceItemKind::DeviceListLeft, left.clone()));
+            }
+        }
+        Ok(())
     }
 }
 
