@@ -180,6 +180,16 @@ impl Users {
             }
         }
         tracing::info!(user_id = %user_id, "registered a new account");
+        self.tokens_unless_inhibited(user_id, req).await
+    }
+
+    /// A new account's first device and tokens, unless the registration
+    /// asked for none (`inhibit_login`).
+    async fn tokens_unless_inhibited(
+        &self,
+        user_id: OwnedUserId,
+        req: RegisterRequest,
+    ) -> Result<Option<IssuedTokens>> {
         if req.inhibit_login {
             return Ok(None);
         }
@@ -576,13 +586,7 @@ impl Users {
         }
         self.create_account(user_id.clone(), None).await?;
         tracing::info!(user_id = %user_id, "an application service registered an account");
-        if req.inhibit_login {
-            return Ok(None);
-        }
-        let tokens = self
-            .issue_tokens(user_id, req.device_id, req.initial_device_display_name, req.client_ip, req.refresh_token)
-            .await?;
-        Ok(Some(tokens))
+        self.tokens_unless_inhibited(user_id, req).await
     }
 
     /// `m.login.application_service` login of an existing user of the
