@@ -170,7 +170,25 @@ async fn devices_can_be_renamed_and_deleted_with_password_uia() {
                    "identifier": {"type": "m.id.user", "user": "mallory"}, "password": PASSWORD}}),
         )
         .await;
-    assert_eq!((status, failed["errcode"].as_str()), (401, Some("M_FORBIDDEN")));
+    // Refused outright, as Synapse does: 403, not another UIA round.
+    assert_eq!((status, failed["errcode"].as_str()), (403, Some("M_FORBIDDEN")));
+
+    // A session started to delete one device cannot delete another.
+    let (_, tablet) = server.login("alice", PASSWORD).await;
+    let tablet = tablet["device_id"].as_str().unwrap().to_owned();
+    let (_, uia) = server.post("/_matrix/client/v3/delete_devices", token, json!({"devices": [alice.device_id]})).await;
+    assert_eq!(uia["completed"], json!([]), "`completed` is sent even when empty: {uia}");
+    let (status, failed) = server
+        .post(
+            "/_matrix/client/v3/delete_devices",
+            token,
+            json!({"devices": [tablet], "auth": {"type": "m.login.password", "session": uia["session"],
+                   "identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!((status, failed["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{failed}");
+    let (status, _) = server.get(&format!("/_matrix/client/v3/devices/{tablet}"), token).await;
+    assert_eq!(status, 200, "the other device is still there");
 }
 
 #[tokio::test(flavor = "multi_thread")]

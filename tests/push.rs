@@ -237,3 +237,44 @@ async fn thread_replies_count_apart_when_the_filter_asks() {
     assert_eq!(counts(&read_thread, &room), (1, 0));
     assert!(read_thread["rooms"]["join"][&room]["unread_thread_notifications"].get(&root).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_kind_is_listed_and_malformed_rule_paths_are_refused_as_synapse_does() {
+    let server = TestServer::start().await;
+    let bob = server.register("bob").await;
+    let token = Some(bob.access_token.as_str());
+    let base = "/_matrix/client/v3/pushrules";
+    let rule = json!({"pattern": "cake", "actions": ["notify"]});
+    assert_eq!(server.put(&format!("{base}/global/content/cake"), token, rule).await.0, 200);
+
+    // `GET /pushrules/global/{kind}/` lists that kind, user rules first.
+    let (status, listed) = server.get(&format!("{base}/global/content/"), token).await;
+    assert_eq!(status, 200, "{listed}");
+    let ids: Vec<&str> = listed.as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap()).collect();
+    assert_eq!(ids[0], "cake");
+    assert!(ids.contains(&".m.rule.contains_user_name") || ids.len() == 1, "{ids:?}");
+    let (status, listed) = server.get(&format!("{base}/global/sender/"), token).await;
+    assert_eq!((status, listed), (200, json!([])));
+
+    // The spec's own paths end with a slash; without it Synapse answers
+    // 404 for the whole set and 400 for a scope or kind.
+    assert_eq!(server.get(&format!("{base}/"), token).await.0, 200);
+    assert_eq!(server.get(&format!("{base}/global/"), token).await.0, 200);
+    assert_error(&server.get(base, token).await, 404, "M_UNRECOGNIZED");
+    for path in ["/global", "/global/room", "/not_a_scope/", "/global/not_a_kind/", "/global/override/.m.rule.master/x"]
+    {
+        let (status, body) = server.get(&format!("{base}{path}"), token).await;
+        assert_eq!(status, 400, "GET {path}: {body}");
+    }
+    let (_, before) = server.get(&format!("{base}/"), token).await;
+    let empty = json!({"actions": ["notify"]});
+    for path in
+        ["/", "/global", "/global/room", "/global/room/", "/not_a_scope/room/x", "/global/override/.m.rule.master/x"]
+    {
+        let (status, body) = server.put(&format!("{base}{path}"), token, empty.clone()).await;
+        assert_eq!(status, 400, "PUT {path}: {body}");
+    }
+    assert_eq!(server.get(&format!("{base}/"), token).await.1, before, "nothing changed");
+    // Still behind authentication.
+    assert_eq!(server.get(&format!("{base}/global/content/"), None).await.0, 401);
+}

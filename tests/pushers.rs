@@ -311,7 +311,6 @@ async fn invalid_pushers_are_refused_and_change_nothing() {
         http_pusher("bob-phone", json!({"url": "https://push.example.org/notify"})),
         http_pusher("bob-phone", json!({"url": "/_matrix/push/v1/notify"})),
         http_pusher("bob-phone", json!({"url": "ftp://push.example.org/_matrix/push/v1/notify"})),
-        http_pusher("bob-phone", json!({"url": gateway.url, "format": "full_event"})),
         http_pusher(&"k".repeat(513), json!({"url": gateway.url})),
         json!({"kind": "email", "app_id": "m.email", "pushkey": "bob@example.org", "data": {},
                "app_display_name": "Email", "device_display_name": "bob@example.org", "lang": "en"}),
@@ -326,4 +325,11 @@ async fn invalid_pushers_are_refused_and_change_nothing() {
     assert_error(&set_pusher(&server, &bob, missing_url).await, 400, "M_BAD_JSON");
 
     assert_eq!(pushers(&server, &bob).await, before, "the pusher set first is untouched");
+
+    // A format the spec does not define is kept as given (and sent the
+    // full format), as Synapse does.
+    let custom = http_pusher("bob-phone", json!({"url": gateway.url, "format": "id_event_only"}));
+    assert_eq!(set_pusher(&server, &bob, custom).await.0, 200);
+    let listed = pushers(&server, &bob).await;
+    assert_eq!(listed[0]["data"]["format"], "id_event_only", "{listed:?}");
 }

@@ -264,6 +264,33 @@ async fn sends_are_idempotent_per_transaction_id() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_send_without_transaction_id_is_sent_each_time_as_synapse_does() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let other_room = server.create_room(&alice.access_token, json!({})).await;
+    let room = server.create_room(&alice.access_token, json!({})).await;
+    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message", enc(&room));
+    let body = json!({"msgtype": "m.text", "body": "no txn"});
+    let (status, first) = server.post(&path, Some(&alice.access_token), body.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, second) = server.post(&path, Some(&alice.access_token), body).await;
+    assert_ne!(first["event_id"], second["event_id"], "no transaction id, no deduplication");
+    let (_, page) = server.messages(&alice.access_token, &room, "dir=b&limit=50").await;
+    let sent = page["chunk"].as_array().unwrap().iter().filter(|e| e["content"]["body"] == "no txn").count();
+    assert_eq!(sent, 2);
+    // The same checks as a PUT: token, JSON object content, membership.
+    assert_eq!(server.post(&path, None, json!({})).await.0, 401);
+    assert_error(&server.post(&path, Some(&alice.access_token), json!([1])).await, 400, "M_BAD_JSON");
+    let bob = server.register("bob").await;
+    assert_error(&server.post(&path, Some(&bob.access_token), json!({"body": "x"})).await, 403, "M_FORBIDDEN");
+    // Redacting an event of another room from this one: 400, as Synapse.
+    let (_, elsewhere) = server.send_text(&alice.access_token, &other_room, "elsewhere").await;
+    let redact =
+        format!("/_matrix/client/v3/rooms/{}/redact/{}/r1", enc(&room), enc(elsewhere["event_id"].as_str().unwrap()));
+    assert_error(&server.put(&redact, Some(&alice.access_token), json!({})).await, 400, "M_INVALID_PARAM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn context_event_members_and_timestamps() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;

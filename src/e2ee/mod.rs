@@ -369,7 +369,7 @@ impl E2ee {
         }
         if existing_master.is_some() {
             let flows = vec![ruma::api::client::uiaa::AuthFlow::new(vec![ruma::api::client::uiaa::AuthType::Password])];
-            users.authenticate(auth, flows, Some(&session.user_id)).await?;
+            users.authenticate(auth, flows, Some(&session.user_id), "replace cross-signing keys").await?;
         }
         let pos = self.db.set_cross_signing_keys(user.to_owned(), to_store).await?;
         self.device_list_committed(&session.user_id, pos).await

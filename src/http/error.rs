@@ -308,7 +308,15 @@ impl IntoResponse for ApiError {
                 let error = ruma::api::error::Error::new(status, ErrorBody::Json(body));
                 UiaaResponse::MatrixError(error).try_into_http_response::<Vec<u8>>()
             }
-            Self::Uia(info) => UiaaResponse::AuthResponse(*info).try_into_http_response::<Vec<u8>>(),
+            Self::Uia(info) => {
+                // Synapse always sends `completed`, and clients read it
+                // even when no stage is done; ruma leaves an empty list out.
+                let mut body = serde_json::to_value(&*info).unwrap_or_default();
+                if let Some(fields) = body.as_object_mut() {
+                    fields.entry("completed").or_insert_with(|| serde_json::Value::Array(Vec::new()));
+                }
+                return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+            }
         };
         match response {
             Ok(r) => r.map(axum::body::Body::from).into_response(),

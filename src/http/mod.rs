@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::{Router, extract::Request, response::IntoResponse};
 use http::{HeaderName, Method, StatusCode, header};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, util::MapRequest};
 use tower_http::{
     classify::{ServerErrorsAsFailures, SharedClassifier},
     cors::{Any, Cors, CorsLayer},
@@ -24,7 +24,8 @@ use tracing::Span;
 pub use self::{
     error::ApiError,
     ruma::{
-        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error,
+        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, authenticate, extract_access_token, method_filter, read_body,
+        request_error,
     },
     serve::serve,
 };
@@ -38,12 +39,30 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The layers wrap the router as a whole, not each route (`Router::layer`
 /// would box a future per layer per request): a held `/sync` keeps its
 /// request's future for minutes, and this one is a single allocation.
-pub type App = NormalizePath<
-    SetRequestId<
-        PropagateRequestId<Trace<Cors<Router>, SharedClassifier<ServerErrorsAsFailures>, fn(&Request) -> Span>>,
-        MakeRequestUuid,
+pub type App = MapRequest<
+    NormalizePath<
+        SetRequestId<
+            PropagateRequestId<Trace<Cors<Router>, SharedClassifier<ServerErrorsAsFailures>, fn(&Request) -> Span>>,
+            MakeRequestUuid,
+        >,
     >,
+    fn(Request) -> Request,
 >;
+
+/// Set on a request whose path ended with a slash before it was trimmed
+/// for routing: the few endpoints whose spec path ends with one (`GET
+/// /pushrules/`, `/pushrules/global/`) answer as Synapse does when it is
+/// missing, and `GET /pushrules/global/{kind}/` lists a kind.
+#[derive(Clone, Copy, Debug)]
+pub struct TrailingSlash;
+
+fn mark_trailing_slash(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        req.extensions_mut().insert(TrailingSlash);
+    }
+    req
+}
 
 /// Wraps a router in the cross-cutting layers every listener serves it
 /// with. Trailing slashes are trimmed before routing, as Synapse tolerates
@@ -51,6 +70,7 @@ pub type App = NormalizePath<
 pub fn layered(router: Router<AppState>, state: AppState) -> App {
     let router = router.fallback(unknown_endpoint).method_not_allowed_fallback(method_not_allowed).with_state(state);
     ServiceBuilder::new()
+        .map_request(mark_trailing_slash as fn(Request) -> Request)
         .layer(NormalizePathLayer::trim_trailing_slash())
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))

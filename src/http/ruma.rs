@@ -149,6 +149,24 @@ where
             Ok(Path(args)) => args,
             Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
         };
+        Self::from_parts_with_path(parts, body, state, path_args).await
+    }
+}
+
+impl<T> Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: ClientAuth,
+{
+    /// Parses a request as `T` with the given path parameters, for a route
+    /// that is not `T`'s own but stands for it (Synapse's `POST
+    /// /rooms/{roomId}/send/{eventType}` without a transaction id).
+    pub async fn from_parts_with_path(
+        parts: http::request::Parts,
+        body: Body,
+        state: &AppState,
+        path_args: Vec<String>,
+    ) -> Result<Self, ApiError> {
         let client_addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
 
         let token = extract_access_token(&parts)?;
@@ -268,6 +286,17 @@ pub trait RouterExt: Sized {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
 
+    /// Like `ruma`, for an endpoint whose path ends with a slash: a request
+    /// without it (trimmed for routing, `super::TrailingSlash`) gets
+    /// `without_slash`'s error, as Synapse answers.
+    fn ruma_slash_terminated<T, F, Fut>(self, handler: F, without_slash: fn() -> ApiError) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
     /// Like `ruma`, and also on each path with its last parameter left out,
     /// for endpoints whose last parameter may be empty (state keys).
     fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
@@ -321,7 +350,18 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        mount(self, T::PATH_BUILDER.all_paths(), handler)
+        mount(self, T::PATH_BUILDER.all_paths(), handler, None)
+    }
+
+    fn ruma_slash_terminated<T, F, Fut>(self, handler: F, without_slash: fn() -> ApiError) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        mount(self, T::PATH_BUILDER.all_paths(), handler, Some(without_slash))
     }
 
     fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
@@ -332,7 +372,7 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        mount(self, paths_of::<T>(true).into_iter(), handler)
+        mount(self, paths_of::<T>(true).into_iter(), handler, None)
     }
 
     fn ruma_with_query_variant<T, F, Fut, G, GFut, V>(
@@ -375,7 +415,12 @@ impl RouterExt for Router<AppState> {
     }
 }
 
-fn mount<T, F, Fut>(router: Router<AppState>, paths: impl Iterator<Item = &'static str>, handler: F) -> Router<AppState>
+fn mount<T, F, Fut>(
+    router: Router<AppState>,
+    paths: impl Iterator<Item = &'static str>,
+    handler: F,
+    without_slash: Option<fn() -> ApiError>,
+) -> Router<AppState>
 where
     T: IncomingRequest + Send + 'static,
     T::Authentication: ClientAuth,
@@ -399,6 +444,11 @@ where
                 on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
                     let handler = handler.clone();
                     async move {
+                        if let Some(refusal) = without_slash
+                            && req.extensions().get::<super::TrailingSlash>().is_none()
+                        {
+                            return Err(refusal());
+                        }
                         let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
                         handler(state, req).await.map(RumaResponse)
                     }

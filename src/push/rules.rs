@@ -7,6 +7,9 @@ use ruma::push::{Action, AnyPushRuleRef, InsertPushRuleError, NewPushRule, Remov
 
 use super::{PushError, Result};
 
+/// The kinds of rule the spec defines, as they appear in paths.
+pub const KINDS: &[&str] = &["override", "underride", "sender", "room", "content"];
+
 /// Refuses kinds the spec does not define.
 pub fn check_kind(kind: &RuleKind) -> Result<()> {
     match kind {

@@ -467,7 +467,8 @@ impl Rooms {
             return Err(RoomsError::NotFound("the event to redact does not exist".into()));
         };
         if original.room != redaction.room {
-            return Err(RoomsError::NotFound("the event to redact is not in this room".into()));
+            // Synapse answers 400 here, as Sytest checks.
+            return Err(RoomsError::InvalidParam("the event to redact is in another room".into()));
         }
         if original.sender() != redaction.sender() {
             let levels = self.power_levels_of(head).await?;

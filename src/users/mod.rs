@@ -156,7 +156,7 @@ impl Users {
             }
             None => None,
         };
-        let completed = self.authenticate(auth, flows, None).await?;
+        let completed = self.authenticate(auth, flows, None, "register").await?;
 
         let password_hash = match password {
             Some(p) => Some(password::hash_password(p).await),
@@ -249,24 +249,27 @@ impl Users {
     }
 
     /// Runs one step of a UIA flow. `user` binds the session to an existing
-    /// account (device deletion, password change, deactivation).
+    /// account (device deletion, password change, deactivation), and
+    /// `operation` to what it authorises: a session started to delete one
+    /// device cannot delete another (as Synapse checks).
     pub async fn authenticate(
         &self,
         auth: Option<&AuthData>,
         flows: Vec<AuthFlow>,
         user: Option<&OwnedUserId>,
+        operation: &str,
     ) -> Result<UiaCompleted> {
         let Some(auth) = auth else {
-            return Err(UsersError::Uia(Box::new(self.uia.start(flows, user.cloned()))));
+            return Err(UsersError::Uia(Box::new(self.uia.start(flows, user.cloned(), operation))));
         };
         // A client may answer the first stage without having asked for a
         // session; start one for it.
         let session = match auth.session() {
-            Some(s) if self.uia.is_usable(s, user) => s.to_owned(),
+            Some(s) if self.uia.is_usable(s, user, operation) => s.to_owned(),
             Some(_) => {
                 return Err(UsersError::Forbidden("unknown or expired user-interactive auth session".into()));
             }
-            None => self.uia.start(flows.clone(), user.cloned()).session.expect("start sets a session"),
+            None => self.uia.start(flows.clone(), user.cloned(), operation).session.expect("start sets a session"),
         };
         let allowed = |t: &AuthType| flows.iter().any(|f| f.stages.contains(t));
         let (stage, result) = match auth {
@@ -310,7 +313,8 @@ impl Users {
             return Ok(false);
         };
         if expected.is_some_and(|e| *e != user_id) {
-            return Ok(false);
+            // Someone else's password proves nothing about this account.
+            return Err(UsersError::Forbidden("the user to authenticate is not the user making the request".into()));
         }
         self.verify_user_password(&user_id, password).await
     }
@@ -463,7 +467,8 @@ impl Users {
         devices: Vec<OwnedDeviceId>,
         auth: Option<&AuthData>,
     ) -> Result<()> {
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        let operation = format!("delete devices {devices:?}");
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id), &operation).await?;
         self.db.delete_devices(session.user_id.clone(), devices).await?;
         Ok(())
     }
@@ -501,7 +506,7 @@ impl Users {
         auth: Option<&AuthData>,
     ) -> Result<()> {
         self.check_password_strength(&new_password)?;
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id), "change password").await?;
         let hash = password::hash_password(new_password).await;
         self.db.set_password_hash(session.user_id.clone(), hash).await?;
         if logout_devices {
@@ -512,7 +517,7 @@ impl Users {
 
     /// Deactivates the account after the user re-enters their password.
     pub async fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
-        self.authenticate(auth, Self::password_flows(), Some(&session.user_id)).await?;
+        self.authenticate(auth, Self::password_flows(), Some(&session.user_id), "deactivate").await?;
         self.db.deactivate_user(session.user_id.clone()).await?;
         tracing::info!(user_id = %session.user_id, "deactivated an account");
         Ok(())

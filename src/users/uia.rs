@@ -23,6 +23,9 @@ struct Session {
     /// The user the session is bound to, for flows that authenticate an
     /// existing user; a session cannot be reused for another account.
     user: Option<OwnedUserId>,
+    /// What the session authorises (`delete devices [A]`, `register`): a
+    /// session started for one operation cannot complete another.
+    operation: String,
     /// A validated registration token (hashed), consumed at registration.
     registration_token: Option<Vec<u8>>,
     created: Option<Instant>,
@@ -50,19 +53,23 @@ pub enum StageResult {
 impl UiaSessions {
     /// Starts a session and returns the 401 body that tells the client the
     /// flows it can follow.
-    pub fn start(&self, flows: Vec<AuthFlow>, user: Option<OwnedUserId>) -> UiaaInfo {
+    pub fn start(&self, flows: Vec<AuthFlow>, user: Option<OwnedUserId>, operation: &str) -> UiaaInfo {
         let id = super::token::generate("uia");
         let mut sessions = self.sessions.lock().expect("uia mutex is never poisoned");
         sessions.retain(|_, s| s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME));
-        sessions.insert(id.clone(), Session { user, created: Some(Instant::now()), ..Default::default() });
+        let session =
+            Session { user, operation: operation.to_owned(), created: Some(Instant::now()), ..Default::default() };
+        sessions.insert(id.clone(), session);
         info(flows, Vec::new(), id, None)
     }
 
-    /// Whether `session` exists and may be used by `user`.
-    pub fn is_usable(&self, session: &str, user: Option<&OwnedUserId>) -> bool {
+    /// Whether `session` exists and may be used by `user` for `operation`.
+    pub fn is_usable(&self, session: &str, user: Option<&OwnedUserId>, operation: &str) -> bool {
         let sessions = self.sessions.lock().expect("uia mutex is never poisoned");
         sessions.get(session).is_some_and(|s| {
-            s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME) && (s.user.is_none() || s.user.as_ref() == user)
+            s.created.is_some_and(|c| c.elapsed() < SESSION_LIFETIME)
+                && (s.user.is_none() || s.user.as_ref() == user)
+                && s.operation == operation
         })
     }
 
@@ -121,7 +128,7 @@ mod tests {
     fn a_flow_completes_only_when_all_its_stages_pass() {
         let uia = UiaSessions::default();
         let flows = vec![AuthFlow::new(vec![AuthType::Dummy, AuthType::RegistrationToken])];
-        let start = uia.start(flows.clone(), None);
+        let start = uia.start(flows.clone(), None, "register");
         let session = start.session.unwrap();
         let step = uia.record(&session, &flows, AuthType::Dummy, StageResult::Passed { registration_token: None });
         assert_eq!(step.unwrap_err().completed, vec![AuthType::Dummy]);
@@ -141,6 +148,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(done.registration_token, Some(vec![1]));
-        assert!(!uia.is_usable(&session, None), "a completed session is gone");
+        assert!(!uia.is_usable(&session, None, "register"), "a completed session is gone");
+    }
+
+    #[test]
+    fn a_session_serves_only_the_operation_it_was_started_for() {
+        let uia = UiaSessions::default();
+        let flows = vec![AuthFlow::new(vec![AuthType::Password])];
+        let session = uia.start(flows, None, "delete devices [\"A\"]").session.unwrap();
+        assert!(uia.is_usable(&session, None, "delete devices [\"A\"]"));
+        assert!(!uia.is_usable(&session, None, "delete devices [\"B\"]"));
     }
 }

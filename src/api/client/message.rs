@@ -1,7 +1,12 @@
 //! Sending and reading room events (client-server API, "Sending events to
 //! a room", "Getting events for a room", "Redactions").
 
-use axum::Router;
+use axum::{
+    Router,
+    extract::{Path, Request, State},
+    routing::post,
+};
+use http::Method;
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::{
@@ -23,7 +28,7 @@ use super::{
     events::{raw_events, timeline_event, timeline_events},
 };
 use crate::{
-    http::{ApiError, RouterExt, Ruma},
+    http::{ApiError, RouterExt, Ruma, RumaResponse},
     rooms::{EventDraft, EventFilter, PageRequest, PaginationToken, TxnRef},
     services::AppState,
     storage::rooms::Direction,
@@ -37,6 +42,23 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(event)
         .ruma(timestamp_to_event)
         .ruma(redact)
+        .route("/_matrix/client/r0/rooms/{room_id}/send/{event_type}", post(send_without_txn))
+        .route("/_matrix/client/v3/rooms/{room_id}/send/{event_type}", post(send_without_txn))
+}
+
+/// Synapse's `POST /rooms/{roomId}/send/{eventType}`, a send without a
+/// transaction id (not in the spec; older bots and Sytest use it): the
+/// server picks the id, so a retry sends the event again.
+async fn send_without_txn(
+    State(state): State<AppState>,
+    Path((room_id, event_type)): Path<(String, String)>,
+    req: Request,
+) -> Result<RumaResponse<send_message_event::v3::Response>, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    parts.method = Method::PUT;
+    let path = vec![room_id, event_type, ruma::TransactionId::new().to_string()];
+    let req = Box::pin(Ruma::from_parts_with_path(parts, body, &state, path)).await?;
+    send(state, req).await.map(RumaResponse)
 }
 
 fn txn(req_device: &ruma::OwnedDeviceId, txn_id: &ruma::TransactionId) -> TxnRef {

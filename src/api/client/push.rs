@@ -2,7 +2,13 @@
 //! notifications": "Push rules: API", "Client behaviour" (pushers),
 //! "Listing notifications").
 
-use axum::Router;
+use axum::{
+    Json, Router,
+    extract::{Path, Request, State},
+    response::{IntoResponse, Response},
+    routing::{any, put},
+};
+use http::{Method, StatusCode};
 use ruma::{
     MilliSecondsSinceUnixEpoch, UInt,
     api::client::push::{
@@ -14,7 +20,7 @@ use ruma::{
 };
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma},
+    http::{ApiError, RouterExt, Ruma, TrailingSlash, authenticate, extract_access_token},
     push::rules,
     services::AppState,
 };
@@ -23,9 +29,9 @@ use crate::{
 const MAX_NOTIFICATIONS_PAGE: usize = 100;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .ruma(all_rules)
-        .ruma(global_rules)
+    let router = router
+        .ruma_slash_terminated(all_rules, || ApiError::unrecognized(StatusCode::NOT_FOUND, "unrecognized request"))
+        .ruma_slash_terminated(global_rules, || malformed_rule_path("a scope ends with a slash"))
         .ruma(get_rule)
         .ruma(set_rule)
         .ruma(delete_rule)
@@ -35,7 +41,49 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(set_actions)
         .ruma(notifications)
         .ruma(pushers)
-        .ruma(set_pusher)
+        .ruma(set_pusher);
+    ["r0", "v3"].into_iter().fold(router, |router, version| {
+        let base = format!("/_matrix/client/{version}/pushrules");
+        router
+            .route(&base, put(no_rule_named).delete(no_rule_named))
+            .route(&format!("{base}/global"), put(no_rule_named).delete(no_rule_named))
+            .route(&format!("{base}/{{*rest}}"), any(other_rule_path))
+    })
+}
+
+/// A push rule path with no scope, kind or rule id in it.
+async fn no_rule_named() -> ApiError {
+    malformed_rule_path("the path names no push rule")
+}
+
+/// The push rule paths no endpoint of the spec matched: Synapse answers
+/// 400 for an unknown scope, kind or attribute, and lists one kind's rules
+/// for `GET /pushrules/global/{kind}/`, which clients and Sytest use.
+async fn other_rule_path(State(state): State<AppState>, Path(rest): Path<String>, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    let listing = parts.method == Method::GET && parts.extensions.get::<TrailingSlash>().is_some();
+    let result = async {
+        let token = extract_access_token(&parts)?.ok_or_else(ApiError::missing_token)?;
+        let session = authenticate(&state, &parts, &token).await?;
+        let kind = match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["global", kind] if listing && rules::KINDS.contains(kind) => *kind,
+            [scope, ..] if *scope != "global" => return Err(malformed_rule_path("unknown scope")),
+            ["global", kind, ..] if !rules::KINDS.contains(kind) => return Err(malformed_rule_path("unknown kind")),
+            ["global", _] => return Err(malformed_rule_path("a kind ends with a slash")),
+            _ => return Err(malformed_rule_path("unknown push rule attribute")),
+        };
+        let all = state.push.rules(&session.user_id).await?;
+        let listed = serde_json::to_value(&*all).map_err(ApiError::internal_with)?.get(kind).cloned();
+        Ok(Json(listed.unwrap_or_else(|| serde_json::Value::Array(Vec::new()))))
+    };
+    match result.await {
+        Ok(listed) => listed.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn malformed_rule_path(message: &str) -> ApiError {
+    ApiError::unrecognized(StatusCode::BAD_REQUEST, message)
 }
 
 async fn all_rules(
