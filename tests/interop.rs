@@ -1,7 +1,7 @@
 //! Interoperability with other client libraries against a real server:
 //! matrix-nio (Python) runs `tests/interop/nio_flow.py`, matrix-js-sdk
-//! (Node) runs `tests/interop/js_sdk_flow.mjs` and `js_sdk_relations.mjs`
-//! (sharing `js_sdk_common.mjs`). `.ci/run` installs matrix-nio in a
+//! (Node) runs `tests/interop/js_sdk_flow.mjs`, `js_sdk_relations.mjs` and
+//! `js_sdk_peek.mjs` (sharing `js_sdk_common.mjs`). `.ci/run` installs matrix-nio in a
 //! virtualenv and sets `PLEXUS_NIO_PYTHON` to its interpreter, and installs matrix-js-sdk with `npm ci` in
 //! `tests/interop/js` and sets `PLEXUS_JS_SDK_DIR` to that directory;
 //! without the variable a test says so and does nothing. `PLEXUS_NODE`
@@ -108,6 +108,22 @@ async fn matrix_js_sdk_round_trips_a_reply_edits_a_reaction_and_a_thread() {
             "ok: a fresh client has the thread summary: 1 reply, bob participated",
             "ok: a fresh client lists the thread (all and participated)",
             "ok: a fresh client reads the 👍 through /relations",
+        ],
+        &output,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn matrix_js_sdk_previews_a_world_readable_room_then_joins_it() {
+    let Some((lines, output)) = run_js_sdk_script("js_sdk_peek.mjs").await else { return };
+    assert_lines(
+        &lines,
+        &[
+            "ok: bob previews the room named \"Peek Preview\"",
+            "ok: bob's preview shows alice's message: hello, whoever is looking",
+            "ok: bob's preview receives alice's live message: said while bob looks",
+            "ok: bob joins the previewed room",
+            "ok: alice receives bob's message: bob joined and says hi",
         ],
         &output,
     );
