@@ -106,7 +106,7 @@ async fn guest_registration_is_off_unless_configured() {
 async fn guests_join_only_rooms_that_let_guests_in() {
     let server = guest_server().await;
     let alice = server.register("alice").await;
-    let (_, guest) = register_guest(&server).await;
+    let (guest_id, guest) = register_guest(&server).await;
 
     // `public_chat` sets `guest_access` to `forbidden`.
     let closed = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
@@ -134,6 +134,16 @@ async fn guests_join_only_rooms_that_let_guests_in() {
     // A guest may not change the room's state.
     let state = server.put_state(&guest, &open, "m.room.topic", "", json!({"topic": "guests rule"})).await;
     assert_error(&state, 403, "M_GUEST_ACCESS_FORBIDDEN");
+
+    // Spec: once guests may no longer join, the guests in the room leave.
+    let (status, _) =
+        server.put_state(&alice.access_token, &open, "m.room.guest_access", "", json!({"guest_access": "forbidden"})).await;
+    assert_eq!(status, 200);
+    let (status, member) = server.get_state(&alice.access_token, &open, "m.room.member", &guest_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(member["membership"], "leave");
+    let refused = server.send_text(&guest, &open, "still here?").await;
+    assert_eq!(refused.0, 403, "{:?}", refused.1);
 }
 
 #[tokio::test]

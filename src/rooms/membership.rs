@@ -73,6 +73,26 @@ impl Rooms {
         }))
     }
 
+    /// Spec: "Guest Access", "Server behaviour": once a room's
+    /// `m.room.guest_access` is no longer `can_join`, the guests of this
+    /// server in it leave (each sends its own leave, as Synapse does, which
+    /// no power level can refuse).
+    pub(super) async fn guests_leave_unless_allowed(&self, room_id: &RoomId) -> Result<(), RoomsError> {
+        let state = self.current_state(room_id).await?;
+        if self.guests_can_join(&state).await? {
+            return Ok(());
+        }
+        for member in self.joined_members(room_id).await? {
+            if self.is_guest(&member).await? {
+                let content = RoomMemberEventContent::new(MembershipState::Leave);
+                // Boxed: the leave goes through the append path that called this.
+                Box::pin(self.member_event(room_id, &member, &member, content, None)).await?;
+                tracing::info!(%room_id, user_id = %member, "a guest left a room that no longer allows guests");
+            }
+        }
+        Ok(())
+    }
+
     pub async fn invite(
         &self,
         room_id: &RoomId,

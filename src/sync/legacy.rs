@@ -13,7 +13,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ruma::{
     OwnedRoomId, OwnedUserId, RoomId,
-    api::client::filter::{FilterDefinition, RoomFilter},
+    api::client::filter::FilterDefinition,
     events::{AnyGlobalAccountDataEvent, presence::PresenceEvent, room::member::MembershipState},
     serde::Raw,
 };
@@ -173,8 +173,8 @@ impl Syncer {
         device: &ruma::DeviceId,
         limit: Option<usize>,
     ) -> Result<GlobalSnapshot, SyncError> {
+        // No rooms: they are read below, each as a room's `initialSync`.
         let mut filter = FilterDefinition::default();
-        filter.room = RoomFilter::default();
         filter.room.rooms = Some(Vec::new());
         let request = SyncRequest {
             user_id: user.clone(),

@@ -82,7 +82,7 @@ async fn room_json(state: &AppState, user: &ruma::OwnedUserId, room: RoomSnapsho
         "visibility": if room.public { "public" } else { "private" },
     });
     if let Some(membership) = room.membership {
-        out["membership"] = Value::String(membership.to_string());
+        out["membership"] = membership.as_str().into();
     }
     Ok(out)
 }
