@@ -75,8 +75,13 @@ async fn guests_register_numbered_and_only_use_the_guest_endpoints() {
     let (status, devices) = server.get("/_matrix/client/v3/devices", Some(&token)).await;
     assert_eq!(status, 200);
     assert_eq!(devices["devices"].as_array().map(Vec::len), Some(1));
-    let (status, _) =
-        server.put(&format!("/_matrix/client/v3/profile/{}/displayname", enc(&first)), Some(&token), json!({"displayname": "Visitor"})).await;
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&first)),
+            Some(&token),
+            json!({"displayname": "Visitor"}),
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Everything else is refused as the spec says.
@@ -91,7 +96,8 @@ async fn guests_register_numbered_and_only_use_the_guest_endpoints() {
     assert_error(&global_sync, 403, "M_GUEST_ACCESS_FORBIDDEN");
 
     // Numbered user ids are the guests'.
-    let (status, body) = server.post("/_matrix/client/v3/register", None, json!({"username": "4242", "password": PASSWORD})).await;
+    let (status, body) =
+        server.post("/_matrix/client/v3/register", None, json!({"username": "4242", "password": PASSWORD})).await;
     assert_eq!((status, body["errcode"].as_str()), (400, Some("M_INVALID_USERNAME")), "{body}");
 }
 
@@ -136,8 +142,9 @@ async fn guests_join_only_rooms_that_let_guests_in() {
     assert_error(&state, 403, "M_GUEST_ACCESS_FORBIDDEN");
 
     // Spec: once guests may no longer join, the guests in the room leave.
-    let (status, _) =
-        server.put_state(&alice.access_token, &open, "m.room.guest_access", "", json!({"guest_access": "forbidden"})).await;
+    let (status, _) = server
+        .put_state(&alice.access_token, &open, "m.room.guest_access", "", json!({"guest_access": "forbidden"}))
+        .await;
     assert_eq!(status, 200);
     let (status, member) = server.get_state(&alice.access_token, &open, "m.room.member", &guest_id).await;
     assert_eq!(status, 200);

@@ -25,8 +25,8 @@ use tracing::Span;
 pub use self::{
     error::ApiError,
     ruma::{
-        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error,
-        require_session,
+        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body,
+        request_error, require_session,
     },
     serve::serve,
 };

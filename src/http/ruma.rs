@@ -130,7 +130,13 @@ pub async fn authenticate(state: &AppState, parts: &http::request::Parts, token:
         // which scopes their transaction ids.
         None => ruma::OwnedDeviceId::from(APPSERVICE_DEVICE),
     };
-    Ok(Session { user_id, device_id, is_admin: false, is_guest: false, appservice_id: Some(appservice.id().to_owned()) })
+    Ok(Session {
+        user_id,
+        device_id,
+        is_admin: false,
+        is_guest: false,
+        appservice_id: Some(appservice.id().to_owned()),
+    })
 }
 
 /// The caller of an endpoint mounted by hand (not through `RouterExt`),

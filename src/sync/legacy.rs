@@ -191,7 +191,12 @@ impl Syncer {
         for room_id in self.rooms.joined_rooms(user).await? {
             rooms.push(self.room_initial_sync(user, &room_id, limit).await?);
         }
-        Ok(GlobalSnapshot { rooms, account_data: response.account_data.events, presence: response.presence.events, end })
+        Ok(GlobalSnapshot {
+            rooms,
+            account_data: response.account_data.events,
+            presence: response.presence.events,
+            end,
+        })
     }
 
     /// `GET /events`: the events after `from` (now, without one) in the
