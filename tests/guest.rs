@@ -95,6 +95,41 @@ async fn guests_register_numbered_and_only_use_the_guest_endpoints() {
     let global_sync = server.get("/_matrix/client/v3/initialSync", Some(&token)).await;
     assert_error(&global_sync, 403, "M_GUEST_ACCESS_FORBIDDEN");
 
+    // Media: a guest downloads what others posted, and uploads nothing.
+    let alice = server.register("alice").await;
+    let uploaded = server
+        .http
+        .post(server.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&alice.access_token)
+        .header("content-type", "text/plain")
+        .body("a file for everyone")
+        .send()
+        .await
+        .unwrap();
+    let uri: Value = uploaded.json().await.unwrap();
+    let media = uri["content_uri"].as_str().unwrap().trim_start_matches("mxc://").to_owned();
+    let download = server
+        .http
+        .get(server.url(&format!("/_matrix/client/v1/media/download/{media}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.text().await.unwrap(), "a file for everyone");
+    let refused = server
+        .http
+        .post(server.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("a guest's file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["errcode"], "M_GUEST_ACCESS_FORBIDDEN");
+
     // Numbered user ids are the guests'.
     let (status, body) =
         server.post("/_matrix/client/v3/register", None, json!({"username": "4242", "password": PASSWORD})).await;

@@ -1,8 +1,8 @@
 //! Which client-server endpoints a guest account may use (client-server
 //! API, "Guest Access", "Client behaviour"): the spec's list, and the few
 //! more a client needs to sit in a room as a guest (typing, receipts, its
-//! own account data and profile, filters, presence, push rules, TURN), as
-//! Synapse allows them. Everything else answers 403
+//! own account data and profile, filters, presence, push rules, TURN,
+//! downloading media), as Synapse allows them. Everything else answers 403
 //! `M_GUEST_ACCESS_FORBIDDEN` before its handler runs.
 
 use http::Method;
@@ -64,6 +64,11 @@ const GUEST_ENDPOINTS: &[(Method, &str)] = &[
     (Method::GET, "pushrules"),
     (Method::GET, "pushrules/*"),
     (Method::GET, "voip/turnServer"),
+    // Media others posted (uploads and URL previews are refused).
+    (Method::GET, "media/config"),
+    (Method::GET, "media/download/*/*"),
+    (Method::GET, "media/download/*/*/*"),
+    (Method::GET, "media/thumbnail/*/*"),
     // End-to-end encryption.
     (Method::POST, "keys/upload"),
     (Method::POST, "keys/query"),
@@ -112,6 +117,7 @@ mod tests {
         assert!(guest_may_use(&Method::POST, "/_matrix/client/v3/join/{room_id_or_alias}"));
         assert!(guest_may_use(&Method::GET, "/_matrix/client/v3/rooms/!a:x/initialSync"));
         assert!(guest_may_use(&Method::GET, "/_matrix/client/v1/rooms/{room_id}/relations/{event_id}/{rel_type}"));
+        assert!(guest_may_use(&Method::GET, "/_matrix/client/v1/media/download/x/abc"));
     }
 
     #[test]
@@ -122,5 +128,7 @@ mod tests {
         assert!(!guest_may_use(&Method::GET, "/_matrix/client/v3/sync/extra"));
         assert!(!guest_may_use(&Method::GET, "/_matrix/federation/v1/version"));
         assert!(!guest_may_use(&Method::POST, "/_matrix/client/v3/user_directory/search"));
+        assert!(!guest_may_use(&Method::POST, "/_matrix/media/v3/upload"));
+        assert!(!guest_may_use(&Method::GET, "/_matrix/client/v1/media/preview_url"));
     }
 }
