@@ -68,7 +68,9 @@ async fn guests_register_numbered_and_only_use_the_guest_endpoints() {
     assert_eq!(whoami["user_id"], first.as_str());
     assert_eq!(whoami["is_guest"], true);
 
-    // What the spec lists works.
+    // What the spec lists works, and what anyone may call without a token.
+    let (status, versions) = server.get("/_matrix/client/versions", Some(&token)).await;
+    assert_eq!(status, 200, "{versions}");
     let (status, sync) = server.get("/_matrix/client/v3/sync", Some(&token)).await;
     assert_eq!(status, 200, "{sync}");
     assert!(sync["next_batch"].is_string());

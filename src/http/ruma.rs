@@ -179,7 +179,10 @@ where
             (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
             (_, Some(token)) => Some(authenticate(state, &parts, &token).await?),
         };
+        // An endpoint anyone may call without a token (`/versions`, which
+        // clients call with theirs) is open to guests too.
         if session.as_ref().is_some_and(|s| s.is_guest)
+            && <T::Authentication as ClientAuth>::TOKEN == TokenRequirement::Required
             && !T::PATH_BUILDER.all_paths().any(|path| guest_may_use(&T::METHOD, path))
         {
             return Err(UsersError::GuestAccessForbidden.into());
