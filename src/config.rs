@@ -286,6 +286,9 @@ pub struct RegistrationConfig {
     /// A fixed registration token. In token mode without one, the server
     /// creates a token at first start and logs it once.
     pub token: Option<String>,
+    /// Whether `POST /register?kind=guest` creates guest accounts
+    /// (client-server API, "Guest Access"), whatever the mode.
+    pub allow_guest_access: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -372,7 +375,7 @@ impl Default for ServerConfig {
 
 impl Default for RegistrationConfig {
     fn default() -> Self {
-        Self { mode: RegistrationMode::Token, token: None }
+        Self { mode: RegistrationMode::Token, token: None, allow_guest_access: false }
     }
 }
 

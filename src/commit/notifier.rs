@@ -15,7 +15,7 @@ use std::{
 };
 
 use futures_util::future::BoxFuture;
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use tokio::sync::Notify;
 
 use super::{Commit, CommitListener, Stream, token::SyncToken};
@@ -27,8 +27,15 @@ pub trait Notifier: Send + Sync {
     fn current(&self) -> SyncToken;
     /// The wake-up handle of a user's syncs.
     fn listener(&self, user: &UserId) -> Arc<Notify>;
+    /// The wake-up handle of those who peek into a room without being
+    /// in it (the legacy `/events?room_id=`): woken by every event that
+    /// becomes part of the room.
+    fn room_listener(&self, room: &RoomId) -> Arc<Notify>;
     /// Whether a sync of this user is waiting now (tests and diagnostics).
     fn is_waiting(&self, user: &UserId) -> bool;
+    /// Whether someone peeking into this room is waiting now (tests and
+    /// diagnostics).
+    fn is_room_waiting(&self, room: &RoomId) -> bool;
     /// Wakes every waiting sync (at shutdown, so held syncs answer at once
     /// instead of holding the stop up until their timeouts).
     fn wake_all(&self);
@@ -41,6 +48,7 @@ pub struct LocalNotifier {
     misc: AtomicI64,
     typing: AtomicI64,
     users: Mutex<HashMap<OwnedUserId, Weak<Notify>>>,
+    rooms: Mutex<HashMap<OwnedRoomId, Weak<Notify>>>,
 }
 
 impl LocalNotifier {
@@ -52,6 +60,7 @@ impl LocalNotifier {
             misc: AtomicI64::new(misc),
             typing: AtomicI64::new(typing),
             users: Mutex::new(HashMap::new()),
+            rooms: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -66,17 +75,11 @@ impl Notifier for LocalNotifier {
     }
 
     fn listener(&self, user: &UserId) -> Arc<Notify> {
-        let mut users = self.users.lock().expect("notifier mutex is never poisoned");
-        if let Some(existing) = users.get(user).and_then(Weak::upgrade) {
-            return existing;
-        }
-        // Drop handles nobody waits on any more, so the map stays small.
-        if users.len() > 1024 && users.len().is_power_of_two() {
-            users.retain(|_, w| w.strong_count() > 0);
-        }
-        let notify = Arc::new(Notify::new());
-        users.insert(user.to_owned(), Arc::downgrade(&notify));
-        notify
+        handle(&self.users, user)
+    }
+
+    fn room_listener(&self, room: &RoomId) -> Arc<Notify> {
+        handle(&self.rooms, room)
     }
 
     fn is_waiting(&self, user: &UserId) -> bool {
@@ -84,10 +87,37 @@ impl Notifier for LocalNotifier {
         users.get(user).is_some_and(|w| w.strong_count() > 0)
     }
 
+    fn is_room_waiting(&self, room: &RoomId) -> bool {
+        let rooms = self.rooms.lock().expect("notifier mutex is never poisoned");
+        rooms.get(room).is_some_and(|w| w.strong_count() > 0)
+    }
+
     fn wake_all(&self) {
+        let rooms = self.rooms.lock().expect("notifier mutex is never poisoned");
+        rooms.values().filter_map(Weak::upgrade).for_each(|notify| notify.notify_waiters());
+        drop(rooms);
         let users = self.users.lock().expect("notifier mutex is never poisoned");
         users.values().filter_map(Weak::upgrade).for_each(|notify| notify.notify_waiters());
     }
+}
+
+/// The live handle of `key` in `map`, made if there is none.
+fn handle<K, Q>(map: &Mutex<HashMap<K, Weak<Notify>>>, key: &Q) -> Arc<Notify>
+where
+    K: std::borrow::Borrow<Q> + std::hash::Hash + Eq,
+    Q: ToOwned<Owned = K> + std::hash::Hash + Eq + ?Sized,
+{
+    let mut map = map.lock().expect("notifier mutex is never poisoned");
+    if let Some(existing) = map.get(key).and_then(Weak::upgrade) {
+        return existing;
+    }
+    // Drop handles nobody waits on any more, so the map stays small.
+    if map.len() > 1024 && map.len().is_power_of_two() {
+        map.retain(|_, w| w.strong_count() > 0);
+    }
+    let notify = Arc::new(Notify::new());
+    map.insert(key.to_owned(), Arc::downgrade(&notify));
+    notify
 }
 
 impl CommitListener for LocalNotifier {
@@ -105,6 +135,13 @@ impl CommitListener for LocalNotifier {
                     notify.notify_waiters();
                 }
             });
+            drop(map);
+            if let Commit::RoomEvent { event, .. } = commit {
+                let rooms = self.rooms.lock().expect("notifier mutex is never poisoned");
+                if let Some(notify) = rooms.get(&event.room).and_then(Weak::upgrade) {
+                    notify.notify_waiters();
+                }
+            }
         }
         Box::pin(std::future::ready(()))
     }
@@ -132,8 +169,19 @@ mod tests {
             r#"{"type":"m.room.message","sender":"@alice:x","content":{},"depth":1,"origin_server_ts":1,"prev_events":[],"auth_events":[]}"#,
         )
         .unwrap();
+        let peeker = notifier.listener(ruma::user_id!("@peeker:x"));
+        let room_handle = notifier.room_listener(ruma::room_id!("!r:x"));
+        let (peeker_wait, room_wait) = (peeker.notified(), room_handle.notified());
+        tokio::pin!(peeker_wait, room_wait);
+        peeker_wait.as_mut().enable();
+        room_wait.as_mut().enable();
         notifier.committed(&Commit::RoomEvent { position: 3, event: &event, wake: &[alice], destinations: &[] }).await;
         tokio::time::timeout(std::time::Duration::from_secs(1), a_wait).await.expect("alice is woken");
+        tokio::time::timeout(std::time::Duration::from_secs(1), room_wait).await.expect("the room's peekers are woken");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), peeker_wait).await.is_err(),
+            "a user not named sleeps on"
+        );
         assert!(tokio::time::timeout(std::time::Duration::from_millis(50), b_wait).await.is_err(), "bob sleeps on");
         assert_eq!(notifier.current().events, 3);
         let room = ruma::room_id!("!r:x");

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId, RoomId};
 
 use super::{FedError, Federation};
-use crate::rooms::CreateRoom;
+use crate::rooms::{CreateRoom, RoomsError};
 
 impl Federation {
     /// Joins `user` to a room given by id or alias (client-server API
@@ -28,6 +28,11 @@ impl Federation {
         if !self.enabled() || self.rooms.is_resident(&room_id).await? {
             self.rooms.join(&room_id, user, reason).await?;
             return Ok(room_id);
+        }
+        if self.rooms.is_guest(user).await? {
+            // Whether a remote room lets guests in cannot be known before
+            // joining it; as Synapse, guests join only rooms this server is in.
+            return Err(RoomsError::Forbidden("guests may only join rooms this server is in".into()).into());
         }
         let mut servers = servers;
         servers.extend(self.invite_servers(&room_id, user).await);

@@ -4,6 +4,7 @@
 //! assembles those); turns domain errors into Matrix errors.
 
 mod error;
+mod guest;
 mod ruma;
 mod serve;
 
@@ -24,8 +25,8 @@ use tracing::Span;
 pub use self::{
     error::ApiError,
     ruma::{
-        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, authenticate, extract_access_token, method_filter, read_body,
-        request_error,
+        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body,
+        request_error, require_session,
     },
     serve::serve,
 };

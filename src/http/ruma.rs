@@ -23,8 +23,12 @@ use ruma::api::{
     path_builder::PathBuilder,
 };
 
-use super::error::ApiError;
-use crate::{appservice::AppserviceError, services::AppState, users::Session};
+use super::{error::ApiError, guest::guest_may_use};
+use crate::{
+    appservice::AppserviceError,
+    services::AppState,
+    users::{Session, UsersError},
+};
 
 /// Whether an endpoint needs an access token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +130,25 @@ pub async fn authenticate(state: &AppState, parts: &http::request::Parts, token:
         // which scopes their transaction ids.
         None => ruma::OwnedDeviceId::from(APPSERVICE_DEVICE),
     };
-    Ok(Session { user_id, device_id, is_admin: false, appservice_id: Some(appservice.id().to_owned()) })
+    Ok(Session {
+        user_id,
+        device_id,
+        is_admin: false,
+        is_guest: false,
+        appservice_id: Some(appservice.id().to_owned()),
+    })
+}
+
+/// The caller of an endpoint mounted by hand (not through `RouterExt`),
+/// which needs an access token: authenticated as `Ruma<T>` does it, and
+/// refused to a guest unless guests may use the path.
+pub async fn require_session(state: &AppState, parts: &http::request::Parts) -> Result<Session, ApiError> {
+    let token = extract_access_token(parts)?.ok_or_else(ApiError::missing_token)?;
+    let session = authenticate(state, parts, &token).await?;
+    if session.is_guest && !guest_may_use(&parts.method, parts.uri.path()) {
+        return Err(UsersError::GuestAccessForbidden.into());
+    }
+    Ok(session)
 }
 
 /// The device id of an appservice's requests that name none.
@@ -175,6 +197,14 @@ where
             (TokenRequirement::None, _) | (TokenRequirement::Optional, None) => None,
             (_, Some(token)) => Some(authenticate(state, &parts, &token).await?),
         };
+        // An endpoint anyone may call without a token (`/versions`, which
+        // clients call with theirs) is open to guests too.
+        if session.as_ref().is_some_and(|s| s.is_guest)
+            && <T::Authentication as ClientAuth>::TOKEN == TokenRequirement::Required
+            && !T::PATH_BUILDER.all_paths().any(|path| guest_may_use(&T::METHOD, path))
+        {
+            return Err(UsersError::GuestAccessForbidden.into());
+        }
 
         let mut body = read_body(body, &parts, state.config.server.max_request_bytes).await?;
         // Clients send no body where every field is optional (matrix-nio's

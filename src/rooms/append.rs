@@ -90,6 +90,9 @@ impl Rooms {
             // A retry waits for everything queued before it.
             let pipelined = message && attempt == 0;
             if let Some(pdu) = self.try_append_local(room_id, sender, &draft, txn.clone(), pipelined).await? {
+                if *pdu.kind() == TimelineEventType::RoomGuestAccess && pdu.state_key() == Some("") {
+                    Box::pin(self.guests_leave_unless_allowed(room_id)).await?;
+                }
                 return Ok(pdu);
             }
         }

@@ -8,7 +8,10 @@ use ruma::{
     OwnedUserId, RoomId, UserId,
     events::{
         StateEventType,
-        room::member::{MembershipState, RoomMemberEventContent},
+        room::{
+            guest_access::{GuestAccess, RoomGuestAccessEventContent},
+            member::{MembershipState, RoomMemberEventContent},
+        },
     },
 };
 
@@ -38,12 +41,55 @@ impl Rooms {
 
     /// Joins a local room (no-op when already joined).
     pub async fn join(&self, room_id: &RoomId, user: &OwnedUserId, reason: Option<String>) -> Result<(), RoomsError> {
-        self.current_state(room_id).await?;
+        let state = self.current_state(room_id).await?;
         if self.membership(room_id, user).await? == Some(MembershipState::Join) {
             return Ok(());
         }
+        if self.is_guest(user).await? && !self.guests_can_join(&state).await? {
+            return Err(RoomsError::Forbidden("guests may not join this room".into()));
+        }
         let content = self.member_content(user, MembershipState::Join).await?;
         self.member_event(room_id, user, user, content, reason).await?;
+        Ok(())
+    }
+
+    /// Whether a user is a guest account of this server (client-server
+    /// API, "Guest Access").
+    pub async fn is_guest(&self, user: &UserId) -> Result<bool, RoomsError> {
+        if user.server_name() != self.config.server.server_name {
+            return Ok(false);
+        }
+        Ok(self.db.get_user(user.to_owned()).await?.is_some_and(|u| u.is_guest))
+    }
+
+    /// Spec: "Guest Access", "Server behaviour": guests may join a room
+    /// only while its `m.room.guest_access` is `can_join`.
+    async fn guests_can_join(&self, state: &super::StateMap) -> Result<bool, RoomsError> {
+        let Some(id) = state.get(&(StateEventType::RoomGuestAccess, String::new())) else {
+            return Ok(false);
+        };
+        Ok(self.get_pdu(id).await?.is_some_and(|pdu| {
+            pdu.content::<RoomGuestAccessEventContent>().is_some_and(|c| c.guest_access == GuestAccess::CanJoin)
+        }))
+    }
+
+    /// Spec: "Guest Access", "Server behaviour": once a room's
+    /// `m.room.guest_access` is no longer `can_join`, the guests of this
+    /// server in it leave (each sends its own leave, as Synapse does, which
+    /// no power level can refuse).
+    pub(super) async fn guests_leave_unless_allowed(&self, room_id: &RoomId) -> Result<(), RoomsError> {
+        let state = self.current_state(room_id).await?;
+        if self.guests_can_join(&state).await? {
+            return Ok(());
+        }
+        for member in self.joined_members(room_id).await? {
+            if self.is_guest(&member).await? {
+                let content = RoomMemberEventContent::new(MembershipState::Leave);
+                // Boxed: the leave goes through the append path that called this.
+                Box::pin(self.member_event(room_id, &member, &member, content, None)).await?;
+                tracing::info!(%room_id, user_id = %member, "a guest left a room that no longer allows guests");
+            }
+        }
         Ok(())
     }
 

@@ -160,6 +160,12 @@ impl Rooms {
         Ok(check)
     }
 
+    /// Refuses a user with no standing to read the room at all: neither a
+    /// membership of any kind nor a world-readable history.
+    pub async fn require_readable(&self, user: &OwnedUserId, room_id: &RoomId) -> Result<(), RoomsError> {
+        self.visibility(room_id, user).await.map(drop)
+    }
+
     /// `/messages`: up to `limit` visible events from `from` in `direction`.
     pub async fn messages(
         &self,

@@ -37,6 +37,16 @@ pub trait AccountStore: Send + Sync {
 
     async fn set_password_hash(&self, user_id: OwnedUserId, hash: String) -> Result<()>;
 
+    /// The largest numeric localpart among guest accounts (0 when there is
+    /// none): guests are numbered, as Synapse numbers them.
+    async fn last_guest_number(&self) -> Result<u64>;
+
+    /// Turns a guest account into a full one with this password hash;
+    /// false (and nothing changed) when the account is not a guest's. The
+    /// account's access tokens then open full sessions: a backend that
+    /// caches token lookups retires its cache in the same step.
+    async fn upgrade_guest(&self, user_id: OwnedUserId, password_hash: Option<String>) -> Result<bool>;
+
     /// Marks the account deactivated (its password gone) and removes its
     /// cross-signing keys and every device, with the device's tokens and
     /// end-to-end keys.
@@ -125,6 +135,8 @@ pub struct UserRecord {
     pub password_hash: Option<String>,
     pub is_admin: bool,
     pub deactivated: bool,
+    /// A guest account (client-server API, "Guest Access").
+    pub is_guest: bool,
 }
 
 /// A stored device.
@@ -143,6 +155,7 @@ pub struct TokenOwner {
     pub device_id: OwnedDeviceId,
     pub expires_ts: Option<i64>,
     pub is_admin: bool,
+    pub is_guest: bool,
 }
 
 /// The tokens handed out when a device logs in.
@@ -159,6 +172,8 @@ pub struct NewUser {
     pub user_id: OwnedUserId,
     pub password_hash: Option<String>,
     pub is_admin: bool,
+    /// A guest account, limited to the endpoints guests may use.
+    pub is_guest: bool,
     pub displayname: Option<String>,
     /// A registration token (hashed) to consume in the same transaction.
     pub registration_token: Option<Vec<u8>>,

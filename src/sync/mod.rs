@@ -8,6 +8,7 @@
 //! connection. The notifier (`commit::notifier`) wakes waiting syncs;
 //! `commit::token` encodes stream positions.
 
+pub mod legacy;
 mod plan;
 mod scope;
 mod sections;

@@ -34,7 +34,7 @@ pub enum UsersError {
     UserInUse,
     #[error("registration is closed on this server")]
     RegistrationClosed,
-    #[error("guest access is not supported")]
+    #[error("guest accounts may not use this")]
     GuestAccessForbidden,
     #[error("{0}")]
     WeakPassword(String),
@@ -64,6 +64,9 @@ pub struct Session {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
+    /// A guest account (client-server API, "Guest Access"): the HTTP edge
+    /// lets it use only the endpoints guests may.
+    pub is_guest: bool,
     /// The application service acting, when the request carried its
     /// `as_token` (the user is its sender or one of its users).
     pub appservice_id: Option<String>,
@@ -146,6 +149,10 @@ impl Users {
             Some(name) => self.user_id_for_new_account(name)?,
             None => self.random_user_id().await?,
         };
+        if user_id.localpart().bytes().all(|b| b.is_ascii_digit()) {
+            // As Synapse: numbered ids are those of guests (`register_guest`).
+            return Err(UsersError::InvalidUsername("numeric user ids are reserved for guest accounts".into()));
+        }
         if req.username.is_some() && self.db.get_user(user_id.clone()).await?.is_some() {
             return Err(UsersError::UserInUse);
         }
@@ -166,6 +173,7 @@ impl Users {
             .db
             .create_user(NewUser {
                 user_id: user_id.clone(),
+                is_guest: false,
                 password_hash,
                 is_admin: false,
                 displayname: Some(user_id.localpart().to_owned()),
@@ -181,6 +189,80 @@ impl Users {
         }
         tracing::info!(user_id = %user_id, "registered a new account");
         self.tokens_unless_inhibited(user_id, req).await
+    }
+
+    /// `POST /register?kind=guest` (client-server API, "Guest Access"): a
+    /// guest account, numbered after the last one, with a device and an
+    /// access token. Only when `registration.allow_guest_access` is on,
+    /// whatever the registration mode.
+    pub async fn register_guest(&self, req: RegisterRequest) -> Result<IssuedTokens> {
+        if !self.config.registration.allow_guest_access {
+            return Err(UsersError::GuestAccessForbidden);
+        }
+        let mut number = self.db.last_guest_number().await?;
+        // Two guests registering at once may pick the same number; the
+        // second takes the next one.
+        for _ in 0..16 {
+            number += 1;
+            let user_id = self.user_id_for_new_account(&number.to_string())?;
+            let outcome = self
+                .db
+                .create_user(NewUser {
+                    user_id: user_id.clone(),
+                    is_guest: true,
+                    password_hash: None,
+                    is_admin: false,
+                    displayname: None,
+                    registration_token: None,
+                })
+                .await?;
+            if outcome == CreateUserOutcome::Created {
+                tracing::info!(user_id = %user_id, "registered a guest account");
+                // Spec: the server picks the guest's device id, whatever
+                // the request says.
+                return self.issue_tokens(user_id, None, req.initial_device_display_name, req.client_ip, false).await;
+            }
+        }
+        Err(UsersError::UserInUse)
+    }
+
+    /// Upgrades a guest account to a full one (client-server API, "Guest
+    /// Access": `/register` with the guest's access token as
+    /// `guest_access_token` and its localpart as `username`), after the
+    /// registration's user-interactive auth. The user id stays; the guest's
+    /// devices and tokens stay and now open full sessions; the response
+    /// logs in a new device unless `inhibit_login`.
+    pub async fn upgrade_guest(
+        &self,
+        guest_access_token: &str,
+        req: RegisterRequest,
+        auth: Option<&AuthData>,
+    ) -> Result<(OwnedUserId, Option<IssuedTokens>)> {
+        let flows = self.registration_flows()?;
+        let guest = self.authenticate_token(guest_access_token).await?;
+        if !guest.is_guest {
+            return Err(UsersError::Forbidden("`guest_access_token` is not a guest's access token".into()));
+        }
+        let Some(name) = req.username.as_deref() else {
+            return Err(UsersError::InvalidParam("upgrading a guest needs its localpart as `username`".into()));
+        };
+        if self.user_id_for_new_account(name)? != guest.user_id {
+            return Err(UsersError::InvalidUsername("`username` must be the guest's localpart".into()));
+        }
+        if let Some(p) = &req.password {
+            self.check_password_strength(p)?;
+        }
+        self.authenticate(auth, flows, None).await?;
+        let password_hash = match req.password.clone() {
+            Some(p) => Some(password::hash_password(p).await),
+            None => None,
+        };
+        if !self.db.upgrade_guest(guest.user_id.clone(), password_hash).await? {
+            return Err(UsersError::UserInUse);
+        }
+        tracing::info!(user_id = %guest.user_id, "upgraded a guest account");
+        let tokens = self.tokens_unless_inhibited(guest.user_id.clone(), req).await?;
+        Ok((guest.user_id, tokens))
     }
 
     /// A new account's first device and tokens, unless the registration
@@ -236,6 +318,7 @@ impl Users {
             .db
             .create_user(NewUser {
                 user_id: user_id.clone(),
+                is_guest: false,
                 password_hash,
                 is_admin,
                 displayname: Some(user_id.localpart().to_owned()),
@@ -414,6 +497,7 @@ impl Users {
             user_id: owner.user_id,
             device_id: owner.device_id,
             is_admin: owner.is_admin,
+            is_guest: owner.is_guest,
             appservice_id: None,
         })
     }
@@ -617,6 +701,7 @@ impl Users {
             .db
             .create_user(NewUser {
                 user_id: user_id.clone(),
+                is_guest: false,
                 password_hash,
                 is_admin: false,
                 displayname: Some(user_id.localpart().to_owned()),

@@ -23,6 +23,7 @@ fn device(name: &str) -> OwnedDeviceId {
 fn new_user(name: &str, token: Option<&[u8]>) -> NewUser {
     NewUser {
         user_id: user(name),
+        is_guest: false,
         password_hash: Some(format!("hash-of-{name}")),
         is_admin: false,
         displayname: Some(format!("{name} the tester")),

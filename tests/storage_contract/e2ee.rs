@@ -127,6 +127,7 @@ async fn login(store: &dyn Storage, user: &str, device: &str) {
     let user_id: OwnedUserId = user.try_into().unwrap();
     let new = NewUser {
         user_id: user_id.clone(),
+        is_guest: false,
         password_hash: None,
         is_admin: false,
         displayname: None,

@@ -26,6 +26,7 @@ async fn device(store: &dyn Storage, name: &str, device: &str) {
     let _ = store
         .create_user(NewUser {
             user_id: user_id.clone(),
+            is_guest: false,
             password_hash: None,
             is_admin: false,
             displayname: None,

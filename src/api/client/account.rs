@@ -18,7 +18,7 @@ use crate::{
     appservice::Appservice,
     http::{APPSERVICE_DEVICE, ApiError, RouterExt, Ruma},
     services::AppState,
-    users::{IssuedTokens, RegisterRequest, Session, UsersError},
+    users::{IssuedTokens, RegisterRequest, Session},
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -47,9 +47,32 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
     if appservice.is_none() {
         state.rate_limits.registration.check(&req.client_ip())?;
     }
+    let client_ip = req.client_addr.map(|a| a.ip().to_string());
     let body = req.body;
     if body.kind == register::RegistrationKind::Guest {
-        return Err(UsersError::GuestAccessForbidden.into());
+        // Spec: "Register": a guest's registration ignores every field of
+        // the body but `initial_device_display_name`.
+        let request = RegisterRequest {
+            initial_device_display_name: body.initial_device_display_name,
+            client_ip,
+            ..RegisterRequest::default()
+        };
+        return Ok(registered(state.users.register_guest(request).await?));
+    }
+    if let Some(guest_token) = body.guest_access_token.as_deref() {
+        let request = RegisterRequest {
+            username: body.username,
+            password: body.password,
+            device_id: body.device_id,
+            initial_device_display_name: body.initial_device_display_name,
+            inhibit_login: body.inhibit_login,
+            refresh_token: body.refresh_token,
+            client_ip,
+        };
+        return Ok(match state.users.upgrade_guest(guest_token, request, body.auth.as_ref()).await? {
+            (_, Some(tokens)) => registered(tokens),
+            (user_id, None) => register::v3::Response::new(user_id),
+        });
     }
     let requested = body.username.as_deref().map(|name| state.users.user_id_for_new_account(name)).transpose()?;
     if body.login_type == Some(register::LoginType::ApplicationService) {
@@ -77,7 +100,7 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
             initial_device_display_name: body.initial_device_display_name,
             inhibit_login: body.inhibit_login,
             refresh_token: body.refresh_token,
-            client_ip: req.client_addr.map(|a| a.ip().to_string()),
+            client_ip: client_ip.clone(),
         };
         return Ok(match state.users.register_appservice_user(user_id.clone(), request).await? {
             Some(tokens) => registered(tokens),
@@ -97,7 +120,7 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
         initial_device_display_name: body.initial_device_display_name,
         inhibit_login: body.inhibit_login,
         refresh_token: body.refresh_token,
-        client_ip: req.client_addr.map(|a| a.ip().to_string()),
+        client_ip,
     };
     let requested_user = request.username.clone();
     match state.users.register(request, body.auth.as_ref()).await? {
@@ -141,7 +164,7 @@ async fn registration_token_validity(
 
 async fn whoami(_: AppState, req: Ruma<whoami::v3::Request>) -> Result<whoami::v3::Response, ApiError> {
     let session = req.session();
-    let mut response = whoami::v3::Response::new(session.user_id.clone(), false);
+    let mut response = whoami::v3::Response::new(session.user_id.clone(), session.is_guest);
     // An appservice acting without a device has none to report.
     let deviceless = session.appservice_id.is_some() && session.device_id.as_str() == APPSERVICE_DEVICE;
     response.device_id = (!deviceless).then(|| session.device_id.clone());

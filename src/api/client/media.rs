@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma, extract_access_token},
+    http::{ApiError, RouterExt, Ruma, require_session},
     media::{MediaError, served_headers, thumbnail::Method},
     services::AppState,
     users::Session,
@@ -75,9 +75,10 @@ impl From<MediaError> for ApiError {
     }
 }
 
+/// The caller; a guest may download and thumbnail, not upload or preview
+/// URLs (`http::guest`).
 async fn authenticate(state: &AppState, parts: &Parts) -> Result<Session, ApiError> {
-    let token = extract_access_token(parts)?.ok_or_else(ApiError::missing_token)?;
-    Ok(state.users.authenticate_token(&token).await?)
+    require_session(state, parts).await
 }
 
 #[derive(Deserialize, Default)]

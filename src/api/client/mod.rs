@@ -12,6 +12,7 @@ mod discovery;
 pub mod events;
 mod filter;
 mod keys;
+mod legacy_sync;
 mod media;
 mod membership;
 mod message;
@@ -57,6 +58,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = delayed_events::routes(router);
     let router = directory::routes(router);
     let router = sync::routes(router);
+    let router = legacy_sync::routes(router);
     let router = sliding_sync::routes(router);
     let router = sync_push::routes(router);
     let router = filter::routes(router);

@@ -20,7 +20,7 @@ use ruma::{
 };
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma, TrailingSlash, authenticate, extract_access_token},
+    http::{ApiError, RouterExt, Ruma, TrailingSlash, require_session},
     push::rules,
     services::AppState,
 };
@@ -63,8 +63,7 @@ async fn other_rule_path(State(state): State<AppState>, Path(rest): Path<String>
     let (parts, _) = req.into_parts();
     let listing = parts.method == Method::GET && parts.extensions.get::<TrailingSlash>().is_some();
     let result = async {
-        let token = extract_access_token(&parts)?.ok_or_else(ApiError::missing_token)?;
-        let session = authenticate(&state, &parts, &token).await?;
+        let session = require_session(&state, &parts).await?;
         let kind = match rest.split('/').collect::<Vec<_>>().as_slice() {
             ["global", kind] if listing && rules::KINDS.contains(kind) => *kind,
             [scope, ..] if *scope != "global" => return Err(malformed_rule_path("unknown scope")),

@@ -76,6 +76,11 @@ async fn prepare(
 ) -> Result<SyncRequest, ApiError> {
     let token = extract_access_token(parts)?.ok_or_else(ApiError::missing_token)?;
     let session = state.users.authenticate_token(&token).await?;
+    // These transports also take sends and state changes over the socket;
+    // guests sync with `GET /sync`, whose uses the guest rules cover.
+    if session.is_guest {
+        return Err(crate::users::UsersError::GuestAccessForbidden.into());
+    }
     let since = resume.or(query.since);
     if let Some(s) = &since
         && SyncToken::parse(s).is_none()
@@ -238,6 +243,7 @@ async fn run_socket(state: AppState, socket: WebSocket, req: SyncRequest, token:
         user_id: req.user_id.clone(),
         device_id: req.device_id.clone(),
         is_admin: false,
+        is_guest: false,
         appservice_id: None,
     };
     while let Some(message) = inbound.next().await {

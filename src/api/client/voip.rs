@@ -31,9 +31,8 @@ async fn turn_server(
     State(state): State<AppState>,
     req: Ruma<get_turn_server_info::v3::Request>,
 ) -> Result<Response, ApiError> {
-    // Plexus has no guest accounts (registration refuses `kind=guest`).
-    let is_guest = false;
-    Ok(match state.calls.turn_credentials(&req.session().user_id, is_guest)? {
+    let session = req.session();
+    Ok(match state.calls.turn_credentials(&session.user_id, session.is_guest)? {
         Some(c) => {
             RumaResponse(get_turn_server_info::v3::Response::new(c.username, c.password, c.uris, c.ttl)).into_response()
         }

@@ -116,8 +116,8 @@ impl AccountStore for SqliteStore {
                 c.exec("UPDATE registration_tokens SET completed = completed + 1 WHERE token_hash = ?1", [hash])?;
             }
             c.exec(
-                "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?1, ?2, ?3, ?4)",
-                params![new.user_id.as_str(), new.password_hash, new.is_admin, now],
+                "INSERT INTO users (user_id, password_hash, is_admin, is_guest, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![new.user_id.as_str(), new.password_hash, new.is_admin, new.is_guest, now],
             )?;
             if let Some(name) = &new.displayname {
                 c.exec(
@@ -133,7 +133,7 @@ impl AccountStore for SqliteStore {
     async fn get_user(&self, user_id: OwnedUserId) -> Result<Option<UserRecord>> {
         self.read(move |c| {
             Ok(c.one(
-                "SELECT user_id, password_hash, is_admin, deactivated FROM users WHERE user_id = ?1",
+                "SELECT user_id, password_hash, is_admin, deactivated, is_guest FROM users WHERE user_id = ?1",
                 [user_id.as_str()],
                 |r| {
                     Ok(UserRecord {
@@ -141,6 +141,7 @@ impl AccountStore for SqliteStore {
                         password_hash: r.get(1)?,
                         is_admin: r.get(2)?,
                         deactivated: r.get(3)?,
+                        is_guest: r.get(4)?,
                     })
                 },
             )
@@ -153,6 +154,31 @@ impl AccountStore for SqliteStore {
         self.write(move |c| {
             c.exec("UPDATE users SET password_hash = ?2 WHERE user_id = ?1", params![user_id.as_str(), hash])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn last_guest_number(&self) -> Result<u64> {
+        self.read(move |c| {
+            // The localpart is what lies between `@` and the first `:`.
+            let last: Option<i64> = c.one(
+                "SELECT MAX(CAST(substr(user_id, 2, instr(user_id, ':') - 2) AS INTEGER))
+                 FROM users WHERE is_guest = 1",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(last.map_or(0, |n| n.max(0) as u64))
+        })
+        .await
+    }
+
+    async fn upgrade_guest(&self, user_id: OwnedUserId, password_hash: Option<String>) -> Result<bool> {
+        self.write_removing_tokens(move |c| {
+            let changed = c.exec(
+                "UPDATE users SET is_guest = 0, password_hash = ?2 WHERE user_id = ?1 AND is_guest = 1",
+                params![user_id.as_str(), password_hash],
+            )?;
+            Ok(changed > 0)
         })
         .await
     }
@@ -213,7 +239,7 @@ impl AccountStore for SqliteStore {
         let owner = self
             .read(move |c| {
                 Ok(c.one(
-                    "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin
+                    "SELECT t.user_id, t.device_id, t.expires_ts, u.is_admin, u.is_guest
                  FROM access_tokens t JOIN users u ON u.user_id = t.user_id
                  WHERE t.token_hash = ?1 AND u.deactivated = 0",
                     [hash],
@@ -223,6 +249,7 @@ impl AccountStore for SqliteStore {
                             device_id: parse_device_id(r.get(1)?),
                             expires_ts: r.get(2)?,
                             is_admin: r.get(3)?,
+                            is_guest: r.get(4)?,
                         })
                     },
                 )
