@@ -168,3 +168,40 @@ fn fetch_error(e: FedError, max_bytes: u64) -> RemoteFetchError {
         other => RemoteFetchError::Unavailable(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(status: u16, errcode: &str) -> FedError {
+        FedError::Remote {
+            status: StatusCode::from_u16(status).expect("a status"),
+            errcode: errcode.into(),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_an_unknown_endpoint_falls_back_to_the_legacy_download() {
+        assert!(unknown_endpoint(&remote(404, "M_UNRECOGNIZED")));
+        assert!(unknown_endpoint(&remote(405, "M_UNRECOGNIZED")));
+        assert!(unknown_endpoint(&remote(400, "M_UNRECOGNIZED")));
+        // A 404 without a Matrix error (no JSON) is an old server's.
+        assert!(unknown_endpoint(&remote(404, "M_UNKNOWN")));
+        assert!(!unknown_endpoint(&remote(404, "M_NOT_FOUND")), "the media is missing, not the endpoint");
+        assert!(!unknown_endpoint(&remote(502, "M_UNRECOGNIZED")));
+        assert!(!unknown_endpoint(&FedError::Unreachable("down".into())));
+    }
+
+    #[test]
+    fn a_remote_404_is_not_found_and_the_rest_unavailable() {
+        assert!(matches!(fetch_error(remote(404, "M_NOT_FOUND"), 10), RemoteFetchError::NotFound(_)));
+        assert!(matches!(fetch_error(remote(500, "M_UNKNOWN"), 10), RemoteFetchError::Unavailable(_)));
+        assert!(matches!(fetch_error(FedError::Unreachable("down".into()), 10), RemoteFetchError::Unavailable(_)));
+        assert!(matches!(fetch_error(FedError::Disabled, 10), RemoteFetchError::NotAllowed(_)));
+        assert!(matches!(
+            fetch_error(FedError::ResponseTooLarge("big".into()), 10),
+            RemoteFetchError::TooLarge(10)
+        ));
+    }
+}

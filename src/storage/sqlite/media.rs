@@ -198,7 +198,7 @@ impl MediaStore for SqliteStore {
                 let oldest: Option<(String, String, String, i64)> = c
                     .one(
                         "SELECT origin, media_id, sha256, size + thumbnails_size FROM remote_media
-                         ORDER BY last_access_ts, fetched_ts LIMIT 1",
+                         ORDER BY last_access_ts, fetched_ts, rowid LIMIT 1",
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                     )
