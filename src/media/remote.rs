@@ -118,13 +118,12 @@ impl Media {
             self.cache_remote(origin, media_id, file).await
         }
         .await;
-        {
-            let mut in_flight = self.remote_cache.in_flight.lock().expect("in-flight map lock");
-            // The last request out removes the entry (the map holds one
-            // reference, this request another).
-            if in_flight.get(&key).is_some_and(|l| Arc::strong_count(l) <= 2) {
-                in_flight.remove(&key);
-            }
+        drop(lock);
+        let mut in_flight = self.remote_cache.in_flight.lock().expect("in-flight map lock");
+        // The last request out removes the entry: then the map holds the
+        // only reference.
+        if in_flight.get(&key).is_some_and(|l| Arc::strong_count(l) == 1) {
+            in_flight.remove(&key);
         }
         result
     }
