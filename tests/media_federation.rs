@@ -124,7 +124,8 @@ async fn media_of_another_server_is_fetched_once_and_served_from_the_cache() {
     let got = fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{a_name}/{text_id}")).await;
     assert_eq!(got.0, 200);
     assert_eq!(got.2, text, "served from the cache");
-    let got = fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{a_name}/{image_id}/renamed.png")).await;
+    let got =
+        fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{a_name}/{image_id}/renamed.png")).await;
     assert_eq!((got.0, got.1["content-disposition"].to_str().unwrap()), (200, "inline; filename=renamed.png"));
     let got = fetch(
         &b,
@@ -193,12 +194,7 @@ async fn the_remote_cache_evicts_the_least_recently_used_beyond_its_size() {
 
 fn walk_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 })
-                .sum()
-        })
+        .map(|entries| entries.flatten().map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum())
         .unwrap_or(0)
 }
 
@@ -218,10 +214,7 @@ async fn legacy_server(certs: &Certs, requests: Arc<AtomicUsize>) -> String {
                 let body = axum::Json(serde_json::json!({"errcode": "M_NOT_FOUND", "error": "no such media"}));
                 return (StatusCode::NOT_FOUND, body).into_response();
             }
-            (
-                [("content-type", "image/png"), ("content-disposition", "attachment; filename=\"old.png\"")],
-                png(40, 40),
-            )
+            ([("content-type", "image/png"), ("content-disposition", "attachment; filename=\"old.png\"")], png(40, 40))
                 .into_response()
         }
     };

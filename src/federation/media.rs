@@ -51,7 +51,12 @@ impl RemoteMediaSource for Federation {
 
 impl Federation {
     /// `GET /_matrix/federation/v1/media/download/{mediaId}`, signed.
-    async fn download_federation(&self, origin: &ServerName, media_id: &str, limit: usize) -> Result<RemoteFile, FedError> {
+    async fn download_federation(
+        &self,
+        origin: &ServerName,
+        media_id: &str,
+        limit: usize,
+    ) -> Result<RemoteFile, FedError> {
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = std::time::Duration::from_millis(DOWNLOAD_TIMEOUT_MS);
         let response = self.send(origin, request, limit.saturating_add(MULTIPART_OVERHEAD)).await?;
@@ -86,12 +91,7 @@ impl Federation {
             return Err(FedError::BadResponse(format!("{origin} redirected to a {} URL", parsed.scheme())));
         }
         let host = parsed.host_str().unwrap_or_default().to_owned();
-        let response = self
-            .http
-            .get(parsed)
-            .send()
-            .await
-            .map_err(|e| FedError::Unreachable(format!("{host}: {e}")))?;
+        let response = self.http.get(parsed).send().await.map_err(|e| FedError::Unreachable(format!("{host}: {e}")))?;
         let response = super::read_response(&host, response, limit).await?;
         file_of(response)
     }
@@ -199,9 +199,6 @@ mod tests {
         assert!(matches!(fetch_error(remote(500, "M_UNKNOWN"), 10), RemoteFetchError::Unavailable(_)));
         assert!(matches!(fetch_error(FedError::Unreachable("down".into()), 10), RemoteFetchError::Unavailable(_)));
         assert!(matches!(fetch_error(FedError::Disabled, 10), RemoteFetchError::NotAllowed(_)));
-        assert!(matches!(
-            fetch_error(FedError::ResponseTooLarge("big".into()), 10),
-            RemoteFetchError::TooLarge(10)
-        ));
+        assert!(matches!(fetch_error(FedError::ResponseTooLarge("big".into()), 10), RemoteFetchError::TooLarge(10)));
     }
 }

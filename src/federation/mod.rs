@@ -263,7 +263,10 @@ async fn read_response(
 
 /// Parses an answer as ruma's response type; an error answer becomes
 /// `FedError::Remote` with its status and errcode.
-fn parse_response<T: IncomingResponse>(destination: &ServerName, response: http::Response<Bytes>) -> Result<T, FedError> {
+fn parse_response<T: IncomingResponse>(
+    destination: &ServerName,
+    response: http::Response<Bytes>,
+) -> Result<T, FedError> {
     let status = response.status();
     let body = response.body().clone();
     T::try_from_http_response(response).map_err(|e| match e {

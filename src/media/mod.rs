@@ -270,8 +270,8 @@ impl Media {
             if !valid_media_id(media_id) {
                 return Err(MediaError::InvalidParam("invalid media id".into()));
             }
-            let origin = <&ServerName>::try_from(server)
-                .map_err(|_| MediaError::InvalidParam("invalid server name".into()))?;
+            let origin =
+                <&ServerName>::try_from(server).map_err(|_| MediaError::InvalidParam("invalid server name".into()))?;
             return self.open_remote(origin, media_id, legacy).await;
         }
         self.open_local(media_id, legacy).await

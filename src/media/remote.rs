@@ -107,7 +107,8 @@ impl Media {
             return Err(MediaError::NotFound("remote media is not available".into()));
         };
         let key = (origin.to_owned(), media_id.to_owned());
-        let lock = self.remote_cache.in_flight.lock().expect("in-flight map lock").entry(key.clone()).or_default().clone();
+        let lock =
+            self.remote_cache.in_flight.lock().expect("in-flight map lock").entry(key.clone()).or_default().clone();
         let result = async {
             let _fetching = lock.lock().await;
             // Another request may have fetched it while this one waited.

@@ -75,8 +75,8 @@ async fn multipart_file(
         .chain(tokio_util::io::ReaderStream::new(file))
         .chain(futures_util::stream::once(async move { Ok(Bytes::from(tail)) }));
     let mut response = Body::from_stream(body).into_response();
-    let value = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}"))
-        .map_err(ApiError::internal_with)?;
+    let value =
+        HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")).map_err(ApiError::internal_with)?;
     response.headers_mut().insert(header::CONTENT_TYPE, value);
     Ok(response)
 }
