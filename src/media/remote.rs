@@ -59,12 +59,15 @@ pub trait RemoteMediaSource: Send + Sync {
 /// would be wasted on a file many users view at once).
 const TOUCH_INTERVAL_MS: i64 = 60_000;
 
+/// Another server's media id: `(origin, media_id)`.
+type RemoteId = (OwnedServerName, String);
+
 /// The state of the remote media cache shared by requests.
 #[derive(Default)]
 pub(super) struct RemoteCache {
     /// One fetch per media id at a time: concurrent requests for the same
     /// file wait for the first and then find it cached.
-    in_flight: Mutex<HashMap<(OwnedServerName, String), Arc<tokio::sync::Mutex<()>>>>,
+    in_flight: Mutex<HashMap<RemoteId, Arc<tokio::sync::Mutex<()>>>>,
     /// Serialises what changes the cache's files (store, evict), so an
     /// eviction never removes a file another request just stored.
     files: tokio::sync::Mutex<()>,
