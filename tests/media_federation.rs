@@ -199,7 +199,10 @@ fn walk_files(dir: &std::path::Path) -> usize {
 }
 
 /// A server that predates the federation media endpoint: 404
-/// `M_UNRECOGNIZED` there, the file over `/_matrix/media/v3/download`.
+/// `M_UNRECOGNIZED` there, the file over `/_matrix/media/v3/download`;
+/// except for two ids, which it answers on the federation endpoint with a
+/// `Location`: `redirected` to its own `/cdn/cat.png`, `internal` to a
+/// private address.
 async fn legacy_server(certs: &Certs, requests: Arc<AtomicUsize>) -> String {
     use axum::{Router, extract::Path, http::StatusCode, response::IntoResponse, routing::get};
     plexus::federation::tls::install_crypto_provider();
@@ -218,10 +221,28 @@ async fn legacy_server(certs: &Certs, requests: Arc<AtomicUsize>) -> String {
                 .into_response()
         }
     };
-    let app = Router::new().route("/_matrix/media/v3/download/{server}/{id}", get(legacy)).fallback(|| async {
-        let body = axum::Json(serde_json::json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}));
-        (StatusCode::NOT_FOUND, body)
-    });
+    let located = move |Path(id): Path<String>| async move {
+        let location = match id.as_str() {
+            "redirected" => format!("https://localhost:{port}/cdn/cat.png"),
+            "internal" => "http://10.0.0.1/cat.png".to_owned(),
+            _ => {
+                let body = axum::Json(serde_json::json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized"}));
+                return (StatusCode::NOT_FOUND, body).into_response();
+            }
+        };
+        let body = format!(
+            "\r\n--xyz\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--xyz\r\nLocation: {location}\r\n\r\n\r\n--xyz--\r\n"
+        );
+        ([("content-type", "multipart/mixed; boundary=xyz")], body).into_response()
+    };
+    let app = Router::new()
+        .route("/_matrix/media/v3/download/{server}/{id}", get(legacy))
+        .route("/_matrix/federation/v1/media/download/{id}", get(located))
+        .route("/cdn/cat.png", get(|| async { ([("content-type", "image/png")], png(24, 24)) }))
+        .fallback(|| async {
+            let body = axum::Json(serde_json::json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"}));
+            (StatusCode::NOT_FOUND, body)
+        });
     let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
     tokio::spawn(async move { server.serve(app.into_make_service()).await });
     format!("localhost:{port}")
@@ -261,6 +282,26 @@ async fn servers_without_the_federation_endpoint_are_asked_over_the_legacy_downl
     // Its 404 for unknown media is a 404 here.
     let missing = fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{old_name}/unknown")).await;
     assert_matrix_error(&missing, 404, "M_NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_location_answer_is_followed_unless_it_points_inside() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let remote = legacy_server(&certs, requests.clone()).await;
+    let (b, _) = start_server(&certs, |_| {}).await;
+    let bob = b.register("bob").await;
+    let got = fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{remote}/redirected")).await;
+    assert_eq!(got.0, 200, "{}", String::from_utf8_lossy(&got.2));
+    assert_eq!((got.1["content-type"].to_str().unwrap(), got.2), ("image/png", png(24, 24)));
+    // A private address is not this server's to fetch from (only loopback
+    // is allowed here): a 502, and no fallback to the legacy download.
+    let refused = fetch(&b, Some(&bob), &format!("/_matrix/client/v1/media/download/{remote}/internal")).await;
+    assert_matrix_error(&refused, 502, "M_UNKNOWN");
+    let message = String::from_utf8_lossy(&refused.2).into_owned();
+    assert!(message.contains("not an address this server may contact"), "refused before connecting: {message}");
+    assert_eq!(requests.load(Ordering::SeqCst), 0, "the legacy download was never asked");
 }
 
 #[tokio::test(flavor = "multi_thread")]

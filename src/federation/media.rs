@@ -91,6 +91,7 @@ impl Federation {
             return Err(FedError::BadResponse(format!("{origin} redirected to a {} URL", parsed.scheme())));
         }
         let host = parsed.host_str().unwrap_or_default().to_owned();
+        self.resolver.check_host(&host).await.map_err(|e| FedError::Unreachable(format!("{host}: {e}")))?;
         let response = self.http.get(parsed).send().await.map_err(|e| FedError::Unreachable(format!("{host}: {e}")))?;
         let response = super::read_response(&host, response, limit).await?;
         file_of(response)

@@ -212,6 +212,8 @@ impl Media {
     pub(super) async fn remote_thumbnail_made(&self, origin: &ServerName, media_id: &str, bytes: u64) -> Result<()> {
         let _files = self.remote_cache.files.lock().await;
         self.db.add_remote_thumbnail_size(origin.to_string(), media_id.to_owned(), bytes as i64).await?;
+        // Just used: not the one to make room for its own thumbnail.
+        self.db.touch_remote_media(origin.to_string(), media_id.to_owned(), now_ms()).await?;
         let max = self.config.media.remote_cache_max_bytes as i64;
         self.remove_evicted(self.db.evict_remote_media(max).await?).await;
         Ok(())
