@@ -165,6 +165,40 @@ async fn the_federation_media_endpoints_need_a_signature_and_serve_only_local_me
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn signed_requests_get_multipart_answers_ruma_can_read() {
+    use ruma::api::federation::authenticated_media::{FileOrLocation, get_content, get_content_thumbnail};
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let (a, a_name) = start_server(&certs, |_| {}).await;
+    let (b, _) = start_server(&certs, |_| {}).await;
+    let alice = a.register("alice").await;
+    let id = upload(&a, &alice, "image/png", "cat.png", png(60, 40)).await;
+    let a_server: ruma::OwnedServerName = a_name.clone().try_into().unwrap();
+    let federation = &b.services().federation;
+
+    let got = federation.request(&a_server, get_content::v1::Request::new(id.clone())).await.expect("a file");
+    let FileOrLocation::File(file) = got.content else { panic!("the bytes, not a location") };
+    assert_eq!(file.file, png(60, 40));
+    assert_eq!(file.content_type.as_deref(), Some("image/png"));
+    assert_eq!(file.content_disposition.and_then(|d| d.filename).as_deref(), Some("cat.png"));
+
+    let request = get_content_thumbnail::v1::Request::new(id.clone(), 30u32.into(), 20u32.into());
+    let got = federation.request(&a_server, request).await.expect("a thumbnail");
+    let FileOrLocation::File(file) = got.content else { panic!("the bytes, not a location") };
+    assert_eq!(file.content_type.as_deref(), Some("image/png"));
+    let thumb = image::load_from_memory(&file.file).unwrap();
+    assert_eq!((thumb.width(), thumb.height()), (30, 20));
+
+    // Not found is the spec's 404.
+    let missing = federation.request(&a_server, get_content::v1::Request::new("nosuchmedia".into())).await;
+    assert!(
+        matches!(&missing, Err(plexus::federation::FedError::Remote { status, errcode, .. })
+            if status.as_u16() == 404 && errcode == "M_NOT_FOUND"),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_remote_cache_evicts_the_least_recently_used_beyond_its_size() {
     let certs_dir = tempfile::tempdir().unwrap();
     let certs = make_test_certs(certs_dir.path());

@@ -354,6 +354,20 @@ async fn plexus_and_synapse_federate_both_ways() {
     assert_eq!(status, 200, "Synapse fetching Plexus media: {}", String::from_utf8_lossy(&bytes));
     assert_eq!(content_type.as_deref(), Some("image/png"));
     assert_eq!(bytes, image, "Synapse serves Plexus's bytes");
+    // Synapse thumbnails its copy (at one of its configured sizes, the
+    // smallest not below the request's).
+    let resp = synapse
+        .http
+        .get(synapse.url(&format!("/_matrix/client/v1/media/thumbnail/{mxc}?width=48&height=32&method=scale")))
+        .bearer_auth(&sue.access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200, "Synapse thumbnailing Plexus media: {}", String::from_utf8_lossy(&bytes));
+    let thumb = image::load_from_memory(&bytes).expect("a decodable thumbnail");
+    assert!((48..=96).contains(&thumb.width()) && thumb.height() >= 32, "{}x{}", thumb.width(), thumb.height());
 
     let text = b"a file uploaded to synapse".to_vec();
     let resp = synapse
