@@ -152,6 +152,10 @@ pub struct MediaConfig {
     pub legacy_unauthenticated_before_ms: i64,
     /// Asynchronous uploads (`/media/v1/create`) a user may hold unused.
     pub max_pending_uploads: i64,
+    /// Size limit of the cache of other servers' media (the files fetched
+    /// over federation and thumbnails made of them), in bytes; past it the
+    /// least recently used are evicted.
+    pub remote_cache_max_bytes: u64,
     /// Serve `/preview_url`. Off by default: it makes the server fetch URLs
     /// that clients choose.
     pub url_preview: bool,
@@ -167,6 +171,7 @@ impl Default for MediaConfig {
             // 2024-09-01, when authenticated media shipped in the spec.
             legacy_unauthenticated_before_ms: 1_725_148_800_000,
             max_pending_uploads: 10,
+            remote_cache_max_bytes: 1024 * 1024 * 1024,
             url_preview: false,
             url_preview_allowed_ranges: Vec::new(),
         }

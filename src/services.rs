@@ -131,6 +131,8 @@ impl Services {
         let sync =
             Syncer::new(db.clone(), rooms.clone(), streams.clone(), notifier.clone(), push.active_syncs().clone());
         let delayed = Arc::new(DelayedEvents::new(db.clone(), rooms.clone(), config.clone(), rate_limits.clone()));
+        // Other servers' media comes through federation.
+        let media = Media::new(db.clone(), config.clone(), Some(federation.clone()));
         Ok(Arc::new(Self {
             delayed,
             federation,
@@ -142,7 +144,7 @@ impl Services {
             appservice,
             streams,
             e2ee,
-            media: Media::new(db.clone(), config.clone()),
+            media,
             rooms,
             notifier,
             sync,

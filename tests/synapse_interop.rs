@@ -2,7 +2,9 @@
 //! and Plexus federate over HTTPS on loopback, both with certificates from a
 //! test CA. A Synapse user's public room is joined from Plexus, a Plexus
 //! user's public room is joined from Synapse, and messages go both ways,
-//! each side seeing the other's in `/sync`.
+//! each side seeing the other's in `/sync`; display name changes reach the
+//! other side as member events, and each side's users download (and
+//! thumbnail) the other side's media through their own server.
 //!
 //! `.ci/run` installs Synapse in a virtualenv and sets
 //! `PLEXUS_SYNAPSE_PYTHON` to its interpreter; without it the test says so
@@ -122,6 +124,15 @@ impl<'a> Account<'a> {
         assert_eq!(status, 200, "{} joined_members of {room}: {body}", self.user_id);
         body["joined"].clone()
     }
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 60]));
+    let mut out = Vec::new();
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("a PNG encodes");
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,7 +278,146 @@ async fn plexus_and_synapse_federate_both_ways() {
             assert!(Instant::now() < deadline, "Synapse did not see pat's new name in {room}: {members}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let (status, member) = synapse
+            .get(
+                &format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", enc(room), enc(&pat.user_id)),
+                Some(&sue.access_token),
+            )
+            .await;
+        assert_eq!((status, member["displayname"].as_str()), (200, Some("Pat from Plexus")), "{member}");
     }
+
+    // And the other way: a Synapse user's new name reaches Plexus as new
+    // member events in every shared room.
+    let (status, body) = synapse
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", enc(&sue.user_id)),
+            Some(&sue.access_token),
+            json!({"displayname": "Sue from Synapse"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let event = pat_c
+        .sync_until("sue's new display name", Duration::from_secs(60), |body| {
+            body["rooms"]["join"][&rooms[0]]["timeline"]["events"]
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e["type"] == "m.room.member"
+                        && e["state_key"] == sue.user_id.as_str()
+                        && e["content"]["displayname"] == "Sue from Synapse"
+                })
+                .cloned()
+        })
+        .await;
+    assert_eq!(event["content"]["membership"], "join", "{event}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for room in &rooms {
+        loop {
+            let (status, member) = plexus.get_state(&pat.access_token, room, "m.room.member", &sue.user_id).await;
+            if status == 200 && member["displayname"] == "Sue from Synapse" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "Plexus did not see sue's new name in {room}: {member}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let members = pat_c.joined_members(room).await;
+        assert_eq!(members[&sue.user_id]["display_name"], "Sue from Synapse", "{members}");
+    }
+
+    // Media both ways: each user downloads, through their own server, what
+    // the other uploaded on theirs.
+    let image = png(96, 64);
+    let resp = plexus
+        .http
+        .post(plexus.url("/_matrix/media/v3/upload?filename=plexus.png"))
+        .bearer_auth(&pat.access_token)
+        .header("content-type", "image/png")
+        .body(image.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let uploaded: Value = resp.json().await.unwrap();
+    let mxc = uploaded["content_uri"].as_str().unwrap().trim_start_matches("mxc://").to_owned();
+    assert!(mxc.starts_with(&plexus_name), "{mxc}");
+    let resp = synapse
+        .http
+        .get(synapse.url(&format!("/_matrix/client/v1/media/download/{mxc}")))
+        .bearer_auth(&sue.access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200, "Synapse fetching Plexus media: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(content_type.as_deref(), Some("image/png"));
+    assert_eq!(bytes, image, "Synapse serves Plexus's bytes");
+    // Synapse thumbnails its copy (at one of its configured sizes, the
+    // smallest not below the request's).
+    let resp = synapse
+        .http
+        .get(synapse.url(&format!("/_matrix/client/v1/media/thumbnail/{mxc}?width=48&height=32&method=scale")))
+        .bearer_auth(&sue.access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200, "Synapse thumbnailing Plexus media: {}", String::from_utf8_lossy(&bytes));
+    let thumb = image::load_from_memory(&bytes).expect("a decodable thumbnail");
+    assert!((48..=96).contains(&thumb.width()) && thumb.height() >= 32, "{}x{}", thumb.width(), thumb.height());
+
+    let text = b"a file uploaded to synapse".to_vec();
+    let resp = synapse
+        .http
+        .post(synapse.url("/_matrix/media/v3/upload?filename=synapse.txt"))
+        .bearer_auth(&sue.access_token)
+        .header("content-type", "text/plain")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let uploaded: Value = resp.json().await.unwrap();
+    let mxc = uploaded["content_uri"].as_str().unwrap().trim_start_matches("mxc://").to_owned();
+    let resp = plexus
+        .http
+        .get(plexus.url(&format!("/_matrix/client/v1/media/download/{mxc}")))
+        .bearer_auth(&pat.access_token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(status, 200, "Plexus fetching Synapse media: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(headers["content-disposition"], "inline; filename=synapse.txt");
+    assert_eq!(bytes, text, "Plexus serves Synapse's bytes");
+    // An image of Synapse's, thumbnailed on Plexus from its copy.
+    let resp = synapse
+        .http
+        .post(synapse.url("/_matrix/media/v3/upload?filename=synapse.png"))
+        .bearer_auth(&sue.access_token)
+        .header("content-type", "image/png")
+        .body(png(80, 80))
+        .send()
+        .await
+        .unwrap();
+    let uploaded: Value = resp.json().await.unwrap();
+    let mxc = uploaded["content_uri"].as_str().unwrap().trim_start_matches("mxc://").to_owned();
+    let resp = plexus
+        .http
+        .get(plexus.url(&format!("/_matrix/client/v1/media/thumbnail/{mxc}?width=32&height=32&method=crop")))
+        .bearer_auth(&pat.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let thumb = image::load_from_memory(&resp.bytes().await.unwrap()).expect("a decodable thumbnail");
+    assert_eq!((thumb.width(), thumb.height()), (32, 32));
 
     // Spaces across the two: each server describes its own room, over
     // federation `/hierarchy`, to a space on the other.

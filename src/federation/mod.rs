@@ -13,6 +13,7 @@ mod hierarchy;
 mod inbound;
 pub mod keys;
 pub mod listener;
+mod media;
 mod membership;
 pub mod resolve;
 pub mod sender;
@@ -51,6 +52,8 @@ pub enum FedError {
     Remote { status: StatusCode, errcode: String, message: String },
     #[error("unexpected response: {0}")]
     BadResponse(String),
+    #[error("{0}")]
+    ResponseTooLarge(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -150,6 +153,34 @@ impl Federation {
         R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
         R::Authentication: OutboundAuth,
     {
+        let http_response = self.send(destination, request, MAX_RESPONSE_BYTES).await?;
+        parse_response::<R::IncomingResponse>(destination, http_response)
+    }
+
+    /// Sends a request to another server, signed with X-Matrix when the
+    /// endpoint needs it; returns the answer unparsed, its body at most
+    /// `max_bytes`.
+    pub(crate) async fn send<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+        max_bytes: usize,
+    ) -> Result<http::Response<Bytes>, FedError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
+        R::Authentication: OutboundAuth,
+    {
+        let dest = self.destination(destination).await?;
+        let auth = <R::Authentication as OutboundAuth>::input(self.server_name(), destination, &self.key);
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&dest.base_url, auth, ())
+            .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
+        self.send_http(destination, &dest, http_request, max_bytes).await
+    }
+
+    /// Where requests for `destination` go, once it is known that this
+    /// server may send them.
+    async fn destination(&self, destination: &ServerName) -> Result<resolve::Destination, FedError> {
         if !self.enabled() {
             return Err(FedError::Disabled);
         }
@@ -159,51 +190,29 @@ impl Federation {
         if self.is_denied(destination) {
             return Err(FedError::Forbidden(format!("{destination} is on this server's deny-list")));
         }
-        let dest = self.resolver.resolve(destination).await.map_err(|e| FedError::Unreachable(e.to_string()))?;
-        let auth = <R::Authentication as OutboundAuth>::input(self.server_name(), destination, &self.key);
-        let http_request = request
-            .try_into_http_request::<Vec<u8>>(&dest.base_url, auth, ())
-            .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
+        self.resolver.resolve(destination).await.map_err(|e| FedError::Unreachable(e.to_string()))
+    }
+
+    /// Sends a built request to `dest` (the `Host` header set as the spec
+    /// asks) and reads the answer, its body at most `max_bytes`.
+    async fn send_http(
+        &self,
+        destination: &ServerName,
+        dest: &resolve::Destination,
+        http_request: http::Request<Vec<u8>>,
+        max_bytes: usize,
+    ) -> Result<http::Response<Bytes>, FedError> {
         let (mut parts, body) = http_request.into_parts();
         if let Ok(host) = http::HeaderValue::from_str(&dest.host_header) {
             parts.headers.insert(http::header::HOST, host);
         }
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::from(body)))
             .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
-        let path = request.url().path().to_owned();
-        let mut response = self.http.execute(request).await.map_err(|e| {
+        let response = self.http.execute(request).await.map_err(|e| {
             self.resolver.forget(destination);
             FedError::Unreachable(format!("{destination}: {e}"))
         })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let mut body = bytes::BytesMut::new();
-        while let Some(chunk) =
-            response.chunk().await.map_err(|e| FedError::Unreachable(format!("{destination}: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(FedError::BadResponse(format!("{destination} sent a response over the size limit")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body: Bytes = body.freeze();
-        let mut http_response = http::Response::builder().status(status);
-        if let Some(h) = http_response.headers_mut() {
-            *h = headers;
-        }
-        let http_response =
-            http_response.body(body.clone()).map_err(|e| FedError::Internal(format!("response: {e}")))?;
-        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
-            FromHttpResponseError::Server(_) => {
-                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                FedError::Remote {
-                    status,
-                    errcode: json.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN").to_owned(),
-                    message: json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
-                }
-            }
-            other => FedError::BadResponse(format!("{destination} {path}: {other}")),
-        })
+        read_response(destination.as_str(), response, max_bytes).await
     }
 
     /// Servers with joined users in a room, this one and those the room's
@@ -223,5 +232,55 @@ impl Federation {
             servers.retain(|s| acl.is_allowed(s));
         }
         Ok(servers)
+    }
+}
+
+/// Reads an answer whole, refusing a body of more than `max_bytes`.
+async fn read_response(
+    from: &str,
+    mut response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<http::Response<Bytes>, FedError> {
+    let too_large = || FedError::ResponseTooLarge(format!("{from} sent a response over the size limit"));
+    if response.content_length().is_some_and(|n| n > max_bytes as u64) {
+        return Err(too_large());
+    }
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| FedError::Unreachable(format!("{from}: {e}")))? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let mut http_response = http::Response::builder().status(status);
+    if let Some(h) = http_response.headers_mut() {
+        *h = headers;
+    }
+    http_response.body(body.freeze()).map_err(|e| FedError::Internal(format!("response: {e}")))
+}
+
+/// Parses an answer as ruma's response type; an error answer becomes
+/// `FedError::Remote` with its status and errcode.
+fn parse_response<T: IncomingResponse>(
+    destination: &ServerName,
+    response: http::Response<Bytes>,
+) -> Result<T, FedError> {
+    let status = response.status();
+    let body = response.body().clone();
+    T::try_from_http_response(response).map_err(|e| match e {
+        FromHttpResponseError::Server(_) => remote_error(status, &body),
+        other => FedError::BadResponse(format!("{destination}: {other}")),
+    })
+}
+
+/// An error answer of another server.
+fn remote_error(status: StatusCode, body: &[u8]) -> FedError {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    FedError::Remote {
+        status,
+        errcode: json.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN").to_owned(),
+        message: json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
     }
 }

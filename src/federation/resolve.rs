@@ -174,6 +174,18 @@ impl Resolver {
         self.cache.lock().expect("cache mutex").remove(server.as_str());
     }
 
+    /// Whether the host of a URL another server handed over (a media
+    /// `Location`) may be contacted. reqwest does not resolve an IP
+    /// literal, so the DNS side's filter would never see it: it is checked
+    /// here; a name must have an address the policy allows.
+    pub async fn check_host(&self, host: &str) -> Result<(), ResolveError> {
+        match ip_literal(host) {
+            Some(ip) if self.dns.policy().allows(ip) => Ok(()),
+            Some(ip) => Err(ResolveError(format!("{ip} is not an address this server may contact"))),
+            None => self.dns.lookup(host).await.map(|_| ()),
+        }
+    }
+
     pub async fn resolve(&self, server: &ServerName) -> Result<Destination, ResolveError> {
         if let Some((dest, until)) = self.cache.lock().expect("cache mutex").get(server.as_str())
             && *until > Instant::now()

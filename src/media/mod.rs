@@ -1,11 +1,12 @@
 //! The media repository (client-server API, "Content repository"):
 //! uploads streamed to disk and named by their SHA-256 (written fully to a
 //! temporary file, then renamed, before an id is handed out), downloads,
-//! thumbnails, and the rules for serving files safely. Remote media (other
-//! servers' ids) will be fetched through the federation media endpoints;
-//! until then they are not found.
+//! thumbnails, and the rules for serving files safely. Other servers'
+//! media is fetched through a `RemoteMediaSource` (federation) and kept in
+//! a bounded cache (`remote`).
 
 pub mod preview;
+pub mod remote;
 pub mod serve;
 pub mod thumbnail;
 
@@ -14,11 +15,14 @@ use std::{path::PathBuf, sync::Arc};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use rand::{Rng, distributions::Alphanumeric};
-use ruma::{MxcUri, OwnedMxcUri, UserId};
+use ruma::{MxcUri, OwnedMxcUri, OwnedServerName, ServerName, UserId};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-pub use self::serve::{ServedHeaders, served_headers};
+pub use self::{
+    remote::{RemoteFetchError, RemoteFile, RemoteMediaSource},
+    serve::{ServedHeaders, served_headers},
+};
 use crate::{
     config::Config,
     storage::{
@@ -44,6 +48,10 @@ pub enum MediaError {
     InvalidParam(String),
     #[error("{0}")]
     LimitExceeded(String),
+    #[error("the remote file is larger than the {0} bytes allowed")]
+    RemoteTooLarge(u64),
+    #[error("failed to fetch remote media: {0}")]
+    RemoteUnavailable(String),
     #[error("cannot read the upload: {0}")]
     Upload(String),
     #[error("media storage failed: {0}")]
@@ -63,13 +71,22 @@ pub struct Media {
     root: PathBuf,
     /// Recent URL previews: URL -> (when, preview).
     previews: quick_cache::sync::Cache<String, (std::time::Instant, serde_json::Value)>,
+    /// Where other servers' files come from (none: they are not found).
+    remote: Option<Arc<dyn RemoteMediaSource>>,
+    remote_cache: remote::RemoteCache,
 }
 
-/// A stored file ready to serve.
+/// A stored file ready to serve, this server's or a cached copy of another
+/// server's.
 #[derive(Debug)]
 pub struct StoredMedia {
-    pub record: MediaRecord,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    pub sha256: String,
     pub path: PathBuf,
+    /// `(origin, media_id)` of a cached copy of another server's file.
+    pub remote: Option<(OwnedServerName, String)>,
 }
 
 /// Media ids are what this server generates: letters, digits, `-`, `_`.
@@ -78,10 +95,23 @@ pub fn valid_media_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A SHA-256 as files are named by: 64 lowercase hex digits.
+fn valid_sha256(sha256: &str) -> bool {
+    sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 impl Media {
-    pub fn new(db: Arc<dyn MediaStore>, config: Arc<Config>) -> Self {
+    /// The content repository; other servers' files come from `remote`.
+    pub fn new(db: Arc<dyn MediaStore>, config: Arc<Config>, remote: Option<Arc<dyn RemoteMediaSource>>) -> Self {
         let root = config.server.data_dir.join("media");
-        Self { db, config, root, previews: quick_cache::sync::Cache::new(1000) }
+        Self {
+            db,
+            config,
+            root,
+            previews: quick_cache::sync::Cache::new(1000),
+            remote,
+            remote_cache: remote::RemoteCache::default(),
+        }
     }
 
     fn content_path(&self, sha256: &str) -> PathBuf {
@@ -102,7 +132,30 @@ impl Media {
 
     /// Streams an upload to a temporary file while hashing it, refusing it
     /// once it passes the size limit, then moves it to its content address.
-    async fn store<S, E>(&self, mut body: S) -> Result<(String, i64)>
+    async fn store<S, E>(&self, body: S) -> Result<(String, i64)>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let (tmp, sha256, size) = self.write_temporary(body).await?;
+        let dest = self.content_path(&sha256);
+        let moved = async {
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&tmp, &dest).await
+        }
+        .await;
+        if let Err(e) = moved {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        Ok((sha256, size))
+    }
+
+    /// Streams bytes to a new temporary file while hashing them, refusing
+    /// them once they pass the upload size limit: `(file, sha256, size)`.
+    async fn write_temporary<S, E>(&self, mut body: S) -> Result<(PathBuf, String, i64)>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -126,18 +179,16 @@ impl Media {
             }
             file.sync_all().await?;
             let sha256: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            let dest = self.content_path(&sha256);
-            if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::rename(&tmp, &dest).await?;
             Ok((sha256, size as i64))
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
+        match result {
+            Ok((sha256, size)) => Ok((tmp, sha256, size)),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
         }
-        result
     }
 
     /// `POST /upload`: stores the bytes and returns their new `mxc://` URI.
@@ -206,26 +257,47 @@ impl Media {
             return Err(MediaError::InvalidParam("invalid media id".into()));
         }
         if server != self.config.server.server_name.as_str() {
-            // Seam for federation: remote media will be fetched here.
-            return Err(MediaError::NotFound("remote media is not available".into()));
+            return Err(MediaError::NotFound("media not found".into()));
         }
         self.db.get_media(media_id.to_owned()).await?.ok_or_else(|| MediaError::NotFound("media not found".into()))
     }
 
-    /// Finds a file to serve. `legacy` applies the freeze of the
-    /// unauthenticated endpoints.
+    /// Finds a file to serve: this server's, or another server's (cached,
+    /// else fetched). `legacy` applies the freeze of the unauthenticated
+    /// endpoints.
     pub async fn open(&self, server: &str, media_id: &str, legacy: bool) -> Result<StoredMedia> {
-        let record = self.local_record(server, media_id).await?;
+        if server != self.config.server.server_name.as_str() {
+            if !valid_media_id(media_id) {
+                return Err(MediaError::InvalidParam("invalid media id".into()));
+            }
+            let origin =
+                <&ServerName>::try_from(server).map_err(|_| MediaError::InvalidParam("invalid server name".into()))?;
+            return self.open_remote(origin, media_id, legacy).await;
+        }
+        self.open_local(media_id, legacy).await
+    }
+
+    /// This server's file `media_id` (what the federation media endpoints
+    /// serve: never another server's).
+    pub async fn open_local(&self, media_id: &str, legacy: bool) -> Result<StoredMedia> {
+        let record = self.local_record(self.config.server.server_name.as_str(), media_id).await?;
         if legacy && record.created_ts >= self.config.media.legacy_unauthenticated_before_ms {
             return Err(MediaError::NotFound(
                 "this media is only available through the authenticated endpoints".into(),
             ));
         }
-        let Some(sha256) = record.sha256.clone() else {
+        let Some(sha256) = record.sha256 else {
             return Err(MediaError::NotYetUploaded);
         };
         let path = self.content_path(&sha256);
-        Ok(StoredMedia { record, path })
+        Ok(StoredMedia {
+            content_type: record.content_type,
+            filename: record.filename,
+            size: record.size,
+            sha256,
+            path,
+            remote: None,
+        })
     }
 
     /// The `mxc://` URI a server name and id make, for messages.

@@ -37,7 +37,7 @@ impl Media {
         }
         let (width, height) = (width.min(MAX_EDGE), height.min(MAX_EDGE));
         let stored = self.open(server, media_id, legacy).await?;
-        let content_type = stored.record.content_type.clone().unwrap_or_default();
+        let content_type = stored.content_type.clone().unwrap_or_default();
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         if !THUMBNAILABLE.contains(&essence.as_str()) {
             return Err(MediaError::InvalidParam("this media cannot be thumbnailed".into()));
@@ -46,17 +46,26 @@ impl Media {
             "image/jpeg" => (ImageFormat::Jpeg, "jpg", "image/jpeg"),
             _ => (ImageFormat::Png, "png", "image/png"),
         };
-        let sha = stored.record.sha256.clone().unwrap_or_default();
+        let sha = &stored.sha256;
         let method_name = if method == Method::Crop { "crop" } else { "scale" };
-        let cached = self.thumbnail_dir().join(format!("{sha}-{width}x{height}-{method_name}.{ext}"));
+        // Thumbnails of another server's file live with its cached copy
+        // and count in the remote cache's size.
+        let dir = match &stored.remote {
+            Some(_) => self.remote_thumbnail_dir(sha),
+            None => self.thumbnail_dir(),
+        };
+        let cached = dir.join(format!("{sha}-{width}x{height}-{method_name}.{ext}"));
         if tokio::fs::try_exists(&cached).await.unwrap_or(false) {
             return Ok((out_type.to_owned(), cached));
         }
-        tokio::fs::create_dir_all(self.thumbnail_dir()).await?;
+        tokio::fs::create_dir_all(&dir).await?;
         let (source, target) = (stored.path.clone(), cached.clone());
-        tokio::task::spawn_blocking(move || render(&source, &target, width, height, method, format))
+        let made = tokio::task::spawn_blocking(move || render(&source, &target, width, height, method, format))
             .await
             .map_err(|e| MediaError::Upload(format!("thumbnail task failed: {e}")))??;
+        if let Some((origin, media_id)) = &stored.remote {
+            self.remote_thumbnail_made(origin, media_id, made).await?;
+        }
         Ok((out_type.to_owned(), cached))
     }
 }
@@ -72,7 +81,8 @@ fn decode(source: &Path) -> Result<DynamicImage> {
     reader.decode().map_err(|e| MediaError::InvalidParam(format!("cannot decode the image: {e}")))
 }
 
-fn render(source: &Path, target: &Path, width: u32, height: u32, method: Method, format: ImageFormat) -> Result<()> {
+/// Makes the thumbnail; returns its size in bytes.
+fn render(source: &Path, target: &Path, width: u32, height: u32, method: Method, format: ImageFormat) -> Result<u64> {
     let image = decode(source)?;
     let thumb = match method {
         // Never upscale: a box larger than the image keeps the image size.
@@ -85,6 +95,7 @@ fn render(source: &Path, target: &Path, width: u32, height: u32, method: Method,
     thumb
         .save_with_format(&tmp, format)
         .map_err(|e| MediaError::Upload(format!("cannot encode the thumbnail: {e}")))?;
+    let size = std::fs::metadata(&tmp)?.len();
     std::fs::rename(&tmp, target)?;
-    Ok(())
+    Ok(size)
 }

@@ -148,6 +148,7 @@ contract_tests!(sqlite, crate::open_sqlite;
     media: [
         media_metadata_round_trips,
         reserved_media_is_filled_once,
+        the_remote_cache_evicts_the_least_recently_used,
     ],
     federation: [
         the_queue_is_fifo_and_emptied_on_ack,

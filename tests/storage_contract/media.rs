@@ -1,11 +1,13 @@
-//! `MediaStore`: metadata round trips, ids are stored once, and a
-//! reserved id is filled once, by its owner, before it expires.
+//! `MediaStore`: metadata round trips, ids are stored once, a reserved
+//! id is filled once, by its owner, before it expires, and the remote
+//! media cache evicts the least recently used first, keeping files that
+//! another cached id still names.
 
 use std::sync::Arc;
 
 use plexus::storage::{
     Storage,
-    media::{CompleteOutcome, MediaContent},
+    media::{CompleteOutcome, EvictedMedia, MediaContent, RemoteMediaRecord},
     now_ms,
 };
 
@@ -76,4 +78,45 @@ pub async fn reserved_media_is_filled_once(store: Arc<dyn Storage>) {
     assert_eq!(record.size, Some(1234));
     assert!(record.expires_ts.is_none());
     assert_eq!(store.pending_media_count(ALICE.into()).await.unwrap(), 0);
+}
+
+fn remote(media_id: &str, sha256: &str, size: i64, last_access_ts: i64) -> RemoteMediaRecord {
+    RemoteMediaRecord {
+        origin: "remote.test".into(),
+        media_id: media_id.into(),
+        content_type: Some("image/png".into()),
+        filename: None,
+        size,
+        sha256: sha256.into(),
+        fetched_ts: last_access_ts,
+        last_access_ts,
+    }
+}
+
+pub async fn the_remote_cache_evicts_the_least_recently_used(store: Arc<dyn Storage>) {
+    store.insert_remote_media(remote("one", "sha-a", 100, 1_000)).await.unwrap();
+    store.insert_remote_media(remote("two", "sha-a", 100, 2_000)).await.unwrap();
+    store.insert_remote_media(remote("three", "sha-b", 100, 3_000)).await.unwrap();
+    let got = store.get_remote_media("remote.test".into(), "three".into()).await.unwrap().expect("cached");
+    assert_eq!((got.size, got.sha256.as_str(), got.fetched_ts), (100, "sha-b", 3_000));
+    // "one" was used last: "two" and then "three" are the oldest.
+    store.touch_remote_media("remote.test".into(), "one".into(), 4_000).await.unwrap();
+    // Thumbnails count: "one" now takes 150.
+    store.add_remote_thumbnail_size("remote.test".into(), "one".into(), 50).await.unwrap();
+    assert!(store.evict_remote_media(350).await.unwrap().is_empty(), "350 bytes fit in 350");
+    let evicted = store.evict_remote_media(250).await.unwrap();
+    assert_eq!(evicted, vec![EvictedMedia { sha256: "sha-a".into(), still_used: true }], "only two went");
+    assert!(store.get_remote_media("remote.test".into(), "two".into()).await.unwrap().is_none());
+    let evicted = store.evict_remote_media(0).await.unwrap();
+    assert_eq!(
+        evicted,
+        vec![
+            EvictedMedia { sha256: "sha-b".into(), still_used: false },
+            EvictedMedia { sha256: "sha-a".into(), still_used: false },
+        ]
+    );
+    assert!(store.get_remote_media("remote.test".into(), "one".into()).await.unwrap().is_none());
+    store.insert_remote_media(remote("four", "sha-c", 10, 5_000)).await.unwrap();
+    store.delete_remote_media("remote.test".into(), "four".into()).await.unwrap();
+    assert!(store.get_remote_media("remote.test".into(), "four".into()).await.unwrap().is_none());
 }

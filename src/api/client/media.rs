@@ -68,6 +68,9 @@ impl From<MediaError> for ApiError {
             MediaError::Forbidden(_) => ApiError::forbidden(message),
             MediaError::InvalidParam(_) => ApiError::invalid_param(message),
             MediaError::LimitExceeded(_) => ApiError::limit_exceeded(std::time::Duration::from_secs(60)),
+            // As Synapse answers when another server's file cannot be had.
+            MediaError::RemoteTooLarge(_) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::TooLarge, message),
+            MediaError::RemoteUnavailable(_) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, message),
             MediaError::Upload(_) => ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message),
             MediaError::Io(e) => ApiError::internal_with(e),
             MediaError::Storage(e) => e.into(),
@@ -172,7 +175,7 @@ async fn config_legacy(
 }
 
 /// Streams a stored file with the safe-serving headers.
-async fn serve_file(
+pub(crate) async fn serve_file(
     path: &std::path::Path,
     content_type: Option<&str>,
     filename: Option<&str>,
@@ -210,8 +213,8 @@ async fn download_impl(
     legacy: bool,
 ) -> Result<Response, ApiError> {
     let stored = state.media.open(server, media_id, legacy).await?;
-    let filename = name.or(stored.record.filename.as_deref());
-    serve_file(&stored.path, stored.record.content_type.as_deref(), filename, stored.record.size).await
+    let filename = name.or(stored.filename.as_deref());
+    serve_file(&stored.path, stored.content_type.as_deref(), filename, stored.size).await
 }
 
 async fn download(

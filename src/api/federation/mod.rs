@@ -3,10 +3,11 @@
 //! it into a ruma request type; `endpoints` answers key, version,
 //! transaction, room-history, query and device requests of other servers,
 //! `resident` the membership handshakes, `edus` applies the EDUs of a
-//! transaction.
+//! transaction, `media` serves this server's media to other servers.
 
 mod edus;
 mod endpoints;
+mod media;
 mod resident;
 
 use std::collections::BTreeMap;
@@ -44,7 +45,9 @@ impl From<FedError> for ApiError {
                 "M_NOT_FOUND" => ApiError::not_found(message),
                 _ => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, format!("{status}: {message}")),
             },
-            FedError::BadResponse(m) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m),
+            FedError::BadResponse(m) | FedError::ResponseTooLarge(m) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m)
+            }
             FedError::BadRequest(m) => ApiError::bad_json(m),
             FedError::Unauthorized(m) => ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, m),
             FedError::Forbidden(m) => ApiError::forbidden(m),
@@ -183,6 +186,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, endpoints::user_keys_claim);
     let router = mount(router, endpoints::user_devices);
     let router = mount(router, endpoints::openid_userinfo);
+    let router = media::routes(router);
     // The legacy `/_matrix/key/v2/server/{keyId}` answers like the plain path.
     router.route(
         "/_matrix/key/v2/server/{key_id}",

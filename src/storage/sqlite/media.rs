@@ -1,5 +1,6 @@
 //! Media metadata in SQLite: the `media` table maps media ids to the
-//! SHA-256 names of files on disk.
+//! SHA-256 names of files on disk; `remote_media` does the same for the
+//! cached copies of other servers' media.
 
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -7,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use super::{CachedSql, SqliteStore};
 use crate::storage::{
     MediaStore, Result,
-    media::{CompleteOutcome, MediaContent, MediaRecord},
+    media::{CompleteOutcome, EvictedMedia, MediaContent, MediaRecord, RemoteMediaRecord},
     now_ms,
 };
 
@@ -107,6 +108,113 @@ impl MediaStore for SqliteStore {
                 },
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn get_remote_media(&self, origin: String, media_id: String) -> Result<Option<RemoteMediaRecord>> {
+        self.read(move |c| {
+            Ok(c.one(
+                "SELECT origin, media_id, content_type, filename, size, sha256, fetched_ts, last_access_ts
+                 FROM remote_media WHERE origin = ?1 AND media_id = ?2",
+                [&origin, &media_id],
+                |r| {
+                    Ok(RemoteMediaRecord {
+                        origin: r.get(0)?,
+                        media_id: r.get(1)?,
+                        content_type: r.get(2)?,
+                        filename: r.get(3)?,
+                        size: r.get(4)?,
+                        sha256: r.get(5)?,
+                        fetched_ts: r.get(6)?,
+                        last_access_ts: r.get(7)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_remote_media(&self, record: RemoteMediaRecord) -> Result<()> {
+        self.write(move |c| {
+            c.exec(
+                "INSERT OR REPLACE INTO remote_media
+                     (origin, media_id, content_type, filename, size, sha256, thumbnails_size, fetched_ts,
+                      last_access_ts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+                params![
+                    record.origin,
+                    record.media_id,
+                    record.content_type,
+                    record.filename,
+                    record.size,
+                    record.sha256,
+                    record.fetched_ts,
+                    record.last_access_ts
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch_remote_media(&self, origin: String, media_id: String, now_ms: i64) -> Result<()> {
+        self.write(move |c| {
+            c.exec(
+                "UPDATE remote_media SET last_access_ts = ?3 WHERE origin = ?1 AND media_id = ?2",
+                params![origin, media_id, now_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_remote_thumbnail_size(&self, origin: String, media_id: String, bytes: i64) -> Result<()> {
+        self.write(move |c| {
+            c.exec(
+                "UPDATE remote_media SET thumbnails_size = thumbnails_size + ?3 WHERE origin = ?1 AND media_id = ?2",
+                params![origin, media_id, bytes],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_remote_media(&self, origin: String, media_id: String) -> Result<()> {
+        self.write(move |c| {
+            c.exec("DELETE FROM remote_media WHERE origin = ?1 AND media_id = ?2", params![origin, media_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn evict_remote_media(&self, max_bytes: i64) -> Result<Vec<EvictedMedia>> {
+        self.write(move |c| {
+            let mut total: i64 =
+                c.one("SELECT COALESCE(SUM(size + thumbnails_size), 0) FROM remote_media", [], |r| r.get(0))?;
+            let mut evicted = Vec::new();
+            while total > max_bytes {
+                let oldest: Option<(String, String, String, i64)> = c
+                    .one(
+                        "SELECT origin, media_id, sha256, size + thumbnails_size FROM remote_media
+                         ORDER BY last_access_ts, fetched_ts, rowid LIMIT 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                let Some((origin, media_id, sha256, bytes)) = oldest else { break };
+                c.exec("DELETE FROM remote_media WHERE origin = ?1 AND media_id = ?2", params![origin, media_id])?;
+                total -= bytes;
+                evicted.push(sha256);
+            }
+            let mut out = Vec::with_capacity(evicted.len());
+            for sha256 in evicted {
+                let still_used: bool =
+                    c.one("SELECT EXISTS(SELECT 1 FROM remote_media WHERE sha256 = ?1)", [&sha256], |r| r.get(0))?;
+                out.push(EvictedMedia { sha256, still_used });
+            }
+            Ok(out)
         })
         .await
     }
