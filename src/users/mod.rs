@@ -252,7 +252,7 @@ impl Users {
         if let Some(p) = &req.password {
             self.check_password_strength(p)?;
         }
-        self.authenticate(auth, flows, None).await?;
+        self.authenticate(auth, flows, None, "register").await?;
         let password_hash = match req.password.clone() {
             Some(p) => Some(password::hash_password(p).await),
             None => None,
