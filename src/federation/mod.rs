@@ -17,6 +17,7 @@ mod membership;
 pub mod resolve;
 pub mod sender;
 pub mod tls;
+mod v1;
 
 pub use self::{e2ee::ClaimedKeys, inbound::room_of, membership::stripped_events};
 
@@ -29,7 +30,7 @@ use ruma::{
     api::{
         IncomingResponse, OutgoingRequest,
         auth_scheme::{AuthScheme, NoAuthentication},
-        error::FromHttpResponseError,
+        error::{ErrorKind, FromHttpResponseError},
         federation::authentication::{ServerSignatures, ServerSignaturesInput},
         path_builder::SinglePath,
     },
@@ -47,8 +48,10 @@ pub enum FedError {
     Disabled,
     #[error("{0}")]
     Unreachable(String),
-    #[error("remote server answered {status}: {message}")]
-    Remote { status: StatusCode, errcode: String, message: String },
+    /// The other server answered with an error: its status and Matrix
+    /// error (errcode and the fields that go with it).
+    #[error("remote server answered {status} {}: {message}", kind.errcode())]
+    Remote { status: StatusCode, kind: ErrorKind, message: String },
     #[error("unexpected response: {0}")]
     BadResponse(String),
     #[error("{0}")]
@@ -150,6 +153,23 @@ impl Federation {
         R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
         R::Authentication: OutboundAuth,
     {
+        let (dest, http_request) = self.build_request(destination, request).await?;
+        let path = http_request.uri().path().to_owned();
+        let response = self.send_http(destination, &dest, http_request).await?;
+        parse_response::<R>(destination, &path, response)
+    }
+
+    /// Checks that `destination` may be asked, resolves it, and turns a
+    /// ruma request into a signed HTTP request for it.
+    async fn build_request<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<(resolve::Destination, http::Request<Vec<u8>>), FedError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
+        R::Authentication: OutboundAuth,
+    {
         if !self.enabled() {
             return Err(FedError::Disabled);
         }
@@ -164,13 +184,23 @@ impl Federation {
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&dest.base_url, auth, ())
             .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
+        Ok((dest, http_request))
+    }
+
+    /// Sends a built request and reads the whole answer (up to
+    /// `MAX_RESPONSE_BYTES`), whatever its status.
+    async fn send_http(
+        &self,
+        destination: &ServerName,
+        dest: &resolve::Destination,
+        http_request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Bytes>, FedError> {
         let (mut parts, body) = http_request.into_parts();
         if let Ok(host) = http::HeaderValue::from_str(&dest.host_header) {
             parts.headers.insert(http::header::HOST, host);
         }
         let request = reqwest::Request::try_from(http::Request::from_parts(parts, reqwest::Body::from(body)))
             .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
-        let path = request.url().path().to_owned();
         let mut response = self.http.execute(request).await.map_err(|e| {
             self.resolver.forget(destination);
             FedError::Unreachable(format!("{destination}: {e}"))
@@ -186,24 +216,11 @@ impl Federation {
             }
             body.extend_from_slice(&chunk);
         }
-        let body: Bytes = body.freeze();
         let mut http_response = http::Response::builder().status(status);
         if let Some(h) = http_response.headers_mut() {
             *h = headers;
         }
-        let http_response =
-            http_response.body(body.clone()).map_err(|e| FedError::Internal(format!("response: {e}")))?;
-        R::IncomingResponse::try_from_http_response(http_response).map_err(|e| match e {
-            FromHttpResponseError::Server(_) => {
-                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                FedError::Remote {
-                    status,
-                    errcode: json.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN").to_owned(),
-                    message: json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
-                }
-            }
-            other => FedError::BadResponse(format!("{destination} {path}: {other}")),
-        })
+        http_response.body(body.freeze()).map_err(|e| FedError::Internal(format!("response: {e}")))
     }
 
     /// Servers with joined users in a room, this one and those the room's
@@ -224,4 +241,28 @@ impl Federation {
         }
         Ok(servers)
     }
+}
+
+/// Parses another server's answer as `R`'s response; an error status
+/// becomes `FedError::Remote` with the Matrix error it carried.
+fn parse_response<R: OutgoingRequest>(
+    destination: &ServerName,
+    path: &str,
+    response: http::Response<Bytes>,
+) -> Result<R::IncomingResponse, FedError> {
+    let status = response.status();
+    let body = response.body().clone();
+    R::IncomingResponse::try_from_http_response(response).map_err(|e| match e {
+        FromHttpResponseError::Server(_) => remote_error(status, &body),
+        other => FedError::BadResponse(format!("{destination} {path}: {other}")),
+    })
+}
+
+/// The Matrix error of an error answer (`M_UNKNOWN` when the body has
+/// none), with the fields its errcode defines (`room_version`, ...).
+fn remote_error(status: StatusCode, body: &[u8]) -> FedError {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let kind = serde_json::from_value::<ErrorKind>(json.clone()).unwrap_or(ErrorKind::Unknown);
+    let message = json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    FedError::Remote { status, kind, message }
 }
