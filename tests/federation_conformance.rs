@@ -436,9 +436,10 @@ async fn make_join_errors_reach_the_client_as_given() {
     let (_b, b_name, _proxy) = server_behind_proxy(&certs, rule).await;
     let alice = a.register("alice").await;
     let room = format!("!somewhere:{b_name}");
+    // B is asked first; a server that cannot be reached comes after it.
     let join = || async {
         a.post(
-            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&b_name)),
+            &format!("/_matrix/client/v3/join/{}?server_name={}&server_name=localhost%3A1", enc(&room), enc(&b_name)),
             Some(&alice.access_token),
             json!({}),
         )

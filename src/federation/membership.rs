@@ -36,7 +36,7 @@ impl Federation {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e, "cannot join through this server");
-                    last_error = e;
+                    last_error = more_telling(last_error, e);
                 }
             }
         }
@@ -202,7 +202,7 @@ impl Federation {
         for server in via.iter().filter(|s| *s != self.server_name()) {
             match self.leave_through(room_id, user, server).await {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) => last = more_telling(last, e),
             }
         }
         Err(last)
@@ -247,7 +247,7 @@ impl Federation {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e, "cannot knock through this server");
-                    last_error = e;
+                    last_error = more_telling(last_error, e);
                 }
             }
         }
@@ -345,6 +345,15 @@ fn v1_invite_body(event: &CanonicalJsonObject, invite_state: &[RawStrippedState]
         obj.insert("unsigned".into(), serde_json::json!({ "invite_room_state": state }));
     }
     serde_json::to_vec(&event).map_err(|e| FedError::Internal(e.to_string()))
+}
+
+/// Which of two failures of a handshake tried through several servers
+/// the user is told: the first answer of a server about the request itself
+/// (a 4xx such as `M_FORBIDDEN` or `M_INCOMPATIBLE_ROOM_VERSION`) over any
+/// later failure to reach a server, else the later failure.
+fn more_telling(earlier: FedError, later: FedError) -> FedError {
+    let about_the_request = |e: &FedError| matches!(e, FedError::Remote { status, .. } if status.is_client_error());
+    if about_the_request(&earlier) { earlier } else { later }
 }
 
 /// The room version a template names (version 1 when it names none) and
