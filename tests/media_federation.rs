@@ -192,8 +192,8 @@ async fn signed_requests_get_multipart_answers_ruma_can_read() {
     // Not found is the spec's 404.
     let missing = federation.request(&a_server, get_content::v1::Request::new("nosuchmedia".into())).await;
     assert!(
-        matches!(&missing, Err(plexus::federation::FedError::Remote { status, errcode, .. })
-            if status.as_u16() == 404 && errcode == "M_NOT_FOUND"),
+        matches!(&missing, Err(plexus::federation::FedError::Remote { status, kind, .. })
+            if status.as_u16() == 404 && *kind == ruma::api::error::ErrorKind::NotFound),
         "{missing:?}"
     );
 }

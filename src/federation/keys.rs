@@ -57,16 +57,33 @@ impl Federation {
         doc
     }
 
-    /// The key documents of `server` this server can vouch for: its own, or
-    /// the one it fetched (fetching now if needed).
-    pub async fn key_documents_for(&self, server: &ServerName) -> Vec<CanonicalJsonObject> {
-        if server == self.config.server.server_name {
-            return vec![self.own_key_document()];
-        }
-        if !self.cache.documents.lock().expect("documents mutex").contains_key(server) {
-            let _ = self.fetch_keys(server).await;
-        }
-        self.cache.documents.lock().expect("documents mutex").get(server).cloned().into_iter().collect()
+    /// A notary's answer about `server` (server-server API, "Querying Keys
+    /// Through Another Server", for the `GET` and `POST` forms alike): the
+    /// key documents this server can vouch for, countersigned. That is its
+    /// own, or the one it fetched, fetched again when it would expire
+    /// before `minimum_valid_until_ms` (now when not given). With
+    /// `key_ids`, only a document holding one of them is returned.
+    pub async fn notary_documents(
+        &self,
+        server: &ServerName,
+        key_ids: &[String],
+        minimum_valid_until_ms: Option<i64>,
+    ) -> Vec<CanonicalJsonObject> {
+        let documents = if server == self.config.server.server_name {
+            vec![self.own_key_document()]
+        } else {
+            let minimum = minimum_valid_until_ms.unwrap_or_else(now_ms);
+            let kept = self.cache.documents.lock().expect("documents mutex").get(server).cloned();
+            if kept.as_ref().is_none_or(|doc| valid_until(doc) < minimum) {
+                let _ = self.fetch_keys(server).await;
+            }
+            self.cache.documents.lock().expect("documents mutex").get(server).cloned().into_iter().collect()
+        };
+        documents
+            .into_iter()
+            .filter(|doc| key_ids.is_empty() || key_ids.iter().any(|id| holds_key(doc, id)))
+            .map(|doc| self.countersign(doc))
+            .collect()
     }
 
     /// The verify keys of `server` that are valid for something signed at
@@ -272,6 +289,21 @@ impl Federation {
         }
         Ok(map)
     }
+}
+
+/// A key document's `valid_until_ts` (0 when it has none).
+fn valid_until(doc: &CanonicalJsonObject) -> i64 {
+    match doc.get("valid_until_ts") {
+        Some(CanonicalJsonValue::Integer(ts)) => i64::from(*ts),
+        _ => 0,
+    }
+}
+
+/// Whether a key document lists `key_id`, current or old.
+fn holds_key(doc: &CanonicalJsonObject, key_id: &str) -> bool {
+    ["verify_keys", "old_verify_keys"]
+        .iter()
+        .any(|field| matches!(doc.get(*field), Some(CanonicalJsonValue::Object(keys)) if keys.contains_key(key_id)))
 }
 
 /// A key document as ruma's raw response type.

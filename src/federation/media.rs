@@ -12,6 +12,7 @@ use ruma::{
     ServerName,
     api::{
         IncomingResponse,
+        error::ErrorKind,
         federation::authenticated_media::{FileOrLocation, get_content},
     },
     http_headers::ContentDisposition,
@@ -148,9 +149,9 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
 /// `M_UNRECOGNIZED`), as opposed to not knowing the media.
 fn unknown_endpoint(e: &FedError) -> bool {
     match e {
-        FedError::Remote { status, errcode, .. } => match status.as_u16() {
-            404 | 405 => errcode == "M_UNRECOGNIZED" || errcode == "M_UNKNOWN",
-            400 => errcode == "M_UNRECOGNIZED",
+        FedError::Remote { status, kind, .. } => match status.as_u16() {
+            404 | 405 => matches!(kind, ErrorKind::Unrecognized | ErrorKind::Unknown),
+            400 => matches!(kind, ErrorKind::Unrecognized),
             _ => false,
         },
         _ => false,
@@ -177,7 +178,7 @@ mod tests {
     fn remote(status: u16, errcode: &str) -> FedError {
         FedError::Remote {
             status: StatusCode::from_u16(status).expect("a status"),
-            errcode: errcode.into(),
+            kind: serde_json::from_value(serde_json::json!({"errcode": errcode})).expect("an errcode"),
             message: String::new(),
         }
     }

@@ -16,7 +16,7 @@ use ruma::{
 };
 use serde_json::{Value, value::RawValue};
 
-use super::{FedError, Federation};
+use super::{FedError, Federation, v1::V1Body};
 use crate::rooms::{VerifiedPdu, event_format, versions};
 
 impl Federation {
@@ -36,7 +36,7 @@ impl Federation {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e, "cannot join through this server");
-                    last_error = e;
+                    last_error = more_telling(last_error, e);
                 }
             }
         }
@@ -60,9 +60,8 @@ impl Federation {
         let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let pdu_raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
 
-        let response = self
-            .request(server, create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), pdu_raw))
-            .await?;
+        let request = create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), pdu_raw);
+        let response = self.request_with_v1_fallback(server, request, V1Body::SameAsV2).await?;
         let room_state = response.room_state;
         // Events of the state and auth chain that do not verify are dropped;
         // the room server then checks each against its auth events.
@@ -150,17 +149,21 @@ impl Federation {
         content.reason = reason;
         let draft = crate::rooms::EventDraft::from_state(target.as_str(), &content);
         let (version, obj, event_id) = self.rooms.build_unstored(room_id, sender, draft).await?;
-        let invite_state = self
-            .rooms
-            .invite_state_pdus(room_id, sender)
-            .await?
-            .into_iter()
-            .map(ruma::api::federation::membership::RawStrippedState::Pdu)
-            .collect();
+        let invite_state: Vec<RawStrippedState> =
+            self.rooms.invite_state_pdus(room_id, sender).await?.into_iter().map(RawStrippedState::Pdu).collect();
         let event = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
+        // Servers that only know the v1 `/invite` only know room versions 1
+        // and 2, whose events carry their id: only those are offered it.
+        let v1_body = match version.rules() {
+            Some(rules) if event_format::ids_in_events(&rules) => Some(v1_invite_body(&obj, &invite_state)?),
+            _ => None,
+        };
         let request =
             create_invite::v2::Request::new(room_id.to_owned(), event_id.clone(), version.clone(), event, invite_state);
-        let response = self.request(target.server_name(), request).await?;
+        let response = match v1_body {
+            Some(body) => self.request_with_v1_fallback(target.server_name(), request, V1Body::Replaced(body)).await?,
+            None => self.request(target.server_name(), request).await?,
+        };
         let signed = self.verify_pdu(&version, room_id, &response.event).await?;
         if signed.pdu.event_id != event_id {
             return Err(FedError::BadResponse("the invitee's server changed the invite".into()));
@@ -199,7 +202,7 @@ impl Federation {
         for server in via.iter().filter(|s| *s != self.server_name()) {
             match self.leave_through(room_id, user, server).await {
                 Ok(()) => return Ok(()),
-                Err(e) => last = e,
+                Err(e) => last = more_telling(last, e),
             }
         }
         Err(last)
@@ -217,7 +220,8 @@ impl Federation {
         let content = RoomMemberEventContent::new(MembershipState::Leave);
         let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
-        self.request(server, create_leave_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw)).await?;
+        let request = create_leave_event::v2::Request::new(room_id.to_owned(), event_id.clone(), raw);
+        self.request_with_v1_fallback(server, request, V1Body::SameAsV2).await?;
         let leave = VerifiedPdu::new(event_id, room_id, &obj)?;
         self.rooms.store_declined_invite(&leave, user).await?;
         Ok(())
@@ -243,7 +247,7 @@ impl Federation {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e, "cannot knock through this server");
-                    last_error = e;
+                    last_error = more_telling(last_error, e);
                 }
             }
         }
@@ -330,6 +334,26 @@ impl Federation {
             _ => Vec::new(),
         }
     }
+}
+
+/// The body of the v1 `/invite`: the invite event itself, the stripped
+/// state in its `unsigned.invite_room_state`.
+fn v1_invite_body(event: &CanonicalJsonObject, invite_state: &[RawStrippedState]) -> Result<Vec<u8>, FedError> {
+    let mut event = serde_json::to_value(event).map_err(|e| FedError::Internal(e.to_string()))?;
+    let state = serde_json::to_value(invite_state).map_err(|e| FedError::Internal(e.to_string()))?;
+    if let Some(obj) = event.as_object_mut() {
+        obj.insert("unsigned".into(), serde_json::json!({ "invite_room_state": state }));
+    }
+    serde_json::to_vec(&event).map_err(|e| FedError::Internal(e.to_string()))
+}
+
+/// Which of two failures of a handshake tried through several servers
+/// the user is told: the first answer of a server about the request itself
+/// (a 4xx such as `M_FORBIDDEN` or `M_INCOMPATIBLE_ROOM_VERSION`) over any
+/// later failure to reach a server, else the later failure.
+fn more_telling(earlier: FedError, later: FedError) -> FedError {
+    let about_the_request = |e: &FedError| matches!(e, FedError::Remote { status, .. } if status.is_client_error());
+    if about_the_request(&earlier) { earlier } else { later }
 }
 
 /// The room version a template names (version 1 when it names none) and

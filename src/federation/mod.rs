@@ -18,6 +18,7 @@ mod membership;
 pub mod resolve;
 pub mod sender;
 pub mod tls;
+mod v1;
 
 pub use self::{e2ee::ClaimedKeys, inbound::room_of, membership::stripped_events};
 
@@ -30,7 +31,7 @@ use ruma::{
     api::{
         IncomingResponse, OutgoingRequest,
         auth_scheme::{AuthScheme, NoAuthentication},
-        error::FromHttpResponseError,
+        error::{ErrorKind, FromHttpResponseError},
         federation::authentication::{ServerSignatures, ServerSignaturesInput},
         path_builder::SinglePath,
     },
@@ -48,8 +49,10 @@ pub enum FedError {
     Disabled,
     #[error("{0}")]
     Unreachable(String),
-    #[error("remote server answered {status}: {message}")]
-    Remote { status: StatusCode, errcode: String, message: String },
+    /// The other server answered with an error: its status and Matrix
+    /// error (errcode and the fields that go with it).
+    #[error("remote server answered {status} {}: {message}", kind.errcode())]
+    Remote { status: StatusCode, kind: ErrorKind, message: String },
     #[error("unexpected response: {0}")]
     BadResponse(String),
     #[error("{0}")]
@@ -153,8 +156,10 @@ impl Federation {
         R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
         R::Authentication: OutboundAuth,
     {
-        let http_response = self.send(destination, request, MAX_RESPONSE_BYTES).await?;
-        parse_response::<R::IncomingResponse>(destination, http_response)
+        let (dest, http_request) = self.build_request(destination, request).await?;
+        let path = http_request.uri().path().to_owned();
+        let response = self.send_http(destination, &dest, http_request, MAX_RESPONSE_BYTES).await?;
+        parse_response::<R>(destination, &path, response)
     }
 
     /// Sends a request to another server, signed with X-Matrix when the
@@ -170,12 +175,27 @@ impl Federation {
         R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
         R::Authentication: OutboundAuth,
     {
+        let (dest, http_request) = self.build_request(destination, request).await?;
+        self.send_http(destination, &dest, http_request, max_bytes).await
+    }
+
+    /// Checks that `destination` may be asked, resolves it, and turns a
+    /// ruma request into a signed HTTP request for it.
+    async fn build_request<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<(resolve::Destination, http::Request<Vec<u8>>), FedError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath> + Debug,
+        R::Authentication: OutboundAuth,
+    {
         let dest = self.destination(destination).await?;
         let auth = <R::Authentication as OutboundAuth>::input(self.server_name(), destination, &self.key);
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&dest.base_url, auth, ())
             .map_err(|e| FedError::Internal(format!("cannot build the request: {e}")))?;
-        self.send_http(destination, &dest, http_request, max_bytes).await
+        Ok((dest, http_request))
     }
 
     /// Where requests for `destination` go, once it is known that this
@@ -194,7 +214,8 @@ impl Federation {
     }
 
     /// Sends a built request to `dest` (the `Host` header set as the spec
-    /// asks) and reads the answer, its body at most `max_bytes`.
+    /// asks) and reads the answer, whatever its status, its body at most
+    /// `max_bytes`.
     async fn send_http(
         &self,
         destination: &ServerName,
@@ -261,26 +282,26 @@ async fn read_response(
     http_response.body(body.freeze()).map_err(|e| FedError::Internal(format!("response: {e}")))
 }
 
-/// Parses an answer as ruma's response type; an error answer becomes
-/// `FedError::Remote` with its status and errcode.
-fn parse_response<T: IncomingResponse>(
+/// Parses another server's answer as `R`'s response; an error status
+/// becomes `FedError::Remote` with the Matrix error it carried.
+fn parse_response<R: OutgoingRequest>(
     destination: &ServerName,
+    path: &str,
     response: http::Response<Bytes>,
-) -> Result<T, FedError> {
+) -> Result<R::IncomingResponse, FedError> {
     let status = response.status();
     let body = response.body().clone();
-    T::try_from_http_response(response).map_err(|e| match e {
+    R::IncomingResponse::try_from_http_response(response).map_err(|e| match e {
         FromHttpResponseError::Server(_) => remote_error(status, &body),
-        other => FedError::BadResponse(format!("{destination}: {other}")),
+        other => FedError::BadResponse(format!("{destination} {path}: {other}")),
     })
 }
 
-/// An error answer of another server.
+/// The Matrix error of an error answer (`M_UNKNOWN` when the body has
+/// none), with the fields its errcode defines (`room_version`, ...).
 fn remote_error(status: StatusCode, body: &[u8]) -> FedError {
     let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    FedError::Remote {
-        status,
-        errcode: json.get("errcode").and_then(|v| v.as_str()).unwrap_or("M_UNKNOWN").to_owned(),
-        message: json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned(),
-    }
+    let kind = serde_json::from_value::<ErrorKind>(json.clone()).unwrap_or(ErrorKind::Unknown);
+    let message = json.get("error").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    FedError::Remote { status, kind, message }
 }

@@ -11,6 +11,7 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId,
     api::federation::transactions::send_transaction_message, serde::Raw,
@@ -165,11 +166,49 @@ async fn send_one(
     );
     request.pdus = pdus;
     request.edus = edus;
-    let response = fed.request(destination, request).await?;
+    let (dest, http_request) = fed.build_request(destination, request).await?;
+    let path = http_request.uri().path().to_owned();
+    let answer = fed.send_http(destination, &dest, http_request, super::MAX_RESPONSE_BYTES).await?;
+    let response =
+        super::parse_response::<send_transaction_message::v1::Request>(destination, &path, with_pdus(answer))?;
     for (event_id, result) in response.pdus {
         if let Err(e) = result {
             tracing::info!(%destination, %event_id, error = %e, "remote server refused a PDU");
         }
     }
     Ok(())
+}
+
+/// A successful `/send` answer whose body has no `pdus` (an empty body, or
+/// `{}`) as one with an empty `pdus`: the transaction was delivered, as
+/// Synapse takes it (MSC3618 makes `pdus` optional).
+fn with_pdus(answer: http::Response<Bytes>) -> http::Response<Bytes> {
+    if !answer.status().is_success() {
+        return answer;
+    }
+    let has_pdus = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(answer.body())
+        .is_ok_and(|body| body.contains_key("pdus"));
+    if has_pdus {
+        return answer;
+    }
+    let (parts, _) = answer.into_parts();
+    http::Response::from_parts(parts, Bytes::from_static(br#"{"pdus": {}}"#))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &'static str) -> http::Response<Bytes> {
+        http::Response::builder().status(status).body(Bytes::from_static(body.as_bytes())).expect("response")
+    }
+
+    #[test]
+    fn answers_without_pdus_are_deliveries() {
+        assert_eq!(with_pdus(answer(200, "")).body().as_ref(), br#"{"pdus": {}}"#);
+        assert_eq!(with_pdus(answer(200, "{}")).body().as_ref(), br#"{"pdus": {}}"#);
+        let full = r#"{"pdus": {"$a": {"error": "no"}}}"#;
+        assert_eq!(with_pdus(answer(200, full)).body().as_ref(), full.as_bytes());
+        assert_eq!(with_pdus(answer(500, "")).body().as_ref(), b"");
+    }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::{Path, Query, State};
 use ruma::api::federation::{
     authorization::get_event_authorization,
     backfill::get_backfill,
@@ -36,9 +37,28 @@ pub(super) async fn notary_get(
     state: AppState,
     req: Fed<get_remote_server_keys::v2::Request>,
 ) -> Result<get_remote_server_keys::v2::Response, ApiError> {
-    let fed = &state.federation;
-    let docs = fed.key_documents_for(&req.body.server_name).await;
-    Ok(get_remote_server_keys::v2::Response::new(docs.into_iter().map(|d| raw_document(&fed.countersign(d))).collect()))
+    let minimum = i64::from(req.body.minimum_valid_until_ts.get());
+    let docs = state.federation.notary_documents(&req.body.server_name, &[], Some(minimum)).await;
+    Ok(get_remote_server_keys::v2::Response::new(docs.iter().map(raw_document).collect()))
+}
+
+/// `GET /_matrix/key/v2/query/{serverName}/{keyId}`: the form of the
+/// notary query naming one key, gone from the spec but still asked by
+/// older servers (and served by Synapse); ruma has no type for it.
+pub(super) async fn notary_get_key(
+    State(state): State<AppState>,
+    Path((server_name, key_id)): Path<(String, String)>,
+    Query(query): Query<NotaryQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let server =
+        ruma::OwnedServerName::try_from(server_name).map_err(|_| ApiError::invalid_param("invalid server name"))?;
+    let docs = state.federation.notary_documents(&server, &[key_id], query.minimum_valid_until_ts).await;
+    Ok(axum::Json(serde_json::json!({ "server_keys": docs })))
+}
+
+#[derive(serde::Deserialize)]
+pub(super) struct NotaryQuery {
+    minimum_valid_until_ts: Option<i64>,
 }
 
 pub(super) async fn notary_post(
@@ -47,10 +67,11 @@ pub(super) async fn notary_post(
 ) -> Result<get_remote_server_keys_batch::v2::Response, ApiError> {
     let fed = &state.federation;
     let mut out = Vec::new();
-    for server in req.body.server_keys.keys().take(100) {
-        for doc in fed.key_documents_for(server).await {
-            out.push(raw_document(&fed.countersign(doc)));
-        }
+    for (server, keys) in req.body.server_keys.iter().take(100) {
+        let key_ids: Vec<String> = keys.keys().map(|id| id.to_string()).collect();
+        let minimum =
+            keys.values().filter_map(|criteria| criteria.minimum_valid_until_ts).map(|ts| i64::from(ts.get())).max();
+        out.extend(fed.notary_documents(server, &key_ids, minimum).await.iter().map(raw_document));
     }
     Ok(get_remote_server_keys_batch::v2::Response::new(out))
 }

@@ -17,14 +17,15 @@ use axum::{
     extract::{FromRequest, FromRequestParts, Path, Request, State},
     routing::on,
 };
+use bytes::Bytes;
 use http::StatusCode;
 use ruma::{
-    OwnedServerName, ServerName,
+    OwnedServerName, RoomId, ServerName,
     api::{
         IncomingRequest,
         auth_scheme::{AuthScheme, NoAuthentication},
         error::ErrorKind,
-        federation::authentication::{ServerSignatures, XMatrix},
+        federation::authentication::{ServerSignatures, XMatrix, XMatrixParseError},
     },
     signatures::PublicKeyMap,
 };
@@ -40,11 +41,7 @@ impl From<FedError> for ApiError {
         match e {
             FedError::Disabled => ApiError::forbidden(e.to_string()),
             FedError::Unreachable(m) => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m),
-            FedError::Remote { status, errcode, message } => match errcode.as_str() {
-                "M_FORBIDDEN" => ApiError::forbidden(message),
-                "M_NOT_FOUND" => ApiError::not_found(message),
-                _ => ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, format!("{status}: {message}")),
-            },
+            FedError::Remote { status, kind, message } => remote_to_client(status, kind, message),
             FedError::BadResponse(m) | FedError::ResponseTooLarge(m) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, m)
             }
@@ -64,6 +61,25 @@ impl From<FedError> for ApiError {
             FedError::E2ee(e) => e.into(),
         }
     }
+}
+
+/// What the local client is told of another server's error. The errors
+/// that are about the request itself (the room is not there, the user may
+/// not join, the room's version is one this server cannot follow) reach
+/// the client as the remote server gave them, as Synapse passes them on;
+/// anything else is the other server's failure, a 502.
+fn remote_to_client(status: StatusCode, kind: ErrorKind, message: String) -> ApiError {
+    let passed_on = matches!(
+        kind,
+        ErrorKind::Forbidden
+            | ErrorKind::NotFound
+            | ErrorKind::IncompatibleRoomVersion(_)
+            | ErrorKind::UnsupportedRoomVersion
+    );
+    if passed_on && status.is_client_error() {
+        return ApiError::new(status, kind, message);
+    }
+    ApiError::new(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, format!("{status} {}: {message}", kind.errcode()))
 }
 
 /// Whether an endpoint needs a signed request.
@@ -93,6 +109,86 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
 }
 
+/// A federation request that passed the checks every endpoint shares, not
+/// yet parsed into its endpoint's type.
+struct Checked {
+    /// The signing server, for endpoints that need a signature.
+    origin: Option<OwnedServerName>,
+    /// The path parameters, named, in the order of the path.
+    params: Vec<(String, String)>,
+    request: http::Request<Bytes>,
+}
+
+/// The checks before any endpoint sees a request (server-server API,
+/// "Request Authentication", "Server ACLs"), in this order: the body is
+/// JSON (400 `M_NOT_JSON`) and an object (400 `M_BAD_JSON`); when `signed`,
+/// the X-Matrix header parses (400 `M_UNAUTHORIZED` otherwise, as Synapse
+/// answers) and its signature verifies with the origin's keys (401
+/// `M_UNAUTHORIZED`); and for a request about a room, the room's server
+/// ACL allows the origin (403 `M_FORBIDDEN`), before the endpoint parses
+/// or acts on the body.
+async fn check_request(req: Request, state: &AppState, signed: bool) -> Result<Checked, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let params: Vec<(String, String)> = match Path::<Vec<(String, String)>>::from_request_parts(&mut parts, state).await
+    {
+        Ok(Path(params)) => params,
+        Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
+    };
+    let fed = &state.federation;
+    if !fed.enabled() {
+        return Err(ApiError::unrecognized(StatusCode::NOT_FOUND, "this server does not federate"));
+    }
+    let body = crate::http::read_body(body, &parts, state.config.server.max_request_bytes.max(1 << 20)).await?;
+    if !body.is_empty() {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_json("the body must be a JSON object"));
+        }
+    }
+    let request = http::Request::from_parts(parts, body);
+    if !signed {
+        return Ok(Checked { origin: None, params, request });
+    }
+    // Authorization of another scheme is no X-Matrix authorization.
+    const SCHEME: &[u8] = b"X-Matrix ";
+    let header = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .filter(|h| h.as_bytes().get(..SCHEME.len()).is_some_and(|s| s.eq_ignore_ascii_case(SCHEME)))
+        .ok_or_else(|| unauthorized("missing X-Matrix authorization"))?;
+    let xmatrix = match XMatrix::try_from(header) {
+        Ok(xmatrix) => xmatrix,
+        Err(XMatrixParseError::NotFound) => return Err(unauthorized("missing X-Matrix authorization")),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorKind::Unauthorized,
+                format!("malformed X-Matrix authorization: {e}"),
+            ));
+        }
+    };
+    if fed.is_denied(&xmatrix.origin) {
+        return Err(ApiError::forbidden("this server does not federate with yours"));
+    }
+    let keys = fed
+        .server_keys(&xmatrix.origin, &[xmatrix.key.to_string()], None)
+        .await
+        .map_err(|e| unauthorized(format!("cannot get the origin's key: {e}")))?;
+    let map: PublicKeyMap = BTreeMap::from([(xmatrix.origin.to_string(), keys)]);
+    xmatrix
+        .verify_request(&request, fed.server_name(), &map)
+        .map_err(|e| unauthorized(format!("the request signature does not verify: {e}")))?;
+    // Spec: server-server API, "Server ACLs": a denied server is refused by
+    // every endpoint about a room (`/send` checks each PDU's room instead).
+    if let Some((_, room)) = params.iter().find(|(name, _)| name == "room_id")
+        && let Ok(room_id) = <&RoomId>::try_from(room.as_str())
+    {
+        state.rooms.require_server_allowed(room_id, &xmatrix.origin).await?;
+    }
+    Ok(Checked { origin: Some(xmatrix.origin), params, request })
+}
+
 impl<T> FromRequest<AppState> for Fed<T>
 where
     T: IncomingRequest + Send,
@@ -101,44 +197,37 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let (mut parts, body) = req.into_parts();
-        let path_args: Vec<String> = match Path::<Vec<String>>::from_request_parts(&mut parts, state).await {
-            Ok(Path(args)) => args,
-            Err(e) => return Err(ApiError::invalid_param(format!("bad path parameter: {e}"))),
-        };
-        let fed = &state.federation;
-        if !fed.enabled() {
-            return Err(ApiError::unrecognized(StatusCode::NOT_FOUND, "this server does not federate"));
-        }
-        let body = crate::http::read_body(body, &parts, state.config.server.max_request_bytes.max(1 << 20)).await?;
-        if !body.is_empty() {
-            serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-                .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
-        }
-        let request = http::Request::from_parts(parts, body);
-        let origin = if <T::Authentication as FedAuth>::SIGNED {
-            let header = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .ok_or_else(|| unauthorized("missing X-Matrix authorization"))?;
-            let xmatrix = XMatrix::try_from(header).map_err(|e| unauthorized(format!("bad X-Matrix header: {e}")))?;
-            if fed.is_denied(&xmatrix.origin) {
-                return Err(ApiError::forbidden("this server does not federate with yours"));
-            }
-            let keys = fed
-                .server_keys(&xmatrix.origin, &[xmatrix.key.to_string()], None)
-                .await
-                .map_err(|e| unauthorized(format!("cannot get the origin's key: {e}")))?;
-            let map: PublicKeyMap = BTreeMap::from([(xmatrix.origin.to_string(), keys)]);
-            xmatrix
-                .verify_request(&request, fed.server_name(), &map)
-                .map_err(|e| unauthorized(format!("the request signature does not verify: {e}")))?;
-            Some(xmatrix.origin)
-        } else {
-            None
-        };
-        let body = T::try_from_http_request(request, &path_args).map_err(crate::http::request_error)?;
-        Ok(Self { body, origin })
+        let checked = check_request(req, state, <T::Authentication as FedAuth>::SIGNED).await?;
+        let path_args: Vec<String> = checked.params.into_iter().map(|(_, value)| value).collect();
+        let body = T::try_from_http_request(checked.request, &path_args).map_err(crate::http::request_error)?;
+        Ok(Self { body, origin: checked.origin })
+    }
+}
+
+/// A signed federation request whose body ruma has no type for (the v1
+/// `/invite`, whose body is the bare event): its origin, path parameters
+/// and JSON body.
+pub struct FedRaw {
+    pub origin: OwnedServerName,
+    params: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl FedRaw {
+    /// The path parameter `name`, parsed.
+    pub(super) fn param<P: TryFrom<String>>(&self, name: &str) -> Result<P, ApiError> {
+        let value = self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        P::try_from(value).map_err(|_| ApiError::invalid_param(format!("invalid path parameter {name}")))
+    }
+}
+
+impl FromRequest<AppState> for FedRaw {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let checked = check_request(req, state, true).await?;
+        let origin = checked.origin.expect("a signed request has an origin");
+        Ok(Self { origin, params: checked.params, body: checked.request.into_body() })
     }
 }
 
@@ -187,6 +276,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, endpoints::user_devices);
     let router = mount(router, endpoints::openid_userinfo);
     let router = media::routes(router);
+    let router =
+        router.route("/_matrix/key/v2/query/{server_name}/{key_id}", axum::routing::get(endpoints::notary_get_key));
     // The legacy `/_matrix/key/v2/server/{keyId}` answers like the plain path.
     router.route(
         "/_matrix/key/v2/server/{key_id}",

@@ -4,7 +4,7 @@
 //! sign, the signed events it sends back, and invites of this server's
 //! users, which this server signs.
 
-use axum::Router;
+use axum::{Json, Router, extract::State, routing::put};
 use http::StatusCode;
 use ruma::{
     OwnedEventId, ServerName,
@@ -18,7 +18,7 @@ use ruma::{
     events::room::member::MembershipState,
 };
 
-use super::{Fed, mount};
+use super::{Fed, FedRaw, mount};
 use crate::{
     http::ApiError,
     rooms::{RemoteOutcome, pdu::Pdu},
@@ -33,7 +33,18 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, send_leave);
     let router = mount(router, make_knock);
     let router = mount(router, send_knock);
-    mount(router, invite)
+    let router = mount(router, invite);
+    // The v1 forms older servers send (deprecated; answered `[200, body]`).
+    router
+        .route("/_matrix/federation/v1/send_join/{room_id}/{event_id}", put(send_join_v1))
+        .route("/_matrix/federation/v1/send_leave/{room_id}/{event_id}", put(send_leave_v1))
+        .route("/_matrix/federation/v1/invite/{room_id}/{event_id}", put(invite_v1))
+}
+
+/// A v1 answer: `[200, body]`.
+fn v1_answer(body: impl serde::Serialize) -> Result<Json<serde_json::Value>, ApiError> {
+    let body = serde_json::to_value(body).map_err(ApiError::internal_with)?;
+    Ok(Json(serde_json::json!([200, body])))
 }
 
 /// 400 `M_INCOMPATIBLE_ROOM_VERSION`, naming the room's version.
@@ -131,23 +142,52 @@ async fn send_join(
 ) -> Result<create_join_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let event =
-        verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, MembershipState::Join).await?;
+    let room_state = accept_join(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await?;
+    Ok(create_join_event::v2::Response::new(room_state))
+}
+
+/// `PUT /_matrix/federation/v1/send_join`: the v2 request under v1, whose
+/// answer also names the resident server (`origin`).
+async fn send_join_v1(
+    State(state): State<AppState>,
+    req: Fed<create_join_event::v2::Request>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    let room_state = accept_join(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await?;
+    let mut answer = serde_json::to_value(room_state).map_err(ApiError::internal_with)?;
+    if let Some(obj) = answer.as_object_mut() {
+        obj.insert("origin".into(), state.federation.server_name().as_str().into());
+    }
+    v1_answer(answer)
+}
+
+/// Accepts the join event of a user of `origin` and returns what the
+/// joining server needs: the state before the join and its auth chain.
+async fn accept_join(
+    state: &AppState,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    event_id: &ruma::EventId,
+    pdu: &serde_json::value::RawValue,
+) -> Result<create_join_event::v2::RoomState, ApiError> {
+    let event = verified_membership(state, origin, room_id, event_id, pdu, MembershipState::Join).await?;
     // The state the joining server needs is the state before the join.
-    let state_before: Vec<OwnedEventId> = state.rooms.current_state(&body.room_id).await?.values().cloned().collect();
+    let state_before: Vec<OwnedEventId> = state.rooms.current_state(room_id).await?.values().cloned().collect();
     let event_json = event.json.clone();
-    accept_membership(&state, &origin, event, MembershipState::Join).await?;
-    let chain =
-        state.rooms.auth_chain(&[state_before.as_slice(), std::slice::from_ref(&body.event_id)].concat()).await?;
+    accept_membership(state, origin, event, MembershipState::Join).await?;
+    let mut chain_of = state_before.clone();
+    chain_of.push(event_id.to_owned());
+    let chain = state.rooms.auth_chain(&chain_of).await?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = state.rooms.pdu_jsons(&state_before).await?;
     room_state.auth_chain = state.rooms.pdu_jsons(&chain).await?;
     room_state.event = serde_json::value::RawValue::from_string(event_json).ok();
     let mut servers: Vec<String> =
-        state.federation.room_servers(&body.room_id).await?.into_iter().map(|s| s.to_string()).collect();
+        state.federation.room_servers(room_id).await?.into_iter().map(|s| s.to_string()).collect();
     servers.push(state.federation.server_name().to_string());
     room_state.servers_in_room = Some(servers);
-    Ok(create_join_event::v2::Response::new(room_state))
+    Ok(room_state)
 }
 
 async fn make_leave(
@@ -168,10 +208,30 @@ async fn send_leave(
 ) -> Result<create_leave_event::v2::Response, ApiError> {
     let origin = req.origin().to_owned();
     let body = req.body;
-    let event =
-        verified_membership(&state, &origin, &body.room_id, &body.event_id, &body.pdu, MembershipState::Leave).await?;
-    accept_membership(&state, &origin, event, MembershipState::Leave).await?;
+    accept_leave(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await?;
     Ok(create_leave_event::v2::Response::new())
+}
+
+/// `PUT /_matrix/federation/v1/send_leave`: the v2 request under v1.
+async fn send_leave_v1(
+    State(state): State<AppState>,
+    req: Fed<create_leave_event::v2::Request>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let origin = req.origin().to_owned();
+    let body = req.body;
+    accept_leave(&state, &origin, &body.room_id, &body.event_id, &body.pdu).await?;
+    v1_answer(serde_json::json!({}))
+}
+
+async fn accept_leave(
+    state: &AppState,
+    origin: &ServerName,
+    room_id: &ruma::RoomId,
+    event_id: &ruma::EventId,
+    pdu: &serde_json::value::RawValue,
+) -> Result<(), ApiError> {
+    let event = verified_membership(state, origin, room_id, event_id, pdu, MembershipState::Leave).await?;
+    accept_membership(state, origin, event, MembershipState::Leave).await
 }
 
 /// Spec: server-server API, "Knocking upon a room" (resident side).
@@ -234,4 +294,42 @@ async fn invite(
         .await?;
     let raw = serde_json::value::to_raw_value(&signed).map_err(|_| ApiError::internal())?;
     Ok(create_invite::v2::Response::new(raw))
+}
+
+/// `PUT /_matrix/federation/v1/invite`: the body is the invite event
+/// itself, the stripped state in its `unsigned.invite_room_state`. It
+/// names no room version: servers that send it know only versions 1 and
+/// 2, which differ in state resolution alone, so a room unknown here is
+/// taken to be of version 1 (as Synapse does).
+async fn invite_v1(State(state): State<AppState>, req: FedRaw) -> Result<Json<serde_json::Value>, ApiError> {
+    let room_id: ruma::OwnedRoomId = req.param("room_id")?;
+    let event_id: OwnedEventId = req.param("event_id")?;
+    let event: Box<serde_json::value::RawValue> =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_json(format!("the invite event: {e}")))?;
+    let stripped = invite_room_state_of(&event);
+    let version = match state.rooms.knows_room(&room_id).await? {
+        true => state.rooms.room_version(&room_id).await?,
+        false => ruma::RoomVersionId::V1,
+    };
+    let signed = state.federation.receive_invite(&req.origin, &room_id, &event_id, &version, &event, &stripped).await?;
+    v1_answer(serde_json::json!({ "event": signed }))
+}
+
+/// The stripped state an invite event carries in `unsigned` (v1 `/invite`).
+fn invite_room_state_of(event: &serde_json::value::RawValue) -> Vec<RawStrippedState> {
+    #[derive(serde::Deserialize)]
+    struct Unsigned {
+        #[serde(default)]
+        invite_room_state: Vec<Box<serde_json::value::RawValue>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Event {
+        #[serde(default)]
+        unsigned: Option<Unsigned>,
+    }
+    serde_json::from_str::<Event>(event.get())
+        .ok()
+        .and_then(|e| e.unsigned)
+        .map(|u| u.invite_room_state.into_iter().map(RawStrippedState::Pdu).collect())
+        .unwrap_or_default()
 }
