@@ -832,3 +832,37 @@ async fn presence_changes_reach_the_next_incremental_sync_of_room_mates() {
     assert_eq!(seen[0]["presence"], "online");
     assert_eq!(seen[0]["currently_active"], true);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_room_mates_get_each_others_presence() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let presence_of = |sync: &Value, user: &str| -> Vec<Value> {
+        let events = sync["presence"]["events"].as_array().unwrap();
+        events.iter().filter(|e| e["sender"] == json!(user)).map(|e| e["content"].clone()).collect()
+    };
+    let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
+    let (status, _) = server.put(&path, Some(&alice.access_token), json!({"presence": "online", "status_msg": "here"})).await;
+    assert_eq!(status, 200);
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    // `set_presence=offline` leaves presence alone: Alice stays online.
+    let alice_before = sync(&server, &alice, "timeout=0&set_presence=offline").await;
+    assert_eq!(presence_of(&alice_before, &alice.user_id)[0]["presence"], "online");
+    let bob_before = sync(&server, &bob, "timeout=0&set_presence=offline").await;
+    assert!(presence_of(&bob_before, &alice.user_id).is_empty(), "no room shared yet");
+
+    server.join(&bob.access_token, &room).await;
+    // Bob learns Alice's presence, though it changed before his token
+    // (Sytest: "Newly joined room includes presence in incremental sync")...
+    let bob_after = sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_before))).await;
+    let seen = presence_of(&bob_after, &alice.user_id);
+    assert_eq!(seen.len(), 1, "{bob_after}");
+    assert_eq!((&seen[0]["presence"], &seen[0]["status_msg"]), (&json!("online"), &json!("here")));
+    let bob_again = sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_after))).await;
+    assert_eq!(bob_again["presence"], json!({"events": []}), "once");
+    // ...and Alice Bob's, who never was online (Sytest: "Get presence for
+    // newly joined members in incremental sync").
+    let alice_after = sync(&server, &alice, &format!("since={}&timeout=0", next_batch(&alice_before))).await;
+    assert_eq!(presence_of(&alice_after, &bob.user_id), vec![json!({"presence": "offline"})], "{alice_after}");
+}

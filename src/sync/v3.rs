@@ -61,6 +61,7 @@ pub(super) async fn compute(
         account_data,
         rooms_changed,
         presence,
+        new_room_mates,
         to_device,
         to_device_to_ack,
         device_list_changes,
@@ -110,7 +111,7 @@ pub(super) async fn compute(
     }
     response.device_one_time_keys_count = device_keys::one_time_key_counts(one_time_key_counts);
     response.device_unused_fallback_key_types = Some(device_keys::fallback_key_types(unused_fallback_algorithms));
-    response.presence.events = presence::events(presence);
+    response.presence.events = presence::events(presence, new_room_mates);
     Ok(response)
 }
 
