@@ -591,9 +591,8 @@ async fn state_is_the_state_before_the_timeline() {
 
     // The state event is in the timeline, so not in the state (Sytest:
     // "State is included in the timeline in the initial sync").
-    let filter = enc(
-        r#"{"room":{"timeline":{"types":["a.madeup.test.state"]},"state":{"types":["a.madeup.test.state"]}}}"#,
-    );
+    let filter =
+        enc(r#"{"room":{"timeline":{"types":["a.madeup.test.state"]},"state":{"types":["a.madeup.test.state"]}}}"#);
     let first = sync(&server, &alice, &format!("timeout=0&filter={filter}")).await;
     let joined = &first["rooms"]["join"][&room];
     assert_eq!(joined["state"], json!({"events": []}), "{joined}");
@@ -649,8 +648,9 @@ async fn an_inline_filter_is_applied_as_a_stored_one() {
     server.send_text(&alice.access_token, &room, "one").await;
     server.send_text(&alice.access_token, &room, "two").await;
     let definition = json!({"room": {"timeline": {"limit": 1}, "state": {"types": ["m.room.member", "m.room.name"]}}});
-    let (status, created) =
-        server.post("/_matrix/client/v3/user/@alice:plexus.test/filter", Some(&alice.access_token), definition.clone()).await;
+    let (status, created) = server
+        .post("/_matrix/client/v3/user/@alice:plexus.test/filter", Some(&alice.access_token), definition.clone())
+        .await;
     assert_eq!(status, 200);
     let id = created["filter_id"].as_str().unwrap();
 
@@ -686,8 +686,9 @@ async fn an_inline_filter_is_applied_as_a_stored_one() {
     assert_eq!(state_keys(&bare, &room), vec![("m.room.member".into(), alice.user_id.clone())]);
 
     // A filter that is not JSON of a filter is refused as such.
-    let (status, body) =
-        server.get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc("{\"room\":")), Some(&alice.access_token)).await;
+    let (status, body) = server
+        .get(&format!("/_matrix/client/v3/sync?timeout=0&filter={}", enc("{\"room\":")), Some(&alice.access_token))
+        .await;
     assert_eq!(status, 400, "{body}");
 }
 
@@ -714,9 +715,8 @@ async fn lazy_loading_sends_each_member_once_and_the_gap_in_full() {
         }
     };
     let lazy = enc(r#"{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true}}}"#);
-    let redundant = enc(
-        r#"{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true,"include_redundant_members":true}}}"#,
-    );
+    let redundant =
+        enc(r#"{"room":{"timeline":{"limit":5},"state":{"lazy_load_members":true,"include_redundant_members":true}}}"#);
     let next = |since: &Value, filter: &str| format!("since={}&timeout=0&filter={filter}", next_batch(since));
 
     // Initial: the user and the timeline's senders (Sytest: "The only
@@ -821,7 +821,9 @@ async fn presence_changes_reach_the_next_incremental_sync_of_room_mates() {
     let url = server.url(&format!("/_matrix/client/v3/sync?since={since}&timeout=20000"));
     let token = alice.access_token.clone();
     let waiting =
-        tokio::spawn(async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() });
+        tokio::spawn(
+            async move { http.get(url).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() },
+        );
     let alice_id: matrix_sdk::ruma::OwnedUserId = alice.user_id.as_str().try_into().unwrap();
     let notifier = server.services().notifier.clone();
     wait_until("alice's sync to wait", || notifier.is_waiting(&alice_id)).await;
@@ -843,7 +845,8 @@ async fn new_room_mates_get_each_others_presence() {
         events.iter().filter(|e| e["sender"] == json!(user)).map(|e| e["content"].clone()).collect()
     };
     let path = format!("/_matrix/client/v3/presence/{}/status", enc(&alice.user_id));
-    let (status, _) = server.put(&path, Some(&alice.access_token), json!({"presence": "online", "status_msg": "here"})).await;
+    let (status, _) =
+        server.put(&path, Some(&alice.access_token), json!({"presence": "online", "status_msg": "here"})).await;
     assert_eq!(status, 200);
     let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
     // `set_presence=offline` leaves presence alone: Alice stays online.
@@ -855,11 +858,13 @@ async fn new_room_mates_get_each_others_presence() {
     server.join(&bob.access_token, &room).await;
     // Bob learns Alice's presence, though it changed before his token
     // (Sytest: "Newly joined room includes presence in incremental sync")...
-    let bob_after = sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_before))).await;
+    let bob_after =
+        sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_before))).await;
     let seen = presence_of(&bob_after, &alice.user_id);
     assert_eq!(seen.len(), 1, "{bob_after}");
     assert_eq!((&seen[0]["presence"], &seen[0]["status_msg"]), (&json!("online"), &json!("here")));
-    let bob_again = sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_after))).await;
+    let bob_again =
+        sync(&server, &bob, &format!("since={}&timeout=0&set_presence=offline", next_batch(&bob_after))).await;
     assert_eq!(bob_again["presence"], json!({"events": []}), "once");
     // ...and Alice Bob's, who never was online (Sytest: "Get presence for
     // newly joined members in incremental sync").

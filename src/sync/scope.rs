@@ -40,7 +40,9 @@ pub enum LazyMembers<'a> {
     Off,
     /// With `sent`, the device's record of membership events it has, which
     /// are not sent again; without (`include_redundant_members`), they are.
-    On { sent: Option<DeviceMembers<'a>> },
+    On {
+        sent: Option<DeviceMembers<'a>>,
+    },
 }
 
 impl LazyMembers<'_> {

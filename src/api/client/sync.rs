@@ -45,7 +45,9 @@ pub async fn resolve_filter(
         Some(sync_v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
             match serde_json::from_str::<FilterDefinition>(id) {
                 Ok(def) => Ok(Arc::new(def)),
-                Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::not_json(format!("the filter is not JSON: {e}"))),
+                Err(e) if e.is_syntax() || e.is_eof() => {
+                    Err(ApiError::not_json(format!("the filter is not JSON: {e}")))
+                }
                 Err(e) => Err(ApiError::bad_json(format!("invalid filter: {e}"))),
             }
         }
