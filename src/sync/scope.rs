@@ -41,7 +41,7 @@ pub enum LazyMembers<'a> {
     /// With `sent`, the device's record of membership events it has, which
     /// are not sent again; without (`include_redundant_members`), they are.
     On {
-        sent: Option<DeviceMembers<'a>>,
+        sent: Option<&'a DeviceMembers<'a>>,
     },
 }
 

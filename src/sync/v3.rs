@@ -16,6 +16,7 @@ use ruma::{
 
 use super::{
     SyncError, SyncRequest, SyncToken, Syncer,
+    members_sent::DeviceMembers,
     plan::{self, RoomPlan},
     scope::{EphemeralOptions, LazyMembers, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
     sections::{
@@ -70,12 +71,13 @@ pub(super) async fn compute(
         one_time_key_counts,
         unused_fallback_algorithms,
     } = rows;
+    let members_sent = members_sent(syncer, req);
     let scope = Scope {
         syncer,
         user_id: &req.user_id,
         device_id: &req.device_id,
         window,
-        timeline: timeline_options(syncer, req, syncer.streams.ignored_users(&req.user_id).await?),
+        timeline: timeline_options(req, members_sent.as_ref(), syncer.streams.ignored_users(&req.user_id).await?),
         ephemeral: EphemeralOptions { receipts: true, typing: true },
     };
 
@@ -112,20 +114,31 @@ pub(super) async fn compute(
     response.device_one_time_keys_count = device_keys::one_time_key_counts(one_time_key_counts);
     response.device_unused_fallback_key_types = Some(device_keys::fallback_key_types(unused_fallback_algorithms));
     response.presence.events = presence::events(presence, new_room_mates);
+    if let Some(members_sent) = members_sent {
+        members_sent.sent_with(&response.next_batch);
+    }
     Ok(response)
 }
 
-fn timeline_options<'a>(syncer: &'a Syncer, req: &SyncRequest, ignored: IgnoredUsers) -> TimelineOptions<'a> {
+/// The device's record of the membership events it has, when members are
+/// lazy-loaded and redundant ones left out. An initial sync starts it
+/// afresh: the client has no members yet (as Synapse does).
+fn members_sent<'s>(syncer: &'s Syncer, req: &SyncRequest) -> Option<DeviceMembers<'s>> {
+    let LazyLoadOptions::Enabled { include_redundant_members: false } = req.filter.room.state.lazy_load_options else {
+        return None;
+    };
+    Some(syncer.members_sent.device(&req.user_id, &req.device_id, req.since.as_deref()))
+}
+
+fn timeline_options<'a>(
+    req: &SyncRequest,
+    members_sent: Option<&'a DeviceMembers<'a>>,
+    ignored: IgnoredUsers,
+) -> TimelineOptions<'a> {
     let filter: &RoomFilter = &req.filter.room;
     let lazy_members = match filter.state.lazy_load_options {
         LazyLoadOptions::Disabled => LazyMembers::Off,
-        LazyLoadOptions::Enabled { include_redundant_members: true } => LazyMembers::On { sent: None },
-        LazyLoadOptions::Enabled { include_redundant_members: false } => {
-            // An initial sync starts the device's record afresh: the client
-            // has no members yet (as Synapse does).
-            let initial = req.since.is_none();
-            LazyMembers::On { sent: Some(syncer.members_sent.device(&req.user_id, &req.device_id, initial)) }
-        }
+        LazyLoadOptions::Enabled { .. } => LazyMembers::On { sent: members_sent },
     };
     TimelineOptions {
         filter: EventFilter { ignored, ..timeline::event_filter(&filter.timeline) },
