@@ -875,3 +875,23 @@ async fn new_room_mates_get_each_others_presence() {
     let alice_after = sync(&server, &alice, &format!("since={}&timeout=0", next_batch(&alice_before))).await;
     assert_eq!(presence_of(&alice_after, &bob.user_id), vec![json!({"presence": "offline"})], "{alice_after}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_joined_and_left_between_syncs_comes_with_its_state() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let room = server.create_room(&alice.access_token, json!({"invite": [bob.user_id]})).await;
+    server.put_state(&alice.access_token, &room, "a.madeup.test.state", "", json!({"my_key": 1})).await;
+    let filter =
+        enc(r#"{"room":{"timeline":{"types":[]},"state":{"types":["a.madeup.test.state"]},"include_leave":true}}"#);
+    let invited = sync(&server, &bob, &format!("timeout=0&filter={filter}")).await;
+    server.join(&bob.access_token, &room).await;
+    server.room_post(&bob.access_token, &room, "leave", json!({})).await;
+    // Sytest: "When user joins and leaves a room in the same batch, the
+    // full state is still included in the next sync".
+    let left = sync(&server, &bob, &format!("since={}&timeout=0&filter={filter}", next_batch(&invited))).await;
+    let state = left["rooms"]["leave"][&room]["state"]["events"].as_array().unwrap();
+    assert_eq!(state.len(), 1, "{left}");
+    assert_eq!((&state[0]["type"], &state[0]["content"]["my_key"]), (&json!("a.madeup.test.state"), &json!(1)));
+}

@@ -9,11 +9,11 @@ use std::{collections::HashSet, sync::Arc};
 
 use ruma::{
     OwnedEventId, RoomId,
-    events::{StateEventType, TimelineEventType},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 
 use super::{
-    super::scope::{LazyMembers, RoomView, Scope},
+    super::scope::{LazyMembers, Membership, RoomView, Scope},
     required_state::RequiredState,
     timeline::Slice,
 };
@@ -41,11 +41,24 @@ pub async fn from_groups(
     };
     let lazy = scope.timeline.lazy_members;
     let heroes = if is_named(&at_start) { &[][..] } else { heroes };
+    let at_since = match (view.initial, at_since) {
+        (true, _) => None,
+        (false, Some(group)) => Some(rooms.state_at_group(group).await?),
+        (false, None) => Some(Arc::default()),
+    };
+    // A room the user joined and left since the token comes in full, as
+    // for a room new to the client (as Synapse does): the client never
+    // had its state.
+    let initial = match &at_since {
+        None => true,
+        Some(at_since) if matches!(view.membership, Membership::Leave(_)) => !was_joined(scope, at_since).await?,
+        Some(_) => false,
+    };
     // Members whose membership changed in the gap: sent even if the client
     // may have them (spec: "When a sync is `limited`, the server MUST
     // return membership events for events in the gap").
     let mut gap_members = HashSet::new();
-    let mut state = if view.initial && lazy.is_on() {
+    let mut state = if initial && lazy.is_on() {
         // The user's own membership, the members the timeline needs and
         // the heroes; no other member.
         let wanted = members_wanted(slice, heroes, Some(scope.user_id.as_str()));
@@ -54,13 +67,10 @@ pub async fn from_groups(
             .filter(|((kind, key), _)| *kind != StateEventType::RoomMember || wanted.contains(key.as_str()))
             .map(|(key, id)| (key.clone(), id.clone()))
             .collect()
-    } else if view.initial {
+    } else if initial {
         (*at_start).clone()
     } else {
-        let at_since = match at_since {
-            Some(group) => rooms.state_at_group(group).await?,
-            None => Arc::default(),
-        };
+        let at_since = at_since.unwrap_or_default();
         let mut delta = StateMap::new();
         for (key, id) in at_start.iter().filter(|(k, id)| at_since.get(*k) != Some(*id)) {
             if key.0 == StateEventType::RoomMember {
@@ -80,7 +90,7 @@ pub async fn from_groups(
         }
         delta
     };
-    let must_send = |member: &str| gap_members.contains(member) || (view.initial && member == scope.user_id.as_str());
+    let must_send = |member: &str| gap_members.contains(member) || (initial && member == scope.user_id.as_str());
     finish(scope, &view.room_id, slice, &mut state, must_send);
     Ok(state)
 }
@@ -118,6 +128,13 @@ pub async fn without_groups(
     }
     finish(scope, room, slice, &mut state, |_| false);
     Ok(state)
+}
+
+/// Whether the user was joined to the room in `state`.
+async fn was_joined(scope: &Scope<'_>, state: &StateMap) -> Result<bool, SyncError> {
+    let Some(id) = state.get(&(StateEventType::RoomMember, scope.user_id.to_string())) else { return Ok(false) };
+    let membership = scope.syncer.rooms.get_pdu(id).await?.and_then(|pdu| pdu.membership());
+    Ok(membership == Some(MembershipState::Join))
 }
 
 /// Whether the room has a name or canonical alias, so clients need no
