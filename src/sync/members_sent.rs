@@ -12,7 +12,7 @@
 //! with nothing), as does a device whose record was evicted.
 
 use std::{
-    hash::{BuildHasher, Hash, Hasher, RandomState},
+    hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex},
 };
 
@@ -95,9 +95,7 @@ impl DeviceMembers<'_> {
     }
 
     fn event_hash(&self, event: &EventId) -> u64 {
-        let mut h = self.sent.hasher.build_hasher();
-        event.hash(&mut h);
-        h.finish()
+        self.sent.hasher.hash_one(event)
     }
 
     /// Whether the device has `event` as `member`'s membership in `room`.
