@@ -1,7 +1,9 @@
 //! Sync: a waiting sync wakes for new events, tokens resume without loss
 //! or duplicates (also across restarts), matrix-sdk sync loops see
-//! messages, typing, receipts, presence and account data, and filters
-//! shape the response.
+//! messages, typing, receipts, presence and account data, filters (stored
+//! or inline) shape the response, every section is there when empty, the
+//! state is the state before the timeline, lazy loading sends each member
+//! once per device, and room-mates see each other's presence.
 
 #![recursion_limit = "256"]
 mod common;
