@@ -327,6 +327,17 @@ pub trait RouterExt: Sized {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
 
+    /// Like `ruma`, for a handler that writes its own HTTP response rather
+    /// than ruma's (`/sync`, whose JSON keeps keys ruma leaves out when
+    /// empty).
+    fn ruma_responding<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + Send + 'static;
+
     /// Like `ruma`, and also on each path with its last parameter left out,
     /// for endpoints whose last parameter may be empty (state keys).
     fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
@@ -380,7 +391,7 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        mount(self, T::PATH_BUILDER.all_paths(), handler, None)
+        mount(self, T::PATH_BUILDER.all_paths(), handler, RumaResponse, None)
     }
 
     fn ruma_slash_terminated<T, F, Fut>(self, handler: F, without_slash: fn() -> ApiError) -> Self
@@ -391,7 +402,18 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        mount(self, T::PATH_BUILDER.all_paths(), handler, Some(without_slash))
+        mount(self, T::PATH_BUILDER.all_paths(), handler, RumaResponse, Some(without_slash))
+    }
+
+    fn ruma_responding<T, F, Fut, R>(self, handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, ApiError>> + Send + 'static,
+        R: IntoResponse + Send + 'static,
+    {
+        mount(self, T::PATH_BUILDER.all_paths(), handler, std::convert::identity::<R>, None)
     }
 
     fn ruma_with_empty_last<T, F, Fut>(self, handler: F) -> Self
@@ -402,7 +424,7 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        mount(self, paths_of::<T>(true).into_iter(), handler, None)
+        mount(self, paths_of::<T>(true).into_iter(), handler, RumaResponse, None)
     }
 
     fn ruma_with_query_variant<T, F, Fut, G, GFut, V>(
@@ -445,18 +467,23 @@ impl RouterExt for Router<AppState> {
     }
 }
 
-fn mount<T, F, Fut>(
+/// Mounts `handler` on `paths`; `respond` makes what it returns an HTTP
+/// response. With `without_slash`, a request whose path lacked the
+/// trailing slash the endpoint's path has gets that error instead.
+fn mount<T, F, Fut, O, R>(
     router: Router<AppState>,
     paths: impl Iterator<Item = &'static str>,
     handler: F,
+    respond: fn(O) -> R,
     without_slash: Option<fn() -> ApiError>,
 ) -> Router<AppState>
 where
     T: IncomingRequest + Send + 'static,
     T::Authentication: ClientAuth,
-    T::OutgoingResponse: Send,
     F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    Fut: Future<Output = Result<O, ApiError>> + Send + 'static,
+    O: Send + 'static,
+    R: IntoResponse + Send + 'static,
 {
     let mut router = router;
     {
@@ -480,7 +507,7 @@ where
                             return Err(refusal());
                         }
                         let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
-                        handler(state, req).await.map(RumaResponse)
+                        handler(state, req).await.map(respond)
                     }
                 }),
             );

@@ -81,18 +81,19 @@ impl EventFilter {
         !self.ignored.is_empty() && pdu.state_key().is_none() && self.ignored.contains(pdu.sender())
     }
 
+    /// Whether the filter's `types` and `not_types` let events of type
+    /// `kind` through.
+    pub fn allows_type(&self, kind: &str) -> bool {
+        !self.not_types.iter().any(|p| glob_match(p, kind))
+            && self.types.as_ref().is_none_or(|types| types.iter().any(|p| glob_match(p, kind)))
+    }
+
     pub fn allows(&self, pdu: &Pdu) -> bool {
         if self.ignores(pdu) {
             return false;
         }
-        let kind = pdu.kind().to_string();
         let sender = pdu.sender().as_str();
-        if self.not_types.iter().any(|p| glob_match(p, &kind)) || self.not_senders.iter().any(|s| s == sender) {
-            return false;
-        }
-        if let Some(types) = &self.types
-            && !types.iter().any(|p| glob_match(p, &kind))
-        {
+        if !self.allows_type(&pdu.kind().to_string()) || self.not_senders.iter().any(|s| s == sender) {
             return false;
         }
         if let Some(senders) = &self.senders

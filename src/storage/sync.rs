@@ -46,6 +46,11 @@ pub struct SyncUserRows {
     /// Rooms with events in `(since, until]` (incremental syncs only).
     pub rooms_changed: Vec<String>,
     pub presence: Vec<PresenceRow>,
+    /// Users who newly share a room with the user (incremental syncs with
+    /// presence on): who joined or was invited to the user's rooms in the
+    /// window, and the members of the rooms the user joined in it; each
+    /// with their presence row, if they have one.
+    pub new_room_mates: Vec<(String, Option<PresenceRow>)>,
     /// To-device messages not covered by the token.
     pub to_device: Vec<ToDeviceRow>,
     /// Whether messages covered by the token are still stored (the sync

@@ -323,7 +323,10 @@ impl Streams {
     /// Called when a user syncs with `set_presence`: records activity, but
     /// only writes when the state changes (an idle client's syncs are free).
     pub async fn touch_presence(&self, user: &OwnedUserId, state: &str) -> Result<()> {
-        if !self.presence_enabled() {
+        // Spec: `set_presence`: "if the parameter is set to "offline" then
+        // the client is not marked as being online when it uses this API":
+        // its presence is left as it is (as Synapse does), not set offline.
+        if !self.presence_enabled() || state == "offline" {
             return Ok(());
         }
         let current = match self.presence.get(user) {

@@ -9,9 +9,11 @@
 //! `commit::token` encodes stream positions.
 
 pub mod legacy;
+mod members_sent;
 mod plan;
 mod scope;
 mod sections;
+mod shape;
 mod v3;
 mod v5;
 
@@ -32,7 +34,7 @@ use ruma::{
 };
 use tokio::time::Instant;
 
-pub use self::{v3::is_empty, v5::SlidingSyncRequest};
+pub use self::{shape::response_json, v3::is_empty, v5::SlidingSyncRequest};
 pub use crate::commit::SyncToken;
 use crate::{
     commit::Notifier,
@@ -69,6 +71,8 @@ pub struct Syncer {
     active_syncs: Arc<ActiveSyncs>,
     /// Sliding sync's connections and what each has sent.
     connections: v5::connection::Connections,
+    /// The membership events lazy-loading `/sync`s sent each device.
+    members_sent: members_sent::MembersSent,
     /// Set at shutdown: held syncs answer with what they have.
     closing: AtomicBool,
 }
@@ -88,6 +92,7 @@ impl Syncer {
             notifier,
             active_syncs,
             connections: Default::default(),
+            members_sent: Default::default(),
             closing: AtomicBool::new(false),
         }
     }

@@ -97,11 +97,14 @@ pub async fn read_rooms(scope: &Scope<'_>, plans: &mut [RoomPlan]) -> Result<(),
     // without further reads: details are read only for rooms it keeps.
     for plan in plans.iter_mut() {
         ephemeral::collect(scope, &plan.view, &mut plan.ephemeral);
-        if !plan.timeline.needs_state_groups(&plan.view) {
-            rooms::state_without_groups(scope, &plan.view, &mut plan.timeline).await?;
-        }
     }
     read_details(scope, plans).await?;
+    // After the details: lazy-loaded members include the member summary's
+    // heroes. (A complete timeline's state is empty but for the members
+    // of its senders, so a room without events stays left out.)
+    for plan in plans.iter_mut().filter(|p| !p.timeline.needs_state_groups(&p.view)) {
+        rooms::state_without_groups(scope, &plan.view, &mut plan.timeline).await?;
+    }
     resolve_state(scope, plans).await?;
     preload_referenced(scope, plans).await?;
     read_aggregations(scope, plans).await

@@ -7,7 +7,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use ruma::{OwnedDeviceId, OwnedRoomId, OwnedUserId};
 
-use super::{SyncToken, Syncer, sections::required_state::RequiredState};
+use super::{SyncToken, Syncer, members_sent::DeviceMembers, sections::required_state::RequiredState};
 use crate::rooms::EventFilter;
 
 /// The stream positions a sync covers: after `since` (from the start
@@ -19,14 +19,36 @@ pub struct Window {
 }
 
 /// How the timelines of one sync are read.
-pub struct TimelineOptions {
+pub struct TimelineOptions<'a> {
     /// Which events a timeline carries.
     pub filter: EventFilter,
-    /// Member events only for the timeline's senders and the user.
-    pub lazy_members: bool,
+    /// Whether members are lazy-loaded.
+    pub lazy_members: LazyMembers<'a>,
+    /// Which state events the `state` section carries (the filter's
+    /// `room.state`).
+    pub state_filter: EventFilter,
     /// Unread counts per thread (`unread_thread_notifications`), the room's
     /// own counting only its main timeline.
     pub thread_counts: bool,
+}
+
+/// Lazy-loading of room members (client-server API, "Lazy-loading room
+/// members"): the state carries only the membership events the client
+/// needs to show the timeline.
+#[derive(Clone, Copy)]
+pub enum LazyMembers<'a> {
+    Off,
+    /// With `sent`, the device's record of membership events it has, which
+    /// are not sent again; without (`include_redundant_members`), they are.
+    On {
+        sent: Option<&'a DeviceMembers<'a>>,
+    },
+}
+
+impl LazyMembers<'_> {
+    pub fn is_on(&self) -> bool {
+        matches!(self, Self::On { .. })
+    }
 }
 
 /// Which ephemeral events of the rooms in view are read: `/sync` has both;
@@ -44,7 +66,7 @@ pub struct Scope<'a> {
     pub user_id: &'a OwnedUserId,
     pub device_id: &'a OwnedDeviceId,
     pub window: Window,
-    pub timeline: TimelineOptions,
+    pub timeline: TimelineOptions<'a>,
     pub ephemeral: EphemeralOptions,
 }
 

@@ -16,15 +16,21 @@ use ruma::{
 
 use super::{
     SyncError, SyncRequest, SyncToken, Syncer,
+    members_sent::DeviceMembers,
     plan::{self, RoomPlan},
-    scope::{EphemeralOptions, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
+    scope::{EphemeralOptions, LazyMembers, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
     sections::{
         account_data::{self, AccountData},
         device_keys::{self, DeviceListRows},
         ephemeral, memberships, presence, rooms, timeline, to_device,
     },
 };
-use crate::{push, rooms::EventFilter, storage::sync::SyncUserRows, streams::IgnoredUsers};
+use crate::{
+    push,
+    rooms::{EventFilter, PaginationToken},
+    storage::sync::SyncUserRows,
+    streams::IgnoredUsers,
+};
 
 /// Whether an incremental response carries nothing for the client.
 pub fn is_empty(r: &Response) -> bool {
@@ -56,6 +62,7 @@ pub(super) async fn compute(
         account_data,
         rooms_changed,
         presence,
+        new_room_mates,
         to_device,
         to_device_to_ack,
         device_list_changes,
@@ -64,12 +71,13 @@ pub(super) async fn compute(
         one_time_key_counts,
         unused_fallback_algorithms,
     } = rows;
+    let members_sent = members_sent(syncer, req);
     let scope = Scope {
         syncer,
         user_id: &req.user_id,
         device_id: &req.device_id,
         window,
-        timeline: timeline_options(&req.filter.room, syncer.streams.ignored_users(&req.user_id).await?),
+        timeline: timeline_options(req, members_sent.as_ref(), syncer.streams.ignored_users(&req.user_id).await?),
         ephemeral: EphemeralOptions { receipts: true, typing: true },
     };
 
@@ -105,14 +113,37 @@ pub(super) async fn compute(
     }
     response.device_one_time_keys_count = device_keys::one_time_key_counts(one_time_key_counts);
     response.device_unused_fallback_key_types = Some(device_keys::fallback_key_types(unused_fallback_algorithms));
-    response.presence.events = presence::events(presence);
+    response.presence.events = presence::events(presence, new_room_mates);
+    if let Some(members_sent) = members_sent {
+        members_sent.sent_with(&response.next_batch);
+    }
     Ok(response)
 }
 
-fn timeline_options(filter: &RoomFilter, ignored: IgnoredUsers) -> TimelineOptions {
+/// The device's record of the membership events it has, when members are
+/// lazy-loaded and redundant ones left out. An initial sync starts it
+/// afresh: the client has no members yet (as Synapse does).
+fn members_sent<'s>(syncer: &'s Syncer, req: &SyncRequest) -> Option<DeviceMembers<'s>> {
+    let LazyLoadOptions::Enabled { include_redundant_members: false } = req.filter.room.state.lazy_load_options else {
+        return None;
+    };
+    Some(syncer.members_sent.device(&req.user_id, &req.device_id, req.since.as_deref()))
+}
+
+fn timeline_options<'a>(
+    req: &SyncRequest,
+    members_sent: Option<&'a DeviceMembers<'a>>,
+    ignored: IgnoredUsers,
+) -> TimelineOptions<'a> {
+    let filter: &RoomFilter = &req.filter.room;
+    let lazy_members = match filter.state.lazy_load_options {
+        LazyLoadOptions::Disabled => LazyMembers::Off,
+        LazyLoadOptions::Enabled { .. } => LazyMembers::On { sent: members_sent },
+    };
     TimelineOptions {
         filter: EventFilter { ignored, ..timeline::event_filter(&filter.timeline) },
-        lazy_members: matches!(filter.state.lazy_load_options, LazyLoadOptions::Enabled { .. }),
+        lazy_members,
+        state_filter: timeline::event_filter(&filter.state),
         thread_counts: filter.timeline.unread_thread_notifications,
     }
 }
@@ -141,7 +172,7 @@ async fn select_rooms(
 ) -> Result<Vec<RoomPlan>, SyncError> {
     let filter = &req.filter.room;
     let Window { since, until } = scope.window;
-    let timeline_limit = timeline::timeline_limit(filter.timeline.limit);
+    let timeline_limit = timeline::sync_timeline_limit(filter.timeline.limit);
     let room_allowed = |room: &str| {
         filter.rooms.as_ref().is_none_or(|rooms| rooms.iter().any(|r| r.as_str() == room))
             && !filter.not_rooms.iter().any(|r| r.as_str() == room)
@@ -190,8 +221,11 @@ async fn select_rooms(
                 out.knock.insert(room_id.clone(), memberships::knocked_room(scope, &room_id).await?);
             }
             "leave" | "ban" if left_shown && !scope.syncer.rooms.knows_room(&room_id).await? => {
-                // A declined invite to a room on another server.
-                out.leave.insert(room_id, LeftRoom::new());
+                // A declined invite to a room on another server: no events,
+                // its timeline starts and ends at the decline.
+                let mut left = LeftRoom::new();
+                left.timeline.prev_batch = Some(PaginationToken(pos).to_string());
+                out.leave.insert(room_id, left);
             }
             "leave" | "ban" if left_shown => {
                 let initial = since.is_none() || req.full_state;
@@ -217,7 +251,7 @@ async fn select_rooms(
 /// A joined room, unless an incremental sync has nothing for it.
 async fn joined_room(scope: &Scope<'_>, plan: RoomPlan) -> Result<Option<JoinedRoom>, SyncError> {
     let RoomPlan { view, timeline, ephemeral, account_data } = plan;
-    let state = rooms::state_events(scope, &timeline).await?;
+    let state = state_events(scope, &timeline).await?;
     if !view.initial
         && timeline.slice.events.is_empty()
         && state.is_empty()
@@ -240,10 +274,20 @@ async fn joined_room(scope: &Scope<'_>, plan: RoomPlan) -> Result<Option<JoinedR
 
 /// A room the user left or was banned from, up to that moment.
 async fn left_room(scope: &Scope<'_>, plan: RoomPlan) -> Result<LeftRoom, SyncError> {
-    let state = rooms::state_events(scope, &plan.timeline).await?;
+    let state = state_events(scope, &plan.timeline).await?;
     let mut left = LeftRoom::new();
     left.timeline = rooms::timeline(scope, &plan.timeline).await?;
     left.state = State::Before(StateEvents::from(rooms::client_events(scope, &state).await?));
     left.account_data.events = account_data::raw_events(plan.account_data);
     Ok(left)
+}
+
+/// The room's `state` events the filter's `room.state` lets through.
+async fn state_events(
+    scope: &Scope<'_>,
+    timeline: &rooms::RoomTimeline,
+) -> Result<Vec<std::sync::Arc<crate::rooms::pdu::Pdu>>, SyncError> {
+    let mut state = rooms::state_events(scope, timeline).await?;
+    state.retain(|pdu| scope.timeline.state_filter.allows(pdu));
+    Ok(state)
 }

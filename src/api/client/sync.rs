@@ -6,7 +6,11 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
+use axum::{
+    Router,
+    response::{IntoResponse, Response},
+};
+use http::header;
 use ruma::{
     api::client::{
         filter::FilterDefinition,
@@ -23,7 +27,7 @@ use crate::{
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.ruma(sync_events)
+    router.ruma_responding(sync_events)
 }
 
 /// Resolves an inline filter or a stored filter id.
@@ -34,6 +38,19 @@ pub async fn resolve_filter(
 ) -> Result<Arc<FilterDefinition>, ApiError> {
     match filter {
         Some(sync_v3::Filter::FilterDefinition(def)) => Ok(Arc::new(def.clone())),
+        // Spec: a `filter` starting with `{` is a filter definition. Ruma
+        // takes one that it could not parse as a filter for an id: it is
+        // parsed here again, and refused as what it is if it is no filter
+        // (as Synapse does), never looked up.
+        Some(sync_v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
+            match serde_json::from_str::<FilterDefinition>(id) {
+                Ok(def) => Ok(Arc::new(def)),
+                Err(e) if e.is_syntax() || e.is_eof() => {
+                    Err(ApiError::not_json(format!("the filter is not JSON: {e}")))
+                }
+                Err(e) => Err(ApiError::bad_json(format!("invalid filter: {e}"))),
+            }
+        }
         Some(sync_v3::Filter::FilterId(id)) => Ok(state.streams.sync_filter(&session.user_id, id).await?),
         _ => Ok(no_filter()),
     }
@@ -68,17 +85,25 @@ pub async fn sync_request(
     })
 }
 
+/// The response's JSON, with the keys ruma's type leaves out when empty
+/// (`sync::response_json`).
+pub fn response_body(response: &sync_v3::Response) -> Result<Vec<u8>, ApiError> {
+    sync::response_json(response).map_err(ApiError::internal_with)
+}
+
 /// A held long-poll sync should cost little memory: the parsed request is
 /// consumed by a boxed future that is freed once the transport-independent
 /// request is built, so the future that waits holds only that (boxed).
 fn sync_events(
     state: AppState,
     req: Ruma<sync_events::v3::Request>,
-) -> impl Future<Output = Result<sync_v3::Response, ApiError>> + Send {
+) -> impl Future<Output = Result<Response, ApiError>> + Send {
     let prepare = Box::pin(prepare_sync(state.clone(), req));
     async move {
         let request = prepare.await?;
-        Ok(sync::sync(&state.sync, &request).await?)
+        let response = sync::sync(&state.sync, &request).await?;
+        let body = response_body(&response)?;
+        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
     }
 }
 

@@ -112,11 +112,9 @@ async fn prepare(
 
 /// Serialises a sync response exactly as `GET /sync` sends it.
 fn response_json(response: ruma::api::client::sync::sync_events::v3::Response) -> Result<(String, String), ApiError> {
-    use ruma::api::OutgoingResponse;
-    let next_batch = response.next_batch.clone();
-    let http = response.try_into_http_response::<Vec<u8>>().map_err(ApiError::internal_with)?;
-    let body = String::from_utf8(http.into_body()).map_err(ApiError::internal_with)?;
-    Ok((next_batch, body))
+    let body = super::sync::response_body(&response)?;
+    let body = String::from_utf8(body).map_err(ApiError::internal_with)?;
+    Ok((response.next_batch, body))
 }
 
 /// Runs one round of sync: the first returns at once, later ones wait.

@@ -2,6 +2,8 @@
 //! (one consistent snapshot, one WAL read lock). Incremental syncs read on
 //! the calling thread when a reader is free (`SqliteStore::read_quick`).
 
+use std::collections::{BTreeSet, HashMap};
+
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -104,6 +106,10 @@ fn user_rows(c: &Connection, q: &SyncUserQuery) -> Result<SyncUserRows> {
     }
 
     device_rows(c, q, (since_events, since_misc), (events_moved, misc_moved), until_events, &mut out)?;
+    // After `device_rows`: from the membership changes it read.
+    if q.presence && q.since.is_some() && events_moved {
+        out.new_room_mates = new_room_mates(c, user, &out)?;
+    }
     Ok(out)
 }
 
@@ -185,6 +191,51 @@ fn device_rows(
     out.unused_fallback_algorithms =
         stmt.query_map(params![user, device], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     Ok(())
+}
+
+/// Who newly shares a room with `user` in the window, from the membership
+/// changes already read (no read at all when there are none), with their
+/// presence rows. Spec: "Presence": a client learns the presence of users
+/// it newly shares a room with, whenever that presence last changed.
+fn new_room_mates(c: &Connection, user: &str, out: &SyncUserRows) -> Result<Vec<(String, Option<PresenceRow>)>> {
+    let mut mates: BTreeSet<String> = out
+        .membership_changes_seen
+        .iter()
+        .filter(|(_, membership)| membership == "join" || membership == "invite")
+        .map(|(member, _)| member.clone())
+        .collect();
+    let rooms_joined: Vec<&str> =
+        out.memberships_changed.iter().filter(|(_, m, _)| m == "join").map(|(room, _, _)| room.as_str()).collect();
+    if !rooms_joined.is_empty() {
+        let mut stmt = c.prepare_cached(
+            "SELECT DISTINCT user_id FROM room_memberships
+             WHERE room_id IN (SELECT value FROM json_each(?1)) AND membership = 'join'",
+        )?;
+        let rooms = serde_json::to_string(&rooms_joined).expect("a list of strings serialises");
+        for member in stmt.query_map([rooms], |r| r.get::<_, String>(0))? {
+            mates.insert(member?);
+        }
+    }
+    mates.remove(user);
+    // Those whose presence the window's rows already carry are no news.
+    for row in &out.presence {
+        mates.remove(&row.user_id);
+    }
+    if mates.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut stmt = c.prepare_cached(
+        "SELECT user_id, state, status_msg, last_active_ts FROM presence
+         WHERE user_id IN (SELECT value FROM json_each(?1))",
+    )?;
+    let list = serde_json::to_string(&mates).expect("a list of strings serialises");
+    let mut rows: HashMap<String, PresenceRow> = stmt
+        .query_map([list], |r| {
+            Ok(PresenceRow { user_id: r.get(0)?, state: r.get(1)?, status_msg: r.get(2)?, last_active_ts: r.get(3)? })
+        })?
+        .map(|row| row.map(|row| (row.user_id.clone(), row)))
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(mates.into_iter().map(|user| (user.clone(), rows.remove(&user))).collect())
 }
 
 fn room_rows(c: &Connection, user_id: &str, q: &SyncRoomQuery) -> Result<SyncRoomRows> {

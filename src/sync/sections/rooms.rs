@@ -86,7 +86,11 @@ impl RoomTimeline {
     /// lazy-loaded members are added to a complete incremental timeline).
     pub fn needs_state_groups(&self, view: &RoomView) -> bool {
         match view.state {
-            StateWanted::BeforeTimeline => view.initial || self.slice.limited,
+            // A room left: its state is read as it was when the user left
+            // (the current state may be later than that).
+            StateWanted::BeforeTimeline => {
+                view.initial || self.slice.limited || matches!(view.membership, Membership::Leave(_))
+            }
             // Sliding sync's state is the state at the timeline's end.
             StateWanted::Required { .. } => view.timeline.is_some(),
         }
@@ -184,8 +188,21 @@ pub async fn state_without_groups(
     view: &RoomView,
     room: &mut RoomTimeline,
 ) -> Result<(), SyncError> {
-    room.state = state::without_groups(scope, &view.room_id, &room.slice).await?;
+    let heroes = lazy_heroes(scope, &room.details);
+    room.state = state::without_groups(scope, &view.room_id, &room.slice, &heroes).await?;
     Ok(())
+}
+
+/// The heroes of the member summary sent, whose memberships a lazy-loading
+/// client is sent with it (spec: `m.heroes`: "When lazy-loading room
+/// members is enabled, the membership events for the heroes MUST be
+/// included in the `state`, unless they are redundant").
+fn lazy_heroes<'d>(scope: &Scope<'_>, details: &'d Option<RoomDetails>) -> Vec<&'d str> {
+    if !scope.timeline.lazy_members.is_on() {
+        return vec![];
+    }
+    let Some(members) = details.as_ref().and_then(|d| d.members.as_ref()) else { return vec![] };
+    members.heroes.iter().map(String::as_str).filter(|u| *u != scope.user_id.as_str()).take(5).collect()
 }
 
 /// The second read of a kept room: the state groups at the timeline's
@@ -241,7 +258,8 @@ pub async fn state_from_groups(scope: &Scope<'_>, view: &RoomView, room: &mut Ro
         return Ok(());
     }
     let at_since = room.state_groups.last().copied().flatten();
-    room.state = state::from_groups(scope, view, &room.slice, at_since).await?;
+    let heroes = lazy_heroes(scope, &room.details);
+    room.state = state::from_groups(scope, view, &room.slice, at_since, &heroes).await?;
     Ok(())
 }
 

@@ -7,88 +7,197 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use ruma::{OwnedEventId, RoomId, events::StateEventType};
+use ruma::{
+    OwnedEventId, RoomId,
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
+};
 
 use super::{
-    super::scope::{RoomView, Scope},
+    super::scope::{LazyMembers, Membership, RoomView, Scope},
     required_state::RequiredState,
     timeline::Slice,
 };
-use crate::{rooms::StateMap, sync::SyncError};
+use crate::{
+    rooms::{StateMap, pdu::Pdu},
+    sync::SyncError,
+};
 
 /// The state of a new or gappy timeline: everything at its start for a
-/// room new to the client, else what changed since `at_since`. The state
-/// groups it needs are already read.
+/// room new to the client, else what changed since `at_since` (spec: the
+/// state between `since` and the start of the timeline), with lazy-loaded
+/// members as `lazy` says. The state groups it needs are already read.
+/// `heroes` are the member summary's heroes, when it is sent.
 pub async fn from_groups(
     scope: &Scope<'_>,
     view: &RoomView,
     slice: &Slice,
     at_since: Option<i64>,
+    heroes: &[&str],
 ) -> Result<StateMap, SyncError> {
     let rooms = &scope.syncer.rooms;
     let at_start = match slice.before_group.flatten() {
         Some(group) => rooms.state_at_group(group).await?,
         None => Arc::default(),
     };
-    let wanted = if view.initial {
+    let lazy = scope.timeline.lazy_members;
+    let heroes = if is_named(&at_start) { &[][..] } else { heroes };
+    let at_since = match (view.initial, at_since) {
+        (true, _) => None,
+        (false, Some(group)) => Some(rooms.state_at_group(group).await?),
+        (false, None) => Some(Arc::default()),
+    };
+    // A room the user joined and left since the token comes in full, as
+    // for a room new to the client (as Synapse does): the client never
+    // had its state.
+    let initial = match &at_since {
+        None => true,
+        Some(at_since) if matches!(view.membership, Membership::Leave(_)) => !was_joined(scope, at_since).await?,
+        Some(_) => false,
+    };
+    // Members whose membership changed in the gap: sent even if the client
+    // may have them (spec: "When a sync is `limited`, the server MUST
+    // return membership events for events in the gap").
+    let mut gap_members = HashSet::new();
+    let mut state = if initial && lazy.is_on() {
+        // The user's own membership, the members the timeline needs and
+        // the heroes; no other member.
+        let wanted = members_wanted(slice, heroes, Some(scope.user_id.as_str()));
+        at_start
+            .iter()
+            .filter(|((kind, key), _)| *kind != StateEventType::RoomMember || wanted.contains(key.as_str()))
+            .map(|(key, id)| (key.clone(), id.clone()))
+            .collect()
+    } else if initial {
         (*at_start).clone()
     } else {
-        let at_since = match at_since {
-            Some(group) => rooms.state_at_group(group).await?,
-            None => Arc::default(),
-        };
-        at_start.iter().filter(|(k, id)| at_since.get(*k) != Some(*id)).map(|(k, id)| (k.clone(), id.clone())).collect()
-    };
-    lazy_members(scope, &view.room_id, slice, wanted, false).await
-}
-
-/// The state of a complete incremental timeline: its changes are in it,
-/// so only members of its senders the client may not know yet, when
-/// members are lazy-loaded.
-pub async fn without_groups(scope: &Scope<'_>, room: &RoomId, slice: &Slice) -> Result<StateMap, SyncError> {
-    lazy_members(scope, room, slice, StateMap::new(), true).await
-}
-
-/// Applies lazy loading of members: member events only for the timeline's
-/// senders (and the user). With `only_missing`, adds just those members.
-async fn lazy_members(
-    scope: &Scope<'_>,
-    room: &RoomId,
-    slice: &Slice,
-    mut state: StateMap,
-    only_missing: bool,
-) -> Result<StateMap, SyncError> {
-    let rooms = &scope.syncer.rooms;
-    let in_timeline: HashSet<&OwnedEventId> = slice.events.iter().map(|p| &p.event_id).collect();
-    if scope.timeline.lazy_members {
-        let mut needed: HashSet<String> = slice.events.iter().map(|p| p.sender().to_string()).collect();
-        needed.insert(scope.user_id.to_string());
-        state.retain(|(kind, key), _| *kind != StateEventType::RoomMember || needed.contains(key));
-        let current = rooms.current_state(room).await?;
-        for user in needed {
-            let key = (StateEventType::RoomMember, user);
-            if !state.contains_key(&key)
-                && !only_missing
-                && let Some(id) = current.get(&key)
-            {
-                state.insert(key, id.clone());
+        let at_since = at_since.unwrap_or_default();
+        let mut delta = StateMap::new();
+        for (key, id) in at_start.iter().filter(|(k, id)| at_since.get(*k) != Some(*id)) {
+            if key.0 == StateEventType::RoomMember {
+                gap_members.insert(key.1.clone());
             }
+            delta.insert(key.clone(), id.clone());
         }
-        if only_missing {
-            // Incremental and complete timeline: members of new senders the
-            // client may not know yet.
-            for pdu in &slice.events {
-                let key = (StateEventType::RoomMember, pdu.sender().to_string());
-                if let Some(id) = current.get(&key) {
-                    state.insert(key, id.clone());
+        if lazy.is_on() {
+            // What changed in the gap, all of it, and the members the
+            // timeline needs that the client may not have.
+            for user in members_wanted(slice, heroes, None) {
+                let key = (StateEventType::RoomMember, user.to_owned());
+                if let Some(id) = at_start.get(&key) {
+                    delta.entry(key).or_insert_with(|| id.clone());
                 }
             }
         }
-    } else if only_missing {
-        return Ok(StateMap::new());
-    }
-    state.retain(|_, id| !in_timeline.contains(id));
+        delta
+    };
+    let must_send = |member: &str| gap_members.contains(member) || (initial && member == scope.user_id.as_str());
+    finish(scope, &view.room_id, slice, &mut state, must_send);
     Ok(state)
+}
+
+/// The state of a complete incremental timeline: its changes are in it,
+/// so there is none, except with lazy-loaded members: those the timeline
+/// needs and the client may not have, as they are at its start (from the
+/// room's current state, cached, and the timeline's own membership
+/// events: no state group is read).
+pub async fn without_groups(
+    scope: &Scope<'_>,
+    room: &RoomId,
+    slice: &Slice,
+    heroes: &[&str],
+) -> Result<StateMap, SyncError> {
+    let mut state = StateMap::new();
+    if !scope.timeline.lazy_members.is_on() {
+        return Ok(state);
+    }
+    if !slice.events.is_empty() || !heroes.is_empty() {
+        let current = scope.syncer.rooms.current_state(room).await?;
+        let heroes = if is_named(&current) { &[][..] } else { heroes };
+        for user in members_wanted(slice, heroes, None) {
+            let key = (StateEventType::RoomMember, user.to_owned());
+            // A membership the timeline changes was, at its start, the one
+            // its first change replaced.
+            let at_start = match slice.events.iter().find(|p| is_membership_of(p, user)) {
+                Some(first_change) => first_change.replaces_state.clone(),
+                None => current.get(&key).cloned(),
+            };
+            if let Some(id) = at_start {
+                state.insert(key, id);
+            }
+        }
+    }
+    finish(scope, room, slice, &mut state, |_| false);
+    Ok(state)
+}
+
+/// Whether the user was joined to the room in `state`.
+async fn was_joined(scope: &Scope<'_>, state: &StateMap) -> Result<bool, SyncError> {
+    let Some(id) = state.get(&(StateEventType::RoomMember, scope.user_id.to_string())) else { return Ok(false) };
+    let membership = scope.syncer.rooms.get_pdu(id).await?.and_then(|pdu| pdu.membership());
+    Ok(membership == Some(MembershipState::Join))
+}
+
+/// Whether the room has a name or canonical alias, so clients need no
+/// heroes to name it (Synapse then sends none; so their memberships are
+/// not needed). A name or alias event with an empty value counts too: the
+/// summary's heroes are then sent without their memberships.
+fn is_named(state: &StateMap) -> bool {
+    [StateEventType::RoomName, StateEventType::RoomCanonicalAlias]
+        .into_iter()
+        .any(|kind| state.contains_key(&(kind, String::new())))
+}
+
+fn is_membership_of(pdu: &Pdu, user: &str) -> bool {
+    *pdu.kind() == TimelineEventType::RoomMember && pdu.state_key() == Some(user)
+}
+
+/// The members whose membership events a lazy-loading client needs with
+/// this timeline: each sender whose membership is not already in the
+/// timeline before their first event (as Synapse reckons them), the
+/// heroes whose membership is not in the timeline, and `own` if given.
+fn members_wanted<'s>(slice: &'s Slice, heroes: &[&'s str], own: Option<&'s str>) -> HashSet<&'s str> {
+    let mut in_timeline: HashSet<&str> = HashSet::new();
+    let mut wanted: HashSet<&str> = HashSet::new();
+    for pdu in &slice.events {
+        let sender = pdu.sender().as_str();
+        if !in_timeline.contains(sender) {
+            wanted.insert(sender);
+        }
+        if *pdu.kind() == TimelineEventType::RoomMember
+            && let Some(member) = pdu.state_key()
+        {
+            in_timeline.insert(member);
+        }
+    }
+    wanted.extend(heroes.iter().copied().filter(|h| !in_timeline.contains(h)));
+    wanted.extend(own);
+    wanted
+}
+
+/// The last steps for every `/sync` state: the filter's `room.state`
+/// types, no event the timeline carries (spec: `state` is the state up
+/// to the start of the timeline), and with lazy-loaded members, none the
+/// device was already sent (unless `must_send`), noting what it is sent
+/// now, in the state and in the timeline.
+fn finish(scope: &Scope<'_>, room: &RoomId, slice: &Slice, state: &mut StateMap, must_send: impl Fn(&str) -> bool) {
+    let filter = &scope.timeline.state_filter;
+    let in_timeline: HashSet<&OwnedEventId> = slice.events.iter().map(|p| &p.event_id).collect();
+    let by_type = filter.types.is_some() || !filter.not_types.is_empty();
+    state.retain(|(kind, _), id| !in_timeline.contains(id) && (!by_type || filter.allows_type(&kind.to_string())));
+    let LazyMembers::On { sent: Some(sent) } = scope.timeline.lazy_members else {
+        return;
+    };
+    state.retain(|(kind, member), id| {
+        *kind != StateEventType::RoomMember || must_send(member) || !sent.was_sent(room, member, id)
+    });
+    for ((_, member), id) in state.iter().filter(|((kind, _), _)| *kind == StateEventType::RoomMember) {
+        sent.record(room, member, id);
+    }
+    for pdu in slice.events.iter().filter(|p| *p.kind() == TimelineEventType::RoomMember) {
+        if let Some(member) = pdu.state_key() {
+            sent.record(room, member, &pdu.event_id);
+        }
+    }
 }
 
 /// Sliding sync's state of a room: what `config` asks for of the state at

@@ -46,6 +46,13 @@ pub fn timeline_limit(asked: Option<UInt>) -> usize {
     asked.and_then(|l| usize::try_from(l).ok()).unwrap_or(DEFAULT_TIMELINE_LIMIT).clamp(1, MAX_TIMELINE_LIMIT)
 }
 
+/// The timeline limit of `/sync`: as `timeline_limit`, except that a
+/// limit of 0 is kept (the rooms' state without their events, which
+/// Sytest's "Can pass a JSON filter as a query parameter" expects).
+pub fn sync_timeline_limit(asked: Option<UInt>) -> usize {
+    if asked == Some(UInt::MIN) { 0 } else { timeline_limit(asked) }
+}
+
 /// A client's timeline filter as `Rooms` applies it.
 pub fn event_filter(filter: &RoomEventFilter) -> EventFilter {
     EventFilter {

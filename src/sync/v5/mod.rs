@@ -30,7 +30,7 @@ use self::{
 use super::{
     SyncError, SyncToken, Syncer,
     plan::{self, RoomPlan},
-    scope::{EphemeralOptions, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
+    scope::{EphemeralOptions, LazyMembers, Membership, RoomView, Scope, StateWanted, TimelineOptions, Window},
     sections::{
         account_data::{self, AccountData},
         device_keys::{self, DeviceListRows},
@@ -109,7 +109,8 @@ pub(super) async fn compute(
         window,
         timeline: TimelineOptions {
             filter: EventFilter { ignored: syncer.streams.ignored_users(&req.user_id).await?, ..Default::default() },
-            lazy_members: false,
+            lazy_members: LazyMembers::Off,
+            state_filter: EventFilter::default(),
             thread_counts: false,
         },
         ephemeral: EphemeralOptions {
