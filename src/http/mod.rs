@@ -24,7 +24,8 @@ use tracing::Span;
 pub use self::{
     error::ApiError,
     ruma::{
-        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body, request_error,
+        APPSERVICE_DEVICE, JsonObject, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body,
+        request_error,
     },
     serve::serve,
 };

@@ -203,12 +203,17 @@ impl Rooms {
                 }
             }
         }
-        // Spec: `end` is omitted when there are no more events.
+        // Spec: `end` is omitted when there are no more events. Going
+        // back, that is when the start of the room's history here is
+        // reached. Going forward, events may still come: a page that
+        // returned some gives `end` to go on from, as Synapse does, so a
+        // client never takes the present for the end of the room.
         if !exhausted && direction == Direction::Backward {
             exhausted =
                 self.db.room_events(room_id.to_string(), cursor, to.map(|t| t.0), direction, 1).await?.is_empty();
         }
-        let end = if exhausted { None } else { Some(PaginationToken(cursor)) };
+        let more_may_come = direction == Direction::Forward && !chunk.is_empty();
+        let end = if exhausted && !more_may_come { None } else { Some(PaginationToken(cursor)) };
         Ok(MessagesPage { chunk, start, end })
     }
 

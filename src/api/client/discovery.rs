@@ -45,6 +45,8 @@ async fn versions(
         ("fi.mau.msc2659.stable".to_owned(), true),
         // Appservices create and delete their users' devices (MSC4190).
         ("io.element.msc4190".to_owned(), true),
+        // Cross-signing (MSC1756, in spec v1.1); older clients look for it.
+        ("org.matrix.e2e_cross_signing".to_owned(), true),
     ]);
     // Delayed events, which Element Call needs to leave a call it dropped.
     if state.delayed.enabled() {
@@ -72,11 +74,11 @@ async fn well_known_server(State(state): State<AppState>) -> Json<serde_json::Va
 }
 
 async fn capabilities(
-    _: AppState,
+    state: AppState,
     _: Ruma<get_capabilities::v3::Request>,
 ) -> Result<get_capabilities::v3::Response, ApiError> {
     let mut capabilities = Capabilities::new();
-    capabilities.room_versions = rooms::versions::capability();
+    capabilities.room_versions = rooms::versions::capability(&state.config.rooms.default_room_version);
     capabilities.change_password.enabled = true;
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;

@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0013_openid.sql"),
     include_str!("migrations/0014_delayed_events.sql"),
     include_str!("migrations/0015_appservice.sql"),
+    include_str!("migrations/0017_remote_device_lists.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {
