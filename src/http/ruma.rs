@@ -249,6 +249,33 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
     }
 }
 
+/// A ruma response whose JSON body `adjust` changes before it is sent:
+/// for what ruma's response types cannot say (a field they always write,
+/// one they leave out at its default).
+pub struct AdjustedResponse<T>(pub T, pub fn(&mut JsonObject));
+
+impl<T: OutgoingResponse> IntoResponse for AdjustedResponse<T> {
+    fn into_response(self) -> Response {
+        let (parts, body) = match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(r) => r.into_parts(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a response");
+                return ApiError::internal().into_response();
+            }
+        };
+        let body = match serde_json::from_slice::<JsonObject>(&body) {
+            Ok(mut object) => {
+                (self.1)(&mut object);
+                serde_json::to_vec(&object).unwrap_or(body)
+            }
+            Err(_) => body,
+        };
+        let mut parts = parts;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        http::Response::from_parts(parts, Body::from(body)).into_response()
+    }
+}
+
 pub fn method_filter(method: &Method) -> MethodFilter {
     match *method {
         Method::GET => MethodFilter::GET,
@@ -317,6 +344,16 @@ pub trait RouterExt: Sized {
         T::Authentication: ClientAuth,
         T::OutgoingResponse: Send,
         F: Fn(AppState, Ruma<T>, JsonObject) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like `ruma`, with the response's JSON body changed by `adjust`
+    /// (`AdjustedResponse`).
+    fn ruma_adjusting_response<T, F, Fut>(self, handler: F, adjust: fn(&mut JsonObject)) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
 }
 
@@ -416,6 +453,32 @@ impl RouterExt for Router<AppState> {
                         let (req, body) = Box::pin(prepare_body(req, &state, prepare)).await?;
                         let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
                         handler(state, req, body).await.map(RumaResponse)
+                    }
+                }),
+            );
+        }
+        router
+    }
+
+    fn ruma_adjusting_response<T, F, Fut>(self, handler: F, adjust: fn(&mut JsonObject)) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+            router = router.route(
+                path,
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
+                    let handler = handler.clone();
+                    async move {
+                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
+                        handler(state, req).await.map(|r| AdjustedResponse(r, adjust))
                     }
                 }),
             );

@@ -9,10 +9,10 @@ use ruma::api::client::discovery::{
     get_capabilities::{self, v3::Capabilities},
     get_supported_versions,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma},
+    http::{ApiError, JsonObject, RouterExt, Ruma},
     rooms,
     services::AppState,
 };
@@ -25,7 +25,7 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
         .ruma(versions)
         .ruma(well_known_client)
-        .ruma(capabilities)
+        .ruma_adjusting_response(capabilities, spell_out_change_password)
         .merge(Router::new().route("/.well-known/matrix/server", get(well_known_server)))
 }
 
@@ -71,6 +71,15 @@ async fn well_known_client(
 /// listener's address, which serves both.
 async fn well_known_server(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "m.server": state.config.server.server_name.as_str() }))
+}
+
+/// ruma leaves `m.change_password` out while it has the spec's default
+/// (`enabled: true`); Synapse always lists it, and clients and test suites
+/// look for it.
+fn spell_out_change_password(body: &mut JsonObject) {
+    if let Some(Value::Object(capabilities)) = body.get_mut("capabilities") {
+        capabilities.entry("m.change_password").or_insert_with(|| json!({"enabled": true}));
+    }
 }
 
 async fn capabilities(
