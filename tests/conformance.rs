@@ -353,9 +353,8 @@ async fn device_keys_of_unknown_algorithms_and_any_backup_auth_data_are_accepted
             .await;
         assert_eq!(status, 200, "{body}");
         let version = body["version"].as_str().unwrap().to_owned();
-        let (_, info) = server
-            .get(&format!("/_matrix/client/v3/room_keys/version/{version}"), Some(&alice.access_token))
-            .await;
+        let (_, info) =
+            server.get(&format!("/_matrix/client/v3/room_keys/version/{version}"), Some(&alice.access_token)).await;
         assert_eq!(info["auth_data"], auth_data);
     }
 }

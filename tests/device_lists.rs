@@ -24,16 +24,19 @@ async fn sync_until_changed(server: &TestServer, user: &TestUser, since: &str, w
         if changed.iter().any(|u| u == who) {
             return next;
         }
-        assert!(std::time::Instant::now() < deadline, "{who} never appeared in device_lists.changed for {}", user.user_id);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{who} never appeared in device_lists.changed for {}",
+            user.user_id
+        );
         since = next;
     }
 }
 
 /// `/keys/changes` between two sync tokens.
 async fn key_changes(server: &TestServer, user: &TestUser, from: &str, to: &str) -> Vec<String> {
-    let (status, body) = server
-        .get(&format!("/_matrix/client/v3/keys/changes?from={from}&to={to}"), Some(&user.access_token))
-        .await;
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/keys/changes?from={from}&to={to}"), Some(&user.access_token)).await;
     assert_eq!(status, 200, "{body}");
     body["changed"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_owned()).collect()
 }
@@ -64,11 +67,15 @@ async fn a_users_device_changes_reach_the_users_sharing_a_room() {
     // A renamed device.
     let since = next;
     let (status, body) = server
-        .put(&format!("/_matrix/client/v3/devices/{}", enc(&phone)), Some(&bob.access_token), json!({"display_name": "Phone"}))
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", enc(&phone)),
+            Some(&bob.access_token),
+            json!({"display_name": "Phone"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let next = sync_until_changed(&server, &alice, &since, &bob.user_id).await;
-    assert_eq!(key_changes(&server, &alice, &since, &next).await, [bob.user_id.clone()]);
+    assert_eq!(key_changes(&server, &alice, &since, &next).await, [bob.user_id.as_str()]);
 
     // A deleted device (after the password).
     let since = next;
@@ -80,7 +87,7 @@ async fn a_users_device_changes_reach_the_users_sharing_a_room() {
     let (status, body) = server.request(reqwest::Method::DELETE, &path, Some(&bob.access_token), Some(auth)).await;
     assert_eq!(status, 200, "{body}");
     let next = sync_until_changed(&server, &alice, &since, &bob.user_id).await;
-    assert_eq!(key_changes(&server, &alice, &since, &next).await, [bob.user_id.clone()]);
+    assert_eq!(key_changes(&server, &alice, &since, &next).await, [bob.user_id.as_str()]);
 
     // New cross-signing keys.
     let since = next;
@@ -94,9 +101,8 @@ async fn a_users_device_changes_reach_the_users_sharing_a_room() {
     assert!(key_changes(&server, &alice, &since, &next).await.contains(&bob.user_id));
 
     // Carol shares no room with bob: none of it concerns her.
-    let (_, body) = server
-        .get(&format!("/_matrix/client/v3/sync?timeout=0&since={carol_since}"), Some(&carol.access_token))
-        .await;
+    let (_, body) =
+        server.get(&format!("/_matrix/client/v3/sync?timeout=0&since={carol_since}"), Some(&carol.access_token)).await;
     let changed = body["device_lists"]["changed"].as_array().cloned().unwrap_or_default();
     assert!(!changed.iter().any(|u| u == bob.user_id.as_str()), "{body}");
 }
@@ -168,7 +174,11 @@ async fn a_device_list_update_from_another_server_makes_this_one_fetch_the_list(
 
     // A rename on B reaches alice on A the same way.
     let (status, body) = b
-        .put(&format!("/_matrix/client/v3/devices/{}", enc(&phone)), Some(&bob.access_token), json!({"display_name": "Phone"}))
+        .put(
+            &format!("/_matrix/client/v3/devices/{}", enc(&phone)),
+            Some(&bob.access_token),
+            json!({"display_name": "Phone"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     sync_until_changed(&a, &alice, &next, &bob.user_id).await;

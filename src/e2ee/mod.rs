@@ -51,7 +51,6 @@ impl From<SignatureError> for E2eeError {
 
 pub type Result<T, E = E2eeError> = std::result::Result<T, E>;
 
-
 #[derive(Clone)]
 pub struct E2ee {
     db: Arc<dyn Storage>,

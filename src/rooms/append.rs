@@ -222,7 +222,14 @@ impl Rooms {
         obj.insert("prev_events".into(), CanonicalJsonValue::Array(vec![]));
         obj.insert("content".into(), to_canonical(content)?);
         obj.insert("depth".into(), CanonicalJsonValue::Integer(1u32.into()));
-        obj.insert("origin_server_ts".into(), CanonicalJsonValue::Integer(self.next_create_ts().try_into().map_err(|_| RoomsError::Internal("the clock is beyond canonical JSON's integers".into()))?));
+        obj.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(
+                self.next_create_ts()
+                    .try_into()
+                    .map_err(|_| RoomsError::Internal("the clock is beyond canonical JSON's integers".into()))?,
+            ),
+        );
         obj.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
         obj.insert("type".into(), CanonicalJsonValue::String("m.room.create".into()));
         obj.insert("state_key".into(), CanonicalJsonValue::String(String::new()));

@@ -87,7 +87,8 @@ impl Rooms {
             let extra: Vec<Value> = req.invite.iter().map(|u| Value::String(u.to_string())).collect();
             create.insert("additional_creators".into(), Value::Array(extra));
         }
-        let (room_id, _) = self.append_create(&version, &req.creator, Value::Object(create), req.room_id.clone()).await?;
+        let (room_id, _) =
+            self.append_create(&version, &req.creator, Value::Object(create), req.room_id.clone()).await?;
         let creator = &req.creator;
 
         let join = self.member_content(creator, MembershipState::Join).await?;

@@ -16,8 +16,8 @@ mod relations;
 mod remote;
 mod remote_invite;
 mod remote_state;
-mod server_acl;
 mod send_state;
+mod server_acl;
 mod state_res_v1;
 mod timeline;
 mod upgrade;
@@ -42,8 +42,8 @@ pub use self::{
     append::{EventDraft, MAX_PDU_BYTES, TxnRef},
     create::{CreateRoom, Preset},
     directory::PublicRoomsPage,
-    membership::JoinRequest,
     hierarchy::{HierarchyPage, HierarchyRequest, RemoteHierarchy, RemoteSpace, SpaceForServer},
+    membership::JoinRequest,
     relations::{RECURSION_DEPTH, RelationFilter, RelationsPage, ThreadInclude},
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},

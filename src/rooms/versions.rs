@@ -28,7 +28,6 @@ pub const SUPPORTED: &[RoomVersionId] = &[
     RoomVersionId::V12,
 ];
 
-
 /// A state group chain longer than this starts a fresh full snapshot, so
 /// resolving a group never walks more than this many deltas.
 pub const MAX_DELTA_CHAIN: i64 = 64;

@@ -9,8 +9,7 @@ use std::time::Duration;
 use ruma::{
     RoomId, ServerName,
     api::federation::transactions::edu::{
-        DirectDeviceContent, Edu, PresenceContent, ReceiptContent, SigningKeyUpdateContent,
-        TypingContent,
+        DirectDeviceContent, Edu, PresenceContent, ReceiptContent, SigningKeyUpdateContent, TypingContent,
     },
     serde::Raw,
 };
