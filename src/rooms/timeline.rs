@@ -9,7 +9,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use ruma::{
     OwnedEventId, OwnedUserId, RoomId,
-    events::{StateEventType, room::member::MembershipState},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 
 use super::{Rooms, RoomsError, StateMap, parse_stored, pdu::Pdu, visibility::VisibilityCheck};
@@ -179,6 +179,9 @@ impl Rooms {
         let mut chunk = Vec::new();
         let mut cursor = start.0;
         let mut exhausted = false;
+        // Whether the earliest event looked at going back is the room's
+        // create event: the start of its history, here and everywhere.
+        let mut reached_create = false;
         while chunk.len() < limit {
             let batch = self
                 .db
@@ -191,6 +194,7 @@ impl Rooms {
             for stored in batch {
                 let position = stored.stream_ordering;
                 let pdu = Arc::new(parse_stored(stored)?);
+                reached_create = pdu.kind() == &TimelineEventType::RoomCreate;
                 cursor = match direction {
                     Direction::Backward => position - 1,
                     Direction::Forward => position,
@@ -212,7 +216,14 @@ impl Rooms {
             exhausted =
                 self.db.room_events(room_id.to_string(), cursor, to.map(|t| t.0), direction, 1).await?.is_empty();
         }
-        let more_may_come = direction == Direction::Forward && !chunk.is_empty();
+        // Going back, a full page that ends where this server's history
+        // of the room ends (not at its create event: a room joined over
+        // federation) may go on with history other servers have, which
+        // the next page backfills.
+        let more_may_come = match direction {
+            Direction::Forward => !chunk.is_empty(),
+            Direction::Backward => chunk.len() == limit && !reached_create,
+        };
         let end = if exhausted && !more_may_come { None } else { Some(PaginationToken(cursor)) };
         Ok(MessagesPage { chunk, start, end })
     }
