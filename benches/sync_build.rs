@@ -54,11 +54,12 @@ async fn busy_user(services: &Services) -> (OwnedUserId, String) {
                 creation_content: Default::default(),
                 initial_state: vec![],
                 power_level_override: None,
+                room_id: None,
             })
             .await
             .expect("room");
         for other in &others {
-            services.rooms.join(&room, other, None).await.expect("join");
+            services.rooms.join(&room, other, Default::default()).await.expect("join");
         }
         for m in 0..MESSAGES {
             let sender = if m % 3 == 0 { &busy } else { &others[m % OTHERS] };

@@ -4,7 +4,9 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use ruma::{OwnedServerName, api::client::rtc::RtcTransport};
+use ruma::{
+    OwnedServerName, RoomVersionId, api::client::rtc::RtcTransport, room_version_rules::RoomVersionDisposition,
+};
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -214,6 +216,9 @@ pub enum EncryptByDefault {
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
     pub encrypt_by_default: EncryptByDefault,
+    /// The version `createRoom` gives a room when the client names none,
+    /// advertised as `m.room_versions.default` in `/capabilities`.
+    pub default_room_version: RoomVersionId,
     /// The longest delay a delayed event (MSC4140) may ask for, in
     /// milliseconds; 0 switches delayed events off.
     pub max_event_delay_ms: u64,
@@ -226,6 +231,7 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
             encrypt_by_default: EncryptByDefault::Off,
+            default_room_version: RoomVersionId::V12,
             // A day: Element Call's "leave" delays are seconds, a reminder
             // may be hours.
             max_event_delay_ms: 24 * 3600 * 1000,
@@ -457,6 +463,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "server.max_request_bytes",
                 message: "must be at least 65536 (the largest event)".into(),
+            });
+        }
+        let version = &self.rooms.default_room_version;
+        if !version.rules().is_some_and(|r| r.disposition == RoomVersionDisposition::Stable) {
+            return Err(ConfigError::Invalid {
+                key: "rooms.default_room_version",
+                message: format!("room version {version} is not a stable version this server supports"),
             });
         }
         if self.storage.readers == 0 {

@@ -118,7 +118,7 @@ impl Services {
             Arc::new(AppserviceListener::new(&appservice)),
         ];
         commits.install(listeners).map_err(|e| StartError::Federation(e.into()))?;
-        let users = Users::new(db.clone(), config.clone());
+        let users = Users::new(db.clone(), config.clone(), commits.clone());
         // Each appservice acts as its sender user, which must exist.
         for a in appservice.all() {
             users.ensure_user(&a.sender).await?;

@@ -488,6 +488,44 @@ async fn invite_join_leave_and_late_joiner_backfills() {
     assert_eq!(bodies, vec!["first from B".to_owned(), "first from A".to_owned()], "charlie's history");
 }
 
+/// A page that fills up with the little history a late joiner's server
+/// has still gives `end`: the next page backfills what came before.
+#[tokio::test]
+async fn a_late_joiners_full_first_page_leads_on_to_older_history() {
+    let p = pair().await;
+    let alice = p.a.register("alice").await;
+    let bob = p.b.register("bob").await;
+    let room = p.a.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let (status, _) = p.a.send_text(&alice.access_token, &room, "before bob came").await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        p.b.post(
+            &format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&p.a_name)),
+            Some(&bob.access_token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, page) = p.b.messages(&bob.access_token, &room, "dir=b&limit=1").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["chunk"].as_array().unwrap().len(), 1);
+    let mut from = page["end"].as_str().expect("an end while older history may exist").to_owned();
+    let mut bodies = Vec::new();
+    for _ in 0..10 {
+        let (status, page) = p.b.messages(&bob.access_token, &room, &format!("dir=b&limit=50&from={from}")).await;
+        assert_eq!(status, 200, "{page}");
+        bodies.extend(
+            page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).map(str::to_owned),
+        );
+        match page["end"].as_str() {
+            Some(end) => from = end.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(bodies, ["before bob came"]);
+}
+
 #[tokio::test]
 async fn declining_a_remote_invite() {
     let p = pair().await;

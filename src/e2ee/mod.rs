@@ -51,10 +51,6 @@ impl From<SignatureError> for E2eeError {
 
 pub type Result<T, E = E2eeError> = std::result::Result<T, E>;
 
-/// Algorithms a device may list; anything else is a malformed upload.
-const KNOWN_ALGORITHMS: &[&str] = &["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"];
-const KNOWN_KEY_ALGORITHMS: &[&str] = &["ed25519", "curve25519", "signed_curve25519"];
-
 #[derive(Clone)]
 pub struct E2ee {
     db: Arc<dyn Storage>,
@@ -88,6 +84,12 @@ impl E2ee {
     /// room-mates here see it in `device_lists.changed`.
     pub async fn remote_device_change(&self, user: &UserId) -> Result<()> {
         let position = self.db.mark_remote_device_list_change(user.to_string()).await?;
+        self.device_list_committed(user, position).await
+    }
+
+    /// What this server knows of a remote user's device list was stored
+    /// (with its change, at `position`): their room-mates here see it.
+    pub async fn remote_device_list_stored(&self, user: &UserId, position: i64) -> Result<()> {
         self.device_list_committed(user, position).await
     }
 
@@ -184,25 +186,21 @@ impl E2ee {
         Ok(self.db.one_time_key_counts(user, device).await?.into_iter().collect())
     }
 
-    /// Checks a device key upload: right user and device, known algorithms,
-    /// both identity keys present, and a valid self-signature.
+    /// Checks a device key upload: right user and device, both identity
+    /// keys present, and a valid self-signature. The algorithms a device
+    /// lists, and keys of other algorithms beside its identity keys, are
+    /// its own business: new ones are accepted as Synapse accepts them.
     fn check_device_keys(&self, session: &Session, keys: &Value) -> Result<String> {
         let parsed: ruma::encryption::DeviceKeys =
             serde_json::from_value(keys.clone()).map_err(|e| E2eeError::BadJson(format!("device_keys: {e}")))?;
         if parsed.user_id != session.user_id || parsed.device_id != session.device_id {
             return Err(E2eeError::InvalidKeys("device_keys must be for the uploading user and device".into()));
         }
-        if parsed.algorithms.is_empty() || parsed.algorithms.iter().any(|a| !KNOWN_ALGORITHMS.contains(&a.as_str())) {
-            return Err(E2eeError::InvalidKeys("device_keys lists an unknown encryption algorithm".into()));
-        }
         let device = session.device_id.as_str();
         for algorithm in ["ed25519", "curve25519"] {
             if !parsed.keys.keys().any(|k| k.as_str() == format!("{algorithm}:{device}")) {
                 return Err(E2eeError::InvalidKeys(format!("device_keys lacks the {algorithm} key of the device")));
             }
-        }
-        if parsed.keys.keys().any(|k| !KNOWN_KEY_ALGORITHMS.contains(&k.algorithm().as_str())) {
-            return Err(E2eeError::InvalidKeys("device_keys has a key of an unknown algorithm".into()));
         }
         let key_id = format!("ed25519:{device}");
         let public = ed25519_key(keys, &key_id)?;

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use ruma::{OwnedRoomId, OwnedRoomOrAliasId, OwnedServerName, OwnedUserId, RoomId};
 
 use super::{FedError, Federation};
-use crate::rooms::{CreateRoom, RoomsError};
+use crate::rooms::{CreateRoom, JoinRequest, RoomsError};
 
 impl Federation {
     /// Joins `user` to a room given by id or alias (client-server API
@@ -22,11 +22,11 @@ impl Federation {
         user: &OwnedUserId,
         room: OwnedRoomOrAliasId,
         via: Vec<OwnedServerName>,
-        reason: Option<String>,
+        join: JoinRequest,
     ) -> Result<OwnedRoomId, FedError> {
         let (room_id, servers) = self.room_and_servers(room, via).await?;
         if !self.enabled() || self.rooms.is_resident(&room_id).await? {
-            self.rooms.join(&room_id, user, reason).await?;
+            self.rooms.join(&room_id, user, join).await?;
             return Ok(room_id);
         }
         if self.rooms.is_guest(user).await? {
@@ -36,7 +36,7 @@ impl Federation {
         }
         let mut servers = servers;
         servers.extend(self.invite_servers(&room_id, user).await);
-        self.join_remote(&room_id, user, &candidates(&room_id, servers)).await?;
+        self.join_remote(&room_id, user, &candidates(&room_id, servers), &join).await?;
         Ok(room_id)
     }
 

@@ -17,7 +17,7 @@ use ruma::{
 use serde_json::{Value, value::RawValue};
 
 use super::{FedError, Federation, v1::V1Body};
-use crate::rooms::{VerifiedPdu, event_format, versions};
+use crate::rooms::{JoinRequest, VerifiedPdu, event_format, versions};
 
 impl Federation {
     /// Joins `user` to `room_id` through the first of `via` that can help.
@@ -26,13 +26,14 @@ impl Federation {
         room_id: &RoomId,
         user: &OwnedUserId,
         via: &[OwnedServerName],
+        join: &JoinRequest,
     ) -> Result<(), FedError> {
         if !self.enabled() {
             return Err(FedError::NotFound("this server is not in the room and does not federate".into()));
         }
         let mut last_error = FedError::NotFound("no server to join the room through".into());
         for server in via.iter().filter(|s| *s != self.server_name()) {
-            match self.join_through(room_id, user, server).await {
+            match self.join_through(room_id, user, server, join).await {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     tracing::info!(%room_id, %server, error = %e, "cannot join through this server");
@@ -48,14 +49,15 @@ impl Federation {
         room_id: &RoomId,
         user: &OwnedUserId,
         server: &OwnedServerName,
+        join: &JoinRequest,
     ) -> Result<(), FedError> {
         let mut request = prepare_join_event::v1::Request::new(room_id.to_owned(), user.clone());
         request.ver = versions::FOLLOWED.to_vec();
         let template = self.request(server, request).await?;
         let (version, rules) = followed_rules(template.room_version)?;
-        let content = match self.rooms.member_content(user, MembershipState::Join).await {
+        let content = match self.rooms.join_content(user, join).await {
             Ok(content) => content,
-            Err(_) => RoomMemberEventContent::new(MembershipState::Join),
+            Err(_) => serde_json::json!({"membership": "join"}),
         };
         let (event_id, obj) = self.sign_template(&rules, template.event.get(), room_id, user, &content)?;
         let pdu_raw = serde_json::value::to_raw_value(&obj).map_err(|e| FedError::Internal(e.to_string()))?;
@@ -99,7 +101,7 @@ impl Federation {
         template: &str,
         room_id: &RoomId,
         user: &OwnedUserId,
-        content: &RoomMemberEventContent,
+        content: &impl serde::Serialize,
     ) -> Result<(OwnedEventId, CanonicalJsonObject), FedError> {
         let mut obj: CanonicalJsonObject =
             serde_json::from_str(template).map_err(|e| FedError::BadResponse(format!("membership template: {e}")))?;

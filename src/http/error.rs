@@ -178,6 +178,7 @@ impl From<RoomsError> for ApiError {
             RoomsError::RoomInUse(_) => Self::new(S::BAD_REQUEST, ErrorKind::RoomInUse, message),
             RoomsError::AliasExists(_) => Self::new(S::CONFLICT, ErrorKind::Unknown, message),
             RoomsError::BadAlias(_) => Self::new(S::BAD_REQUEST, ErrorKind::InvalidParam, message),
+            RoomsError::CanonicalAlias(_) => Self::new(S::BAD_REQUEST, ErrorKind::BadAlias, message),
             RoomsError::Internal(detail) => Self::internal_with(detail),
             RoomsError::Storage(e) => e.into(),
         }

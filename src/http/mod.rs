@@ -25,7 +25,7 @@ use tracing::Span;
 pub use self::{
     error::ApiError,
     ruma::{
-        APPSERVICE_DEVICE, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body,
+        APPSERVICE_DEVICE, JsonObject, RouterExt, Ruma, RumaResponse, extract_access_token, method_filter, read_body,
         request_error, require_session,
     },
     serve::serve,

@@ -219,6 +219,10 @@ where
             body = Bytes::from_static(b"{}");
         }
         if !body.is_empty() && parts.method != Method::GET {
+            // Spec: a body that is not valid UTF-8 is not JSON (RFC 8259
+            // requires UTF-8); serde skips over the bytes of strings it
+            // ignores, so this is checked first.
+            std::str::from_utf8(&body).map_err(|e| ApiError::not_json(format!("the body is not valid UTF-8: {e}")))?;
             serde_json::from_slice::<serde::de::IgnoredAny>(&body)
                 .map_err(|e| ApiError::not_json(format!("the body is not valid JSON: {e}")))?;
         }
@@ -290,6 +294,33 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
                 ApiError::internal().into_response()
             }
         }
+    }
+}
+
+/// A ruma response whose JSON body `adjust` changes before it is sent:
+/// for what ruma's response types cannot say (a field they always write,
+/// one they leave out at its default).
+pub struct AdjustedResponse<T>(pub T, pub fn(&mut JsonObject));
+
+impl<T: OutgoingResponse> IntoResponse for AdjustedResponse<T> {
+    fn into_response(self) -> Response {
+        let (parts, body) = match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(r) => r.into_parts(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialize a response");
+                return ApiError::internal().into_response();
+            }
+        };
+        let body = match serde_json::from_slice::<JsonObject>(&body) {
+            Ok(mut object) => {
+                (self.1)(&mut object);
+                serde_json::to_vec(&object).unwrap_or(body)
+            }
+            Err(_) => body,
+        };
+        let mut parts = parts;
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        http::Response::from_parts(parts, Body::from(body)).into_response()
     }
 }
 
@@ -369,7 +400,35 @@ pub trait RouterExt: Sized {
         G: Fn(AppState, Ruma<T>, String) -> GFut + Clone + Send + Sync + 'static,
         GFut: Future<Output = Result<V, ApiError>> + Send + 'static,
         V: OutgoingResponse + Send;
+
+    /// Like `ruma`, and the handler also gets the request's JSON body
+    /// object as the client sent it, after `prepare`, which runs before
+    /// ruma parses the body: for endpoints where a client's body carries
+    /// more than ruma's request type keeps (a join's extra member event
+    /// fields), or lacks what ruma requires but Synapse defaults (a typing
+    /// notice's `timeout`). A body that is not a JSON object is left to
+    /// `Ruma` to refuse, and the handler gets an empty object.
+    fn ruma_with_body<T, F, Fut>(self, prepare: fn(&mut JsonObject), handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>, JsonObject) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
+
+    /// Like `ruma`, with the response's JSON body changed by `adjust`
+    /// (`AdjustedResponse`).
+    fn ruma_adjusting_response<T, F, Fut>(self, handler: F, adjust: fn(&mut JsonObject)) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static;
 }
+
+/// A request body's JSON object.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// The paths of `T`, each also without its last parameter when
 /// `empty_last`.
@@ -465,6 +524,83 @@ impl RouterExt for Router<AppState> {
         }
         router
     }
+
+    fn ruma_with_body<T, F, Fut>(self, prepare: fn(&mut JsonObject), handler: F) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>, JsonObject) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+            router = router.route(
+                path,
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
+                    let handler = handler.clone();
+                    async move {
+                        let (req, body) = Box::pin(prepare_body(req, &state, prepare)).await?;
+                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
+                        handler(state, req, body).await.map(RumaResponse)
+                    }
+                }),
+            );
+        }
+        router
+    }
+
+    fn ruma_adjusting_response<T, F, Fut>(self, handler: F, adjust: fn(&mut JsonObject)) -> Self
+    where
+        T: IncomingRequest + Send + 'static,
+        T::Authentication: ClientAuth,
+        T::OutgoingResponse: Send,
+        F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
+    {
+        let mut router = self;
+        for path in T::PATH_BUILDER.all_paths() {
+            let handler = handler.clone();
+            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+            router = router.route(
+                path,
+                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
+                    let handler = handler.clone();
+                    async move {
+                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
+                        handler(state, req).await.map(|r| AdjustedResponse(r, adjust))
+                    }
+                }),
+            );
+        }
+        router
+    }
+}
+
+/// Reads the body of `req`, runs `prepare` on it when it is a JSON object,
+/// and gives back the request (with the prepared body) and the object.
+async fn prepare_body(
+    req: Request,
+    state: &AppState,
+    prepare: fn(&mut JsonObject),
+) -> Result<(Request, JsonObject), ApiError> {
+    let (mut parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts, state.config.server.max_request_bytes).await?;
+    let object = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(serde_json::Value::Object(mut object)) => {
+            prepare(&mut object);
+            Some(object)
+        }
+        _ => None,
+    };
+    let bytes = match &object {
+        Some(object) => Bytes::from(serde_json::to_vec(object).map_err(ApiError::internal_with)?),
+        None => bytes,
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Ok((Request::from_parts(parts, Body::from(bytes)), object.unwrap_or_default()))
 }
 
 /// Mounts `handler` on `paths`; `respond` makes what it returns an HTTP

@@ -209,19 +209,30 @@ impl Rooms {
         version: &RoomVersionId,
         sender: &UserId,
         content: Value,
+        chosen_room_id: Option<OwnedRoomId>,
     ) -> Result<(OwnedRoomId, Arc<Pdu>), RoomsError> {
         let rules = version.rules().ok_or_else(|| RoomsError::UnsupportedRoomVersion(version.to_string()))?;
         let room_id = if rules.authorization.room_create_event_id_as_room_id {
+            if chosen_room_id.is_some() {
+                return Err(RoomsError::Internal(format!("room version {version} rooms cannot be given a room id")));
+            }
             None
         } else {
-            Some(RoomId::new_v1(&self.config.server.server_name))
+            Some(chosen_room_id.unwrap_or_else(|| RoomId::new_v1(&self.config.server.server_name)))
         };
         let mut obj = CanonicalJsonObject::new();
         obj.insert("auth_events".into(), CanonicalJsonValue::Array(vec![]));
         obj.insert("prev_events".into(), CanonicalJsonValue::Array(vec![]));
         obj.insert("content".into(), to_canonical(content)?);
         obj.insert("depth".into(), CanonicalJsonValue::Integer(1u32.into()));
-        obj.insert("origin_server_ts".into(), now_ts());
+        obj.insert(
+            "origin_server_ts".into(),
+            CanonicalJsonValue::Integer(
+                self.next_create_ts()
+                    .try_into()
+                    .map_err(|_| RoomsError::Internal("the clock is beyond canonical JSON's integers".into()))?,
+            ),
+        );
         obj.insert("sender".into(), CanonicalJsonValue::String(sender.to_string()));
         obj.insert("type".into(), CanonicalJsonValue::String("m.room.create".into()));
         obj.insert("state_key".into(), CanonicalJsonValue::String(String::new()));

@@ -44,11 +44,15 @@ pub struct CreateRoom {
     pub creation_content: Map<String, Value>,
     pub initial_state: Vec<(StateEventType, String, Value)>,
     pub power_level_override: Option<Map<String, Value>>,
+    /// The room id, chosen beforehand (an upgrade names the new room in
+    /// the old room's tombstone first). Only for room versions whose room
+    /// ids are random; from version 12 the create event makes the id.
+    pub room_id: Option<OwnedRoomId>,
 }
 
 impl Rooms {
     pub async fn create_room(&self, req: CreateRoom) -> Result<OwnedRoomId, RoomsError> {
-        let version = req.version.clone().unwrap_or(versions::DEFAULT);
+        let version = req.version.clone().unwrap_or_else(|| self.config.rooms.default_room_version.clone());
         if !versions::is_supported(&version) {
             return Err(RoomsError::UnsupportedRoomVersion(version.to_string()));
         }
@@ -83,7 +87,8 @@ impl Rooms {
             let extra: Vec<Value> = req.invite.iter().map(|u| Value::String(u.to_string())).collect();
             create.insert("additional_creators".into(), Value::Array(extra));
         }
-        let (room_id, _) = self.append_create(&version, &req.creator, Value::Object(create)).await?;
+        let (room_id, _) =
+            self.append_create(&version, &req.creator, Value::Object(create), req.room_id.clone()).await?;
         let creator = &req.creator;
 
         let join = self.member_content(creator, MembershipState::Join).await?;

@@ -15,9 +15,48 @@ use ruma::{
     },
 };
 
+use serde_json::{Map, Value};
+
 use super::{EventDraft, Rooms, RoomsError, pdu::Pdu};
 
+/// What a user's join asks for beyond joining.
+#[derive(Debug, Clone, Default)]
+pub struct JoinRequest {
+    pub reason: Option<String>,
+    /// Other fields of the request's body, kept in the member event's
+    /// content as Synapse keeps them (clients put custom keys there). A
+    /// `displayname` or `avatar_url` given here wins over the profile's.
+    pub extra: Map<String, Value>,
+}
+
 impl Rooms {
+    /// The content of `user`'s join event: their profile, then the
+    /// request's extra fields and reason; `membership` is always `join`.
+    pub async fn join_content(&self, user: &UserId, join: &JoinRequest) -> Result<Value, RoomsError> {
+        let profile = self.member_content(user, MembershipState::Join).await?;
+        let mut content = match serde_json::to_value(&profile) {
+            Ok(Value::Object(content)) => content,
+            _ => Map::new(),
+        };
+        for (key, value) in &join.extra {
+            match key.as_str() {
+                // Set by the resident server for restricted rooms, never
+                // by a client.
+                "join_authorised_via_users_server" => {}
+                // What other servers and clients parse must stay parsable.
+                "displayname" | "avatar_url" if !value.is_string() => {}
+                _ => {
+                    content.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(reason) = &join.reason {
+            content.insert("reason".into(), Value::String(reason.clone()));
+        }
+        content.insert("membership".into(), Value::String("join".into()));
+        Ok(Value::Object(content))
+    }
+
     fn require_local(&self, user: &UserId) -> Result<(), RoomsError> {
         if user.server_name() != self.config.server.server_name {
             return Err(RoomsError::Forbidden(
@@ -40,7 +79,7 @@ impl Rooms {
     }
 
     /// Joins a local room (no-op when already joined).
-    pub async fn join(&self, room_id: &RoomId, user: &OwnedUserId, reason: Option<String>) -> Result<(), RoomsError> {
+    pub async fn join(&self, room_id: &RoomId, user: &OwnedUserId, join: JoinRequest) -> Result<(), RoomsError> {
         let state = self.current_state(room_id).await?;
         if self.membership(room_id, user).await? == Some(MembershipState::Join) {
             return Ok(());
@@ -48,8 +87,9 @@ impl Rooms {
         if self.is_guest(user).await? && !self.guests_can_join(&state).await? {
             return Err(RoomsError::Forbidden("guests may not join this room".into()));
         }
-        let content = self.member_content(user, MembershipState::Join).await?;
-        self.member_event(room_id, user, user, content, reason).await?;
+        let content = self.join_content(user, &join).await?;
+        let draft = EventDraft::state(StateEventType::RoomMember, user.as_str(), content);
+        self.append_local(room_id, user, draft, None).await?;
         Ok(())
     }
 

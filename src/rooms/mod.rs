@@ -16,6 +16,7 @@ mod relations;
 mod remote;
 mod remote_invite;
 mod remote_state;
+mod send_state;
 mod server_acl;
 mod state_res_v1;
 mod timeline;
@@ -25,7 +26,10 @@ pub mod visibility;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use ruma::{
@@ -39,6 +43,7 @@ pub use self::{
     create::{CreateRoom, Preset},
     directory::PublicRoomsPage,
     hierarchy::{HierarchyPage, HierarchyRequest, RemoteHierarchy, RemoteSpace, SpaceForServer},
+    membership::JoinRequest,
     relations::{RECURSION_DEPTH, RelationFilter, RelationsPage, ThreadInclude},
     remote::{RemoteOutcome, STRIPPED_STATE, VerifiedPdu},
     timeline::{EventFilter, MessagesPage, PageRequest, PaginationToken},
@@ -78,6 +83,9 @@ pub enum RoomsError {
     AliasExists(String),
     #[error("{0}")]
     BadAlias(String),
+    /// An `m.room.canonical_alias` naming an alias of another room.
+    #[error("{0}")]
+    CanonicalAlias(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -132,6 +140,9 @@ pub struct Rooms {
     groups: quick_cache::sync::Cache<i64, Arc<StateMap>, StateWeighter>,
     /// The last unread count sync computed per (room, user), to count on from.
     unread: quick_cache::sync::Cache<(OwnedRoomId, OwnedUserId), UnreadCount>,
+    /// The `origin_server_ts` of the last create event made here: each
+    /// one gets a later one (see `next_create_ts`).
+    last_create_ts: AtomicU64,
 }
 
 /// Weighs a cached state group by its number of entries.
@@ -158,7 +169,24 @@ impl Rooms {
             events: quick_cache::sync::Cache::new(20_000),
             groups: quick_cache::sync::Cache::with_weighter(4_096, STATE_CACHE_ENTRIES, StateWeighter),
             unread: quick_cache::sync::Cache::new(10_000),
+            last_create_ts: AtomicU64::new(0),
         }
+    }
+
+    /// The `origin_server_ts` of a new create event: now, or one
+    /// millisecond after the last one if that is not earlier. From room
+    /// version 12 the room id is the create event's reference hash, so two
+    /// `createRoom` calls of one user with the same content in the same
+    /// millisecond would otherwise make the same event and the same room;
+    /// a distinct timestamp keeps every create event (and room) distinct
+    /// without adding anything to the content.
+    fn next_create_ts(&self) -> u64 {
+        let now = u64::from(ruma::MilliSecondsSinceUnixEpoch::now().get());
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| Some(now.max(last + 1)))
+            .expect("the update closure always returns Some");
+        now.max(previous + 1)
     }
 
     /// Announces an event that became part of its room at `position`:

@@ -9,7 +9,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use ruma::{
     OwnedEventId, OwnedUserId, RoomId,
-    events::{StateEventType, room::member::MembershipState},
+    events::{StateEventType, TimelineEventType, room::member::MembershipState},
 };
 
 use super::{Rooms, RoomsError, StateMap, parse_stored, pdu::Pdu, visibility::VisibilityCheck};
@@ -186,6 +186,9 @@ impl Rooms {
         let mut chunk = Vec::new();
         let mut cursor = start.0;
         let mut exhausted = false;
+        // Whether the earliest event looked at going back is the room's
+        // create event: the start of its history, here and everywhere.
+        let mut reached_create = false;
         while chunk.len() < limit {
             let batch = self
                 .db
@@ -198,6 +201,7 @@ impl Rooms {
             for stored in batch {
                 let position = stored.stream_ordering;
                 let pdu = Arc::new(parse_stored(stored)?);
+                reached_create = pdu.kind() == &TimelineEventType::RoomCreate;
                 cursor = match direction {
                     Direction::Backward => position - 1,
                     Direction::Forward => position,
@@ -210,12 +214,24 @@ impl Rooms {
                 }
             }
         }
-        // Spec: `end` is omitted when there are no more events.
+        // Spec: `end` is omitted when there are no more events. Going
+        // back, that is when the start of the room's history here is
+        // reached. Going forward, events may still come: a page that
+        // returned some gives `end` to go on from, as Synapse does, so a
+        // client never takes the present for the end of the room.
         if !exhausted && direction == Direction::Backward {
             exhausted =
                 self.db.room_events(room_id.to_string(), cursor, to.map(|t| t.0), direction, 1).await?.is_empty();
         }
-        let end = if exhausted { None } else { Some(PaginationToken(cursor)) };
+        // Going back, a full page that ends where this server's history
+        // of the room ends (not at its create event: a room joined over
+        // federation) may go on with history other servers have, which
+        // the next page backfills.
+        let more_may_come = match direction {
+            Direction::Forward => !chunk.is_empty(),
+            Direction::Backward => chunk.len() == limit && !reached_create,
+        };
+        let end = if exhausted && !more_may_come { None } else { Some(PaginationToken(cursor)) };
         Ok(MessagesPage { chunk, start, end })
     }
 

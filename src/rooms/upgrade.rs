@@ -39,12 +39,6 @@ impl Rooms {
         if !self.user_can_send_state(old, user, StateEventType::RoomTombstone).await? {
             return Err(RoomsError::Forbidden("you may not upgrade this room".into()));
         }
-        let old_state = self.current_state(old).await?;
-        let last_event = old_state
-            .get(&(StateEventType::RoomCreate, String::new()))
-            .cloned()
-            .ok_or_else(|| RoomsError::Internal("room without create event".into()))?;
-
         let mut carried = Vec::new();
         for kind in CARRIED_STATE {
             if let Some(pdu) = self.current_state_event(old, kind, "").await? {
@@ -68,13 +62,6 @@ impl Rooms {
         });
 
         let mut creation_content = Map::new();
-        let mut predecessor = PreviousRoom::new(old.to_owned());
-        // Deprecated for clients, still sent for servers that read it.
-        #[allow(deprecated)]
-        {
-            predecessor.event_id = Some(last_event);
-        }
-        creation_content.insert("predecessor".into(), to_content(&predecessor)?);
         if let Some(room_type) = self
             .current_state_event(old, &StateEventType::RoomCreate, "")
             .await?
@@ -82,22 +69,52 @@ impl Rooms {
         {
             creation_content.insert("type".into(), room_type);
         }
-        let new_room = self
-            .create_room(CreateRoom {
-                creator: user.clone(),
-                version: Some(new_version),
-                preset: None,
-                public: self.db.room_is_public(old.to_string()).await?,
-                name: None,
-                topic: None,
-                alias_localpart: None,
-                invite: vec![],
-                is_direct: false,
-                creation_content,
-                initial_state: carried,
-                power_level_override,
-            })
-            .await?;
+        let tombstone_content = |new_room: &RoomId| {
+            EventDraft::from_state(
+                "",
+                &RoomTombstoneEventContent::new("This room has been replaced".into(), new_room.to_owned()),
+            )
+        };
+        let mut request = CreateRoom {
+            creator: user.clone(),
+            version: Some(new_version),
+            preset: None,
+            public: self.db.room_is_public(old.to_string()).await?,
+            name: None,
+            topic: None,
+            alias_localpart: None,
+            invite: vec![],
+            is_direct: false,
+            creation_content,
+            initial_state: carried,
+            power_level_override,
+            room_id: None,
+        };
+        let mut predecessor = PreviousRoom::new(old.to_owned());
+        let new_room = if new_rules.authorization.room_create_event_id_as_room_id {
+            // The new room's id is its create event's hash, which the
+            // tombstone must name: the create event cannot name the
+            // tombstone in turn, so `predecessor.event_id` (deprecated by
+            // the same change, MSC4291) is left out.
+            request.creation_content.insert("predecessor".into(), to_content(&predecessor)?);
+            let new_room = self.create_room(request).await?;
+            self.append_local(old, user, tombstone_content(&new_room), None).await?;
+            new_room
+        } else {
+            // Spec: `predecessor.event_id` is the tombstone's id. The new
+            // room's id is random, so it is chosen first and the tombstone
+            // naming it is sent before the room is created.
+            let new_room = RoomId::new_v1(&self.config.server.server_name);
+            let tombstone = self.append_local(old, user, tombstone_content(&new_room), None).await?;
+            // Deprecated for clients, still sent for servers that read it.
+            #[allow(deprecated)]
+            {
+                predecessor.event_id = Some(tombstone.event_id.clone());
+            }
+            request.creation_content.insert("predecessor".into(), to_content(&predecessor)?);
+            request.room_id = Some(new_room);
+            self.create_room(request).await?
+        };
 
         // The canonical alias moves with the room.
         if let Some(alias) = self.current_state_event(old, &StateEventType::RoomCanonicalAlias, "").await? {
@@ -113,9 +130,6 @@ impl Rooms {
             self.db.delete_alias(alias.clone()).await?;
             self.db.create_alias(alias, new_room.to_string(), user.to_string()).await?;
         }
-
-        let tombstone = RoomTombstoneEventContent::new("This room has been replaced".into(), new_room.clone());
-        self.append_local(old, user, EventDraft::from_state("", &tombstone), None).await?;
 
         // Spec: restrict the old room so conversation moves on.
         // Edited as JSON, so levels and fields ruma's type would drop survive.

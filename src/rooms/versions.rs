@@ -28,10 +28,6 @@ pub const SUPPORTED: &[RoomVersionId] = &[
     RoomVersionId::V12,
 ];
 
-/// The version new rooms get when the client does not ask for one: the
-/// newest version ruma fully supports.
-pub const DEFAULT: RoomVersionId = RoomVersionId::V12;
-
 /// A state group chain longer than this starts a fresh full snapshot, so
 /// resolving a group never walks more than this many deltas.
 pub const MAX_DELTA_CHAIN: i64 = 64;
@@ -41,9 +37,11 @@ pub fn is_supported(version: &RoomVersionId) -> bool {
     SUPPORTED.contains(version)
 }
 
-pub fn capability() -> RoomVersionsCapability {
+/// The `m.room_versions` capability: every supported version, and the
+/// one new rooms get when the client asks for none (`rooms.default_room_version`).
+pub fn capability(default: &RoomVersionId) -> RoomVersionsCapability {
     let available: BTreeMap<_, _> = SUPPORTED.iter().map(|v| (v.clone(), RoomVersionStability::Stable)).collect();
-    RoomVersionsCapability::new(DEFAULT, available)
+    RoomVersionsCapability::new(default.clone(), available)
 }
 
 /// Room versions whose rooms on other servers can be joined and followed:

@@ -141,6 +141,20 @@ pub trait E2eeStore: Send + Sync {
     /// Records that a remote user's device list changed; returns the position.
     async fn mark_remote_device_list_change(&self, user_id: String) -> Result<i64>;
 
+    /// The position of the last change of the user's device list, if any.
+    /// Every write that changes a local user's devices (a login, a rename,
+    /// a deletion, keys) records one in the same write.
+    async fn device_list_position(&self, user_id: String) -> Result<Option<i64>>;
+
+    /// What this server knows of a remote user's device list: the stream
+    /// id of the last update applied and the devices (a JSON object by
+    /// device id), or `None` when it was never fetched.
+    async fn remote_device_list(&self, user_id: String) -> Result<Option<(i64, String)>>;
+
+    /// Replaces what is known of a remote user's device list and records
+    /// the change, in one write; returns its position.
+    async fn set_remote_device_list(&self, user_id: String, stream_id: i64, devices: String) -> Result<i64>;
+
     /// Users, among `(users sharing a room with viewer) + viewer`, whose
     /// device lists changed in `(since, until]`.
     async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>>;

@@ -54,7 +54,8 @@ pub trait AccountStore: Send + Sync {
 
     /// Creates the device if it is new (else records when and from where it
     /// was seen; its name stays), replaces any access and refresh token it
-    /// had, and stores the new tokens.
+    /// had, stores the new tokens, and records a device list change of the
+    /// user (`E2eeStore::device_list_position`).
     async fn login_device(
         &self,
         user_id: OwnedUserId,
@@ -82,7 +83,8 @@ pub trait AccountStore: Send + Sync {
 
     async fn get_device(&self, user_id: OwnedUserId, device_id: OwnedDeviceId) -> Result<Option<DeviceRecord>>;
 
-    /// Returns whether the device exists.
+    /// Returns whether the device exists; when it does, records a device
+    /// list change of the user in the same write.
     async fn rename_device(
         &self,
         user_id: OwnedUserId,
@@ -90,8 +92,8 @@ pub trait AccountStore: Send + Sync {
         display_name: Option<String>,
     ) -> Result<bool>;
 
-    /// Deletes devices with their tokens, end-to-end keys and pushers.
-    /// Returns how many existed.
+    /// Deletes devices with their tokens, end-to-end keys and pushers, and
+    /// records a device list change of the user. Returns how many existed.
     async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize>;
 
     /// Deletes every device of the user except `keep`, like `delete_devices`.

@@ -17,6 +17,7 @@ use ruma::{
 
 use self::uia::{StageResult, UiaCompleted, UiaSessions};
 use crate::{
+    commit::{Commit, CommitPipeline},
     config::{Config, RegistrationMode},
     storage::{
         Storage, StorageError, now_ms,
@@ -98,11 +99,27 @@ pub struct Users {
     db: Arc<dyn Storage>,
     config: Arc<Config>,
     uia: UiaSessions,
+    /// Where device list changes (a login, a rename, a deletion) are
+    /// announced: syncs of users sharing a room wake, other servers learn.
+    commits: Arc<CommitPipeline>,
 }
 
 impl Users {
-    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>) -> Self {
-        Self { db, config, uia: UiaSessions::default() }
+    pub fn new(db: Arc<dyn Storage>, config: Arc<Config>, commits: Arc<CommitPipeline>) -> Self {
+        Self { db, config, uia: UiaSessions::default(), commits }
+    }
+
+    /// Announces a change of the user's devices, which the write that made
+    /// it recorded (storage records it with every device write): users
+    /// sharing a room see the user in `device_lists.changed`.
+    async fn device_list_changed(&self, user_id: &UserId) -> Result<()> {
+        let Some(position) = self.db.device_list_position(user_id.to_string()).await? else {
+            return Ok(());
+        };
+        let audience = self.db.users_sharing_rooms(user_id.to_string()).await?;
+        let audience: Vec<OwnedUserId> = audience.into_iter().filter_map(|u| OwnedUserId::try_from(u).ok()).collect();
+        self.commits.committed(Commit::DeviceList { position, user: user_id, audience: &audience }).await;
+        Ok(())
     }
 
     fn server_name(&self) -> &OwnedServerName {
@@ -457,7 +474,8 @@ impl Users {
     ) -> Result<IssuedTokens> {
         let device_id = device_id.unwrap_or_else(|| token::generate_device_id().into());
         let (tokens, issued) = self.new_tokens(user_id.clone(), device_id.clone(), refresh);
-        self.db.login_device(user_id, device_id, display_name, client_ip, tokens).await?;
+        self.db.login_device(user_id.clone(), device_id, display_name, client_ip, tokens).await?;
+        self.device_list_changed(&user_id).await?;
         Ok(issued)
     }
 
@@ -505,13 +523,13 @@ impl Users {
     /// `/logout`: the device and its tokens go.
     pub async fn logout(&self, session: &Session) -> Result<()> {
         self.db.delete_devices(session.user_id.clone(), vec![session.device_id.clone()]).await?;
-        Ok(())
+        self.device_list_changed(&session.user_id).await
     }
 
     /// `/logout/all`.
     pub async fn logout_all(&self, user_id: &OwnedUserId) -> Result<()> {
         self.db.delete_other_devices(user_id.clone(), None).await?;
-        Ok(())
+        self.device_list_changed(user_id).await
     }
 
     fn password_flows() -> Vec<AuthFlow> {
@@ -539,7 +557,7 @@ impl Users {
             return Err(UsersError::InvalidParam("the display name is too long".into()));
         }
         match self.db.rename_device(user_id.clone(), device_id.clone(), display_name).await? {
-            true => Ok(()),
+            true => self.device_list_changed(user_id).await,
             false => Err(UsersError::NotFound("no such device".into())),
         }
     }
@@ -554,7 +572,7 @@ impl Users {
         let operation = format!("delete devices {devices:?}");
         self.authenticate(auth, Self::password_flows(), Some(&session.user_id), &operation).await?;
         self.db.delete_devices(session.user_id.clone(), devices).await?;
-        Ok(())
+        self.device_list_changed(&session.user_id).await
     }
 
     /// MSC4190: an appservice creates a device of one of its users without
@@ -577,7 +595,7 @@ impl Users {
     /// user-interactive auth.
     pub async fn delete_devices_without_uia(&self, user_id: &OwnedUserId, devices: Vec<OwnedDeviceId>) -> Result<()> {
         self.db.delete_devices(user_id.clone(), devices).await?;
-        Ok(())
+        self.device_list_changed(user_id).await
     }
 
     /// Changes the password; other devices are logged out unless
@@ -595,6 +613,7 @@ impl Users {
         self.db.set_password_hash(session.user_id.clone(), hash).await?;
         if logout_devices {
             self.db.delete_other_devices(session.user_id.clone(), Some(session.device_id.clone())).await?;
+            self.device_list_changed(&session.user_id).await?;
         }
         Ok(())
     }
@@ -603,6 +622,7 @@ impl Users {
     pub async fn deactivate(&self, session: &Session, auth: Option<&AuthData>) -> Result<()> {
         self.authenticate(auth, Self::password_flows(), Some(&session.user_id), "deactivate").await?;
         self.db.deactivate_user(session.user_id.clone()).await?;
+        self.device_list_changed(&session.user_id).await?;
         tracing::info!(user_id = %session.user_id, "deactivated an account");
         Ok(())
     }

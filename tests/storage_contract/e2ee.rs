@@ -207,3 +207,28 @@ pub async fn cross_signing_keys_are_replaced(store: Arc<dyn Storage>) {
     assert_eq!(keys, [("master".to_owned(), "M2".to_owned()), ("self_signing".to_owned(), "S1".to_owned())]);
     assert!(store.cross_signing_keys_of(BOB.into()).await.unwrap().is_empty());
 }
+
+pub async fn device_writes_record_device_list_changes(store: Arc<dyn Storage>) {
+    assert_eq!(store.device_list_position(BOB.into()).await.unwrap(), None);
+    login(&*store, BOB, "PHONE").await;
+    let login_position = store.device_list_position(BOB.into()).await.unwrap().expect("a login is a change");
+    let bob: OwnedUserId = BOB.try_into().unwrap();
+    assert!(store.rename_device(bob.clone(), "PHONE".into(), Some("Phone".into())).await.unwrap());
+    let renamed = store.device_list_position(BOB.into()).await.unwrap().unwrap();
+    assert!(renamed > login_position);
+    // Renaming a device that does not exist changes nothing.
+    assert!(!store.rename_device(bob.clone(), "NONE".into(), Some("x".into())).await.unwrap());
+    assert_eq!(store.device_list_position(BOB.into()).await.unwrap(), Some(renamed));
+    store.delete_devices(bob, vec!["PHONE".into()]).await.unwrap();
+    assert!(store.device_list_position(BOB.into()).await.unwrap().unwrap() > renamed);
+}
+
+pub async fn remote_device_lists_are_replaced(store: Arc<dyn Storage>) {
+    let zed = "@zed:remote.test";
+    assert_eq!(store.remote_device_list(zed.into()).await.unwrap(), None);
+    let first = store.set_remote_device_list(zed.into(), 7, r#"{"A":{}}"#.into()).await.unwrap();
+    assert_eq!(store.device_list_position(zed.into()).await.unwrap(), Some(first));
+    let second = store.set_remote_device_list(zed.into(), 9, r#"{"B":{}}"#.into()).await.unwrap();
+    assert!(second > first);
+    assert_eq!(store.remote_device_list(zed.into()).await.unwrap(), Some((9, r#"{"B":{}}"#.to_owned())));
+}

@@ -140,6 +140,8 @@ contract_tests!(sqlite, crate::open_sqlite;
         device_identity_keys_never_change,
         to_device_messages_are_idempotent_and_deleted_on_ack,
         cross_signing_keys_are_replaced,
+        device_writes_record_device_list_changes,
+        remote_device_lists_are_replaced,
     ],
     backup: [
         backup_versions_are_never_reused,

@@ -16,14 +16,14 @@ use ruma::api::{
 
 use crate::{
     appservice::Appservice,
-    http::{APPSERVICE_DEVICE, ApiError, RouterExt, Ruma},
+    http::{APPSERVICE_DEVICE, ApiError, JsonObject, RouterExt, Ruma},
     services::AppState,
     users::{IssuedTokens, RegisterRequest, Session},
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
-        .ruma(register)
+        .ruma_adjusting_response(register, leave_out_missing_device)
         .ruma(username_available)
         .ruma(registration_token_validity)
         .ruma(whoami)
@@ -40,6 +40,14 @@ fn calling_appservice(state: &AppState, session: Option<&Session>) -> Option<Arc
 
 fn exclusive(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, ErrorKind::Exclusive, message)
+}
+
+/// Spec: `device_id` is there only when a device was made; ruma writes
+/// `null` after an `inhibit_login` registration, which Synapse leaves out.
+fn leave_out_missing_device(body: &mut JsonObject) {
+    if body.get("device_id").is_some_and(serde_json::Value::is_null) {
+        body.remove("device_id");
+    }
 }
 
 async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<register::v3::Response, ApiError> {

@@ -9,10 +9,10 @@ use ruma::api::client::discovery::{
     get_capabilities::{self, v3::Capabilities},
     get_supported_versions,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma},
+    http::{ApiError, JsonObject, RouterExt, Ruma},
     rooms,
     services::AppState,
 };
@@ -25,7 +25,7 @@ pub fn routes(router: axum::Router<AppState>) -> axum::Router<AppState> {
     router
         .ruma(versions)
         .ruma(well_known_client)
-        .ruma(capabilities)
+        .ruma_adjusting_response(capabilities, spell_out_change_password)
         .merge(Router::new().route("/.well-known/matrix/server", get(well_known_server)))
 }
 
@@ -45,6 +45,8 @@ async fn versions(
         ("fi.mau.msc2659.stable".to_owned(), true),
         // Appservices create and delete their users' devices (MSC4190).
         ("io.element.msc4190".to_owned(), true),
+        // Cross-signing (MSC1756, in spec v1.1); older clients look for it.
+        ("org.matrix.e2e_cross_signing".to_owned(), true),
     ]);
     // Delayed events, which Element Call needs to leave a call it dropped.
     if state.delayed.enabled() {
@@ -71,12 +73,21 @@ async fn well_known_server(State(state): State<AppState>) -> Json<serde_json::Va
     Json(json!({ "m.server": state.config.server.server_name.as_str() }))
 }
 
+/// ruma leaves `m.change_password` out while it has the spec's default
+/// (`enabled: true`); Synapse always lists it, and clients and test suites
+/// look for it.
+fn spell_out_change_password(body: &mut JsonObject) {
+    if let Some(Value::Object(capabilities)) = body.get_mut("capabilities") {
+        capabilities.entry("m.change_password").or_insert_with(|| json!({"enabled": true}));
+    }
+}
+
 async fn capabilities(
-    _: AppState,
+    state: AppState,
     _: Ruma<get_capabilities::v3::Request>,
 ) -> Result<get_capabilities::v3::Response, ApiError> {
     let mut capabilities = Capabilities::new();
-    capabilities.room_versions = rooms::versions::capability();
+    capabilities.room_versions = rooms::versions::capability(&state.config.rooms.default_room_version);
     capabilities.change_password.enabled = true;
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;

@@ -18,15 +18,15 @@ use serde_json::Value;
 
 use super::events::raw_events;
 use crate::{
-    http::{ApiError, RouterExt, Ruma},
-    rooms::PaginationToken,
+    http::{ApiError, JsonObject, RouterExt, Ruma},
+    rooms::{JoinRequest, PaginationToken},
     services::AppState,
 };
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
-        .ruma(join_by_id)
-        .ruma(join_by_id_or_alias)
+        .ruma_with_body(keep_body, join_by_id)
+        .ruma_with_body(keep_body, join_by_id_or_alias)
         .ruma(invite)
         .ruma(leave)
         .ruma(forget)
@@ -39,20 +39,35 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(joined_rooms_list)
 }
 
+fn keep_body(_: &mut JsonObject) {}
+
+/// The fields of a join request's body that go into the member event as
+/// they are: everything but what the spec gives a meaning of its own
+/// (Synapse keeps a client's extra fields in the same way).
+fn extra_member_fields(mut body: JsonObject) -> JsonObject {
+    for key in ["third_party_signed", "reason", "membership"] {
+        body.remove(key);
+    }
+    body
+}
+
 async fn join_by_id(
     state: AppState,
     req: Ruma<join_room_by_id::v3::Request>,
+    raw: JsonObject,
 ) -> Result<join_room_by_id::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
     let body = req.body;
-    let room_id = state.federation.join(&user, body.room_id.into(), Vec::new(), body.reason).await?;
+    let join = JoinRequest { reason: body.reason, extra: extra_member_fields(raw) };
+    let room_id = state.federation.join(&user, body.room_id.into(), Vec::new(), join).await?;
     Ok(join_room_by_id::v3::Response::new(room_id))
 }
 
 async fn join_by_id_or_alias(
     state: AppState,
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
+    raw: JsonObject,
 ) -> Result<join_room_by_id_or_alias::v3::Response, ApiError> {
     let user = req.session().user_id.clone();
     state.rate_limits.join.check(&user)?;
@@ -60,7 +75,8 @@ async fn join_by_id_or_alias(
     if let Ok(alias) = <&ruma::RoomAliasId>::try_from(body.room_id_or_alias.as_str()) {
         state.appservice.query_alias_if_unknown(alias).await?;
     }
-    let room_id = state.federation.join(&user, body.room_id_or_alias, body.via, body.reason).await?;
+    let join = JoinRequest { reason: body.reason, extra: extra_member_fields(raw) };
+    let room_id = state.federation.join(&user, body.room_id_or_alias, body.via, join).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id))
 }
 

@@ -81,6 +81,7 @@ async fn create(state: AppState, req: Ruma<create_room::v3::Request>) -> Result<
             creation_content,
             initial_state,
             power_level_override,
+            room_id: None,
         })
         .await?;
     Ok(create_room::v3::Response::new(room_id))

@@ -11,7 +11,6 @@ use super::{
 };
 use crate::{
     http::{ApiError, RouterExt, Ruma},
-    rooms::EventDraft,
     services::AppState,
 };
 
@@ -61,7 +60,6 @@ async fn put(
     state.rate_limits.message.check(&session.user_id)?;
     let body = req.body;
     let content: Value = serde_json::from_str(body.body.json().get()).map_err(|e| ApiError::bad_json(e.to_string()))?;
-    let draft = EventDraft::state(body.event_type, body.state_key, content);
-    let pdu = state.rooms.append_local(&body.room_id, &session.user_id, draft, None).await?;
+    let pdu = state.rooms.send_state(&body.room_id, &session.user_id, body.event_type, body.state_key, content).await?;
     Ok(send_state_event::v3::Response::new(pdu.event_id.clone()))
 }

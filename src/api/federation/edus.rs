@@ -9,8 +9,7 @@ use std::time::Duration;
 use ruma::{
     RoomId, ServerName,
     api::federation::transactions::edu::{
-        DeviceListUpdateContent, DirectDeviceContent, Edu, PresenceContent, ReceiptContent, SigningKeyUpdateContent,
-        TypingContent,
+        DirectDeviceContent, Edu, PresenceContent, ReceiptContent, SigningKeyUpdateContent, TypingContent,
     },
     serde::Raw,
 };
@@ -53,8 +52,12 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: &Raw<Edu>) 
         Edu::Receipt(content) => receipts(state, origin, content).await,
         Edu::Presence(content) => presence(state, origin, content).await,
         Edu::DirectToDevice(content) => to_device(state, origin, content).await,
-        Edu::DeviceListUpdate(DeviceListUpdateContent { user_id, .. })
-        | Edu::SigningKeyUpdate(SigningKeyUpdateContent { user_id, .. }) => {
+        Edu::DeviceListUpdate(update) => {
+            if update.user_id.server_name() == origin {
+                state.federation.receive_device_list_update(update).await;
+            }
+        }
+        Edu::SigningKeyUpdate(SigningKeyUpdateContent { user_id, .. }) => {
             if user_id.server_name() != origin {
                 return;
             }

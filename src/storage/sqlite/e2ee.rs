@@ -232,6 +232,36 @@ impl E2eeStore for SqliteStore {
         self.write(move |c| mark_device_list_change(c, &user_id)).await
     }
 
+    async fn device_list_position(&self, user_id: String) -> Result<Option<i64>> {
+        self.read(move |c| {
+            Ok(c.one("SELECT stream_id FROM device_list_changes WHERE user_id = ?1", [&user_id], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn remote_device_list(&self, user_id: String) -> Result<Option<(i64, String)>> {
+        self.read(move |c| {
+            Ok(c.one("SELECT stream_id, devices FROM remote_device_lists WHERE user_id = ?1", [&user_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn set_remote_device_list(&self, user_id: String, stream_id: i64, devices: String) -> Result<i64> {
+        self.write(move |c| {
+            c.exec(
+                "INSERT INTO remote_device_lists (user_id, stream_id, devices) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id, devices = excluded.devices",
+                params![user_id, stream_id, devices],
+            )?;
+            mark_device_list_change(c, &user_id)
+        })
+        .await
+    }
+
     async fn device_list_changes(&self, viewer: String, since: i64, until: i64) -> Result<Vec<String>> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(

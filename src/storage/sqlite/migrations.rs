@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_delayed_events.sql"),
     include_str!("migrations/0015_appservice.sql"),
     include_str!("migrations/0016_remote_media.sql"),
+    include_str!("migrations/0017_remote_device_lists.sql"),
     include_str!("migrations/0018_guests.sql"),
 ];
 

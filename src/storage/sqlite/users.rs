@@ -223,6 +223,8 @@ impl AccountStore for SqliteStore {
             // device's previous access tokens.
             c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
             c.exec("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
+            // Other users learn of the new device (`device_lists.changed`).
+            super::e2ee::mark_device_list_change(c, user)?;
             insert_tokens(c, user, device, &tokens, now)
         })
         .await
@@ -320,6 +322,10 @@ impl AccountStore for SqliteStore {
                 "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id.as_str(), device_id.as_str(), display_name],
             )?;
+            // The display name is part of what other users' clients show.
+            if n > 0 {
+                super::e2ee::mark_device_list_change(c, user_id.as_str())?;
+            }
             Ok(n > 0)
         })
         .await
