@@ -148,6 +148,7 @@ async fn a_mention_highlights_and_a_receipt_resets_the_counts() {
     assert_eq!(notifications[0]["event"]["content"]["body"], "bob, look");
     assert_eq!(notifications[0]["room_id"], room.as_str());
     assert_eq!(notifications[0]["read"], true);
+    assert_eq!(notifications[0].get("profile_tag"), Some(&Value::Null), "spelled out, as Synapse does");
     assert!(notifications[0]["actions"].as_array().unwrap().iter().any(|a| a["set_tweak"] == "highlight"));
     let (_, highlights) = server.get("/_matrix/client/v3/notifications?only=highlight", Some(&bob.access_token)).await;
     assert_eq!(highlights["notifications"].as_array().unwrap().len(), 1);

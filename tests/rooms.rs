@@ -58,6 +58,8 @@ async fn alice_and_bob_talk_in_a_private_room() {
         .await;
     let members: Vec<&String> = joined["joined"].as_object().unwrap().keys().collect();
     assert_eq!(members, vec!["@alice:plexus.test", "@bob:plexus.test"]);
+    // Unset profile fields are spelled out as null, as Synapse does.
+    assert_eq!(joined["joined"]["@bob:plexus.test"].get("avatar_url"), Some(&serde_json::Value::Null));
     let (_, rooms) = server.get("/_matrix/client/v3/joined_rooms", Some(&bob_token)).await;
     assert_eq!(rooms["joined_rooms"], json!([room_id]));
 }

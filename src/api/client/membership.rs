@@ -35,7 +35,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(unban)
         .ruma(knock)
         .ruma(members)
-        .ruma(joined_members_list)
+        .ruma_adjusting_response(joined_members_list, spell_out_unset_profile)
         .ruma(joined_rooms_list)
 }
 
@@ -162,6 +162,17 @@ async fn members(
         .collect();
     chunk.sort_by(|a, b| a.state_key().cmp(&b.state_key()));
     Ok(get_member_events::v3::Response::new(raw_events(&state, &chunk).await?))
+}
+
+/// Synapse lists each member's `display_name` and `avatar_url`, `null`
+/// when unset, and clients (Sytest) read both keys; ruma leaves them out.
+fn spell_out_unset_profile(body: &mut JsonObject) {
+    if let Some(Value::Object(joined)) = body.get_mut("joined") {
+        for member in joined.values_mut().filter_map(Value::as_object_mut) {
+            member.entry("display_name").or_insert(Value::Null);
+            member.entry("avatar_url").or_insert(Value::Null);
+        }
+    }
 }
 
 async fn joined_members_list(

@@ -18,9 +18,10 @@ use ruma::{
     },
     serde::Raw,
 };
+use serde_json::Value;
 
 use crate::{
-    http::{ApiError, RouterExt, Ruma, TrailingSlash, require_session},
+    http::{ApiError, JsonObject, RouterExt, Ruma, TrailingSlash, require_session},
     push::rules,
     services::AppState,
 };
@@ -39,7 +40,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma(set_enabled)
         .ruma(get_actions)
         .ruma(set_actions)
-        .ruma(notifications)
+        .ruma_adjusting_response(notifications, spell_out_profile_tag)
         .ruma(pushers)
         .ruma(set_pusher);
     ["r0", "v3"].into_iter().fold(router, |router, version| {
@@ -165,6 +166,17 @@ async fn set_actions(
     let set_pushrule_actions::v3::Request { kind, rule_id, actions, .. } = req.body;
     state.push.change_rules(&user, |all| rules::set_actions(all, &kind, &rule_id, actions)).await?;
     Ok(set_pushrule_actions::v3::Response::new())
+}
+
+/// Synapse sends each notification's `profile_tag`, `null` when the
+/// matching rule has none, and clients (Sytest) read the key; ruma leaves
+/// it out.
+fn spell_out_profile_tag(body: &mut JsonObject) {
+    if let Some(Value::Array(notifications)) = body.get_mut("notifications") {
+        for notification in notifications.iter_mut().filter_map(Value::as_object_mut) {
+            notification.entry("profile_tag").or_insert(Value::Null);
+        }
+    }
 }
 
 async fn notifications(
