@@ -129,10 +129,13 @@ impl Federation {
                 }
             }
         };
-        match outcome {
-            RemoteOutcome::Accepted(_) | RemoteOutcome::Known | RemoteOutcome::SoftFailed => Ok(()),
-            RemoteOutcome::Rejected(reason) => Err(FedError::Forbidden(format!("refused by the auth rules: {reason}"))),
+        // A rejected event was processed: the transaction's answer for it
+        // is `{}`, as Synapse's (and Sytest's, which checks it); `error` is
+        // for a PDU that could not be processed at all.
+        if let RemoteOutcome::Rejected(reason) = outcome {
+            tracing::info!(%origin, %room_id, %reason, "rejected a PDU by the auth rules");
         }
+        Ok(())
     }
 
     /// The state before `event_id` as `origin` reports it (`/state_ids`);
