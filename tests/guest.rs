@@ -334,6 +334,40 @@ async fn events_long_polls_for_a_message_sent_after_it_started() {
         server.get(&format!("/_matrix/client/v3/events/{}", enc(event_id)), Some(&bob.access_token)).await;
     assert_eq!(status, 200, "{event}");
     assert_eq!(event["content"]["body"], "live news");
+
+    // Account data (global and the room's), tags and receipts come down
+    // the stream too, after the room events, as Synapse sends them.
+    let token = Some(bob.access_token.as_str());
+    let data = format!("/_matrix/client/v3/user/{}/account_data/my.test.type", enc(&bob.user_id));
+    assert_eq!(server.put(&data, token, json!({"cats_or_rats": "cats"})).await.0, 200);
+    let room_data =
+        format!("/_matrix/client/v3/user/{}/rooms/{}/account_data/my.test.type", enc(&bob.user_id), enc(&room));
+    assert_eq!(server.put(&room_data, token, json!({"cats_or_rats": "rats"})).await.0, 200);
+    let receipt = format!("/_matrix/client/v3/rooms/{}/receipt/m.read/{}", enc(&room), enc(event_id));
+    assert_eq!(server.post(&receipt, token, json!({})).await.0, 200);
+    let (status, other) = server.get(&format!("/_matrix/client/v3/events?from={end}&timeout=0"), token).await;
+    assert_eq!(status, 200, "{other}");
+    let chunk = other["chunk"].as_array().unwrap();
+    let of_type = |kind: &str| chunk.iter().filter(|e| e["type"] == kind).cloned().collect::<Vec<Value>>();
+    let data_events = of_type("my.test.type");
+    assert!(
+        data_events.iter().any(|e| e["content"]["cats_or_rats"] == "cats" && e.get("room_id").is_none()),
+        "{other}"
+    );
+    assert!(
+        data_events.iter().any(|e| e["content"]["cats_or_rats"] == "rats" && e["room_id"] == room.as_str()),
+        "{other}"
+    );
+    let receipts = of_type("m.receipt");
+    assert!(
+        receipts
+            .iter()
+            .any(|e| e["room_id"] == room.as_str() && e["content"][event_id]["m.read"][&bob.user_id].is_object()),
+        "{other}"
+    );
+    let after = other["end"].as_str().unwrap();
+    let (_, quiet) = server.get(&format!("/_matrix/client/v3/events?from={after}&timeout=0"), token).await;
+    assert_eq!(quiet["chunk"].as_array().map(Vec::len).unwrap_or(0), 0, "nothing twice: {quiet}");
 }
 
 #[tokio::test]

@@ -84,6 +84,10 @@ pub struct EventsRequest {
 pub struct EventsPage {
     /// New events, oldest first.
     pub chunk: Vec<Arc<Pdu>>,
+    /// What else changed for the user since `start`, as Synapse's stream
+    /// carries it after the room events: account data (a room's with its
+    /// `room_id`), receipts and typing of the user's rooms, presence.
+    pub other: Vec<Value>,
     pub start: SyncToken,
     pub end: SyncToken,
 }
@@ -237,15 +241,65 @@ impl Syncer {
                 None => self.rooms.joined_rooms(&req.user_id).await?,
             };
             let (chunk, covered) = self.new_events(&req.user_id, &rooms, start.events, until.events, &filter).await?;
-            if !chunk.is_empty() || Instant::now() >= deadline || self.is_closing() {
-                let end = SyncToken { events: covered, ..until };
-                return Ok(EventsPage { chunk, start, end });
+            let (other, other_until) = match peeking {
+                true => (Vec::new(), until),
+                false => self.other_events(&req.user_id, start, until).await?,
+            };
+            if !chunk.is_empty() || !other.is_empty() || Instant::now() >= deadline || self.is_closing() {
+                let end = SyncToken { events: covered, ..other_until };
+                return Ok(EventsPage { chunk, other, start, end });
             }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
+    }
+
+    /// The account data, receipts, typing and presence of `user` after
+    /// `start`, read as an incremental `/sync` without timelines reads them
+    /// (on no device: no to-device message is read or acknowledged), and
+    /// the position they cover.
+    async fn other_events(
+        &self,
+        user: &OwnedUserId,
+        start: SyncToken,
+        until: SyncToken,
+    ) -> Result<(Vec<Value>, SyncToken), SyncError> {
+        if start.misc >= until.misc && start.typing >= until.typing {
+            return Ok((Vec::new(), SyncToken { events: until.events, ..start }));
+        }
+        let mut filter = FilterDefinition::default();
+        filter.room.timeline.limit = Some(0u32.into());
+        filter.room.state.types = Some(Vec::new());
+        let request = SyncRequest {
+            user_id: user.clone(),
+            device_id: ruma::OwnedDeviceId::from(""),
+            since: None,
+            filter: Arc::new(filter),
+            full_state: false,
+            set_presence: None,
+            timeout: Duration::ZERO,
+        };
+        // The room events are `/events`' own: this reads from `until`'s.
+        let since = SyncToken { events: until.events, ..start };
+        let response = Box::pin(v3::compute(self, &request, Some(since))).await?;
+        let next = SyncToken::parse(&response.next_batch).ok_or(SyncError::InvalidToken)?;
+        let mut other: Vec<Value> = Vec::new();
+        let json = |raw: &str| serde_json::from_str::<Value>(raw).ok();
+        other.extend(response.account_data.events.iter().filter_map(|e| json(e.json().get())));
+        for (room_id, room) in &response.rooms.join {
+            let with_room = |mut event: Value| {
+                if let Some(fields) = event.as_object_mut() {
+                    fields.insert("room_id".into(), Value::String(room_id.to_string()));
+                }
+                event
+            };
+            other.extend(room.account_data.events.iter().filter_map(|e| json(e.json().get())).map(with_room));
+            other.extend(room.ephemeral.events.iter().filter_map(|e| json(e.json().get())).map(with_room));
+        }
+        other.extend(response.presence.events.iter().filter_map(|e| json(e.json().get())));
+        Ok((other, SyncToken { events: until.events, ..next }))
     }
 
     /// The visible events of `rooms` in `(after, until]`, oldest first, at

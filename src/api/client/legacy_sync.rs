@@ -143,7 +143,9 @@ async fn events(State(state): State<AppState>, parts: Parts) -> Result<Json<Valu
         timeout: Duration::from_millis(timeout.unwrap_or(0)),
     };
     let page = state.sync.events(&request).await?;
-    let chunk: Vec<Raw<Value>> = timeline_events(&state, &session.user_id, &page.chunk).await?;
+    let events: Vec<Raw<Value>> = timeline_events(&state, &session.user_id, &page.chunk).await?;
+    let mut chunk: Vec<Value> = events.iter().filter_map(|raw| raw.deserialize().ok()).collect();
+    chunk.extend(page.other);
     Ok(Json(json!({"chunk": chunk, "start": page.start.to_string(), "end": page.end.to_string()})))
 }
 
