@@ -92,6 +92,22 @@ pub struct EventsPage {
     pub end: SyncToken,
 }
 
+/// An `m.presence` event, as `/sync` carries them.
+pub fn presence_event(user: &ruma::UserId, info: &PresenceInfo) -> Value {
+    let mut content = serde_json::json!({
+        "user_id": user,
+        "presence": info.state,
+        "currently_active": info.currently_active,
+    });
+    if let Some(ago) = info.last_active_ago {
+        content["last_active_ago"] = ago.into();
+    }
+    if let Some(msg) = &info.status_msg {
+        content["status_msg"] = msg.as_str().into();
+    }
+    serde_json::json!({"type": "m.presence", "sender": user, "content": content})
+}
+
 /// The most events one `/events` answer carries.
 const EVENTS_LIMIT: usize = 100;
 
@@ -110,7 +126,8 @@ impl Syncer {
         let state = self.rooms.readable_state(user, room_id).await?;
         let membership = self.rooms.membership(room_id, user).await?;
         let filter = EventFilter { ignored: self.streams.ignored_users(user).await?, ..EventFilter::default() };
-        let limit = limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let limit = limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+        // `limit=0` asks for no messages, only where paging back starts.
         let page = self
             .rooms
             .messages(
@@ -120,12 +137,15 @@ impl Syncer {
                     from: Some(PaginationToken(end.events)),
                     to: None,
                     direction: Direction::Backward,
-                    limit,
+                    limit: limit.max(1),
                 },
                 &filter,
             )
             .await?;
         let mut messages = page.chunk;
+        if limit == 0 {
+            messages.clear();
+        }
         messages.reverse();
         let start = match messages.first().and_then(|p| p.stream_ordering) {
             Some(first) => PaginationToken(first - 1),
@@ -195,12 +215,30 @@ impl Syncer {
         for room_id in self.rooms.joined_rooms(user).await? {
             rooms.push(self.room_initial_sync(user, &room_id, limit).await?);
         }
-        Ok(GlobalSnapshot {
-            rooms,
-            account_data: response.account_data.events,
-            presence: response.presence.events,
-            end,
-        })
+        // The push rules are `/sync`'s to synthesize; Synapse's
+        // `initialSync` carries only the account data a client stored.
+        let account_data = response
+            .account_data
+            .events
+            .into_iter()
+            .filter(|e| e.get_field::<String>("type").ok().flatten().as_deref() != Some("m.push_rules"))
+            .collect();
+        // The user's own presence first, as Synapse lists it.
+        let mut presence = Vec::new();
+        if self.streams.presence_enabled()
+            && let Ok(info) = self.streams.get_presence(user, user).await
+            && let Ok(own) = serde_json::value::to_raw_value(&presence_event(user, &info))
+        {
+            presence.push(Raw::from_json(own));
+        }
+        presence.extend(
+            response
+                .presence
+                .events
+                .into_iter()
+                .filter(|e| e.get_field::<String>("sender").ok().flatten().as_deref() != Some(user.as_str())),
+        );
+        Ok(GlobalSnapshot { rooms, account_data, presence, end })
     }
 
     /// `GET /events`: the events after `from` (now, without one) in the

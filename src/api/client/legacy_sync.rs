@@ -21,7 +21,6 @@ use crate::{
     http::{ApiError, require_session},
     rooms::pdu::Pdu,
     services::AppState,
-    streams::PresenceInfo,
     sync::legacy::{EventsRequest, RoomSnapshot},
 };
 
@@ -70,12 +69,12 @@ async fn room_initial_sync(
 }
 
 async fn room_json(state: &AppState, user: &ruma::OwnedUserId, room: RoomSnapshot) -> Result<Value, ApiError> {
-    let messages: Vec<Raw<Value>> = timeline_events(state, user, &room.messages).await?;
+    let messages: Vec<Value> = with_user_id(timeline_events::<Value>(state, user, &room.messages).await?);
     let mut out = json!({
         "room_id": room.room_id,
         "messages": {"chunk": messages, "start": room.start.to_string(), "end": room.end.to_string()},
-        "state": client_events(state, &room.state).await?,
-        "presence": room.presence.iter().map(|(user, info)| presence_event(user, info)).collect::<Vec<_>>(),
+        "state": with_user_id(client_events(state, &room.state).await?),
+        "presence": room.presence.iter().map(|(user, info)| crate::sync::legacy::presence_event(user, info)).collect::<Vec<_>>(),
         "receipts": [],
         "account_data": room.tags.map(|tags| vec![json!({"type": "m.tag", "content": {"tags": tags}})])
             .unwrap_or_default(),
@@ -87,28 +86,30 @@ async fn room_json(state: &AppState, user: &ruma::OwnedUserId, room: RoomSnapsho
     Ok(out)
 }
 
+/// The legacy endpoints' events carry their sender as `user_id` too, as
+/// the r0 API's did (Synapse's "v1" event format), which their clients
+/// read.
+fn with_user_id<E: serde::Serialize>(events: Vec<E>) -> Vec<Value> {
+    events
+        .into_iter()
+        .filter_map(|event| serde_json::to_value(event).ok())
+        .map(|mut event| {
+            if let Some(sender) = event.get("sender").cloned()
+                && let Some(fields) = event.as_object_mut()
+            {
+                fields.entry("user_id").or_insert(sender);
+            }
+            event
+        })
+        .collect()
+}
+
 async fn client_events(state: &AppState, pdus: &[std::sync::Arc<Pdu>]) -> Result<Vec<Value>, ApiError> {
     let mut out = Vec::with_capacity(pdus.len());
     for pdu in pdus {
         out.push(state.rooms.client_event(pdu, None).await?);
     }
     Ok(out)
-}
-
-/// An `m.presence` event, as `/sync` carries them.
-fn presence_event(user: &ruma::UserId, info: &PresenceInfo) -> Value {
-    let mut content = json!({
-        "user_id": user,
-        "presence": info.state,
-        "currently_active": info.currently_active,
-    });
-    if let Some(ago) = info.last_active_ago {
-        content["last_active_ago"] = ago.into();
-    }
-    if let Some(msg) = &info.status_msg {
-        content["status_msg"] = msg.as_str().into();
-    }
-    json!({"type": "m.presence", "sender": user, "content": content})
 }
 
 /// `GET /initialSync`: every room the user is in, with global account
@@ -143,8 +144,7 @@ async fn events(State(state): State<AppState>, parts: Parts) -> Result<Json<Valu
         timeout: Duration::from_millis(timeout.unwrap_or(0)),
     };
     let page = state.sync.events(&request).await?;
-    let events: Vec<Raw<Value>> = timeline_events(&state, &session.user_id, &page.chunk).await?;
-    let mut chunk: Vec<Value> = events.iter().filter_map(|raw| raw.deserialize().ok()).collect();
+    let mut chunk: Vec<Value> = with_user_id(timeline_events::<Value>(&state, &session.user_id, &page.chunk).await?);
     chunk.extend(page.other);
     Ok(Json(json!({"chunk": chunk, "start": page.start.to_string(), "end": page.end.to_string()})))
 }
