@@ -502,3 +502,34 @@ async fn registration_sessions_remember_parameters_and_are_idempotent() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user_id"], "@one:plexus.test", "a completed session answers its own account");
 }
+
+/// `GET /admin/whois/{userId}` (client-server API, "Server
+/// administration"; Sytest 48admin.pl "/whois"): each device as a session
+/// with one connection (last address and time, `user_agent` present);
+/// for the user themself or a server admin, others refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn whois_lists_devices_for_the_user_and_admins_only() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    server.services().users.create_user_directly("root", Some(PASSWORD.to_owned()), true).await.expect("admin made");
+    let (status, root) = server.login("root", PASSWORD).await;
+    assert_eq!(status, 200, "{root}");
+    let root_token = root["access_token"].as_str().unwrap();
+    let path = format!("/_matrix/client/v3/admin/whois/{}", common::enc(&alice.user_id));
+
+    for token in [alice.access_token.as_str(), root_token] {
+        let (status, body) = server.get(&path, Some(token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user_id"], alice.user_id.as_str());
+        let devices = body["devices"].as_object().expect("devices");
+        assert_eq!(devices.keys().collect::<Vec<_>>(), [&alice.device_id]);
+        let connection = &devices[&alice.device_id]["sessions"][0]["connections"][0];
+        assert_eq!(connection["ip"], "127.0.0.1", "{body}");
+        assert!(connection["last_seen"].as_u64().is_some_and(|ts| ts > 0), "{body}");
+        assert!(connection.as_object().unwrap().contains_key("user_agent"), "{body}");
+    }
+    assert_error(&server.get(&path, Some(&bob.access_token)).await, 403, "M_FORBIDDEN");
+    let nobody = format!("/_matrix/client/v3/admin/whois/{}", common::enc("@nobody:plexus.test"));
+    assert_error(&server.get(&nobody, Some(root_token)).await, 404, "M_NOT_FOUND");
+}

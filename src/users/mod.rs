@@ -604,6 +604,23 @@ impl Users {
         Ok(self.db.list_devices(user_id.clone()).await?)
     }
 
+    /// `GET /admin/whois/{userId}` (client-server API, "Server
+    /// administration"): the user's devices with what is recorded of their
+    /// last use, for a server admin or the user themself. Only users of
+    /// this server are known here.
+    pub async fn whois(&self, session: &Session, user_id: &OwnedUserId) -> Result<Vec<DeviceRecord>> {
+        if !session.is_admin && session.user_id != *user_id {
+            return Err(UsersError::Forbidden("only server admins may look up other users".into()));
+        }
+        if user_id.server_name() != self.server_name() {
+            return Err(UsersError::InvalidParam("only users of this server can be looked up".into()));
+        }
+        if !self.exists(user_id).await? {
+            return Err(UsersError::NotFound("no such user".into()));
+        }
+        self.list_devices(user_id).await
+    }
+
     pub async fn get_device(&self, user_id: &OwnedUserId, device_id: &OwnedDeviceId) -> Result<DeviceRecord> {
         self.db
             .get_device(user_id.clone(), device_id.clone())
