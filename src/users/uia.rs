@@ -232,6 +232,25 @@ mod tests {
     }
 
     #[test]
+    fn a_registration_session_remembers_its_parameters_and_outlives_completion() {
+        let uia = UiaSessions::default();
+        let flows = vec![AuthFlow::new(vec![AuthType::Dummy])];
+        let session = uia.start(flows.clone(), None, REGISTER).session.unwrap();
+        let first = RegisterRequest { username: Some("alice".into()), ..Default::default() };
+        uia.remember_registration(&session, &first);
+        let only_auth = RegisterRequest { client_ip: Some("::1".into()), ..Default::default() };
+        let params = uia.registration_params(&session, only_auth);
+        assert_eq!(params.username.as_deref(), Some("alice"));
+        assert_eq!(params.client_ip.as_deref(), Some("::1"), "the request's own address is kept");
+        uia.record(&session, &flows, AuthType::Dummy, StageResult::Passed { registration_token: None }).unwrap();
+        assert!(!uia.is_usable(&session, None, REGISTER), "a completed session authorises nothing more");
+        assert!(uia.registered(&session).is_none());
+        let user_id: OwnedUserId = "@alice:example.org".try_into().unwrap();
+        uia.set_registered(&session, Registered { user_id: user_id.clone(), device_id: None });
+        assert_eq!(uia.registered(&session).map(|r| r.user_id), Some(user_id));
+    }
+
+    #[test]
     fn a_session_serves_only_the_operation_it_was_started_for() {
         let uia = UiaSessions::default();
         let flows = vec![AuthFlow::new(vec![AuthType::Password])];
