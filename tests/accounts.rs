@@ -428,3 +428,108 @@ async fn a_restart_keeps_users_devices_tokens_and_the_signing_key() {
     assert_eq!(std::fs::read_to_string(server.dir.path().join("signing.key")).unwrap(), key_before);
     assert_eq!(server.services().server_key.key_id(), key_id_before);
 }
+
+/// Sytest 11register.pl, "registration is idempotent" and "registration
+/// remembers parameters": a UIA session remembers the first request's
+/// parameters, and once it made an account, the same request again answers
+/// the same account (new tokens for the same device), not an error.
+#[tokio::test(flavor = "multi_thread")]
+async fn registration_sessions_remember_parameters_and_are_idempotent() {
+    let server = TestServer::start().await;
+    let register = "/_matrix/client/v3/register";
+
+    // Parameters given only with the first request are those registered.
+    let first = json!({
+        "username": "remembered", "password": PASSWORD,
+        "device_id": "XYZZY", "initial_device_display_name": "display_name",
+    });
+    let (status, uia) = server.post(register, None, first).await;
+    assert_eq!(status, 401, "{uia}");
+    let session = uia["session"].as_str().expect("a session").to_owned();
+    let only_auth = json!({"auth": {"type": "m.login.dummy", "session": session}});
+    let (status, body) = server.post(register, None, only_auth.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], "@remembered:plexus.test");
+    assert_eq!(body["device_id"], "XYZZY");
+    let token = body["access_token"].as_str().expect("an access token").to_owned();
+    let (status, device) = server.get("/_matrix/client/v3/devices/XYZZY", Some(&token)).await;
+    assert_eq!(status, 200, "{device}");
+    assert_eq!(device["display_name"], "display_name");
+    assert_eq!(server.login("remembered", PASSWORD).await.0, 200, "the remembered password was set");
+
+    // The same request again: the same account and device, a new token.
+    let (status, again) = server.post(register, None, only_auth).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["user_id"], "@remembered:plexus.test");
+    assert_eq!(again["device_id"], "XYZZY");
+    let new_token = again["access_token"].as_str().expect("an access token");
+    assert_ne!(new_token, token);
+    let (status, whoami) = server.get("/_matrix/client/v3/account/whoami", Some(new_token)).await;
+    assert_eq!((status, &whoami["user_id"]), (200, &json!("@remembered:plexus.test")));
+
+    // Without a username: the random id is made once.
+    let (status, uia) = server.post(register, None, json!({"password": PASSWORD})).await;
+    assert_eq!(status, 401, "{uia}");
+    let complete = json!({"password": PASSWORD, "auth": {"type": "m.login.dummy", "session": uia["session"]}});
+    let (status, first) = server.post(register, None, complete.clone()).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = server.post(register, None, complete).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["user_id"], first["user_id"]);
+    assert_eq!(second["device_id"], first["device_id"]);
+    assert!(second["access_token"].is_string());
+
+    // `inhibit_login` is remembered too: no device, and none on a retry.
+    let (status, uia) =
+        server.post(register, None, json!({"username": "quiet", "password": PASSWORD, "inhibit_login": true})).await;
+    assert_eq!(status, 401, "{uia}");
+    let only_auth = json!({"auth": {"type": "m.login.dummy", "session": uia["session"]}});
+    for _ in 0..2 {
+        let (status, body) = server.post(register, None, only_auth.clone()).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user_id"], "@quiet:plexus.test");
+        assert!(body.get("access_token").is_none() && body.get("device_id").is_none(), "{body}");
+    }
+
+    // A session serves registration only: it cannot register another name.
+    let (status, uia) = server.post(register, None, json!({"username": "one", "password": PASSWORD})).await;
+    assert_eq!(status, 401);
+    let auth = json!({"type": "m.login.dummy", "session": uia["session"]});
+    let (status, _) = server.post(register, None, json!({"username": "one", "password": PASSWORD, "auth": auth})).await;
+    assert_eq!(status, 200);
+    let other = json!({"username": "two", "password": PASSWORD, "auth": auth});
+    let (status, body) = server.post(register, None, other).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_id"], "@one:plexus.test", "a completed session answers its own account");
+}
+
+/// `GET /admin/whois/{userId}` (client-server API, "Server
+/// administration"; Sytest 48admin.pl "/whois"): each device as a session
+/// with one connection (last address and time, `user_agent` present);
+/// for the user themself or a server admin, others refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn whois_lists_devices_for_the_user_and_admins_only() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    server.services().users.create_user_directly("root", Some(PASSWORD.to_owned()), true).await.expect("admin made");
+    let (status, root) = server.login("root", PASSWORD).await;
+    assert_eq!(status, 200, "{root}");
+    let root_token = root["access_token"].as_str().unwrap();
+    let path = format!("/_matrix/client/v3/admin/whois/{}", common::enc(&alice.user_id));
+
+    for token in [alice.access_token.as_str(), root_token] {
+        let (status, body) = server.get(&path, Some(token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["user_id"], alice.user_id.as_str());
+        let devices = body["devices"].as_object().expect("devices");
+        assert_eq!(devices.keys().collect::<Vec<_>>(), [&alice.device_id]);
+        let connection = &devices[&alice.device_id]["sessions"][0]["connections"][0];
+        assert_eq!(connection["ip"], "127.0.0.1", "{body}");
+        assert!(connection["last_seen"].as_u64().is_some_and(|ts| ts > 0), "{body}");
+        assert!(connection.as_object().unwrap().contains_key("user_agent"), "{body}");
+    }
+    assert_error(&server.get(&path, Some(&bob.access_token)).await, 403, "M_FORBIDDEN");
+    let nobody = format!("/_matrix/client/v3/admin/whois/{}", common::enc("@nobody:plexus.test"));
+    assert_error(&server.get(&nobody, Some(root_token)).await, 404, "M_NOT_FOUND");
+}

@@ -326,6 +326,11 @@ async fn openid_tokens_resolve_on_the_federation_listener_until_they_expire() {
     assert_error(&server.get("/_matrix/client/v3/account/whoami", Some(&openid_token)).await, 401, "M_UNKNOWN_TOKEN");
     assert_error(&userinfo(port, &alice.access_token).await, 401, "M_UNKNOWN_TOKEN");
     assert_error(&userinfo(port, "pxo_unknown").await, 401, "M_UNKNOWN_TOKEN");
+    // Sytest "Requests to userinfo without access tokens are rejected":
+    // no token is an unknown one, not a malformed request.
+    let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+    let url = format!("https://127.0.0.1:{port}/_matrix/federation/v1/openid/userinfo");
+    assert_error(&common::json_request(&http, reqwest::Method::GET, &url, None, None).await, 401, "M_UNKNOWN_TOKEN");
 
     // An expired token, stored as the server stores tokens: refused, and
     // deleted by the next token's write.

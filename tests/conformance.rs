@@ -86,6 +86,20 @@ async fn an_upgraded_rooms_predecessor_names_the_tombstone() {
     assert_eq!(create["content"]["predecessor"], json!({"room_id": old}));
 }
 
+/// Sytest "/upgrade of a bogus room fails gracefully": a room unknown
+/// here is 404 `M_NOT_FOUND`; a room the user may not upgrade stays 403.
+#[tokio::test]
+async fn upgrading_an_unknown_room_is_not_found() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let body = json!({"new_version": "11"});
+    let bogus = server.room_post(&alice.access_token, "!fail:unknown", "upgrade", body.clone()).await;
+    assert_error(&bogus, 404, "M_NOT_FOUND");
+    let room = server.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    assert_error(&server.room_post(&bob.access_token, &room, "upgrade", body).await, 403, "M_FORBIDDEN");
+}
+
 #[tokio::test]
 async fn the_default_room_version_is_configurable() {
     let server = TestServer::start_with(|c| c.rooms.default_room_version = "10".try_into().unwrap()).await;

@@ -706,3 +706,21 @@ async fn server_acls_are_checked_before_the_body() {
     assert_eq!(status, 200, "{template}");
     assert_eq!(template["event"]["state_key"], bob, "{template}");
 }
+
+/// Sytest "Inbound /make_join rejects attempts to join rooms where all
+/// users have left": a server none of whose users is in the room any more
+/// answers `make_join` 404 `M_NOT_FOUND`.
+#[tokio::test]
+async fn make_join_of_a_room_every_local_user_left_is_not_found() {
+    let (certs, _dir) = certs();
+    let (a, a_name) = start_server(&certs, "localhost").await;
+    let (b, b_name) = start_server(&certs, "127.0.0.1").await;
+    let alice = a.register("alice").await;
+    let room = a.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let as_b = AsServer::new(&b, &b_name, &a_name);
+    let path = format!("/_matrix/federation/v1/make_join/{}/{}?ver=12", enc(&room), enc(&format!("@bob:{b_name}")));
+    let (status, template) = as_b.signed(http::Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{template}");
+    assert_eq!(a.room_post(&alice.access_token, &room, "leave", json!({})).await.0, 200);
+    assert_error(&as_b.signed(http::Method::GET, &path, None).await, 404, "M_NOT_FOUND");
+}

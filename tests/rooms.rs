@@ -315,6 +315,14 @@ async fn context_event_members_and_timestamps() {
     assert_eq!(before, vec!["m3", "m2"]);
     assert_eq!(after, vec!["m5", "m6"]);
     assert!(ctx["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"));
+    // Sytest "/context/ on non world readable room does not work": a user
+    // who may not read the room is refused (403), not told of no event.
+    let carol = server.register("carol").await;
+    let path = format!("/_matrix/client/v3/rooms/{}/context/{}", enc(&room), enc(&ids[4]));
+    assert_error(&server.get(&path, Some(&carol.access_token)).await, 403, "M_FORBIDDEN");
+    // A member asking for an event that does not exist finds none.
+    let path = format!("/_matrix/client/v3/rooms/{}/context/%24nope", enc(&room));
+    assert_error(&server.get(&path, Some(a)).await, 404, "M_NOT_FOUND");
 
     let (_, members) =
         server.get(&format!("/_matrix/client/v3/rooms/{}/members?membership=join", enc(&room)), Some(a)).await;

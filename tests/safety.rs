@@ -303,3 +303,73 @@ async fn reports_are_rate_limited_per_user() {
     // Another user has a bucket of their own.
     assert_eq!(report_room(&server, &bob, &room, json!({"reason": "mine"})).await.0, 200);
 }
+
+/// Sytest 49ignore.pl "Ignore user in existing room": with a filter of
+/// message timelines and member state, a full sync after ignoring a user
+/// leaves out their messages (and still lists every member); an
+/// incremental sync whose only event is theirs leaves the room out, and
+/// the next message of someone else arrives alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filtered_sync_leaves_out_an_ignored_users_messages() {
+    let server = TestServer::start().await;
+    let [one, two, three] =
+        [server.register("one").await, server.register("two").await, server.register("three").await];
+    let room =
+        server.create_room(&one.access_token, json!({"preset": "public_chat", "room_alias_name": "existing"})).await;
+    for user in [&two, &three] {
+        assert_eq!(server.join(&user.access_token, &room).await.0, 200);
+    }
+    for user in [&one, &two, &three] {
+        text(&server, user, &room, "Message").await;
+    }
+    let filter = json!({
+        "account_data": {"types": ["m.ignored_user_list"]},
+        "presence": {"types": []},
+        "room": {"timeline": {"types": ["m.room.message"]}, "state": {"types": ["m.room.member"]}},
+    });
+    let path = format!("/_matrix/client/v3/user/{}/filter", enc(&one.user_id));
+    let (status, created) = server.post(&path, Some(&one.access_token), filter).await;
+    assert_eq!(status, 200, "{created}");
+    let filter_id = created["filter_id"].as_str().unwrap().to_owned();
+    let sync = |since: Option<String>| {
+        let (server, token, filter_id) = (&server, one.access_token.clone(), filter_id.clone());
+        async move {
+            let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+            let path = format!("/_matrix/client/v3/sync?timeout=0&filter={filter_id}{since}");
+            let (status, body) = server.get(&path, Some(&token)).await;
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let counts = |body: &Value| {
+        let joined = &body["rooms"]["join"][&room];
+        let len = |v: &Value| v.as_array().map_or(0, Vec::len);
+        (len(&joined["timeline"]["events"]), len(&joined["state"]["events"]))
+    };
+    assert_eq!(counts(&sync(None).await), (3, 3));
+
+    let path = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", enc(&one.user_id));
+    let ignored = json!({"ignored_users": {two.user_id.clone(): {}}});
+    assert_eq!(server.put(&path, Some(&one.access_token), ignored).await.0, 200);
+    let filler = format!("/_matrix/client/v3/rooms/{}/send/a.made.up.filler.type/f1", enc(&room));
+    assert_eq!(server.put(&filler, Some(&one.access_token), json!({"filler": 1})).await.0, 200);
+    let full = sync(None).await;
+    assert_eq!(counts(&full), (2, 3), "{full}");
+    assert!(
+        full["rooms"]["join"][&room]["timeline"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["sender"] != two.user_id.as_str())
+    );
+
+    text(&server, &two, &room, "Message2").await;
+    let since = full["next_batch"].as_str().unwrap().to_owned();
+    let third = sync(Some(since)).await;
+    assert!(third["rooms"]["join"].as_object().is_none_or(|j| j.is_empty()), "{third}");
+
+    text(&server, &three, &room, "Message3").await;
+    let fourth = sync(Some(third["next_batch"].as_str().unwrap().to_owned())).await;
+    assert_eq!(counts(&fourth).0, 1, "{fourth}");
+    assert_eq!(bodies(fourth["rooms"]["join"][&room]["timeline"]["events"].as_array().unwrap()), ["Message3"]);
+}

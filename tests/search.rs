@@ -366,6 +366,56 @@ async fn directory_finds_room_mates_and_public_room_members_not_strangers() {
     assert_eq!(found_ids(&directory(&server, &alice, "robert", 10).await), [bob.user_id.as_str()]);
 }
 
+/// Sytest 52user-directory/01public.pl, "Users appear/disappear from
+/// directory when join_rules / history_visibility are changed" and "Users
+/// stay in directory when join_rules are changed but history_visibility is
+/// world_readable": a room is public while anyone may join it or read it;
+/// a user sharing no room with the searcher (themself included) is found
+/// only while in a public room.
+#[tokio::test]
+async fn directory_follows_a_rooms_join_rules_and_history_visibility() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let carol = server.register("carol").await;
+    set_name(&server, &bob, "Bobby Tables").await;
+    let room = private_room(&server, &alice).await;
+    assert_eq!(server.room_post(&alice.access_token, &room, "invite", json!({"user_id": bob.user_id})).await.0, 200);
+    assert_eq!(server.join(&bob.access_token, &room).await.0, 200);
+    let set = |kind: &'static str, content: Value| {
+        let (server, token, room) = (&server, alice.access_token.clone(), room.clone());
+        async move {
+            let (status, body) = server.put_state(&token, &room, kind, "", content).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let found_by = |searcher: &TestUser| {
+        let (server, searcher) = (&server, searcher.clone());
+        async move { found_ids(&directory(server, &searcher, "bobby", 10).await) }
+    };
+    let bob_only = [bob.user_id.clone()];
+    // Alice shares the room; bob himself and carol do not.
+    assert_eq!(found_by(&alice).await, bob_only);
+    assert!(found_by(&bob).await.is_empty(), "a private room does not list one's self");
+    assert!(found_by(&carol).await.is_empty());
+
+    set("m.room.join_rules", json!({"join_rule": "public"})).await;
+    assert_eq!(found_by(&carol).await, bob_only, "a public join rule lists the room's members");
+    assert_eq!(found_by(&bob).await, bob_only);
+    set("m.room.join_rules", json!({"join_rule": "invite"})).await;
+    assert!(found_by(&carol).await.is_empty());
+    assert!(found_by(&bob).await.is_empty());
+
+    set("m.room.history_visibility", json!({"history_visibility": "world_readable"})).await;
+    assert_eq!(found_by(&carol).await, bob_only, "world-readable history lists the room's members");
+    set("m.room.join_rules", json!({"join_rule": "public"})).await;
+    set("m.room.join_rules", json!({"join_rule": "invite"})).await;
+    assert_eq!(found_by(&carol).await, bob_only, "still world-readable");
+    set("m.room.history_visibility", json!({"history_visibility": "shared"})).await;
+    assert!(found_by(&carol).await.is_empty());
+    assert_eq!(found_by(&alice).await, bob_only);
+}
+
 #[tokio::test]
 async fn directory_limit_says_when_more_matched() {
     let server = TestServer::start().await;

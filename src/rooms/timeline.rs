@@ -264,6 +264,10 @@ impl Rooms {
         limit: usize,
         filter: &EventFilter,
     ) -> Result<(Arc<Pdu>, MessagesPage, MessagesPage, Vec<Arc<Pdu>>), RoomsError> {
+        // A user who may not read the room at all is refused as such (403,
+        // as Synapse and Sytest's "/context/ on non world readable room
+        // does not work"); one who may, but not this event, finds no event.
+        self.require_readable(user, room_id).await?;
         let event = self.event_for_user(user, room_id, event_id).await?;
         if filter.ignores(&event) {
             return Err(RoomsError::NotFound("event not found".into()));

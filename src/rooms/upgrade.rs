@@ -36,6 +36,9 @@ impl Rooms {
         if !versions::is_supported(&new_version) {
             return Err(RoomsError::UnsupportedRoomVersion(new_version.to_string()));
         }
+        // A room unknown here is 404, not a refusal (Sytest "/upgrade of a
+        // bogus room fails gracefully", as Synapse).
+        self.current_state(old).await?;
         if !self.user_can_send_state(old, user, StateEventType::RoomTombstone).await? {
             return Err(RoomsError::Forbidden("you may not upgrade this room".into()));
         }

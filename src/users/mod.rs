@@ -84,7 +84,7 @@ pub struct IssuedTokens {
 }
 
 /// What a registration asks for.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct RegisterRequest {
     pub username: Option<String>,
     pub password: Option<String>,
@@ -93,6 +93,19 @@ pub struct RegisterRequest {
     pub inhibit_login: bool,
     pub refresh_token: bool,
     pub client_ip: Option<String>,
+}
+
+impl RegisterRequest {
+    /// A request that carries only `auth`: it goes on with the parameters
+    /// its session remembers.
+    fn has_no_parameters(&self) -> bool {
+        self.username.is_none()
+            && self.password.is_none()
+            && self.device_id.is_none()
+            && self.initial_device_display_name.is_none()
+            && !self.inhibit_login
+            && !self.refresh_token
+    }
 }
 
 pub struct Users {
@@ -159,9 +172,29 @@ impl Users {
         }
     }
 
-    /// Registers an account after the UIA flow completes.
-    pub async fn register(&self, req: RegisterRequest, auth: Option<&AuthData>) -> Result<Option<IssuedTokens>> {
+    /// Registers an account after the UIA flow completes, and answers the
+    /// account's id with its first device's tokens (none after
+    /// `inhibit_login`). A registration session remembers the parameters
+    /// of the request that started it, so later requests may carry only
+    /// `auth`; once it made an account, the same request again logs the
+    /// same device in again rather than failing (as Synapse: a client whose
+    /// answer was lost may retry).
+    pub async fn register(
+        &self,
+        req: RegisterRequest,
+        auth: Option<&AuthData>,
+    ) -> Result<(OwnedUserId, Option<IssuedTokens>)> {
         let flows = self.registration_flows()?;
+        let session = auth.and_then(AuthData::session);
+        let req = match session {
+            Some(session) => {
+                if let Some(done) = self.uia.registered(session) {
+                    return self.register_again(done, req, session).await;
+                }
+                self.uia.registration_params(session, req)
+            }
+            None => req,
+        };
         let user_id = match &req.username {
             Some(name) => self.user_id_for_new_account(name)?,
             None => self.random_user_id().await?,
@@ -173,16 +206,21 @@ impl Users {
         if req.username.is_some() && self.db.get_user(user_id.clone()).await?.is_some() {
             return Err(UsersError::UserInUse);
         }
-        let password = match req.password.clone() {
-            Some(p) => {
-                self.check_password_strength(&p)?;
-                Some(p)
+        if let Some(p) = &req.password {
+            self.check_password_strength(p)?;
+        }
+        let completed = match self.authenticate(auth, flows, None, uia::REGISTER).await {
+            Ok(completed) => completed,
+            Err(UsersError::Uia(info)) => {
+                if let Some(started) = &info.session {
+                    self.uia.remember_registration(started, &req);
+                }
+                return Err(UsersError::Uia(info));
             }
-            None => None,
+            Err(e) => return Err(e),
         };
-        let completed = self.authenticate(auth, flows, None, "register").await?;
 
-        let password_hash = match password {
+        let password_hash = match req.password.clone() {
             Some(p) => Some(password::hash_password(p).await),
             None => None,
         };
@@ -205,7 +243,33 @@ impl Users {
             }
         }
         tracing::info!(user_id = %user_id, "registered a new account");
-        self.tokens_unless_inhibited(user_id, req).await
+        let tokens = self.tokens_unless_inhibited(user_id.clone(), req).await?;
+        if let Some(session) = session {
+            let device_id = tokens.as_ref().map(|t| t.device_id.clone());
+            self.uia.set_registered(session, uia::Registered { user_id: user_id.clone(), device_id });
+        }
+        Ok((user_id, tokens))
+    }
+
+    /// A registration request repeated on a session that already made an
+    /// account: the same account, with new tokens for the device the first
+    /// request logged in (a new one if it was inhibited then and is not
+    /// now).
+    async fn register_again(
+        &self,
+        done: uia::Registered,
+        req: RegisterRequest,
+        session: &str,
+    ) -> Result<(OwnedUserId, Option<IssuedTokens>)> {
+        let req = self.uia.registration_params(session, req);
+        let device_id = done.device_id.or(req.device_id.clone());
+        let req = RegisterRequest { device_id, ..req };
+        let tokens = self.tokens_unless_inhibited(done.user_id.clone(), req).await?;
+        if let Some(t) = &tokens {
+            let registered = uia::Registered { user_id: done.user_id.clone(), device_id: Some(t.device_id.clone()) };
+            self.uia.set_registered(session, registered);
+        }
+        Ok((done.user_id, tokens))
     }
 
     /// `POST /register?kind=guest` (client-server API, "Guest Access"): a
@@ -269,7 +333,7 @@ impl Users {
         if let Some(p) = &req.password {
             self.check_password_strength(p)?;
         }
-        self.authenticate(auth, flows, None, "register").await?;
+        self.authenticate(auth, flows, None, uia::REGISTER).await?;
         let password_hash = match req.password.clone() {
             Some(p) => Some(password::hash_password(p).await),
             None => None,
@@ -538,6 +602,23 @@ impl Users {
 
     pub async fn list_devices(&self, user_id: &OwnedUserId) -> Result<Vec<DeviceRecord>> {
         Ok(self.db.list_devices(user_id.clone()).await?)
+    }
+
+    /// `GET /admin/whois/{userId}` (client-server API, "Server
+    /// administration"): the user's devices with what is recorded of their
+    /// last use, for a server admin or the user themself. Only users of
+    /// this server are known here.
+    pub async fn whois(&self, session: &Session, user_id: &OwnedUserId) -> Result<Vec<DeviceRecord>> {
+        if !session.is_admin && session.user_id != *user_id {
+            return Err(UsersError::Forbidden("only server admins may look up other users".into()));
+        }
+        if user_id.server_name() != self.server_name() {
+            return Err(UsersError::InvalidParam("only users of this server can be looked up".into()));
+        }
+        if !self.exists(user_id).await? {
+            return Err(UsersError::NotFound("no such user".into()));
+        }
+        self.list_devices(user_id).await
     }
 
     pub async fn get_device(&self, user_id: &OwnedUserId, device_id: &OwnedDeviceId) -> Result<DeviceRecord> {

@@ -130,15 +130,10 @@ async fn register(state: AppState, req: Ruma<register::v3::Request>) -> Result<r
         refresh_token: body.refresh_token,
         client_ip,
     };
-    let requested_user = request.username.clone();
-    match state.users.register(request, body.auth.as_ref()).await? {
-        Some(tokens) => Ok(registered(tokens)),
-        None => {
-            let name = requested_user.unwrap_or_default();
-            let user_id = state.users.user_id_for_new_account(&name)?;
-            Ok(register::v3::Response::new(user_id))
-        }
-    }
+    Ok(match state.users.register(request, body.auth.as_ref()).await? {
+        (_, Some(tokens)) => registered(tokens),
+        (user_id, None) => register::v3::Response::new(user_id),
+    })
 }
 
 fn registered(tokens: IssuedTokens) -> register::v3::Response {

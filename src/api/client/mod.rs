@@ -3,6 +3,7 @@
 
 mod account;
 mod account_data;
+mod admin;
 mod appservice;
 mod backup;
 mod delayed_events;
@@ -78,5 +79,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = voip::routes(router);
     let router = rtc::routes(router);
     let router = openid::routes(router);
+    let router = admin::routes(router);
     account_data::routes(router)
 }

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use ruma::api::federation::{
     authorization::get_event_authorization,
     backfill::get_backfill,
@@ -24,7 +24,10 @@ use serde_json::Value;
 
 use super::{Fed, edus};
 use crate::federation::keys::raw_document;
-use crate::{http::ApiError, services::AppState};
+use crate::{
+    http::{ApiError, RumaResponse},
+    services::AppState,
+};
 
 pub(super) async fn own_keys(
     state: AppState,
@@ -352,11 +355,20 @@ pub(super) async fn hierarchy(
 
 /// Whose OpenID token this is (server-server API, "OpenID"). Asked by a
 /// third party, not a server: the request is not signed, the token is the
-/// credential.
+/// credential. Mounted by hand: a request without `access_token` names no
+/// valid token, 401 `M_UNKNOWN_TOKEN` as for a wrong one (as Synapse, and
+/// Sytest "Requests to userinfo without access tokens are rejected"),
+/// where ruma's parsing would make it a 400.
 pub(super) async fn openid_userinfo(
-    state: AppState,
-    req: Fed<get_openid_userinfo::v1::Request>,
-) -> Result<get_openid_userinfo::v1::Response, ApiError> {
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<RumaResponse<get_openid_userinfo::v1::Response>, ApiError> {
+    let has_token =
+        req.uri().query().is_some_and(|q| form_urlencoded::parse(q.as_bytes()).any(|(k, _)| k == "access_token"));
+    if state.federation.enabled() && !has_token {
+        return Err(ApiError::unknown_token(false));
+    }
+    let req = Fed::<get_openid_userinfo::v1::Request>::from_request(req, &state).await?;
     let user_id = state.users.openid_userinfo(&req.body.access_token).await?;
-    Ok(get_openid_userinfo::v1::Response::new(user_id))
+    Ok(RumaResponse(get_openid_userinfo::v1::Response::new(user_id)))
 }

@@ -22,10 +22,14 @@ use http::StatusCode;
 use ruma::{
     OwnedServerName, RoomId, ServerName,
     api::{
-        IncomingRequest,
+        IncomingRequest, Metadata,
         auth_scheme::{AuthScheme, NoAuthentication},
         error::ErrorKind,
-        federation::authentication::{ServerSignatures, XMatrix, XMatrixParseError},
+        federation::{
+            authentication::{ServerSignatures, XMatrix, XMatrixParseError},
+            openid::get_openid_userinfo,
+        },
+        path_builder::PathBuilder,
     },
     signatures::PublicKeyMap,
 };
@@ -274,7 +278,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = mount(router, endpoints::user_keys_query);
     let router = mount(router, endpoints::user_keys_claim);
     let router = mount(router, endpoints::user_devices);
-    let router = mount(router, endpoints::openid_userinfo);
+    let userinfo_paths = <get_openid_userinfo::v1::Request as Metadata>::PATH_BUILDER.all_paths();
+    let router = userinfo_paths.fold(router, |r, path| r.route(path, axum::routing::get(endpoints::openid_userinfo)));
     let router = media::routes(router);
     let router =
         router.route("/_matrix/key/v2/query/{server_name}/{key_id}", axum::routing::get(endpoints::notary_get_key));

@@ -70,6 +70,14 @@ async fn membership_template(
     if !state.rooms.knows_room(room_id).await? {
         return Err(ApiError::not_found("this server does not know the room"));
     }
+    // A server whose users all left cannot vouch for the room's state, nor
+    // send a join on: the joining server must ask another (as Synapse;
+    // Sytest "Inbound /make_join rejects attempts to join rooms where all
+    // users have left").
+    let joining = matches!(membership, MembershipState::Join | MembershipState::Knock);
+    if joining && !state.rooms.is_resident(room_id).await? {
+        return Err(ApiError::not_found("no user of this server is in the room any more"));
+    }
     state.rooms.require_server_allowed(room_id, origin).await?;
     Ok(state.rooms.make_membership_template(room_id, user_id, membership).await?)
 }

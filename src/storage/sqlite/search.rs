@@ -109,10 +109,12 @@ impl SearchStore for SqliteStore {
             let row = |r: &rusqlite::Row<'_>| {
                 Ok(DirectoryUser { user_id: r.get(0)?, displayname: r.get(1)?, avatar_url: r.get(2)? })
             };
-            // The users the searcher may find through rooms: members of
-            // the rooms they are in and of the rooms anyone may join. A
-            // local user's profile is read from their profile (current), a
-            // remote user's from their membership event.
+            // The users the searcher may find through rooms: the other
+            // members of the rooms they are in, and the members of public
+            // rooms (anyone may join or read them; Synapse's
+            // `users_in_public_rooms`), the searcher too. A local user's
+            // profile is read from their profile (current), a remote
+            // user's from their membership event.
             let mut stmt = c.prepare_cached(
                 "SELECT user_id, name, avatar FROM (
                      SELECT m.user_id AS user_id,
@@ -124,12 +126,16 @@ impl SearchStore for SqliteStore {
                                      MAX(json_extract(e.json, '$.content.avatar_url'))) AS avatar
                      FROM room_memberships m JOIN events e ON e.event_id = m.event_id
                      WHERE m.membership = 'join'
-                       AND (m.room_id IN (SELECT room_id FROM room_memberships
-                                          WHERE user_id = ?1 AND membership = 'join')
+                       AND ((m.user_id <> ?1
+                             AND m.room_id IN (SELECT room_id FROM room_memberships
+                                               WHERE user_id = ?1 AND membership = 'join'))
                             OR m.room_id IN (
                                 SELECT s.room_id FROM current_state s JOIN events j ON j.event_id = s.event_id
-                                WHERE s.type = 'm.room.join_rules' AND s.state_key = ''
-                                  AND json_extract(j.json, '$.content.join_rule') = 'public'))
+                                WHERE (s.type = 'm.room.join_rules' AND s.state_key = ''
+                                       AND json_extract(j.json, '$.content.join_rule') = 'public')
+                                   OR (s.type = 'm.room.history_visibility' AND s.state_key = ''
+                                       AND json_extract(j.json, '$.content.history_visibility')
+                                           = 'world_readable')))
                      GROUP BY m.user_id)
                  WHERE user_id LIKE ?2 ESCAPE '\\' OR name LIKE ?2 ESCAPE '\\'
                  LIMIT ?3",
