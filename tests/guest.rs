@@ -287,8 +287,20 @@ async fn global_initial_sync_lists_the_rooms_with_their_messages() {
         assert_eq!(bodies(&entry["messages"]["chunk"]), [text]);
         assert_eq!(state_of(&entry["state"], "m.room.name").unwrap()["content"]["name"], name);
     }
+    // Only what the client stored, as Synapse's: push rules are /sync's.
     let account_data = body["account_data"].as_array().unwrap();
-    assert!(account_data.iter().any(|e| e["type"] == "m.push_rules"), "{account_data:?}");
+    assert!(!account_data.iter().any(|e| e["type"] == "m.push_rules"), "{account_data:?}");
+    // The user's own presence is there, and legacy events name their
+    // sender as `user_id` too.
+    let presence = body["presence"].as_array().unwrap();
+    assert!(presence.iter().any(|p| p["content"]["user_id"] == alice.user_id.as_str()), "{presence:?}");
+    let entry = &rooms[0];
+    assert_eq!(entry["messages"]["chunk"][0]["user_id"], alice.user_id.as_str());
+    assert!(entry["state"].as_array().unwrap().iter().all(|e| e["user_id"] == e["sender"]));
+
+    // `limit=0`: no messages.
+    let (_, none) = server.get("/_matrix/client/v3/initialSync?limit=0", Some(&alice.access_token)).await;
+    assert!(none["rooms"].as_array().unwrap().iter().all(|r| r["messages"]["chunk"] == json!([])), "{none}");
 }
 
 #[tokio::test]
