@@ -55,9 +55,7 @@ impl CommitListener for FederationListener {
                     let servers = other_servers(audience, own);
                     if !servers.is_empty() {
                         let user = user.to_owned();
-                        tokio::spawn(
-                            async move { federation.send_device_list_update(&user, position, servers).await },
-                        );
+                        tokio::spawn(async move { federation.send_device_list_update(&user, position, servers).await });
                     }
                 }
                 Commit::ToDevice { sender, remote: Some(remote), .. } => {

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use ruma::{
     RoomId, ServerName,
-    api::federation::transactions::edu::{
-        DirectDeviceContent, Edu, PresenceContent, ReceiptContent, TypingContent,
-    },
+    api::federation::transactions::edu::{DirectDeviceContent, Edu, PresenceContent, ReceiptContent, TypingContent},
     serde::Raw,
 };
 

@@ -28,11 +28,8 @@ pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i
 /// `stream_id` and `prev_id`), and the whole write is one device list change
 /// (at the last stream id), whose position is returned.
 pub(super) fn record_device_updates(c: &Connection, user_id: &str, device_ids: &[&str]) -> Result<i64> {
-    let mut prev: Option<i64> = c.one(
-        "SELECT MAX(stream_id) FROM device_list_updates WHERE user_id = ?1",
-        [user_id],
-        |r| r.get(0),
-    )?;
+    let mut prev: Option<i64> =
+        c.one("SELECT MAX(stream_id) FROM device_list_updates WHERE user_id = ?1", [user_id], |r| r.get(0))?;
     let mut updates = Vec::with_capacity(device_ids.len());
     for device_id in device_ids {
         let stream_id = next_misc_position(c)?;
