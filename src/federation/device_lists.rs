@@ -196,51 +196,76 @@ impl Federation {
         Ok(position)
     }
 
-    /// The device list of another server's user, when this server tracks
-    /// it: they share a room with a user here, so their server tells this
-    /// one of every change. A list not stored yet is fetched (and stored)
-    /// first. `None` when it is not tracked or cannot be had.
-    async fn tracked_device_list(&self, user: &UserId) -> Option<KnownDeviceList> {
-        let known = async {
-            if self.db.users_sharing_rooms(user.to_string()).await?.is_empty() {
-                return Ok(None);
-            }
-            if self.db.remote_device_list(user.to_string()).await?.is_none() {
-                self.fetch_device_list(user).await?;
-            }
-            let Some((_, devices)) = self.db.remote_device_list(user.to_string()).await? else { return Ok(None) };
-            let (master_key, self_signing_key) = self.db.remote_cross_signing_keys(user.to_string()).await?;
-            let devices = match serde_json::from_str(&devices) {
-                Ok(Value::Object(devices)) => devices,
-                _ => return Ok(None),
-            };
-            Ok::<_, FedError>(Some(KnownDeviceList { devices, master_key, self_signing_key }))
+    /// What this server knows of another server's user's device list: it
+    /// tracks the list when they share a room with a user here (their
+    /// server then tells this one of every change) and the list is stored.
+    async fn tracked_device_list(&self, user: &UserId) -> Result<Tracking, FedError> {
+        if self.db.users_sharing_rooms(user.to_string()).await?.is_empty() {
+            return Ok(Tracking::NotShared);
+        }
+        let Some((_, devices)) = self.db.remote_device_list(user.to_string()).await? else {
+            return Ok(Tracking::NotStored);
         };
-        known.await.unwrap_or_else(|e| {
-            tracing::info!(%user, error = %e, "cannot read the tracked device list of a user of another server");
-            None
-        })
+        let (master_key, self_signing_key) = self.db.remote_cross_signing_keys(user.to_string()).await?;
+        let devices = match serde_json::from_str(&devices) {
+            Ok(Value::Object(devices)) => devices,
+            _ => return Ok(Tracking::NotStored),
+        };
+        Ok(Tracking::Known(KnownDeviceList { devices, master_key, self_signing_key }))
     }
 
     /// Answers `/keys/query` for the users of other servers whose device
     /// lists this server tracks, from what it stores; returns the others,
-    /// whose servers must be asked.
+    /// whose servers must be asked. The lists of those sharing a room here
+    /// but not stored yet are fetched and stored in the background, for the
+    /// next query (not in the way of this one: their server may be slow).
     pub(super) async fn query_tracked_keys(
-        &self,
+        self: &Arc<Self>,
         wanted: BTreeMap<ruma::OwnedUserId, Vec<OwnedDeviceId>>,
         result: &mut KeysQueryResult,
     ) -> BTreeMap<ruma::OwnedUserId, Vec<OwnedDeviceId>> {
         let mut untracked = BTreeMap::new();
+        let mut to_fetch = Vec::new();
         for (user, devices) in wanted {
             match self.tracked_device_list(&user).await {
-                Some(known) => answer_from_list(&user, &devices, known, result),
-                None => {
+                Ok(Tracking::Known(known)) => answer_from_list(&user, &devices, known, result),
+                Ok(Tracking::NotStored) => {
+                    to_fetch.push(user.clone());
+                    untracked.insert(user, devices);
+                }
+                Ok(Tracking::NotShared) => {
+                    untracked.insert(user, devices);
+                }
+                Err(e) => {
+                    tracing::info!(%user, error = %e, "cannot read what is known of a remote device list");
                     untracked.insert(user, devices);
                 }
             }
         }
+        if !to_fetch.is_empty() {
+            let federation = self.clone();
+            tokio::spawn(async move {
+                for user in to_fetch {
+                    if let Err(e) = federation.fetch_device_list(&user).await {
+                        tracing::info!(%user, error = %e, "cannot fetch the device list of a user of another server");
+                    }
+                }
+            });
+        }
         untracked
     }
+}
+
+/// Whether this server tracks a remote user's device list.
+enum Tracking {
+    /// Tracked: what is stored.
+    Known(KnownDeviceList),
+    /// They share a room with a user here, but the list is not stored (never
+    /// fetched, or forgotten as out of date).
+    NotStored,
+    /// They share no room with a user here: their server tells this one
+    /// nothing.
+    NotShared,
 }
 
 /// Puts a tracked device list in a `/keys/query` answer: each device's

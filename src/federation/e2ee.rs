@@ -2,7 +2,10 @@
 //! claims for users of other servers and to-device messages as EDUs
 //! (device lists are `device_lists.rs`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+};
 
 use ruma::{
     OwnedDeviceId, OwnedServerName, OwnedTransactionId, OwnedUserId, UserId,
@@ -38,7 +41,7 @@ impl Federation {
     /// store, those of other users from their servers; a server that
     /// cannot answer (or federation being off) goes into `failures`.
     pub async fn query_keys(
-        &self,
+        self: &Arc<Self>,
         requester: &UserId,
         wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<KeysQueryResult, FedError> {
@@ -79,7 +82,11 @@ impl Federation {
     /// what it stores, asks each server for the keys of its other users and
     /// merges the answers into `result`; a server that cannot answer goes
     /// into `failures`.
-    async fn query_keys_remote(&self, wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>, result: &mut KeysQueryResult) {
+    async fn query_keys_remote(
+        self: &Arc<Self>,
+        wanted: BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+        result: &mut KeysQueryResult,
+    ) {
         let wanted = self.query_tracked_keys(wanted, result).await;
         let mut by_server: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>> = BTreeMap::new();
         for (user, devices) in wanted {
