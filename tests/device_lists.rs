@@ -7,6 +7,11 @@
 mod common;
 
 use common::{PASSWORD, TestServer, TestUser, enc, free_port, make_test_certs, wait_until};
+use plexus::ruma::{
+    CanonicalJsonObject,
+    serde::{Base64, base64::Standard},
+    signatures::{Ed25519KeyPair, sign_json},
+};
 use serde_json::{Value, json};
 
 /// An incremental sync of `user` from `since` that waits (up to its
@@ -182,4 +187,135 @@ async fn a_device_list_update_from_another_server_makes_this_one_fetch_the_list(
         .await;
     assert_eq!(status, 200, "{body}");
     sync_until_changed(&a, &alice, &next, &bob.user_id).await;
+}
+
+/// A device's identity keys, signed by the device, as a client uploads them.
+fn signed_device_keys(user: &str, device: &str) -> Value {
+    let doc = Ed25519KeyPair::generate();
+    let pair = Ed25519KeyPair::from_der(&doc, device.to_owned()).unwrap();
+    let public = Base64::<Standard>::new(pair.public_key().to_vec()).encode();
+    let mut obj: CanonicalJsonObject = serde_json::from_value(json!({
+        "user_id": user,
+        "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {format!("ed25519:{device}"): public, format!("curve25519:{device}"): "Y3VydmUyNTUxOWtleWZvcnRlc3Rpbmc"},
+    }))
+    .unwrap();
+    sign_json(user, &pair, &mut obj).unwrap();
+    serde_json::to_value(obj).unwrap()
+}
+
+/// What `a` stores of `user`'s device list: the stream id and the devices.
+async fn known_devices(a: &TestServer, user: &str) -> Option<(i64, Value)> {
+    let known = a.services().db.remote_device_list(user.to_owned()).await.unwrap();
+    known.map(|(stream_id, devices)| (stream_id, serde_json::from_str(&devices).unwrap()))
+}
+
+/// Two federating servers, alice on A and bob on B in one room; returns
+/// them with the room.
+async fn alice_and_bob(certs: &Certs) -> (TestServer, TestServer, TestUser, TestUser) {
+    let (a, a_name) = federating_server(certs).await;
+    let (b, _) = federating_server(certs).await;
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let room = a.create_room(&alice.access_token, json!({"preset": "public_chat"})).await;
+    let path = format!("/_matrix/client/v3/join/{}?server_name={}", enc(&room), enc(&a_name));
+    let (status, body) = b.post(&path, Some(&bob.access_token), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    wait_until("bob's join reaches A", || async {
+        let (_, members) =
+            a.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", enc(&room)), Some(&alice.access_token)).await;
+        members["joined"].get(&bob.user_id).is_some()
+    })
+    .await;
+    (a, b, alice, bob)
+}
+
+/// Regression: B's device list updates named no device and carried no
+/// `prev_id`, so A could only fetch bob's whole list again each time. Now
+/// each update names the device with its keys or name and follows on from
+/// the one before, and A's copy of bob's list keeps up with B's stream, the
+/// stream id `/user/devices` answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn device_updates_carry_the_device_and_follow_on_from_each_other() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let (a, b, _alice, bob) = alice_and_bob(&certs).await;
+
+    // A new device: A fetches bob's whole list (it knew nothing of it), at
+    // the stream id of B's last update.
+    let (status, login) = b.login("bob", PASSWORD).await;
+    assert_eq!(status, 200, "{login}");
+    let phone = TestUser {
+        user_id: bob.user_id.clone(),
+        device_id: login["device_id"].as_str().unwrap().to_owned(),
+        access_token: login["access_token"].as_str().unwrap().to_owned(),
+        password: PASSWORD.to_owned(),
+    };
+    let head = b.services().db.device_stream_id(bob.user_id.clone()).await.unwrap();
+    wait_until("A knows bob's device list", || async {
+        known_devices(&a, &bob.user_id).await.is_some_and(|(stream_id, _)| stream_id == head)
+    })
+    .await;
+
+    // Its keys, then a new name, each applied on what A has.
+    let keys = signed_device_keys(&bob.user_id, &phone.device_id);
+    let (status, body) =
+        b.post("/_matrix/client/v3/keys/upload", Some(&phone.access_token), json!({"device_keys": keys.clone()})).await;
+    assert_eq!(status, 200, "{body}");
+    let path = format!("/_matrix/client/v3/devices/{}", enc(&phone.device_id));
+    let (status, body) = b.put(&path, Some(&bob.access_token), json!({"display_name": "Phone"})).await;
+    assert_eq!(status, 200, "{body}");
+    let head = b.services().db.device_stream_id(bob.user_id.clone()).await.unwrap();
+    wait_until("A follows bob's device stream", || async {
+        known_devices(&a, &bob.user_id).await.is_some_and(|(stream_id, _)| stream_id == head)
+    })
+    .await;
+    let (_, devices) = known_devices(&a, &bob.user_id).await.unwrap();
+    let device = &devices[&phone.device_id];
+    assert_eq!(device["device_display_name"], "Phone", "{devices}");
+    assert_eq!(device["keys"]["keys"], keys["keys"], "{devices}");
+
+    // A deleted device is gone from A's copy.
+    let (status, uia) = b.request(reqwest::Method::DELETE, &path, Some(&bob.access_token), Some(json!({}))).await;
+    assert_eq!(status, 401, "{uia}");
+    let auth = json!({"auth": {"type": "m.login.password", "session": uia["session"], "password": PASSWORD,
+                               "identifier": {"type": "m.id.user", "user": "bob"}}});
+    let (status, body) = b.request(reqwest::Method::DELETE, &path, Some(&bob.access_token), Some(auth)).await;
+    assert_eq!(status, 200, "{body}");
+    let head = b.services().db.device_stream_id(bob.user_id.clone()).await.unwrap();
+    wait_until("A learns of the deletion", || async {
+        known_devices(&a, &bob.user_id).await.is_some_and(|(stream_id, _)| stream_id == head)
+    })
+    .await;
+    let (_, devices) = known_devices(&a, &bob.user_id).await.unwrap();
+    assert!(devices.get(&phone.device_id).is_none(), "{devices}");
+}
+
+/// Regression: `/keys/query` for a user of another server always asked
+/// their server, though this one tracks their device list. Now it answers
+/// from what it stores, even while their server is away.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_of_a_tracked_remote_user_are_answered_from_the_stored_list() {
+    let certs_dir = tempfile::tempdir().unwrap();
+    let certs = make_test_certs(certs_dir.path());
+    let (a, mut b, alice, bob) = alice_and_bob(&certs).await;
+    let keys = signed_device_keys(&bob.user_id, &bob.device_id);
+    let (status, body) =
+        b.post("/_matrix/client/v3/keys/upload", Some(&bob.access_token), json!({"device_keys": keys.clone()})).await;
+    assert_eq!(status, 200, "{body}");
+    let head = b.services().db.device_stream_id(bob.user_id.clone()).await.unwrap();
+    wait_until("A has bob's device keys", || async {
+        known_devices(&a, &bob.user_id).await.is_some_and(|(stream_id, _)| stream_id == head)
+    })
+    .await;
+
+    b.stop().await;
+    let query = json!({"device_keys": {bob.user_id.clone(): []}});
+    let (status, body) = a.post("/_matrix/client/v3/keys/query", Some(&alice.access_token), query).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["failures"].as_object().is_none_or(|f| f.is_empty()), "{body}");
+    let device = &body["device_keys"][&bob.user_id][&bob.device_id];
+    assert_eq!(device["keys"], keys["keys"], "{body}");
+    assert_eq!(device["signatures"], keys["signatures"], "{body}");
 }

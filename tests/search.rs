@@ -297,7 +297,7 @@ async fn events_stored_before_the_index_existed_are_found() {
         let db = rusqlite::Connection::open(server.dir.path().join("plexus.db")).unwrap();
         db.execute_batch(
             "DROP TABLE event_search; DROP TABLE event_relations; DROP TABLE reports; DROP TABLE openid_tokens;
-             DROP TABLE delayed_events; DROP TABLE appservice_queue; DROP TABLE remote_media; DROP TABLE remote_device_lists;
+             DROP TABLE delayed_events; DROP TABLE appservice_queue; DROP TABLE remote_media; DROP TABLE remote_device_lists; DROP TABLE device_list_updates;
              ALTER TABLE users DROP COLUMN is_guest;
              PRAGMA user_version = 9;",
         )

@@ -4,7 +4,8 @@
 //! user's public room is joined from Synapse, and messages go both ways,
 //! each side seeing the other's in `/sync`; display name changes reach the
 //! other side as member events, and each side's users download (and
-//! thumbnail) the other side's media through their own server.
+//! thumbnail) the other side's media through their own server, and a Plexus
+//! user's new device reaches Synapse's `/keys/query` (device list updates).
 //!
 //! `.ci/run` installs Synapse in a virtualenv and sets
 //! `PLEXUS_SYNAPSE_PYTHON` to its interpreter; without it the test says so
@@ -17,7 +18,12 @@ mod synapse;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, TestUser, enc, free_port};
+use common::{PASSWORD, TestServer, TestUser, enc, free_port};
+use plexus::ruma::{
+    CanonicalJsonObject,
+    serde::{Base64, base64::Standard},
+    signatures::{Ed25519KeyPair, sign_json},
+};
 use serde_json::{Value, json};
 use synapse::{Synapse, SynapseUser};
 
@@ -465,4 +471,50 @@ async fn plexus_and_synapse_federate_both_ways() {
         (rooms[1]["room_id"].as_str(), rooms[1]["name"].as_str()),
         (Some(lone_s.as_str()), Some("Synapse lone"))
     );
+
+    // Device lists: Synapse tracks pat's (they share rooms), so its
+    // `/keys/query` answers from what Plexus's `m.device_list_update` EDUs
+    // told it. A new device of pat, with keys, shows up there.
+    let keys_on_synapse = || async {
+        let query = json!({"device_keys": {pat.user_id.clone(): []}});
+        let (status, body) = synapse.post("/_matrix/client/v3/keys/query", Some(&sue.access_token), query).await;
+        assert_eq!(status, 200, "{body}");
+        body["device_keys"][&pat.user_id].clone()
+    };
+    let main_keys = signed_device_keys(&pat.user_id, &pat.device_id);
+    let (status, body) =
+        plexus.post("/_matrix/client/v3/keys/upload", Some(&pat.access_token), json!({"device_keys": main_keys})).await;
+    assert_eq!(status, 200, "{body}");
+    common::wait_until("Synapse sees pat's device keys", || async {
+        keys_on_synapse().await.get(&pat.device_id).is_some()
+    })
+    .await;
+    let (status, login) = plexus.login("pat", PASSWORD).await;
+    assert_eq!(status, 200, "{login}");
+    let (phone, phone_token) =
+        (login["device_id"].as_str().unwrap().to_owned(), login["access_token"].as_str().unwrap().to_owned());
+    let phone_keys = signed_device_keys(&pat.user_id, &phone);
+    let body = json!({"device_keys": phone_keys.clone()});
+    let (status, body) = plexus.post("/_matrix/client/v3/keys/upload", Some(&phone_token), body).await;
+    assert_eq!(status, 200, "{body}");
+    common::wait_until("Synapse sees pat's new device", || async {
+        keys_on_synapse().await.get(&phone).is_some_and(|d| d["keys"] == phone_keys["keys"])
+    })
+    .await;
+}
+
+/// A device's identity keys, signed by the device, as a client uploads them.
+fn signed_device_keys(user: &str, device: &str) -> Value {
+    let doc = Ed25519KeyPair::generate();
+    let pair = Ed25519KeyPair::from_der(&doc, device.to_owned()).unwrap();
+    let public = Base64::<Standard>::new(pair.public_key().to_vec()).encode();
+    let mut obj: CanonicalJsonObject = serde_json::from_value(json!({
+        "user_id": user,
+        "device_id": device,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {format!("ed25519:{device}"): public, format!("curve25519:{device}"): "Y3VydmUyNTUxOWtleWZvcnRlc3Rpbmc"},
+    }))
+    .unwrap();
+    sign_json(user, &pair, &mut obj).unwrap();
+    serde_json::to_value(obj).unwrap()
 }

@@ -93,6 +93,12 @@ impl E2ee {
         self.device_list_committed(user, position).await
     }
 
+    /// The stream id of a local user's last device update, as other
+    /// servers know it (server-server API, `GET /user/devices`).
+    pub async fn device_stream_id(&self, user: &UserId) -> Result<i64> {
+        Ok(self.db.device_stream_id(user.to_string()).await?)
+    }
+
     /// Queues to-device messages from a user of another server (a
     /// `m.direct_to_device` EDU), once per message id.
     pub async fn receive_remote_to_device(

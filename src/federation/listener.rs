@@ -51,11 +51,11 @@ impl CommitListener for FederationListener {
                         tokio::spawn(async move { federation.send_presence(row, servers).await });
                     }
                 }
-                Commit::DeviceList { user, audience, .. } if user.server_name() == own => {
+                Commit::DeviceList { position, user, audience } if user.server_name() == own => {
                     let servers = other_servers(audience, own);
                     if !servers.is_empty() {
                         let user = user.to_owned();
-                        tokio::spawn(async move { federation.send_device_list_update(&user, servers).await });
+                        tokio::spawn(async move { federation.send_device_list_update(&user, position, servers).await });
                     }
                 }
                 Commit::ToDevice { sender, remote: Some(remote), .. } => {

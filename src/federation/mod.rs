@@ -6,6 +6,7 @@
 //! the room server before its signatures and hashes are checked.
 
 mod client_membership;
+mod device_lists;
 mod directory;
 mod e2ee;
 mod edus;

@@ -17,6 +17,18 @@ pub enum DeviceKeysOutcome {
     Conflict,
 }
 
+/// One device's update in a local user's device list stream (server-server
+/// API, "Device Management": an `m.device_list_update` EDU's `stream_id`
+/// and `prev_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceUpdate {
+    pub device_id: String,
+    pub stream_id: i64,
+    /// The stream id of the user's update before this one; `None` for the
+    /// first.
+    pub prev_id: Option<i64>,
+}
+
 /// A one-time key handed out by a claim.
 #[derive(Debug, Clone)]
 pub struct ClaimedKey {
@@ -154,6 +166,32 @@ pub trait E2eeStore: Send + Sync {
     /// Replaces what is known of a remote user's device list and records
     /// the change, in one write; returns its position.
     async fn set_remote_device_list(&self, user_id: String, stream_id: i64, devices: String) -> Result<i64>;
+
+    /// The device updates a device list change of a local user (at
+    /// `position`) made, by stream id. Empty for a change of cross-signing
+    /// keys only, or when later changes of the same devices replaced them.
+    async fn device_updates_of_change(&self, user_id: String, position: i64) -> Result<Vec<DeviceUpdate>>;
+
+    /// The stream id of a local user's last device update (0 before the
+    /// first): what `GET /user/devices` answers as `stream_id`.
+    async fn device_stream_id(&self, user_id: String) -> Result<i64>;
+
+    /// Forgets what is known of a remote user's device list (it may be out
+    /// of date); `remote_device_list` is `None` until it is stored again.
+    async fn forget_remote_device_list(&self, user_id: String) -> Result<()>;
+
+    /// The master and self-signing keys (JSON) stored with a remote user's
+    /// device list.
+    async fn remote_cross_signing_keys(&self, user_id: String) -> Result<(Option<String>, Option<String>)>;
+
+    /// Replaces the cross-signing keys stored with a remote user's device
+    /// list (nothing when the list is not stored).
+    async fn set_remote_cross_signing_keys(
+        &self,
+        user_id: String,
+        master_key: Option<String>,
+        self_signing_key: Option<String>,
+    ) -> Result<()>;
 
     /// Users, among `(users sharing a room with viewer) + viewer`, whose
     /// device lists changed in `(since, until]`.

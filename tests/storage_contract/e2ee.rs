@@ -223,6 +223,32 @@ pub async fn device_writes_record_device_list_changes(store: Arc<dyn Storage>) {
     assert!(store.device_list_position(BOB.into()).await.unwrap().unwrap() > renamed);
 }
 
+pub async fn device_updates_form_one_stream_per_user(store: Arc<dyn Storage>) {
+    use plexus::storage::e2ee::DeviceUpdate;
+    assert_eq!(store.device_stream_id(BOB.into()).await.unwrap(), 0);
+    login(&*store, BOB, "PHONE").await;
+    let first = store.device_list_position(BOB.into()).await.unwrap().unwrap();
+    assert_eq!(
+        store.device_updates_of_change(BOB.into(), first).await.unwrap(),
+        [DeviceUpdate { device_id: "PHONE".into(), stream_id: first, prev_id: None }]
+    );
+    login(&*store, BOB, "LAPTOP").await;
+    let bob: OwnedUserId = BOB.try_into().unwrap();
+    // One write deleting two devices: one update each, chained.
+    store.delete_devices(bob, vec!["PHONE".into(), "LAPTOP".into()]).await.unwrap();
+    let change = store.device_list_position(BOB.into()).await.unwrap().unwrap();
+    let updates = store.device_updates_of_change(BOB.into(), change).await.unwrap();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert_eq!(updates[1].prev_id, Some(updates[0].stream_id));
+    assert!(updates[0].prev_id.is_some_and(|p| p > first));
+    assert_eq!(updates[1].stream_id, change);
+    assert_eq!(store.device_stream_id(BOB.into()).await.unwrap(), change);
+    // Cross-signing keys move the device list, not the device stream.
+    let keys = store.set_cross_signing_keys(BOB.into(), vec![("master".into(), "M".into())]).await.unwrap();
+    assert!(store.device_updates_of_change(BOB.into(), keys).await.unwrap().is_empty());
+    assert_eq!(store.device_stream_id(BOB.into()).await.unwrap(), change);
+}
+
 pub async fn remote_device_lists_are_replaced(store: Arc<dyn Storage>) {
     let zed = "@zed:remote.test";
     assert_eq!(store.remote_device_list(zed.into()).await.unwrap(), None);
@@ -231,4 +257,9 @@ pub async fn remote_device_lists_are_replaced(store: Arc<dyn Storage>) {
     let second = store.set_remote_device_list(zed.into(), 9, r#"{"B":{}}"#.into()).await.unwrap();
     assert!(second > first);
     assert_eq!(store.remote_device_list(zed.into()).await.unwrap(), Some((9, r#"{"B":{}}"#.to_owned())));
+    store.set_remote_cross_signing_keys(zed.into(), Some("M".into()), None).await.unwrap();
+    assert_eq!(store.remote_cross_signing_keys(zed.into()).await.unwrap(), (Some("M".to_owned()), None));
+    store.forget_remote_device_list(zed.into()).await.unwrap();
+    assert_eq!(store.remote_device_list(zed.into()).await.unwrap(), None);
+    assert_eq!(store.remote_cross_signing_keys(zed.into()).await.unwrap(), (None, None));
 }

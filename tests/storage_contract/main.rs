@@ -141,6 +141,7 @@ contract_tests!(sqlite, crate::open_sqlite;
         to_device_messages_are_idempotent_and_deleted_on_ack,
         cross_signing_keys_are_replaced,
         device_writes_record_device_list_changes,
+        device_updates_form_one_stream_per_user,
         remote_device_lists_are_replaced,
     ],
     backup: [

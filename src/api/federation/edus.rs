@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use ruma::{
     RoomId, ServerName,
-    api::federation::transactions::edu::{
-        DirectDeviceContent, Edu, PresenceContent, ReceiptContent, SigningKeyUpdateContent, TypingContent,
-    },
+    api::federation::transactions::edu::{DirectDeviceContent, Edu, PresenceContent, ReceiptContent, TypingContent},
     serde::Raw,
 };
 
@@ -57,12 +55,9 @@ pub async fn receive_edu(state: &AppState, origin: &ServerName, edu: &Raw<Edu>) 
                 state.federation.receive_device_list_update(update).await;
             }
         }
-        Edu::SigningKeyUpdate(SigningKeyUpdateContent { user_id, .. }) => {
-            if user_id.server_name() != origin {
-                return;
-            }
-            if let Err(e) = state.e2ee.remote_device_change(&user_id).await {
-                tracing::info!(%origin, error = %e, "dropped a device list update");
+        Edu::SigningKeyUpdate(update) => {
+            if update.user_id.server_name() == origin {
+                state.federation.receive_signing_key_update(update).await;
             }
         }
         _ => tracing::debug!(%origin, "ignored an EDU type"),

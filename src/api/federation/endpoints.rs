@@ -295,7 +295,10 @@ pub(super) async fn user_devices(
     local_user(&state, &user)?;
     let requester = ruma::UserId::parse(format!("@_:{}", req.origin())).map_err(|_| ApiError::internal())?;
     let result = state.e2ee.query_keys(&requester, BTreeMap::from([(user.clone(), Vec::new())])).await?;
-    let stream_id = ruma::UInt::try_from(crate::storage::now_ms().max(0) as u64).unwrap_or_default();
+    // The stream id of the last `m.device_list_update` sent about the user,
+    // which the next one names as its `prev_id`.
+    let stream_id = state.e2ee.device_stream_id(&user).await?;
+    let stream_id = ruma::UInt::new_saturating(u64::try_from(stream_id).unwrap_or_default());
     let mut response = get_devices::v1::Response::new(user.clone(), stream_id);
     let names: BTreeMap<String, Option<String>> =
         state.users.list_devices(&user).await?.into_iter().map(|d| (d.device_id.to_string(), d.display_name)).collect();

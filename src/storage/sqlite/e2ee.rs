@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{CachedSql, SqliteStore, streams::next_misc_position};
 use crate::storage::{
     E2eeStore, Result, StorageError,
-    e2ee::{ClaimedKey, DeviceKeysOutcome, OutgoingToDevice, SameIdentity, ToDeviceRow},
+    e2ee::{ClaimedKey, DeviceKeysOutcome, DeviceUpdate, OutgoingToDevice, SameIdentity, ToDeviceRow},
 };
 
 pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i64> {
@@ -22,7 +22,44 @@ pub(super) fn mark_device_list_change(c: &Connection, user_id: &str) -> Result<i
     Ok(pos)
 }
 
-/// Removes everything end-to-end about a device (called when it is deleted).
+/// Records a change of some of a local user's devices (new, renamed,
+/// deleted, new keys): each device takes its own stream id, chained to the
+/// user's update before it (server-server API, "Device Management":
+/// `stream_id` and `prev_id`), and the whole write is one device list change
+/// (at the last stream id), whose position is returned.
+pub(super) fn record_device_updates(c: &Connection, user_id: &str, device_ids: &[&str]) -> Result<i64> {
+    let mut prev: Option<i64> =
+        c.one("SELECT MAX(stream_id) FROM device_list_updates WHERE user_id = ?1", [user_id], |r| r.get(0))?;
+    let mut updates = Vec::with_capacity(device_ids.len());
+    for device_id in device_ids {
+        let stream_id = next_misc_position(c)?;
+        updates.push((*device_id, stream_id, prev));
+        prev = Some(stream_id);
+    }
+    // No device (a deactivation of an account without devices): only the
+    // cross-signing keys changed.
+    let Some(&(_, change, _)) = updates.last() else {
+        return mark_device_list_change(c, user_id);
+    };
+    for (device_id, stream_id, prev_id) in updates {
+        c.exec(
+            "INSERT INTO device_list_updates (user_id, device_id, stream_id, prev_id, change_position)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (user_id, device_id) DO UPDATE SET stream_id = excluded.stream_id,
+                 prev_id = excluded.prev_id, change_position = excluded.change_position",
+            params![user_id, device_id, stream_id, prev_id, change],
+        )?;
+    }
+    c.exec(
+        "INSERT INTO device_list_changes (user_id, stream_id) VALUES (?1, ?2)
+         ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id",
+        params![user_id, change],
+    )?;
+    Ok(change)
+}
+
+/// Removes everything end-to-end about a device (called when it is
+/// deleted; the caller records the device update).
 pub(super) fn delete_device_keys(c: &Connection, user_id: &str, device_id: &str) -> Result<()> {
     for sql in [
         "DELETE FROM device_keys WHERE user_id = ?1 AND device_id = ?2",
@@ -32,7 +69,6 @@ pub(super) fn delete_device_keys(c: &Connection, user_id: &str, device_id: &str)
     ] {
         c.exec(sql, params![user_id, device_id])?;
     }
-    mark_device_list_change(c, user_id)?;
     Ok(())
 }
 
@@ -66,7 +102,7 @@ impl E2eeStore for SqliteStore {
                  ON CONFLICT (user_id, device_id) DO UPDATE SET json = excluded.json",
                 params![user_id, device_id, json],
             )?;
-            Ok(DeviceKeysOutcome::Changed(mark_device_list_change(c, &user_id)?))
+            Ok(DeviceKeysOutcome::Changed(record_device_updates(c, &user_id, &[&device_id])?))
         })
         .await
     }
@@ -77,7 +113,7 @@ impl E2eeStore for SqliteStore {
                 "UPDATE device_keys SET json = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![user_id, device_id, json],
             )?;
-            mark_device_list_change(c, &user_id)
+            record_device_updates(c, &user_id, &[&device_id])
         })
         .await
     }
@@ -258,6 +294,68 @@ impl E2eeStore for SqliteStore {
                 params![user_id, stream_id, devices],
             )?;
             mark_device_list_change(c, &user_id)
+        })
+        .await
+    }
+
+    async fn device_updates_of_change(&self, user_id: String, position: i64) -> Result<Vec<DeviceUpdate>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT device_id, stream_id, prev_id FROM device_list_updates
+                 WHERE user_id = ?1 AND change_position = ?2 ORDER BY stream_id",
+            )?;
+            let rows = stmt.query_map(params![user_id, position], |r| {
+                Ok(DeviceUpdate { device_id: r.get(0)?, stream_id: r.get(1)?, prev_id: r.get(2)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn device_stream_id(&self, user_id: String) -> Result<i64> {
+        self.read(move |c| {
+            Ok(c.one(
+                "SELECT COALESCE(MAX(stream_id), 0) FROM device_list_updates WHERE user_id = ?1",
+                [&user_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn forget_remote_device_list(&self, user_id: String) -> Result<()> {
+        self.write(move |c| {
+            c.exec("DELETE FROM remote_device_lists WHERE user_id = ?1", [&user_id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remote_cross_signing_keys(&self, user_id: String) -> Result<(Option<String>, Option<String>)> {
+        self.read(move |c| {
+            Ok(c.one(
+                "SELECT master_key, self_signing_key FROM remote_device_lists WHERE user_id = ?1",
+                [&user_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .unwrap_or((None, None)))
+        })
+        .await
+    }
+
+    async fn set_remote_cross_signing_keys(
+        &self,
+        user_id: String,
+        master_key: Option<String>,
+        self_signing_key: Option<String>,
+    ) -> Result<()> {
+        self.write(move |c| {
+            c.exec(
+                "UPDATE remote_device_lists SET master_key = ?2, self_signing_key = ?3 WHERE user_id = ?1",
+                params![user_id, master_key, self_signing_key],
+            )?;
+            Ok(())
         })
         .await
     }

@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0016_remote_media.sql"),
     include_str!("migrations/0017_remote_device_lists.sql"),
     include_str!("migrations/0018_guests.sql"),
+    include_str!("migrations/0019_device_list_updates.sql"),
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -193,6 +193,8 @@ impl AccountStore for SqliteStore {
             for device in &devices {
                 super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
             }
+            let deleted: Vec<&str> = devices.iter().map(String::as_str).collect();
+            super::e2ee::record_device_updates(c, user_id.as_str(), &deleted)?;
             c.exec("DELETE FROM cross_signing_keys WHERE user_id = ?1", [user_id.as_str()])?;
             c.exec("DELETE FROM devices WHERE user_id = ?1", [user_id.as_str()])?;
             c.exec("DELETE FROM openid_tokens WHERE user_id = ?1", [user_id.as_str()])?;
@@ -224,7 +226,7 @@ impl AccountStore for SqliteStore {
             c.exec("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
             c.exec("DELETE FROM refresh_tokens WHERE user_id = ?1 AND device_id = ?2", params![user, device])?;
             // Other users learn of the new device (`device_lists.changed`).
-            super::e2ee::mark_device_list_change(c, user)?;
+            super::e2ee::record_device_updates(c, user, &[device])?;
             insert_tokens(c, user, device, &tokens, now)
         })
         .await
@@ -324,7 +326,7 @@ impl AccountStore for SqliteStore {
             )?;
             // The display name is part of what other users' clients show.
             if n > 0 {
-                super::e2ee::mark_device_list_change(c, user_id.as_str())?;
+                super::e2ee::record_device_updates(c, user_id.as_str(), &[device_id.as_str()])?;
             }
             Ok(n > 0)
         })
@@ -333,15 +335,21 @@ impl AccountStore for SqliteStore {
 
     async fn delete_devices(&self, user_id: OwnedUserId, device_ids: Vec<OwnedDeviceId>) -> Result<usize> {
         self.write_removing_tokens(move |c| {
-            let mut n = 0;
+            let mut deleted = Vec::new();
             for device in &device_ids {
                 super::e2ee::delete_device_keys(c, user_id.as_str(), device.as_str())?;
-                n += c.exec(
+                if c.exec(
                     "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                     params![user_id.as_str(), device.as_str()],
-                )?;
+                )? > 0
+                {
+                    deleted.push(device.as_str());
+                }
             }
-            Ok(n)
+            if !deleted.is_empty() {
+                super::e2ee::record_device_updates(c, user_id.as_str(), &deleted)?;
+            }
+            Ok(deleted.len())
         })
         .await
     }
@@ -356,6 +364,10 @@ impl AccountStore for SqliteStore {
             };
             for device in &doomed {
                 super::e2ee::delete_device_keys(c, user_id.as_str(), device)?;
+            }
+            let deleted: Vec<&str> = doomed.iter().map(String::as_str).collect();
+            if !deleted.is_empty() {
+                super::e2ee::record_device_updates(c, user_id.as_str(), &deleted)?;
             }
             Ok(c.exec(
                 "DELETE FROM devices WHERE user_id = ?1 AND device_id IS NOT ?2",
