@@ -897,3 +897,30 @@ async fn a_room_joined_and_left_between_syncs_comes_with_its_state() {
     assert_eq!(state.len(), 1, "{left}");
     assert_eq!((&state[0]["type"], &state[0]["content"]["my_key"]), (&json!("a.madeup.test.state"), &json!(1)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_data_filters_keep_only_their_types() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let token = Some(alice.access_token.as_str());
+    let room = server.create_room(&alice.access_token, json!({"name": "Data"})).await;
+    let user = enc(&alice.user_id);
+    for (kind, content) in [("my.test.type", "cats"), ("other.type", "dogs")] {
+        let global = format!("/_matrix/client/v3/user/{user}/account_data/{kind}");
+        assert_eq!(server.put(&global, token, json!({"v": content})).await.0, 200);
+        let in_room = format!("/_matrix/client/v3/user/{user}/rooms/{}/account_data/{kind}", enc(&room));
+        assert_eq!(server.put(&in_room, token, json!({"v": content})).await.0, 200);
+    }
+    let filter =
+        json!({"account_data": {"types": ["my.test.type"]}, "room": {"account_data": {"not_types": ["other.*"]}}});
+    let response = sync(&server, &alice, &format!("timeout=0&filter={}", enc(&filter.to_string()))).await;
+    let types = |events: &Value| -> Vec<String> {
+        events.as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(types(&response["account_data"]["events"]), ["my.test.type"], "no push rules either: {response}");
+    assert_eq!(types(&response["rooms"]["join"][&room]["account_data"]["events"]), ["my.test.type"]);
+    // Without a filter, everything (and the default push rules).
+    let all = sync(&server, &alice, "timeout=0").await;
+    let global = types(&all["account_data"]["events"]);
+    assert!(global.contains(&"other.type".to_owned()) && global.contains(&"m.push_rules".to_owned()), "{global:?}");
+}

@@ -87,6 +87,12 @@ pub(super) async fn compute(
         // A user who never changed their push rules has the defaults.
         account_data.add_global_default("m.push_rules", || push::server_default_rules(scope.user_id));
     }
+    let global_filter = EventFilter {
+        types: req.filter.account_data.types.clone(),
+        not_types: req.filter.account_data.not_types.clone(),
+        ..EventFilter::default()
+    };
+    account_data.retain_types(&global_filter, &timeline::event_filter(&req.filter.room.account_data));
     response.account_data.events = account_data.take_global();
     let membership_rows = MembershipRows { current: memberships, changed: memberships_changed, rooms_changed };
     let mut plans = select_rooms(&scope, req, membership_rows, &mut account_data, &mut response.rooms).await?;

@@ -8,7 +8,7 @@ use ruma::serde::Raw;
 use serde_json::{Value, json};
 
 use super::raw;
-use crate::storage::streams::AccountDataRow;
+use crate::{rooms::EventFilter, storage::streams::AccountDataRow};
 
 /// The account data that changed in a sync's window, global and by room.
 pub struct AccountData {
@@ -39,6 +39,15 @@ impl AccountData {
     pub fn add_global_default(&mut self, kind: &str, content: impl FnOnce() -> Value) {
         if !self.global.iter().any(|e| e["type"] == kind) {
             self.global.push(json!({"type": kind, "content": content()}));
+        }
+    }
+
+    /// Keeps the events whose types the filter's `account_data` (global)
+    /// and `room.account_data` (each room's) let through.
+    pub fn retain_types(&mut self, global: &EventFilter, room: &EventFilter) {
+        self.global.retain(|e| e["type"].as_str().is_some_and(|kind| global.allows_type(kind)));
+        for events in self.rooms.values_mut() {
+            events.retain(|e| e["type"].as_str().is_some_and(|kind| room.allows_type(kind)));
         }
     }
 
