@@ -357,7 +357,10 @@ async fn device_keys_of_unknown_algorithms_and_any_backup_auth_data_are_accepted
     let stored = &query["device_keys"][&alice.user_id][&alice.device_id];
     assert_eq!(stored["algorithms"], json!(["m.olm.v1.curve25519-aes-sha2", "org.example.future.v2"]));
 
-    for auth_data in [json!({}), json!({"anything": [1, 2, {"nested": true}]}), json!({"public_key": 5})] {
+    // Any JSON, a string too, as Synapse keeps it (Sytest sends one).
+    for auth_data in
+        [json!({}), json!({"anything": [1, 2, {"nested": true}]}), json!({"public_key": 5}), json!("opaque")]
+    {
         let (status, body) = server
             .post(
                 "/_matrix/client/v3/room_keys/version",
