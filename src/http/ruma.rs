@@ -560,22 +560,7 @@ impl RouterExt for Router<AppState> {
         F: Fn(AppState, Ruma<T>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<T::OutgoingResponse, ApiError>> + Send + 'static,
     {
-        let mut router = self;
-        for path in T::PATH_BUILDER.all_paths() {
-            let handler = handler.clone();
-            let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-            router = router.route(
-                path,
-                on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
-                    let handler = handler.clone();
-                    async move {
-                        let req = Box::pin(Ruma::<T>::from_request(req, &state)).await?;
-                        handler(state, req).await.map(|r| AdjustedResponse(r, adjust))
-                    }
-                }),
-            );
-        }
-        router
+        mount(self, T::PATH_BUILDER.all_paths(), handler, move |r| AdjustedResponse(r, adjust), None)
     }
 }
 
@@ -610,7 +595,7 @@ fn mount<T, F, Fut, O, R>(
     router: Router<AppState>,
     paths: impl Iterator<Item = &'static str>,
     handler: F,
-    respond: fn(O) -> R,
+    respond: impl Fn(O) -> R + Clone + Send + Sync + 'static,
     without_slash: Option<fn() -> ApiError>,
 ) -> Router<AppState>
 where
@@ -624,7 +609,7 @@ where
     let mut router = router;
     {
         for path in paths {
-            let handler = handler.clone();
+            let (handler, respond) = (handler.clone(), respond.clone());
             // Requests reach the router with trailing slashes trimmed
             // (`super::layered`), so a path ruma spells with one
             // (`/pushrules/`) is mounted without it.
@@ -635,7 +620,7 @@ where
                 // a long wait (a held `/sync`) keeps neither the parsed
                 // request nor the space its extraction took.
                 on(method_filter(&T::METHOD), move |State(state): State<AppState>, req: Request| {
-                    let handler = handler.clone();
+                    let (handler, respond) = (handler.clone(), respond.clone());
                     async move {
                         if let Some(refusal) = without_slash
                             && req.extensions().get::<super::TrailingSlash>().is_none()
